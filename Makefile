@@ -1,0 +1,47 @@
+# The project's commands. `make run` and `make test` do all set-up on a fresh machine with
+# the Rust toolchain (rustup) installed.
+
+GUESTS      := counter storage-demo bank test-object
+EXAMPLES    := counter storage-demo bank
+GUEST_OUT   := target/guests
+GUEST_BUILD := target/guests-build
+WASM_TARGET := wasm32-wasip2
+LISTEN      ?= 127.0.0.1:8787
+DATA        ?= data
+
+.PHONY: run test guests build wasm-target lint clean
+
+## Serve the example objects on $(LISTEN) (data in ./$(DATA)).
+run: guests build
+	./target/release/dohost run --listen $(LISTEN) --data $(DATA) \
+		$(foreach g,$(EXAMPLES),$(GUEST_OUT)/$(g).wasm)
+
+## The whole test suite.
+test: guests
+	cargo test --workspace
+
+## Build every guest into target/guests/<folder>.wasm.
+guests: wasm-target
+	cargo build --release --target $(WASM_TARGET) --manifest-path guests/Cargo.toml \
+		--target-dir $(GUEST_BUILD)
+	@mkdir -p $(GUEST_OUT)
+	@for g in $(GUESTS); do \
+		cp $(GUEST_BUILD)/$(WASM_TARGET)/release/$$(echo $$g | tr - _).wasm $(GUEST_OUT)/$$g.wasm; \
+	done
+	@echo "guests built into $(GUEST_OUT)/"
+
+## The host binary, optimised.
+build:
+	cargo build --release -p dohost
+
+wasm-target:
+	@rustup target list --installed | grep -qx $(WASM_TARGET) || rustup target add $(WASM_TARGET)
+
+## Formatting and lints, as CI wants them.
+lint:
+	cargo fmt --all --check
+	cargo clippy --all-targets -- -D warnings
+	cd guests && cargo fmt --all --check && cargo clippy --target $(WASM_TARGET) --target-dir ../$(GUEST_BUILD) -- -D warnings
+
+clean:
+	cargo clean

@@ -1,0 +1,151 @@
+//! An object for dohost's own tests: misbehaviour on demand (panic, endless loop, memory
+//! bomb, stack overflow) and probes of the instance and raw storage. Not an example.
+//!
+//! | request | does |
+//! | --- | --- |
+//! | `GET /instance` | `{"instance": random per instance, "events": events this instance handled}` |
+//! | `POST /put?key=K` (body raw) | raw `put_bytes` |
+//! | `GET /get?key=K` | raw `get_bytes` (404 when absent) |
+//! | `POST /write-then-panic?key=K` | puts K then panics |
+//! | `GET /panic`, `/loop`, `/membomb`, `/stack` | panics, spins forever, allocates without end, recurses without end |
+//! | `POST /nested` | nested transactions: inner rolled back, outer kept |
+//! | `POST /txn-rollback?key=K` | writes K in a transaction that fails |
+//! | `GET /echo` | the request as the object saw it, as JSON |
+//! | `GET /log` | prints a line to stdout and stderr |
+//! | `GET /status?code=N` | answers status N |
+//! | `GET /env` | the context the constructor saw |
+
+use dohost_sdk::{DurableObject, Env, Error, Request, Response, Result, State, durable_object};
+use serde_json::json;
+
+#[durable_object]
+pub struct TestObject {
+    state: State,
+    instance: u64,
+    events: u64,
+    env: Vec<(String, String)>,
+}
+
+fn key(req: &Request) -> Result<String> {
+    req.query_param("key")
+        .ok_or_else(|| Error::msg("missing ?key="))
+}
+
+#[allow(unconditional_recursion)]
+fn recurse(n: u64) -> u64 {
+    let buf = [n; 64];
+    recurse(buf[(n % 64) as usize] + 1) + buf[0]
+}
+
+impl DurableObject for TestObject {
+    fn new(state: State, env: Env) -> Self {
+        let mut bytes = [0u8; 8];
+        getrandom_fill(&mut bytes);
+        let env = env
+            .vars()
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        TestObject {
+            state,
+            instance: u64::from_le_bytes(bytes),
+            events: 0,
+            env,
+        }
+    }
+
+    fn fetch(&mut self, req: Request) -> Result<Response> {
+        self.events += 1;
+        let storage = self.state.storage();
+        match req.path() {
+            "/instance" => Ok(Response::json(&json!({
+                "instance": self.instance.to_string(),
+                "events": self.events,
+            }))),
+            "/put" => {
+                storage.put_bytes(&key(&req)?, req.body())?;
+                Ok(Response::text("ok"))
+            }
+            "/get" => match storage.get_bytes(&key(&req)?)? {
+                Some(v) => Ok(Response::bytes(v)),
+                None => Ok(Response::text("absent").with_status(404)),
+            },
+            "/write-then-panic" => {
+                storage.put_bytes(&key(&req)?, b"written before the panic")?;
+                panic!("deliberate panic after a write");
+            }
+            "/panic" => panic!("deliberate panic"),
+            "/loop" => {
+                let mut x: u64 = 0;
+                loop {
+                    x = std::hint::black_box(x.wrapping_add(1));
+                }
+            }
+            "/membomb" => {
+                let mut hoard: Vec<Vec<u8>> = Vec::new();
+                loop {
+                    hoard.push(vec![1u8; 1 << 20]);
+                    std::hint::black_box(&hoard);
+                }
+            }
+            "/stack" => Ok(Response::text(recurse(0).to_string())),
+            "/nested" => {
+                storage.transaction(|outer| {
+                    outer.put("outer", &1)?;
+                    let inner: Result<()> = outer.transaction(|inner| {
+                        inner.put("inner", &2)?;
+                        Err(Error::msg("roll the inner one back"))
+                    });
+                    assert!(inner.is_err());
+                    Ok(())
+                })?;
+                let outer: Option<i64> = storage.get("outer")?;
+                let inner: Option<i64> = storage.get("inner")?;
+                Ok(Response::json(&json!({ "outer": outer, "inner": inner })))
+            }
+            "/txn-rollback" => {
+                let k = key(&req)?;
+                let r: Result<()> = storage.transaction(|txn| {
+                    txn.put(&k, &"inside a failed transaction")?;
+                    Err(Error::msg("fail on purpose"))
+                });
+                let seen: Option<String> = storage.get(&k)?;
+                Ok(Response::json(
+                    &json!({ "failed": r.is_err(), "seen_after": seen }),
+                ))
+            }
+            "/echo" => Ok(Response::json(&json!({
+                "method": req.method(),
+                "url": req.url(),
+                "path": req.path(),
+                "query": req.query(),
+                "headers": req.headers(),
+                "body_len": req.body().len(),
+            }))),
+            "/log" => {
+                println!("hello on stdout from {}", self.state.id());
+                eprintln!("hello on stderr");
+                Ok(Response::text("logged"))
+            }
+            "/status" => {
+                let code: u16 = req.query_param("code").unwrap_or_default().parse()?;
+                Ok(Response::text("custom status").with_status(code))
+            }
+            "/env" => Ok(Response::json(&json!({
+                "id": self.state.id(),
+                "name": self.state.name(),
+                "binding": self.state.binding(),
+                "class": self.state.class_name(),
+                "env": self.env,
+            }))),
+            _ => Ok(Response::text("Not found").with_status(404)),
+        }
+    }
+}
+
+/// Per-instance randomness through WASI, via std's hasher seeds.
+fn getrandom_fill(out: &mut [u8; 8]) {
+    use std::hash::{BuildHasher, RandomState};
+    let v = RandomState::new().hash_one(0u8);
+    *out = v.to_le_bytes();
+}

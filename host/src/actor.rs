@@ -1,0 +1,330 @@
+//! One actor per live object: a task that owns the object's wasmtime store and runs its
+//! events from a mailbox one at a time, to the end, then hands their writes to the
+//! committer and their outputs back gated on durability.
+
+use crate::bindings::{Object, types as wit};
+use crate::committer::{CommitJob, CommitResult};
+use crate::engine::{CpuLimitExceeded, MemoryLimitExceeded, ObjectState};
+use crate::objstore::{ObjectShared, ObjectStore};
+use crate::runtime::{Class, ObjectKey, Runtime, Services};
+use crate::storage::StorageCtx;
+use futures::FutureExt;
+use futures::future::{BoxFuture, Shared};
+use std::sync::Arc;
+use tokio::sync::{mpsc, oneshot};
+use wasmtime::component::ResourceAny;
+use wasmtime::{Store, UpdateDeadline};
+
+/// Resolves when an event's writes (and every earlier write of its object) are durable.
+pub type Durable = Shared<BoxFuture<'static, CommitResult>>;
+
+/// Something for an object to handle.
+pub enum Event {
+    Fetch {
+        request: wit::Request,
+        reply: oneshot::Sender<Outcome>,
+    },
+}
+
+/// How an event ended. Its output may be released only once `durable` resolves Ok.
+pub struct Outcome {
+    pub result: Result<wit::Response, EventError>,
+    pub durable: Option<Durable>,
+}
+
+/// Why an event produced no response.
+#[derive(Debug, Clone)]
+pub enum EventError {
+    /// The guest trapped (panic, CPU or memory limit, ...); its writes were dropped.
+    Failed(String),
+    /// No instance could be made right now (too many live objects, shutting down).
+    Unavailable(String),
+}
+
+/// A constructed instance of the object.
+struct Live {
+    store: Store<ObjectState>,
+    bindings: Object,
+    handle: ResourceAny,
+    /// The object's commit generation this instance was built against.
+    generation: u64,
+}
+
+pub struct Actor {
+    rt: Arc<Runtime>,
+    services: Services,
+    class: Arc<Class>,
+    key: ObjectKey,
+    name: Option<String>,
+    tag: Arc<str>,
+    shared: Option<Arc<ObjectShared>>,
+    live: Option<Live>,
+    last_commit: Option<Durable>,
+}
+
+impl Actor {
+    pub fn new(
+        rt: Arc<Runtime>,
+        services: Services,
+        class: Arc<Class>,
+        key: ObjectKey,
+        name: Option<String>,
+    ) -> Self {
+        let short = &key.id.to_string()[..12];
+        let tag: Arc<str> = match &name {
+            Some(n) => format!("{}/{n}", class.binding).into(),
+            None => format!("{}/{short}", class.binding).into(),
+        };
+        Actor {
+            rt,
+            services,
+            class,
+            key,
+            name,
+            tag,
+            shared: None,
+            live: None,
+            last_commit: None,
+        }
+    }
+
+    pub async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Event>, actor_id: u64) {
+        let idle = self.rt.limits().idle_timeout;
+        loop {
+            match tokio::time::timeout(idle, rx.recv()).await {
+                Ok(Some(event)) => self.handle(event).await,
+                Ok(None) => break,
+                Err(_) => {
+                    // Evict only once our writes are durable: a new actor for this ID reads
+                    // from the database alone.
+                    self.settle().await;
+                    if self.rt.remove_if_idle(&self.key, actor_id, &mut rx) {
+                        tracing::debug!(object = %self.tag, "evicted idle object");
+                        break;
+                    }
+                }
+            }
+        }
+        self.settle().await;
+    }
+
+    async fn settle(&mut self) {
+        if let Some(d) = self.last_commit.take() {
+            let _ = d.await;
+        }
+    }
+
+    async fn handle(&mut self, event: Event) {
+        match event {
+            Event::Fetch { request, reply } => {
+                let outcome = self.fetch(request).await;
+                let _ = reply.send(outcome);
+            }
+        }
+    }
+
+    fn shared(&mut self) -> anyhow::Result<Arc<ObjectShared>> {
+        if let Some(s) = &self.shared {
+            return Ok(s.clone());
+        }
+        let prefix = crate::db::ObjectPrefix::new(self.key.namespace, &self.key.id);
+        let size = self.services.db.object_size(&prefix)?;
+        let shared = ObjectShared::new(prefix, size);
+        self.shared = Some(shared.clone());
+        Ok(shared)
+    }
+
+    async fn fetch(&mut self, request: wit::Request) -> Outcome {
+        if let Err(e) = self.ensure_live().await {
+            return Outcome {
+                result: Err(e),
+                durable: None,
+            };
+        }
+        let live = self.live.as_mut().expect("instance just ensured");
+        start_event(&mut live.store);
+        let result = live
+            .bindings
+            .dohost_object_handler()
+            .object()
+            .call_fetch(&mut live.store, live.handle, &request)
+            .await;
+        self.finish(result)
+    }
+
+    /// Ends an event: commits its writes on success, discards the instance on a trap.
+    fn finish(&mut self, result: wasmtime::Result<wit::Response>) -> Outcome {
+        let live = self.live.as_mut().expect("event ran on an instance");
+        live.store.data().stdout.flush_partial();
+        live.store.data().stderr.flush_partial();
+        match result {
+            Ok(value) => {
+                let writes = live.store.data_mut().storage.store.take_event_writes();
+                let durable = match writes {
+                    None => self.last_commit.clone(),
+                    Some(writes) => self.submit(writes),
+                };
+                Outcome {
+                    result: Ok(value),
+                    durable,
+                }
+            }
+            Err(err) => {
+                let why = describe_failure(&err, live.store.data().limiter.hit);
+                tracing::warn!(object = %self.tag, error = %format!("{err:?}"), "event failed: {why}; instance discarded");
+                // After a trap the instance is unusable; its store (and with it the event's
+                // uncommitted writes) is dropped and the next event builds a fresh one.
+                self.live = None;
+                Outcome {
+                    result: Err(EventError::Failed(why)),
+                    durable: None,
+                }
+            }
+        }
+    }
+
+    fn submit(&mut self, writes: crate::objstore::WriteSet) -> Option<Durable> {
+        let shared = self
+            .shared
+            .clone()
+            .expect("an instance implies shared state");
+        let (generation, seq) = shared.begin_commit(&writes);
+        let (done, rx) = oneshot::channel();
+        let job = CommitJob {
+            shared,
+            generation,
+            seq,
+            writes,
+            done,
+        };
+        let durable: Durable = if self.services.commits.send(job).is_err() {
+            futures::future::ready(Err(Arc::from("the host is shutting down")))
+                .boxed()
+                .shared()
+        } else {
+            async move {
+                rx.await
+                    .unwrap_or_else(|_| Err(Arc::from("the committer stopped before this write")))
+            }
+            .boxed()
+            .shared()
+        };
+        self.last_commit = Some(durable.clone());
+        Some(durable)
+    }
+
+    /// Makes sure a constructed instance exists, building one (and running the
+    /// constructor) if needed.
+    async fn ensure_live(&mut self) -> Result<(), EventError> {
+        let shared = self
+            .shared()
+            .map_err(|e| EventError::Failed(format!("cannot read the object's storage: {e:#}")))?;
+        let generation = shared.generation();
+        if self
+            .live
+            .as_ref()
+            .is_some_and(|l| l.generation != generation)
+        {
+            // A commit of this object failed: rebuild from what is on disk.
+            self.live = None;
+            self.last_commit = None;
+        }
+        if self.live.is_some() {
+            return Ok(());
+        }
+        let limits = self.rt.limits();
+        let store_limits = self.rt.storage_limits();
+        let ctx = StorageCtx {
+            store: ObjectStore::new(self.services.db.clone(), shared, store_limits),
+        };
+        let mut store = Store::new(
+            self.rt.engine(),
+            ObjectState::new(self.tag.clone(), ctx, limits),
+        );
+        store.limiter(|s| &mut s.limiter);
+        store.epoch_deadline_callback(|mut ctx| {
+            let cpu = &mut ctx.data_mut().cpu;
+            cpu.used_ticks += 1;
+            if cpu.used_ticks >= cpu.max_ticks {
+                Err(CpuLimitExceeded(cpu.limit).into())
+            } else {
+                // Let other objects' tasks run on this thread between slices.
+                Ok(UpdateDeadline::Yield(1))
+            }
+        });
+        start_event(&mut store);
+        let bindings = match self.class.pre.instantiate_async(&mut store).await {
+            Ok(b) => b,
+            Err(e) => {
+                let msg = format!("{e:#}");
+                if msg.contains("concurrent") || msg.contains("limit") {
+                    return Err(EventError::Unavailable(format!(
+                        "too many live objects (max_live_objects = {}); try again shortly",
+                        limits.max_live_objects
+                    )));
+                }
+                tracing::error!(object = %self.tag, error = %msg, "cannot instantiate");
+                return Err(EventError::Failed(format!(
+                    "cannot instantiate the object: {msg}"
+                )));
+            }
+        };
+        let ctx = wit::ObjectContext {
+            id: self.key.id.to_string(),
+            name: self.name.clone(),
+            binding: self.class.binding.clone(),
+            class_name: self.class.class_name.clone(),
+            env: self.class.vars.clone(),
+        };
+        let constructed = bindings
+            .dohost_object_handler()
+            .object()
+            .call_constructor(&mut store, &ctx)
+            .await;
+        match constructed {
+            Ok(handle) => {
+                self.live = Some(Live {
+                    store,
+                    bindings,
+                    handle,
+                    generation,
+                });
+                Ok(())
+            }
+            Err(err) => {
+                store.data().stdout.flush_partial();
+                store.data().stderr.flush_partial();
+                let why = describe_failure(&err, store.data().limiter.hit);
+                tracing::warn!(object = %self.tag, error = %format!("{err:?}"), "constructor failed: {why}");
+                Err(EventError::Failed(format!("the constructor failed: {why}")))
+            }
+        }
+    }
+}
+
+/// A short account of why an event failed, for the caller; the full error goes to the log.
+fn describe_failure(err: &wasmtime::Error, memory_hit: Option<usize>) -> String {
+    if let Some(e) = err.downcast_ref::<CpuLimitExceeded>() {
+        return e.to_string();
+    }
+    if let Some(e) = err.downcast_ref::<MemoryLimitExceeded>() {
+        return e.to_string();
+    }
+    if let Some(asked) = memory_hit {
+        return format!("memory limit exceeded (asked for {asked} bytes)");
+    }
+    match err.downcast_ref::<wasmtime::Trap>() {
+        Some(wasmtime::Trap::StackOverflow) => "stack overflow".to_string(),
+        Some(wasmtime::Trap::UnreachableCodeReached) => {
+            "the object panicked or aborted (see the host log)".to_string()
+        }
+        Some(trap) => format!("trap: {trap}"),
+        None => format!("{err:#}"),
+    }
+}
+
+/// Gives an event its full CPU allowance.
+fn start_event(store: &mut Store<ObjectState>) {
+    store.data_mut().cpu.used_ticks = 0;
+    store.set_epoch_deadline(1);
+}

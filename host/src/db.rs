@@ -1,0 +1,243 @@
+//! The redb database: table definitions, opening with a schema check, class namespaces and
+//! the read side of object storage.
+
+use crate::id::IdKey;
+use anyhow::{Context, Result, bail};
+use bytes::Bytes;
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use std::ops::Bound;
+use std::path::Path;
+use std::sync::Arc;
+
+/// dohost's own metadata: `schema_version` and the like.
+pub const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+/// Class name → namespace record (8-byte namespace number, 32-byte ID key).
+pub const CLASSES: TableDefinition<&str, &[u8]> = TableDefinition::new("classes");
+/// Every object's data: namespace (8) ‖ object ID (32) ‖ user key (UTF-8) → value.
+pub const KV: TableDefinition<&[u8], &[u8]> = TableDefinition::new("kv");
+/// Object prefix (40 bytes) → bytes stored by that object (keys plus values).
+pub const OBJECT_SIZES: TableDefinition<&[u8], u64> = TableDefinition::new("object_sizes");
+
+/// The layout version of the tables above; a database written by a newer dohost is refused.
+pub const SCHEMA_VERSION: u32 = 1;
+const NEXT_NAMESPACE: &str = "next_namespace";
+const SCHEMA_KEY: &str = "schema_version";
+
+/// Bytes in an object prefix: the namespace number and the object ID.
+pub const PREFIX_BYTES: usize = 8 + crate::id::ID_BYTES;
+
+/// Where one object's keys live in `KV`.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub struct ObjectPrefix(pub [u8; PREFIX_BYTES]);
+
+impl ObjectPrefix {
+    pub fn new(namespace: u64, id: &crate::id::ObjectId) -> Self {
+        let mut bytes = [0u8; PREFIX_BYTES];
+        bytes[..8].copy_from_slice(&namespace.to_be_bytes());
+        bytes[8..].copy_from_slice(id.as_bytes());
+        ObjectPrefix(bytes)
+    }
+
+    pub fn key(&self, user_key: &str) -> Vec<u8> {
+        let mut k = Vec::with_capacity(PREFIX_BYTES + user_key.len());
+        k.extend_from_slice(&self.0);
+        k.extend_from_slice(user_key.as_bytes());
+        k
+    }
+
+    /// A strict upper bound for this object's keys: user keys are UTF-8, which never holds
+    /// the byte 0xFF.
+    pub fn end(&self) -> Vec<u8> {
+        let mut k = self.0.to_vec();
+        k.push(0xFF);
+        k
+    }
+}
+
+/// A class's namespace: the number that prefixes its objects' data and its ID key.
+#[derive(Clone)]
+pub struct Namespace {
+    pub number: u64,
+    pub id_key: IdKey,
+}
+
+/// Shared handle to the database.
+#[derive(Clone)]
+pub struct Db {
+    inner: Arc<Database>,
+}
+
+impl Db {
+    /// Opens (or creates) `dir/dohost.redb` and checks its schema version.
+    pub fn open(dir: &Path) -> Result<Db> {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("cannot create the data directory {}", dir.display()))?;
+        let path = dir.join("dohost.redb");
+        let db = Database::create(&path).map_err(|e| match e {
+            redb::DatabaseError::DatabaseAlreadyOpen => anyhow::anyhow!(
+                "the database {} is already open: is another dohost using this data directory?",
+                path.display()
+            ),
+            other => anyhow::anyhow!("cannot open the database {}: {other}", path.display()),
+        })?;
+        let db = Db {
+            inner: Arc::new(db),
+        };
+        db.check_schema()?;
+        Ok(db)
+    }
+
+    pub fn database(&self) -> &Database {
+        &self.inner
+    }
+
+    fn check_schema(&self) -> Result<()> {
+        let txn = self.inner.begin_write()?;
+        {
+            let mut meta = txn.open_table(META)?;
+            let found = meta
+                .get(SCHEMA_KEY)?
+                .map(|v| v.value().try_into().map(u32::from_be_bytes));
+            match found {
+                None => {
+                    meta.insert(SCHEMA_KEY, SCHEMA_VERSION.to_be_bytes().as_slice())?;
+                }
+                Some(Ok(SCHEMA_VERSION)) => {}
+                Some(Ok(v)) if v > SCHEMA_VERSION => bail!(
+                    "this data directory was written by a newer dohost (schema version {v}, this \
+                     build knows up to {SCHEMA_VERSION}); upgrade dohost to open it"
+                ),
+                Some(Ok(v)) => bail!(
+                    "this data directory has schema version {v}, which this dohost cannot upgrade \
+                     to {SCHEMA_VERSION}"
+                ),
+                Some(Err(_)) => bail!("the database's schema version record is corrupt"),
+            }
+            txn.open_table(CLASSES)?;
+            txn.open_table(KV)?;
+            txn.open_table(OBJECT_SIZES)?;
+        }
+        txn.commit()?;
+        Ok(())
+    }
+
+    /// The namespace of `class`, created on first use.
+    pub fn ensure_class(&self, class: &str) -> Result<Namespace> {
+        if let Some(ns) = self.class(class)? {
+            return Ok(ns);
+        }
+        let txn = self.inner.begin_write()?;
+        let ns = {
+            let mut classes = txn.open_table(CLASSES)?;
+            if let Some(v) = classes.get(class)? {
+                decode_namespace(v.value())?
+            } else {
+                let mut meta = txn.open_table(META)?;
+                let number = meta
+                    .get(NEXT_NAMESPACE)?
+                    .and_then(|v| v.value().try_into().ok().map(u64::from_be_bytes))
+                    .unwrap_or(1);
+                meta.insert(NEXT_NAMESPACE, (number + 1).to_be_bytes().as_slice())?;
+                let id_key = IdKey::random()?;
+                let mut record = number.to_be_bytes().to_vec();
+                record.extend_from_slice(id_key.bytes());
+                classes.insert(class, record.as_slice())?;
+                Namespace { number, id_key }
+            }
+        };
+        txn.commit()?;
+        Ok(ns)
+    }
+
+    /// The namespace of `class`, if the class exists.
+    pub fn class(&self, class: &str) -> Result<Option<Namespace>> {
+        let txn = self.inner.begin_read()?;
+        let classes = txn.open_table(CLASSES)?;
+        let found = classes.get(class)?;
+        found.map(|v| decode_namespace(v.value())).transpose()
+    }
+
+    /// One stored value.
+    pub fn get(&self, prefix: &ObjectPrefix, key: &str) -> Result<Option<Bytes>> {
+        let txn = self.inner.begin_read()?;
+        let table = txn.open_table(KV)?;
+        let found = table.get(prefix.key(key).as_slice())?;
+        Ok(found.map(|v| Bytes::copy_from_slice(v.value())))
+    }
+
+    /// Bytes stored by one object, as of its last durable commit.
+    pub fn object_size(&self, prefix: &ObjectPrefix) -> Result<u64> {
+        let txn = self.inner.begin_read()?;
+        let table = txn.open_table(OBJECT_SIZES)?;
+        let found = table.get(prefix.0.as_slice())?;
+        Ok(found.map(|v| v.value()).unwrap_or(0))
+    }
+
+    /// Calls `visit` with the object's stored entries within `[lower, upper)` (user-key
+    /// bytes; `None` is unbounded) in ascending or descending order until it returns false.
+    pub fn scan(
+        &self,
+        prefix: &ObjectPrefix,
+        lower: &[u8],
+        upper: Option<&[u8]>,
+        reverse: bool,
+        mut visit: impl FnMut(String, Bytes) -> bool,
+    ) -> Result<()> {
+        let txn = self.inner.begin_read()?;
+        let table = txn.open_table(KV)?;
+        let mut lo = prefix.0.to_vec();
+        lo.extend_from_slice(lower);
+        let hi = match upper {
+            Some(u) => {
+                let mut hi = prefix.0.to_vec();
+                hi.extend_from_slice(u);
+                hi
+            }
+            None => prefix.end(),
+        };
+        if lo >= hi {
+            return Ok(());
+        }
+        let range = table.range::<&[u8]>((
+            Bound::Included(lo.as_slice()),
+            Bound::Excluded(hi.as_slice()),
+        ))?;
+        let mut step = |item: Result<
+            (redb::AccessGuard<&[u8]>, redb::AccessGuard<&[u8]>),
+            redb::StorageError,
+        >|
+         -> Result<bool> {
+            let (k, v) = item?;
+            let user_key = std::str::from_utf8(&k.value()[PREFIX_BYTES..])
+                .context("a stored key is not UTF-8: the database is corrupt")?
+                .to_string();
+            Ok(visit(user_key, Bytes::copy_from_slice(v.value())))
+        };
+        if reverse {
+            for item in range.rev() {
+                if !step(item)? {
+                    break;
+                }
+            }
+        } else {
+            for item in range {
+                if !step(item)? {
+                    break;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn decode_namespace(v: &[u8]) -> Result<Namespace> {
+    if v.len() != 40 {
+        bail!("a class record in the database is corrupt");
+    }
+    let number = u64::from_be_bytes(v[..8].try_into().expect("8 bytes"));
+    let key: [u8; 32] = v[8..].try_into().expect("32 bytes");
+    Ok(Namespace {
+        number,
+        id_key: IdKey::new(key),
+    })
+}

@@ -1,0 +1,65 @@
+//! dohost: Durable Objects on your own machines.
+//!
+//! An object class is a WebAssembly component (see `wit/dohost.wit`); dohost serves it over
+//! HTTP, runs exactly one live instance per object ID, delivers its events one at a time and
+//! gives it transactional storage in an embedded redb database, durable before any output.
+//!
+//! ## Layout
+//! - [`config`]: classes, addresses and every limit.
+//! - [`runtime`]: the registry of live objects, one actor each; start-up and shutdown.
+//! - [`actor`]: an object's actor: its wasmtime store, its mailbox, the output gate.
+//! - [`engine`]: wasmtime settings, component loading and caching, store data, CPU and
+//!   memory limits.
+//! - [`bindings`]: the one `bindgen!` of the WIT package.
+//! - [`storage`]: the WIT storage interface, over [`objstore`].
+//! - [`objstore`]: an object's storage view (durable data, in-flight and event writes,
+//!   transactions); knows nothing of wasmtime.
+//! - [`committer`]: group commit of many events in one redb transaction and one fsync.
+//! - [`db`]: the redb tables, schema version and class namespaces.
+//! - [`id`]: object IDs.
+//! - [`http`]: the public HTTP routes.
+//! - [`guest_log`]: guest stdout/stderr into the host's log.
+
+pub mod actor;
+pub mod bindings;
+pub mod committer;
+pub mod config;
+pub mod db;
+pub mod engine;
+pub mod guest_log;
+pub mod http;
+pub mod id;
+pub mod objstore;
+pub mod runtime;
+pub mod storage;
+
+pub use config::{ClassConfig, Config, Limits};
+pub use runtime::Runtime;
+
+use std::future::Future;
+use std::sync::Arc;
+
+/// Serves `runtime` on `listener` until `shutdown` resolves, then stops the runtime (every
+/// acknowledged write is durable and the database closed when this returns).
+pub async fn serve(
+    runtime: Arc<Runtime>,
+    listener: tokio::net::TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let app = http::router(runtime.clone());
+    let served = axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await;
+    runtime.shutdown().await;
+    served.map_err(Into::into)
+}
+
+/// Starts a runtime from `config` and serves it on `listener` until `shutdown` resolves.
+pub async fn run(
+    config: Config,
+    listener: tokio::net::TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let runtime = Runtime::start(&config)?;
+    serve(runtime, listener, shutdown).await
+}

@@ -1,0 +1,260 @@
+//! The live-object registry: the classes, and one actor per object ID, spawned by the first
+//! event for it and removed when it has been idle long enough.
+
+use crate::actor::{Actor, Event, EventError, Outcome};
+use crate::bindings::{ObjectPre, types as wit};
+use crate::committer::{CommitJob, Committer};
+use crate::config::{Config, Limits};
+use crate::db::{Db, Namespace};
+use crate::engine::{self, EpochTicker, ObjectState};
+use crate::id::ObjectId;
+use crate::objstore::StorageLimits;
+use anyhow::{Context, Result};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use tokio::sync::{mpsc, oneshot};
+
+/// One object class, ready to instantiate.
+pub struct Class {
+    pub binding: String,
+    pub class_name: String,
+    pub namespace: Namespace,
+    pub vars: Vec<(String, String)>,
+    pub pre: ObjectPre<ObjectState>,
+}
+
+/// Identifies a live object across classes.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub struct ObjectKey {
+    pub namespace: u64,
+    pub id: ObjectId,
+}
+
+/// What actors need from the host while it runs; taken away at shutdown so that the
+/// database closes once the last actor is gone.
+#[derive(Clone)]
+pub struct Services {
+    pub db: Db,
+    pub commits: mpsc::UnboundedSender<CommitJob>,
+    /// Held by every actor; shutdown waits until all clones are dropped.
+    _alive: mpsc::Sender<()>,
+}
+
+struct ActorHandle {
+    tx: mpsc::UnboundedSender<Event>,
+    actor_id: u64,
+}
+
+pub struct Runtime {
+    engine: wasmtime::Engine,
+    classes: HashMap<String, Arc<Class>>,
+    limits: Limits,
+    storage_limits: Arc<StorageLimits>,
+    // A std Mutex: held only to look up, insert or remove an entry and to queue an event
+    // (an unbounded send never waits), never across an await.
+    objects: Mutex<HashMap<ObjectKey, ActorHandle>>,
+    services: RwLock<Option<Services>>,
+    alive: tokio::sync::Mutex<mpsc::Receiver<()>>,
+    committer: Mutex<Option<Committer>>,
+    ticker: Mutex<Option<EpochTicker>>,
+    next_actor: AtomicU64,
+}
+
+impl Runtime {
+    /// Opens the database, compiles (or loads from cache) every class and starts the
+    /// background threads. Errors name the file or setting to fix.
+    pub fn start(config: &Config) -> Result<Arc<Runtime>> {
+        config.validate()?;
+        let engine = engine::build_engine(&config.limits)?;
+        let linker = engine::build_linker(&engine)?;
+        let cache_dir = config.data_dir.join("cache");
+        let mut prepared = Vec::new();
+        for class in &config.classes {
+            let component = engine::load_component(&engine, &class.component, &cache_dir)?;
+            let pre = engine::prepare(&linker, &component, &class.component)?;
+            prepared.push((class, pre));
+        }
+        let db = Db::open(&config.data_dir)?;
+        let mut classes = HashMap::new();
+        for (class, pre) in prepared {
+            let namespace = db
+                .ensure_class(&class.class_name)
+                .with_context(|| format!("cannot register class {}", class.class_name))?;
+            classes.insert(
+                class.binding.clone(),
+                Arc::new(Class {
+                    binding: class.binding.clone(),
+                    class_name: class.class_name.clone(),
+                    namespace,
+                    vars: Vec::new(),
+                    pre,
+                }),
+            );
+        }
+        let (commits, committer) = Committer::start(db.clone())?;
+        let ticker = EpochTicker::start(engine.clone())?;
+        let (alive_tx, alive_rx) = mpsc::channel(1);
+        let l = &config.limits;
+        Ok(Arc::new(Runtime {
+            engine,
+            classes,
+            limits: config.limits.clone(),
+            storage_limits: Arc::new(StorageLimits {
+                max_key_bytes: l.max_key_bytes,
+                max_value_bytes: l.max_value_bytes,
+                max_keys_per_call: l.max_keys_per_call,
+                max_object_bytes: l.max_object_bytes,
+            }),
+            objects: Mutex::new(HashMap::new()),
+            services: RwLock::new(Some(Services {
+                db,
+                commits,
+                _alive: alive_tx,
+            })),
+            alive: tokio::sync::Mutex::new(alive_rx),
+            committer: Mutex::new(Some(committer)),
+            ticker: Mutex::new(Some(ticker)),
+            next_actor: AtomicU64::new(1),
+        }))
+    }
+
+    pub fn engine(&self) -> &wasmtime::Engine {
+        &self.engine
+    }
+
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    pub fn storage_limits(&self) -> Arc<StorageLimits> {
+        self.storage_limits.clone()
+    }
+
+    pub fn class(&self, binding: &str) -> Option<&Arc<Class>> {
+        self.classes.get(binding)
+    }
+
+    pub fn bindings(&self) -> Vec<&str> {
+        let mut b: Vec<&str> = self.classes.keys().map(String::as_str).collect();
+        b.sort();
+        b
+    }
+
+    /// How many objects have an actor right now.
+    pub fn live_objects(&self) -> usize {
+        self.lock_objects().len()
+    }
+
+    fn lock_objects(&self) -> std::sync::MutexGuard<'_, HashMap<ObjectKey, ActorHandle>> {
+        self.objects.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Delivers an HTTP request to the object and waits for its outcome (not for
+    /// durability: the caller awaits `Outcome::durable` before releasing the response).
+    pub async fn fetch(
+        self: &Arc<Self>,
+        class: &Arc<Class>,
+        id: ObjectId,
+        name: Option<String>,
+        request: wit::Request,
+    ) -> Outcome {
+        let (reply, rx) = oneshot::channel();
+        if let Err(e) = self.send(class, id, name, Event::Fetch { request, reply }) {
+            return Outcome {
+                result: Err(e),
+                durable: None,
+            };
+        }
+        rx.await.unwrap_or_else(|_| Outcome {
+            result: Err(EventError::Failed(
+                "the object stopped before answering".to_string(),
+            )),
+            durable: None,
+        })
+    }
+
+    /// Queues `event` for the object's actor, spawning the actor if there is none. All
+    /// sends happen under the registry lock, which is what makes eviction race-free: an
+    /// actor removes itself only while holding the lock and seeing an empty mailbox.
+    fn send(
+        self: &Arc<Self>,
+        class: &Arc<Class>,
+        id: ObjectId,
+        name: Option<String>,
+        event: Event,
+    ) -> Result<(), EventError> {
+        let key = ObjectKey {
+            namespace: class.namespace.number,
+            id,
+        };
+        let mut objects = self.lock_objects();
+        let event = match objects.get(&key) {
+            Some(handle) => match handle.tx.send(event) {
+                Ok(()) => return Ok(()),
+                // The actor died (its task panicked): replace it.
+                Err(mpsc::error::SendError(event)) => {
+                    objects.remove(&key);
+                    event
+                }
+            },
+            None => event,
+        };
+        let services = self
+            .services
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+            .ok_or_else(|| EventError::Unavailable("the host is shutting down".to_string()))?;
+        let (tx, rx) = mpsc::unbounded_channel();
+        tx.send(event).expect("receiver is alive");
+        let actor_id = self.next_actor.fetch_add(1, Ordering::Relaxed);
+        objects.insert(key, ActorHandle { tx, actor_id });
+        drop(objects);
+        let actor = Actor::new(self.clone(), services, class.clone(), key, name);
+        tokio::spawn(actor.run(rx, actor_id));
+        Ok(())
+    }
+
+    /// Called by an idle actor: removes it from the registry if nothing is queued for it.
+    pub fn remove_if_idle(
+        &self,
+        key: &ObjectKey,
+        actor_id: u64,
+        rx: &mut mpsc::UnboundedReceiver<Event>,
+    ) -> bool {
+        let mut objects = self.lock_objects();
+        if !rx.is_empty() {
+            return false;
+        }
+        if objects.get(key).is_some_and(|h| h.actor_id == actor_id) {
+            objects.remove(key);
+        }
+        rx.close();
+        true
+    }
+
+    /// Stops every actor (each finishes its queued events and waits for its commits),
+    /// then the committer and the epoch thread. The database is closed when this returns.
+    pub async fn shutdown(&self) {
+        let services = self
+            .services
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        let actors: Vec<ActorHandle> = self.lock_objects().drain().map(|(_, h)| h).collect();
+        drop(actors);
+        drop(services);
+        // Every actor holds an `_alive` sender; recv returns None once all are gone.
+        let _ = self.alive.lock().await.recv().await;
+        let committer = self
+            .committer
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(c) = committer {
+            tokio::task::spawn_blocking(move || c.join()).await.ok();
+        }
+        self.ticker.lock().unwrap_or_else(|p| p.into_inner()).take();
+    }
+}

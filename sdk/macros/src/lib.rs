@@ -1,0 +1,79 @@
+//! The `#[durable_object]` attribute: turns a type implementing `DurableObject` into the
+//! class a dohost component exports.
+//!
+//! The macro is thin on purpose: it keeps the item as written and adds a hidden block that
+//! names the type to the bindings generated once, in `dohost_sdk`. Everything else is
+//! ordinary Rust in the SDK, so a missing trait method is an ordinary rustc error.
+
+use proc_macro::TokenStream;
+use quote::quote;
+use syn::{Item, parse_macro_input, spanned::Spanned};
+
+/// Exports the annotated type as this component's Durable Object class.
+///
+/// The type must implement `dohost_sdk::DurableObject`. Put the attribute on exactly one
+/// struct or enum per component crate (a component exports one class).
+///
+/// ```ignore
+/// use dohost_sdk::{durable_object, DurableObject, Env, Request, Response, Result, State};
+///
+/// #[durable_object]
+/// pub struct Hello { state: State }
+///
+/// impl DurableObject for Hello {
+///     fn new(state: State, _env: Env) -> Self { Hello { state } }
+///     fn fetch(&mut self, _req: Request) -> Result<Response> {
+///         Ok(Response::text("hello"))
+///     }
+/// }
+/// ```
+#[proc_macro_attribute]
+pub fn durable_object(args: TokenStream, input: TokenStream) -> TokenStream {
+    if !args.is_empty() {
+        let args = proc_macro2::TokenStream::from(args);
+        return syn::Error::new(
+            args.span(),
+            "#[durable_object] takes no arguments; write `#[durable_object]` on the struct",
+        )
+        .to_compile_error()
+        .into();
+    }
+    let item = parse_macro_input!(input as Item);
+    let (ident, generics) = match &item {
+        Item::Struct(s) => (&s.ident, &s.generics),
+        Item::Enum(e) => (&e.ident, &e.generics),
+        other => {
+            return syn::Error::new(
+                other.span(),
+                "#[durable_object] goes on the struct or enum that implements DurableObject",
+            )
+            .to_compile_error()
+            .into();
+        }
+    };
+    if !generics.params.is_empty() {
+        return syn::Error::new(
+            generics.span(),
+            "a #[durable_object] type cannot be generic: the component exports one concrete class",
+        )
+        .to_compile_error()
+        .into();
+    }
+    quote! {
+        #item
+
+        const _: () = {
+            #[doc(hidden)]
+            struct __DohostComponent;
+
+            impl ::dohost_sdk::__private::Guest for __DohostComponent {
+                type Object = ::dohost_sdk::__private::Instance<#ident>;
+            }
+
+            ::dohost_sdk::__private::bindings::__export_object!(
+                __DohostComponent with_types_in ::dohost_sdk::__private::bindings
+            );
+        };
+    }
+    .into()
+}

@@ -1,0 +1,109 @@
+//! The SDK's error types: [`Error`] for handlers, [`StorageError`] for what storage refused.
+
+use std::fmt;
+
+/// The result type of handlers and storage calls.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Any failure inside an object: a storage error, a (de)serialization error, or your own.
+///
+/// Like `anyhow::Error`, any `std::error::Error` converts into it with `?`, and
+/// [`Error::msg`] makes one from a message. Returned from `fetch` it becomes a 500 response
+/// carrying the message.
+///
+/// ```ignore
+/// let n: i64 = req.text()?.parse()?;
+/// if n < 0 { return Err(Error::msg("n must not be negative")); }
+/// ```
+pub struct Error {
+    message: String,
+    storage: Option<StorageErrorCode>,
+}
+
+impl Error {
+    /// An error with this message.
+    pub fn msg(message: impl fmt::Display) -> Self {
+        Error {
+            message: message.to_string(),
+            storage: None,
+        }
+    }
+
+    /// The storage error code, when storage refused the call.
+    pub fn storage_code(&self) -> Option<StorageErrorCode> {
+        self.storage
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl fmt::Debug for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Error({:?})", self.message)
+    }
+}
+
+impl<E: std::error::Error + Send + Sync + 'static> From<E> for Error {
+    fn from(err: E) -> Self {
+        let storage = (&err as &dyn std::error::Error)
+            .downcast_ref::<StorageError>()
+            .map(|e| e.code);
+        Error {
+            message: err.to_string(),
+            storage,
+        }
+    }
+}
+
+/// Why storage refused a call. Nothing was changed by the call that failed.
+///
+/// ```ignore
+/// match storage.put("k", &big) {
+///     Err(e) if e.code == StorageErrorCode::ValueTooLarge => { /* split it */ }
+///     other => other?,
+/// }
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StorageError {
+    /// What kind of failure.
+    pub code: StorageErrorCode,
+    /// A sentence naming the limit or the cause.
+    pub message: String,
+}
+
+impl fmt::Display for StorageError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for StorageError {}
+
+/// The kinds of [`StorageError`]; each limit is configurable on the host.
+///
+/// ```ignore
+/// assert_eq!(err.code, StorageErrorCode::KeyTooLarge);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum StorageErrorCode {
+    /// The key is longer than the host's maximum (2 KiB by default).
+    KeyTooLarge,
+    /// The value is larger than the host's maximum (128 KiB by default).
+    ValueTooLarge,
+    /// Too many keys in one call (128 by default).
+    TooManyKeys,
+    /// The object's storage quota (50 GB by default) would be exceeded.
+    StorageFull,
+    /// Commit or rollback without an open transaction.
+    NoTransaction,
+    /// An argument made no sense.
+    InvalidArgument,
+    /// The host failed to read or write its database.
+    Internal,
+    /// A stored value could not be decoded as the requested type.
+    Decode,
+}

@@ -1,0 +1,311 @@
+//! Write Durable Objects for [dohost](https://github.com/) in Rust.
+//!
+//! A Durable Object is a type that implements [`DurableObject`] and carries the
+//! [`durable_object`] attribute. Compiled for `wasm32-wasip2`, the crate becomes a
+//! WebAssembly component that `dohost run` serves: one live instance per object ID, its
+//! events (HTTP requests, alarms, WebSocket messages) delivered one at a time, with private
+//! transactional [`Storage`].
+//!
+//! ```ignore
+//! use dohost_sdk::{durable_object, DurableObject, Env, Request, Response, Result, State};
+//!
+//! #[durable_object]
+//! pub struct Counter {
+//!     state: State,
+//!     value: i64,
+//! }
+//!
+//! impl DurableObject for Counter {
+//!     fn new(state: State, _env: Env) -> Self {
+//!         // The constructor runs before any event and may read storage
+//!         // (the `blockConcurrencyWhile` of the JavaScript API).
+//!         let value = state.storage().get("value").ok().flatten().unwrap_or(0);
+//!         Counter { state, value }
+//!     }
+//!
+//!     fn fetch(&mut self, req: Request) -> Result<Response> {
+//!         match req.path() {
+//!             "/increment" => {
+//!                 self.value += 1;
+//!                 self.state.storage().put("value", &self.value)?;
+//!                 Ok(Response::text(self.value.to_string()))
+//!             }
+//!             "/get" => Ok(Response::text(self.value.to_string())),
+//!             _ => Ok(Response::text("Not found").with_status(404)),
+//!         }
+//!     }
+//! }
+//! ```
+//!
+//! ## Layout
+//! - [`http`]: the [`Request`] an object receives and the [`Response`] it returns.
+//! - [`storage`]: typed key-value [`Storage`], [`ListOptions`] and [`Transaction`]s.
+//! - [`error`]: the crate's [`Error`] and [`StorageError`].
+#![deny(missing_docs)]
+
+// The generated bindings name paths through `::dohost_sdk`, as user crates see them.
+extern crate self as dohost_sdk;
+
+pub mod error;
+pub mod http;
+pub mod storage;
+
+pub use dohost_sdk_macros::durable_object;
+pub use error::{Error, Result, StorageError, StorageErrorCode};
+pub use http::{Request, Response};
+pub use storage::{ListOptions, Storage, Transaction};
+
+use std::collections::HashMap;
+
+/// A Durable Object class.
+///
+/// Implement `new` and `fetch`; the other handlers default to doing nothing. The host calls
+/// them one at a time, never concurrently, and each runs to the end before the next event
+/// starts. Writes made during a handler commit together when it returns; if the handler
+/// panics (or exceeds its CPU or memory limit) they are discarded, the caller gets an error
+/// and the next event gets a fresh instance built by `new`.
+///
+/// ```ignore
+/// impl DurableObject for Hello {
+///     fn new(state: State, env: Env) -> Self { Hello { state } }
+///     fn fetch(&mut self, req: Request) -> Result<Response> {
+///         Ok(Response::text(format!("hello from {}", self.state.id())))
+///     }
+/// }
+/// ```
+pub trait DurableObject: Sized + 'static {
+    /// Builds the instance before its first event. May read (and write) storage.
+    fn new(state: State, env: Env) -> Self;
+
+    /// Handles an HTTP request. An `Err` becomes a 500 response carrying the error's message;
+    /// writes made before it still commit (use [`Storage::transaction`] to make them
+    /// conditional).
+    fn fetch(&mut self, req: Request) -> Result<Response>;
+
+    /// Handles the object's alarm. An `Err` makes the host retry the alarm later.
+    fn alarm(&mut self, info: AlarmInfo) -> Result<()> {
+        let _ = info;
+        Ok(())
+    }
+
+    /// A message arrived on one of this object's WebSockets.
+    fn websocket_message(&mut self, ws: WebSocket, message: WebSocketMessage) {
+        let _ = (ws, message);
+    }
+
+    /// One of this object's WebSockets closed.
+    fn websocket_close(&mut self, ws: WebSocket, code: u16, reason: String, was_clean: bool) {
+        let _ = (ws, code, reason, was_clean);
+    }
+
+    /// One of this object's WebSockets failed.
+    fn websocket_error(&mut self, ws: WebSocket, error: String) {
+        let _ = (ws, error);
+    }
+}
+
+/// What an object knows about itself, and the door to its storage.
+///
+/// ```ignore
+/// fn new(state: State, _env: Env) -> Self {
+///     println!("starting {} ({:?})", state.id(), state.name());
+///     Self { state }
+/// }
+/// ```
+#[derive(Debug, Clone)]
+pub struct State {
+    id: String,
+    name: Option<String>,
+    binding: String,
+    class_name: String,
+    storage: Storage,
+}
+
+impl State {
+    /// The object's ID: 64 lowercase hex characters.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The name the ID was derived from, when it came from `id-from-name`.
+    pub fn name(&self) -> Option<&str> {
+        self.name.as_deref()
+    }
+
+    /// The binding the object was reached through, e.g. `"counter"`.
+    pub fn binding(&self) -> &str {
+        &self.binding
+    }
+
+    /// The object's class name.
+    pub fn class_name(&self) -> &str {
+        &self.class_name
+    }
+
+    /// The object's private storage.
+    pub fn storage(&self) -> &Storage {
+        &self.storage
+    }
+}
+
+/// Plain variables from the configuration (`vars`).
+///
+/// ```ignore
+/// let greeting = env.var("GREETING").unwrap_or("hello");
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct Env {
+    vars: HashMap<String, String>,
+}
+
+impl Env {
+    /// The variable's value, if set.
+    pub fn var(&self, name: &str) -> Option<&str> {
+        self.vars.get(name).map(String::as_str)
+    }
+
+    /// Every variable.
+    pub fn vars(&self) -> &HashMap<String, String> {
+        &self.vars
+    }
+}
+
+/// Passed to [`DurableObject::alarm`].
+///
+/// ```ignore
+/// fn alarm(&mut self, info: AlarmInfo) -> Result<()> {
+///     if info.is_retry { println!("retry number {}", info.retry_count); }
+///     Ok(())
+/// }
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AlarmInfo {
+    /// How many times this alarm already failed and was retried (0 on the first run).
+    pub retry_count: u32,
+    /// True when this run is a retry.
+    pub is_retry: bool,
+}
+
+/// One of the object's WebSockets, stable across hibernation.
+///
+/// ```ignore
+/// fn websocket_close(&mut self, ws: WebSocket, code: u16, _r: String, _c: bool) {
+///     println!("socket {} closed with {code}", ws.id());
+/// }
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct WebSocket {
+    id: u64,
+}
+
+impl WebSocket {
+    /// The socket's host-wide identifier.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+}
+
+/// A WebSocket message as it arrived.
+///
+/// ```ignore
+/// match message {
+///     WebSocketMessage::Text(t) => println!("{t}"),
+///     WebSocketMessage::Binary(b) => println!("{} bytes", b.len()),
+/// }
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WebSocketMessage {
+    /// A text frame.
+    Text(String),
+    /// A binary frame.
+    Binary(Vec<u8>),
+}
+
+/// Glue used by the `#[durable_object]` expansion; not part of the API.
+#[doc(hidden)]
+pub mod __private {
+    use super::*;
+    use std::cell::RefCell;
+
+    #[allow(missing_docs)]
+    pub mod bindings {
+        wit_bindgen::generate!({
+            world: "object",
+            path: "../wit",
+            pub_export_macro: true,
+            export_macro_name: "__export_object",
+            default_bindings_module: "::dohost_sdk::__private::bindings",
+            runtime_path: "::dohost_sdk::__private::wit_bindgen::rt",
+        });
+    }
+
+    use bindings::dohost::object::types as wit;
+    pub use bindings::exports::dohost::object::handler::Guest;
+    use bindings::exports::dohost::object::handler::GuestObject;
+    pub use wit_bindgen;
+
+    /// The exported resource: the user's object behind a `RefCell`, because the component
+    /// model hands methods `&self` while events are strictly one at a time.
+    pub struct Instance<T> {
+        inner: RefCell<T>,
+    }
+
+    impl<T: DurableObject> GuestObject for Instance<T> {
+        fn new(ctx: wit::ObjectContext) -> Self {
+            let state = State {
+                id: ctx.id,
+                name: ctx.name,
+                binding: ctx.binding,
+                class_name: ctx.class_name,
+                storage: Storage::new(),
+            };
+            let env = Env {
+                vars: ctx.env.into_iter().collect(),
+            };
+            Instance {
+                inner: RefCell::new(T::new(state, env)),
+            }
+        }
+
+        fn fetch(&self, request: wit::Request) -> wit::Response {
+            let response = match self.inner.borrow_mut().fetch(Request::from_wit(request)) {
+                Ok(response) => response,
+                Err(err) => Response::text(err.to_string()).with_status(500),
+            };
+            response.into_wit()
+        }
+
+        fn alarm(&self, info: wit::AlarmInfo) -> std::result::Result<(), String> {
+            let info = AlarmInfo {
+                retry_count: info.retry_count,
+                is_retry: info.is_retry,
+            };
+            self.inner
+                .borrow_mut()
+                .alarm(info)
+                .map_err(|e| e.to_string())
+        }
+
+        fn websocket_message(&self, ws: u64, message: wit::WebsocketMessage) {
+            let message = match message {
+                wit::WebsocketMessage::Text(t) => WebSocketMessage::Text(t),
+                wit::WebsocketMessage::Binary(b) => WebSocketMessage::Binary(b),
+            };
+            self.inner
+                .borrow_mut()
+                .websocket_message(WebSocket { id: ws }, message)
+        }
+
+        fn websocket_close(&self, ws: u64, code: u16, reason: String, was_clean: bool) {
+            self.inner
+                .borrow_mut()
+                .websocket_close(WebSocket { id: ws }, code, reason, was_clean)
+        }
+
+        fn websocket_error(&self, ws: u64, error: String) {
+            self.inner
+                .borrow_mut()
+                .websocket_error(WebSocket { id: ws }, error)
+        }
+    }
+}

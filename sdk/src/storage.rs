@@ -1,0 +1,273 @@
+//! Typed access to the object's private, transactional key-value storage.
+//!
+//! Values are stored as JSON (through serde), so objects written in other languages can
+//! read them; the `*_bytes` methods store raw bytes instead.
+
+use crate::__private::bindings::dohost::object::storage as wit;
+use crate::error::{Error, Result, StorageError, StorageErrorCode};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use std::cell::Cell;
+use std::collections::BTreeMap;
+
+/// The object's storage. Get it from [`State::storage`](crate::State::storage).
+///
+/// Every write of one event (one `fetch`, one `alarm`, ...) commits atomically when the
+/// handler returns, and the event's response leaves the host only once those writes are on
+/// disk. Reads see the object's own writes immediately.
+///
+/// ```ignore
+/// let storage = self.state.storage();
+/// storage.put("user:1", &User { name: "ada".into() })?;
+/// let user: Option<User> = storage.get("user:1")?;
+/// storage.delete("user:1")?;
+/// ```
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Storage {
+    _private: (),
+}
+
+/// Which keys [`Storage::list`] returns. All options combine.
+///
+/// ```ignore
+/// let page: Vec<(String, User)> = storage.list(ListOptions::new().prefix("user:").limit(100))?;
+/// let last = storage.list::<User>(ListOptions::new().prefix("user:").reverse(true).limit(1))?;
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ListOptions {
+    start: Option<String>,
+    end: Option<String>,
+    prefix: Option<String>,
+    reverse: bool,
+    limit: Option<u32>,
+}
+
+impl ListOptions {
+    /// Every key, in ascending order.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Keys greater than or equal to `start`.
+    pub fn start(mut self, start: impl Into<String>) -> Self {
+        self.start = Some(start.into());
+        self
+    }
+
+    /// Keys strictly less than `end`.
+    pub fn end(mut self, end: impl Into<String>) -> Self {
+        self.end = Some(end.into());
+        self
+    }
+
+    /// Keys starting with `prefix`.
+    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = Some(prefix.into());
+        self
+    }
+
+    /// Descending order when true.
+    pub fn reverse(mut self, reverse: bool) -> Self {
+        self.reverse = reverse;
+        self
+    }
+
+    /// At most `limit` entries.
+    pub fn limit(mut self, limit: u32) -> Self {
+        self.limit = Some(limit);
+        self
+    }
+
+    fn to_wit(&self) -> wit::ListOptions {
+        wit::ListOptions {
+            start: self.start.clone(),
+            end: self.end.clone(),
+            prefix: self.prefix.clone(),
+            reverse: self.reverse,
+            limit: self.limit,
+        }
+    }
+}
+
+fn storage_err(e: wit::Error) -> Error {
+    let code = match e.code {
+        wit::ErrorCode::KeyTooLarge => StorageErrorCode::KeyTooLarge,
+        wit::ErrorCode::ValueTooLarge => StorageErrorCode::ValueTooLarge,
+        wit::ErrorCode::TooManyKeys => StorageErrorCode::TooManyKeys,
+        wit::ErrorCode::StorageFull => StorageErrorCode::StorageFull,
+        wit::ErrorCode::NoTransaction => StorageErrorCode::NoTransaction,
+        wit::ErrorCode::InvalidArgument => StorageErrorCode::InvalidArgument,
+        wit::ErrorCode::Internal => StorageErrorCode::Internal,
+    };
+    Error::from(StorageError {
+        code,
+        message: e.message,
+    })
+}
+
+fn encode<T: Serialize + ?Sized>(key: &str, value: &T) -> Result<Vec<u8>> {
+    serde_json::to_vec(value).map_err(|e| {
+        Error::from(StorageError {
+            code: StorageErrorCode::InvalidArgument,
+            message: format!("the value for key {key:?} cannot be encoded as JSON: {e}"),
+        })
+    })
+}
+
+fn decode<T: DeserializeOwned>(key: &str, bytes: &[u8]) -> Result<T> {
+    serde_json::from_slice(bytes).map_err(|e| {
+        Error::from(StorageError {
+            code: StorageErrorCode::Decode,
+            message: format!("the value stored under {key:?} is not the requested type: {e}"),
+        })
+    })
+}
+
+impl Storage {
+    pub(crate) fn new() -> Self {
+        Storage { _private: () }
+    }
+
+    /// The value under `key`, decoded from JSON; `None` when absent.
+    pub fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>> {
+        match self.get_bytes(key)? {
+            Some(bytes) => decode(key, &bytes).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// The values that exist among `keys`, by key.
+    pub fn get_many<T: DeserializeOwned, K: AsRef<str>>(
+        &self,
+        keys: impl IntoIterator<Item = K>,
+    ) -> Result<BTreeMap<String, T>> {
+        let keys: Vec<String> = keys.into_iter().map(|k| k.as_ref().to_string()).collect();
+        wit::get_many(&keys)
+            .map_err(storage_err)?
+            .into_iter()
+            .map(|(k, v)| {
+                let value = decode(&k, &v)?;
+                Ok((k, value))
+            })
+            .collect()
+    }
+
+    /// Stores `value` (as JSON) under `key`.
+    pub fn put<T: Serialize + ?Sized>(&self, key: &str, value: &T) -> Result<()> {
+        let bytes = encode(key, value)?;
+        self.put_bytes(key, &bytes)
+    }
+
+    /// Stores several entries at once (atomically with the rest of the event).
+    pub fn put_many<T: Serialize, K: AsRef<str>>(
+        &self,
+        entries: impl IntoIterator<Item = (K, T)>,
+    ) -> Result<()> {
+        let entries = entries
+            .into_iter()
+            .map(|(k, v)| {
+                let key = k.as_ref().to_string();
+                let bytes = encode(&key, &v)?;
+                Ok((key, bytes))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        wit::put_many(&entries).map_err(storage_err)
+    }
+
+    /// Removes `key`; true when it existed.
+    pub fn delete(&self, key: &str) -> Result<bool> {
+        wit::delete(key).map_err(storage_err)
+    }
+
+    /// Removes several keys; returns how many existed.
+    pub fn delete_many<K: AsRef<str>>(&self, keys: impl IntoIterator<Item = K>) -> Result<u32> {
+        let keys: Vec<String> = keys.into_iter().map(|k| k.as_ref().to_string()).collect();
+        wit::delete_many(&keys).map_err(storage_err)
+    }
+
+    /// The entries selected by `options`, in key order (descending with `reverse`).
+    pub fn list<T: DeserializeOwned>(&self, options: ListOptions) -> Result<Vec<(String, T)>> {
+        self.list_bytes(options)?
+            .into_iter()
+            .map(|(k, v)| {
+                let value = decode(&k, &v)?;
+                Ok((k, value))
+            })
+            .collect()
+    }
+
+    /// Removes every key of this object.
+    pub fn delete_all(&self) -> Result<()> {
+        wit::delete_all().map_err(storage_err)
+    }
+
+    /// The raw bytes under `key`.
+    pub fn get_bytes(&self, key: &str) -> Result<Option<Vec<u8>>> {
+        wit::get(key).map_err(storage_err)
+    }
+
+    /// Stores raw bytes under `key`.
+    pub fn put_bytes(&self, key: &str, value: &[u8]) -> Result<()> {
+        wit::put(key, value).map_err(storage_err)
+    }
+
+    /// Raw entries selected by `options`, in key order.
+    pub fn list_bytes(&self, options: ListOptions) -> Result<Vec<(String, Vec<u8>)>> {
+        wit::list(&options.to_wit()).map_err(storage_err)
+    }
+
+    /// Runs `f` in a transaction: its writes are kept if it returns `Ok` (and did not call
+    /// [`Transaction::rollback`]) and discarded otherwise. Transactions nest.
+    ///
+    /// ```ignore
+    /// let balance = storage.transaction(|txn| {
+    ///     let balance: i64 = txn.get("balance")?.unwrap_or(0);
+    ///     txn.put("balance", &(balance + 100))?;
+    ///     Ok(balance + 100)
+    /// })?;
+    /// ```
+    pub fn transaction<R>(&self, f: impl FnOnce(&Transaction) -> Result<R>) -> Result<R> {
+        wit::transaction_begin().map_err(storage_err)?;
+        let txn = Transaction {
+            storage: *self,
+            rolled_back: Cell::new(false),
+        };
+        let result = f(&txn);
+        if result.is_ok() && !txn.rolled_back.get() {
+            wit::transaction_commit().map_err(storage_err)?;
+        } else {
+            wit::transaction_rollback().map_err(storage_err)?;
+        }
+        result
+    }
+}
+
+/// The handle a [`Storage::transaction`] closure receives: every [`Storage`] method, plus
+/// [`rollback`](Transaction::rollback).
+///
+/// ```ignore
+/// storage.transaction(|txn| {
+///     txn.put("a", &1)?;
+///     if something_wrong { txn.rollback(); }
+///     Ok(())
+/// })?;
+/// ```
+pub struct Transaction {
+    storage: Storage,
+    rolled_back: Cell<bool>,
+}
+
+impl Transaction {
+    /// Discards the transaction's writes when the closure returns, even if it returns `Ok`.
+    pub fn rollback(&self) {
+        self.rolled_back.set(true);
+    }
+}
+
+impl std::ops::Deref for Transaction {
+    type Target = Storage;
+
+    fn deref(&self) -> &Storage {
+        &self.storage
+    }
+}

@@ -1,0 +1,122 @@
+//! Shared helpers for the end-to-end tests: build the guests once, start a real dohost on
+//! 127.0.0.1:0 with a data directory, talk to it with reqwest.
+#![allow(dead_code)]
+
+use dohost::{ClassConfig, Config, Limits};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use tokio::sync::oneshot;
+
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+/// The path of a built guest, building all of them (once per test binary) with the same
+/// command as `make guests`.
+pub fn guest(name: &str) -> PathBuf {
+    static BUILT: OnceLock<()> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        let status = std::process::Command::new("make")
+            .arg("-s")
+            .arg("guests")
+            .current_dir(repo_root())
+            .status()
+            .expect("run `make guests`");
+        assert!(status.success(), "`make guests` failed");
+    });
+    let path = repo_root()
+        .join("target/guests")
+        .join(format!("{name}.wasm"));
+    assert!(path.exists(), "{} was not built", path.display());
+    path
+}
+
+/// A running dohost.
+pub struct TestHost {
+    pub addr: SocketAddr,
+    pub data: PathBuf,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+}
+
+pub fn config(guests: &[&str], data: &Path, limits: Limits) -> Config {
+    Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        data_dir: data.to_path_buf(),
+        classes: guests
+            .iter()
+            .map(|g| ClassConfig {
+                binding: g.to_string(),
+                class_name: g.to_string(),
+                component: guest(g),
+            })
+            .collect(),
+        limits,
+    }
+}
+
+impl TestHost {
+    pub async fn start(guests: &[&str], data: &Path) -> TestHost {
+        Self::start_with(guests, data, Limits::default()).await
+    }
+
+    pub async fn start_with(guests: &[&str], data: &Path, limits: Limits) -> TestHost {
+        Self::start_config(config(guests, data, limits)).await
+    }
+
+    pub async fn start_config(config: Config) -> TestHost {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let data = config.data_dir.clone();
+        let task = tokio::spawn(dohost::run(config, listener, async {
+            let _ = stopped.await;
+        }));
+        TestHost {
+            addr,
+            data,
+            stop: Some(stop),
+            task: Some(task),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    /// Stops the host and waits until its database is closed.
+    pub async fn stop(mut self) {
+        let _ = self.stop.take().unwrap().send(());
+        self.task
+            .take()
+            .unwrap()
+            .await
+            .expect("host task")
+            .expect("host ran cleanly");
+    }
+}
+
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .pool_max_idle_per_host(256)
+        .build()
+        .unwrap()
+}
+
+/// GET, answering (status, body text).
+pub async fn get(c: &reqwest::Client, url: &str) -> (u16, String) {
+    let r = c.get(url).send().await.expect("request");
+    let status = r.status().as_u16();
+    (status, r.text().await.unwrap())
+}
+
+/// POST with a body, answering (status, body text).
+pub async fn post(c: &reqwest::Client, url: &str, body: impl Into<reqwest::Body>) -> (u16, String) {
+    let r = c.post(url).body(body).send().await.expect("request");
+    let status = r.status().as_u16();
+    (status, r.text().await.unwrap())
+}

@@ -1,0 +1,104 @@
+//! The seed's Counter end to end: its sequence, concurrency, independence of names and
+//! persistence across a restart.
+
+mod common;
+use common::*;
+
+#[tokio::test]
+async fn seed_sequence_and_not_found() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = TestHost::start(&["counter"], dir.path()).await;
+    let c = client();
+    assert_eq!(
+        get(&c, &host.url("/counter/a/get")).await,
+        (200, "0".into())
+    );
+    assert_eq!(
+        get(&c, &host.url("/counter/a/increment")).await,
+        (200, "1".into())
+    );
+    assert_eq!(
+        get(&c, &host.url("/counter/a/increment")).await,
+        (200, "2".into())
+    );
+    assert_eq!(
+        get(&c, &host.url("/counter/a/decrement")).await,
+        (200, "1".into())
+    );
+    assert_eq!(
+        get(&c, &host.url("/counter/a/get")).await,
+        (200, "1".into())
+    );
+    assert_eq!(
+        get(&c, &host.url("/counter/a/nope")).await,
+        (404, "Not found".into())
+    );
+    host.stop().await;
+}
+
+#[tokio::test]
+async fn thousand_concurrent_increments_on_one_object() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = TestHost::start(&["counter"], dir.path()).await;
+    let c = client();
+    let mut tasks = Vec::new();
+    for _ in 0..1000 {
+        let (c, url) = (c.clone(), host.url("/counter/busy/increment"));
+        tasks.push(tokio::spawn(async move { get(&c, &url).await }));
+    }
+    let mut seen = Vec::new();
+    for t in tasks {
+        let (status, body) = t.await.unwrap();
+        assert_eq!(status, 200);
+        seen.push(body.parse::<i64>().unwrap());
+    }
+    // Serialized events: every value from 1 to 1000 was answered exactly once.
+    seen.sort();
+    assert_eq!(seen, (1..=1000).collect::<Vec<_>>());
+    assert_eq!(get(&c, &host.url("/counter/busy/get")).await.1, "1000");
+    host.stop().await;
+}
+
+#[tokio::test]
+async fn names_are_independent() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = TestHost::start(&["counter"], dir.path()).await;
+    let c = client();
+    for _ in 0..3 {
+        get(&c, &host.url("/counter/left/increment")).await;
+    }
+    get(&c, &host.url("/counter/right/decrement")).await;
+    assert_eq!(get(&c, &host.url("/counter/left/get")).await.1, "3");
+    assert_eq!(get(&c, &host.url("/counter/right/get")).await.1, "-1");
+    // Names are percent-decoded: these are one object.
+    get(&c, &host.url("/counter/a%20b/increment")).await;
+    assert_eq!(get(&c, &host.url("/counter/a%20b/get")).await.1, "1");
+    host.stop().await;
+}
+
+#[tokio::test]
+async fn values_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = TestHost::start(&["counter", "storage-demo"], dir.path()).await;
+    let c = client();
+    for i in 0..5 {
+        get(&c, &host.url(&format!("/counter/n{i}/increment"))).await;
+        get(&c, &host.url(&format!("/counter/n{i}/increment"))).await;
+    }
+    let (s, _) = post(&c, &host.url("/storage-demo/s/put?key=k"), r#"{"a":[1,2]}"#).await;
+    assert_eq!(s, 200);
+    host.stop().await;
+
+    let host = TestHost::start(&["counter", "storage-demo"], dir.path()).await;
+    for i in 0..5 {
+        assert_eq!(
+            get(&c, &host.url(&format!("/counter/n{i}/get"))).await.1,
+            "2"
+        );
+    }
+    assert_eq!(
+        get(&c, &host.url("/storage-demo/s/get?key=k")).await.1,
+        r#"{"a":[1,2]}"#
+    );
+    host.stop().await;
+}
