@@ -1,0 +1,271 @@
+//! A hostile or broken guest hurts only its own event: panics, endless loops, memory bombs
+//! and stack overflows fail one request, drop its writes, and the object comes back from
+//! storage; bad requests and bad components get clear errors.
+
+mod common;
+use common::*;
+use dohost::Limits;
+use serde_json::Value;
+use std::time::Duration;
+
+fn instance_of(body: &str) -> String {
+    let v: Value = serde_json::from_str(body).unwrap();
+    v["instance"].as_str().unwrap().to_string()
+}
+
+#[tokio::test]
+async fn a_panic_fails_one_request_and_the_next_gets_a_fresh_instance() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = TestHost::start(&["test-object", "counter"], dir.path()).await;
+    let c = client();
+    for _ in 0..3 {
+        get(&c, &host.url("/counter/bystander/increment")).await;
+    }
+    assert_eq!(
+        post(&c, &host.url("/test-object/p/put?key=k"), "before")
+            .await
+            .0,
+        200
+    );
+    let (_, first) = get(&c, &host.url("/test-object/p/instance")).await;
+
+    let (s, body) = get(&c, &host.url("/test-object/p/panic")).await;
+    assert_eq!(s, 500);
+    assert!(body.contains("panicked"), "{body}");
+
+    // The next request works, on a new instance, with the state from storage.
+    let (s, second) = get(&c, &host.url("/test-object/p/instance")).await;
+    assert_eq!(s, 200);
+    assert_ne!(instance_of(&first), instance_of(&second));
+    assert_eq!(
+        get(&c, &host.url("/test-object/p/get?key=k")).await,
+        (200, "before".into())
+    );
+    // Other objects never noticed.
+    assert_eq!(get(&c, &host.url("/counter/bystander/get")).await.1, "3");
+    host.stop().await;
+}
+
+#[tokio::test]
+async fn a_trap_after_writes_leaves_storage_untouched() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = TestHost::start(&["test-object"], dir.path()).await;
+    let c = client();
+    let (s, _) = post(&c, &host.url("/test-object/w/write-then-panic?key=k"), "").await;
+    assert_eq!(s, 500);
+    assert_eq!(get(&c, &host.url("/test-object/w/get?key=k")).await.0, 404);
+    // Also after a restart: nothing of it reached the disk.
+    host.stop().await;
+    let host = TestHost::start(&["test-object"], dir.path()).await;
+    assert_eq!(get(&c, &host.url("/test-object/w/get?key=k")).await.0, 404);
+    host.stop().await;
+}
+
+#[tokio::test]
+async fn an_endless_loop_is_stopped_by_the_cpu_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let limits = Limits {
+        cpu_per_event: Duration::from_millis(200),
+        ..Limits::default()
+    };
+    let host = TestHost::start_with(&["test-object", "counter"], dir.path(), limits).await;
+    let c = client();
+    let looping = {
+        let (c, url) = (c.clone(), host.url("/test-object/spin/loop"));
+        tokio::spawn(async move { get(&c, &url).await })
+    };
+    // While it spins, other objects keep answering.
+    assert_eq!(
+        get(&c, &host.url("/counter/x/increment")).await,
+        (200, "1".into())
+    );
+    let (s, body) = looping.await.unwrap();
+    assert_eq!(s, 500);
+    assert!(body.contains("CPU time limit"), "{body}");
+    assert_eq!(
+        get(&c, &host.url("/test-object/spin/instance")).await.0,
+        200
+    );
+    host.stop().await;
+}
+
+#[tokio::test]
+async fn a_memory_bomb_is_stopped_by_the_memory_cap() {
+    let dir = tempfile::tempdir().unwrap();
+    let limits = Limits {
+        memory_per_instance: 16 * 1024 * 1024,
+        ..Limits::default()
+    };
+    let host = TestHost::start_with(&["test-object"], dir.path(), limits).await;
+    let c = client();
+    let (s, body) = get(&c, &host.url("/test-object/bomb/membomb")).await;
+    assert_eq!(s, 500);
+    assert!(body.contains("memory limit"), "{body}");
+    assert_eq!(
+        get(&c, &host.url("/test-object/bomb/instance")).await.0,
+        200
+    );
+    host.stop().await;
+}
+
+#[tokio::test]
+async fn a_stack_overflow_fails_only_its_event() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = TestHost::start(&["test-object"], dir.path()).await;
+    let c = client();
+    let (s, body) = get(&c, &host.url("/test-object/deep/stack")).await;
+    assert_eq!(s, 500);
+    assert!(body.contains("stack overflow"), "{body}");
+    assert_eq!(
+        get(&c, &host.url("/test-object/deep/instance")).await.0,
+        200
+    );
+    host.stop().await;
+}
+
+#[tokio::test]
+async fn idle_objects_are_evicted_and_come_back_from_storage() {
+    let dir = tempfile::tempdir().unwrap();
+    let limits = Limits {
+        idle_timeout: Duration::from_millis(50),
+        ..Limits::default()
+    };
+    let host = TestHost::start_with(&["test-object"], dir.path(), limits).await;
+    let c = client();
+    post(&c, &host.url("/test-object/e/put?key=k"), "kept").await;
+    let (_, first) = get(&c, &host.url("/test-object/e/instance")).await;
+    // Wait on the condition (a new instance). Each probe is itself an event, so probes are
+    // spaced wider than the idle timeout.
+    let mut evicted = false;
+    for _ in 0..100 {
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        let (_, now) = get(&c, &host.url("/test-object/e/instance")).await;
+        if instance_of(&now) != instance_of(&first) {
+            evicted = true;
+            break;
+        }
+    }
+    assert!(evicted, "the object was never evicted");
+    assert_eq!(
+        get(&c, &host.url("/test-object/e/get?key=k")).await.1,
+        "kept"
+    );
+    host.stop().await;
+}
+
+#[tokio::test]
+async fn routing_errors_are_clear() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = TestHost::start(&["test-object"], dir.path()).await;
+    let c = client();
+    let (s, body) = get(&c, &host.url("/nosuch/x/get")).await;
+    assert_eq!(s, 404);
+    assert!(
+        body.contains("unknown binding") && body.contains("test-object"),
+        "{body}"
+    );
+    let (s, body) = get(&c, &host.url("/test-object")).await;
+    assert_eq!(s, 400);
+    assert!(body.contains("missing object name"), "{body}");
+    assert_eq!(get(&c, &host.url("/")).await.0, 404);
+    // An object answering a status that is not a valid final status is a clear 500.
+    let (s, body) = get(&c, &host.url("/test-object/x/status?code=42")).await;
+    assert_eq!(s, 500);
+    assert!(body.contains("status 42"), "{body}");
+    assert_eq!(
+        get(&c, &host.url("/test-object/x/status?code=418")).await.0,
+        418
+    );
+    host.stop().await;
+}
+
+#[tokio::test]
+async fn the_object_sees_its_path_query_and_context() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = TestHost::start(&["test-object"], dir.path()).await;
+    let c = client();
+    let (_, body) = get(&c, &host.url("/test-object/ctx/echo?a=1&b=two")).await;
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["path"], "/echo");
+    assert_eq!(v["query"], "a=1&b=two");
+    assert_eq!(v["method"], "GET");
+    assert!(v["url"].as_str().unwrap().ends_with("/echo?a=1&b=two"));
+    let (_, body) = get(&c, &host.url("/test-object/ctx/env")).await;
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["name"], "ctx");
+    assert_eq!(v["binding"], "test-object");
+    assert_eq!(v["id"].as_str().unwrap().len(), 64);
+    assert_eq!(get(&c, &host.url("/test-object/ctx/log")).await.0, 200);
+    host.stop().await;
+}
+
+/// A component that is not wasm, or not an object class, stops start-up with an error
+/// naming the file, from the real binary.
+#[test]
+fn bad_components_stop_start_up_naming_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let garbage = dir.path().join("garbage.wasm");
+    std::fs::write(&garbage, b"this is not webassembly").unwrap();
+    let bin = env!("CARGO_BIN_EXE_dohost");
+    let out = std::process::Command::new(bin)
+        .args(["run", "--listen", "127.0.0.1:0", "--data"])
+        .arg(dir.path().join("data"))
+        .arg(&garbage)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("garbage.wasm"), "{err}");
+
+    // Valid wasm magic but corrupt content.
+    let corrupt = dir.path().join("corrupt.wasm");
+    std::fs::write(&corrupt, b"\0asm\x0d\0\x01\0garbage").unwrap();
+    let out = std::process::Command::new(bin)
+        .args(["run", "--data"])
+        .arg(dir.path().join("data"))
+        .arg(&corrupt)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("corrupt.wasm"), "{err}");
+
+    // A file that is not there.
+    let out = std::process::Command::new(bin)
+        .args(["run", "missing.wasm"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("missing.wasm"));
+}
+
+#[test]
+fn help_explains_every_flag() {
+    let bin = env!("CARGO_BIN_EXE_dohost");
+    let out = std::process::Command::new(bin)
+        .arg("--help")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("run"));
+    let out = std::process::Command::new(bin)
+        .args(["run", "--help"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    for flag in [
+        "--listen",
+        "--data",
+        "--max-key-bytes",
+        "--max-value-bytes",
+        "--max-keys-per-call",
+        "--max-object-bytes",
+        "--max-body-bytes",
+        "--cpu-ms",
+        "--memory-bytes",
+        "--idle-secs",
+        "--max-live-objects",
+    ] {
+        assert!(text.contains(flag), "run --help does not mention {flag}");
+    }
+}
