@@ -42,6 +42,7 @@ lint:
 	cargo fmt --all --check
 	cargo clippy --all-targets -- -D warnings
 	cd guests && cargo fmt --all --check && cargo clippy --target $(WASM_TARGET) --target-dir ../$(GUEST_BUILD) -- -D warnings
+	cd sdk && cargo fmt --all --check && cargo clippy --target $(WASM_TARGET) --target-dir ../$(GUEST_BUILD) -- -D warnings
 
 clean:
 	cargo clean

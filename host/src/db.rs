@@ -23,6 +23,15 @@ pub const SCHEMA_VERSION: u32 = 1;
 const NEXT_NAMESPACE: &str = "next_namespace";
 const SCHEMA_KEY: &str = "schema_version";
 
+/// One entry of a redb range over `KV`.
+type RangeItem<'a> = Result<
+    (
+        redb::AccessGuard<'a, &'static [u8]>,
+        redb::AccessGuard<'a, &'static [u8]>,
+    ),
+    redb::StorageError,
+>;
+
 /// Bytes in an object prefix: the namespace number and the object ID.
 pub const PREFIX_BYTES: usize = 8 + crate::id::ID_BYTES;
 
@@ -202,11 +211,7 @@ impl Db {
             Bound::Included(lo.as_slice()),
             Bound::Excluded(hi.as_slice()),
         ))?;
-        let mut step = |item: Result<
-            (redb::AccessGuard<&[u8]>, redb::AccessGuard<&[u8]>),
-            redb::StorageError,
-        >|
-         -> Result<bool> {
+        let mut step = |item: RangeItem<'_>| -> Result<bool> {
             let (k, v) = item?;
             let user_key = std::str::from_utf8(&k.value()[PREFIX_BYTES..])
                 .context("a stored key is not UTF-8: the database is corrupt")?

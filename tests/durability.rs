@@ -1,0 +1,91 @@
+//! An acknowledged write survives the host being killed: the real binary is killed with
+//! SIGKILL while clients are writing, and every increment that was answered is on disk.
+
+mod common;
+use common::*;
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+/// Starts the binary on an OS-chosen port and reads the address it logs.
+fn spawn_host(data: &std::path::Path) -> (Child, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_dohost"))
+        .args(["run", "--listen", "127.0.0.1:0", "--data"])
+        .arg(data)
+        .arg(guest("counter"))
+        .env("RUST_LOG", "info")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    // Read the log on a thread: the address line, then keep draining so the host never
+    // blocks on a full pipe.
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines() {
+            let Ok(line) = line else { return };
+            if let Some(i) = line.find("address=") {
+                let rest = &line[i + "address=".len()..];
+                let _ = tx.send(rest.split_whitespace().next().unwrap_or("").to_string());
+            }
+        }
+    });
+    let addr = rx
+        .recv_timeout(Duration::from_secs(120))
+        .expect("the host did not log its address");
+    (child, addr)
+}
+
+#[tokio::test]
+async fn acknowledged_increments_survive_sigkill() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let (mut child, addr) = spawn_host(&data);
+    let c = client();
+    let url = format!("http://{addr}/counter/crash/increment");
+    // 16 writers increment until the host dies; each remembers the answers it got.
+    let mut writers = Vec::new();
+    for _ in 0..16 {
+        let (c, url) = (c.clone(), url.clone());
+        writers.push(tokio::spawn(async move {
+            let mut acked = Vec::new();
+            loop {
+                match c.get(&url).send().await {
+                    Ok(r) if r.status() == 200 => match r.text().await {
+                        Ok(t) => acked.push(t.parse::<i64>().unwrap()),
+                        Err(_) => return acked,
+                    },
+                    _ => return acked,
+                }
+            }
+        }));
+    }
+    // Kill once a good number of writes were acknowledged (a condition, not a sleep).
+    let probe = format!("http://{addr}/counter/crash/get");
+    loop {
+        let n: i64 = get(&c, &probe).await.1.parse().unwrap();
+        if n >= 300 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let mut max_acked = 0;
+    for w in writers {
+        let acked = w.await.unwrap();
+        max_acked = max_acked.max(acked.into_iter().max().unwrap_or(0));
+    }
+    assert!(max_acked >= 300);
+
+    let (mut child, addr) = spawn_host(&data);
+    let (_, value) = get(&c, &format!("http://{addr}/counter/crash/get")).await;
+    let value: i64 = value.parse().unwrap();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // Every answered increment is durable; unanswered ones may or may not have landed.
+    assert!(
+        value >= max_acked,
+        "acknowledged {max_acked} but found {value} after the crash"
+    );
+}
