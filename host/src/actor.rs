@@ -24,7 +24,14 @@ pub enum Event {
         request: wit::Request,
         reply: oneshot::Sender<Outcome>,
     },
+    /// The object's alarm came due; `retry` counts earlier failed attempts.
+    Alarm { retry: u32 },
 }
+
+/// Retries of a failing alarm before it is given up, and the first retry's delay (each
+/// further retry waits twice as long).
+pub const MAX_ALARM_RETRIES: u32 = 6;
+pub const ALARM_RETRY_BASE_MS: u64 = 2000;
 
 /// How an event ended. Its output may be released only once `durable` resolves Ok.
 pub struct Outcome {
@@ -48,6 +55,8 @@ struct Live {
     handle: ResourceAny,
     /// The object's commit generation this instance was built against.
     generation: u64,
+    /// This instance's slot among `max_live_objects`; dropped after the store.
+    _permit: tokio::sync::OwnedSemaphorePermit,
 }
 
 pub struct Actor {
@@ -91,7 +100,18 @@ impl Actor {
     pub async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Event>, actor_id: u64) {
         let idle = self.rt.limits().idle_timeout;
         loop {
-            match tokio::time::timeout(idle, rx.recv()).await {
+            let rt = self.rt.clone();
+            let pressure = rt.pressure();
+            let received = tokio::select! {
+                r = tokio::time::timeout(idle, rx.recv()) => r,
+                _ = pressure.notified(), if self.live.is_some() => {
+                    // Another object waits for an instance slot: give ours up. The actor
+                    // (and its mailbox and in-flight writes) stays; the next event rebuilds.
+                    self.live = None;
+                    continue;
+                }
+            };
+            match received {
                 Ok(Some(event)) => self.handle(event).await,
                 Ok(None) => break,
                 Err(_) => {
@@ -120,6 +140,86 @@ impl Actor {
                 let outcome = self.fetch(request).await;
                 let _ = reply.send(outcome);
             }
+            Event::Alarm { retry } => self.alarm(retry).await,
+        }
+    }
+
+    async fn alarm(&mut self, retry: u32) {
+        if let Err(e) = self.ensure_live().await {
+            let why = match e {
+                EventError::Failed(m) | EventError::Unavailable(m) => m,
+            };
+            self.alarm_failed(retry, &why);
+            return;
+        }
+        let now = self.rt.clock().now_ms();
+        let live = self.live.as_mut().expect("instance just ensured");
+        match live.store.data().storage.store.get_alarm() {
+            Ok(Some(at)) if at <= now => {}
+            // Replaced by a later one, or deleted, since it was scheduled: nothing to do.
+            Ok(_) => return,
+            Err(e) => {
+                self.alarm_failed(retry, &format!("{e:?}"));
+                return;
+            }
+        }
+        start_event(&mut live.store);
+        let info = wit::AlarmInfo {
+            retry_count: retry,
+            is_retry: retry > 0,
+        };
+        let result = live
+            .bindings
+            .dohost_object_handler()
+            .object()
+            .call_alarm(&mut live.store, live.handle, info)
+            .await;
+        live.store.data().stdout.flush_partial();
+        live.store.data().stderr.flush_partial();
+        match result {
+            Ok(Ok(())) => {
+                let store = &mut live.store.data_mut().storage.store;
+                if !store.event_changed_alarm() {
+                    // Done: clear it, atomically with the handler's writes.
+                    let _ = store.delete_alarm();
+                }
+                if let Some(writes) = store.take_event_writes() {
+                    self.submit(writes);
+                }
+                self.rt.count_alarm_run();
+            }
+            Ok(Err(message)) => {
+                // A failed alarm's writes are dropped so that its retry starts from the
+                // same state.
+                live.store.data_mut().storage.store.discard_event();
+                self.alarm_failed(retry, &message);
+            }
+            Err(err) => {
+                let why = describe_failure(&err, live.store.data().limiter.hit);
+                tracing::warn!(object = %self.tag, error = %format!("{err:?}"), "alarm handler trapped: {why}; instance discarded");
+                self.live = None;
+                self.alarm_failed(retry, &why);
+            }
+        }
+    }
+
+    fn alarm_failed(&mut self, retry: u32, why: &str) {
+        self.rt.count_alarm_failure();
+        let Some(shared) = self.shared.clone() else {
+            return;
+        };
+        if retry < MAX_ALARM_RETRIES {
+            let delay = ALARM_RETRY_BASE_MS << retry;
+            tracing::warn!(object = %self.tag, retry = retry + 1, delay_ms = delay, "alarm failed: {why}; retrying");
+            let at = self.rt.clock().now_ms() + delay;
+            self.rt.scheduler().retry(shared.prefix, at, retry + 1);
+        } else {
+            tracing::error!(object = %self.tag, "alarm failed {} times, giving up: {why}", retry + 1);
+            // Delete it durably, so that a restart does not bring it back.
+            self.submit(crate::objstore::WriteSet {
+                alarm: Some(None),
+                ..Default::default()
+            });
         }
     }
 
@@ -234,12 +334,19 @@ impl Actor {
         }
         let limits = self.rt.limits();
         let store_limits = self.rt.storage_limits();
+        let permit = self.rt.instance_permit().await;
+        let clock = self.rt.clock().clone();
         let ctx = StorageCtx {
-            store: ObjectStore::new(self.services.db.clone(), shared, store_limits),
+            store: ObjectStore::new(
+                self.services.db.clone(),
+                shared,
+                store_limits,
+                clock.clone(),
+            ),
         };
         let mut store = Store::new(
             self.rt.engine(),
-            ObjectState::new(self.tag.clone(), ctx, limits),
+            ObjectState::new(self.tag.clone(), ctx, limits, clock),
         );
         store.limiter(|s| &mut s.limiter);
         store.epoch_deadline_callback(|mut ctx| {
@@ -288,6 +395,7 @@ impl Actor {
                     bindings,
                     handle,
                     generation,
+                    _permit: permit,
                 });
                 Ok(())
             }

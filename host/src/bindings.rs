@@ -12,6 +12,7 @@ wasmtime::component::bindgen!({
     exports: { default: async },
 });
 
+pub use dohost::object::alarms;
 pub use dohost::object::storage;
 pub use dohost::object::types;
 pub use exports::dohost::object::handler;

@@ -1,8 +1,9 @@
 //! Group commit: one thread applies the writes of many events, across objects, in one redb
 //! write transaction and one fsync, then releases each event's outputs.
 
-use crate::db::{Db, KV, OBJECT_SIZES, ObjectPrefix};
+use crate::db::{ALARMS, Db, KV, OBJECT_SIZES, ObjectPrefix};
 use crate::objstore::{ObjectShared, WriteSet};
+use crate::scheduler::Scheduler;
 use anyhow::{Context, Result};
 use redb::ReadableTable;
 use std::collections::HashMap;
@@ -33,11 +34,14 @@ pub struct Committer {
 }
 
 impl Committer {
-    pub fn start(db: Db) -> Result<(mpsc::UnboundedSender<CommitJob>, Committer)> {
+    pub fn start(
+        db: Db,
+        scheduler: Arc<Scheduler>,
+    ) -> Result<(mpsc::UnboundedSender<CommitJob>, Committer)> {
         let (tx, rx) = mpsc::unbounded_channel();
         let thread = std::thread::Builder::new()
             .name("dohost-committer".into())
-            .spawn(move || run(db, rx))
+            .spawn(move || run(db, scheduler, rx))
             .context("cannot start the committer thread")?;
         Ok((
             tx,
@@ -55,7 +59,7 @@ impl Committer {
     }
 }
 
-fn run(db: Db, mut rx: mpsc::UnboundedReceiver<CommitJob>) {
+fn run(db: Db, scheduler: Arc<Scheduler>, mut rx: mpsc::UnboundedReceiver<CommitJob>) {
     let mut batch = Vec::new();
     while let Some(first) = rx.blocking_recv() {
         let mut bytes = first.writes.added_bytes;
@@ -70,12 +74,12 @@ fn run(db: Db, mut rx: mpsc::UnboundedReceiver<CommitJob>) {
                 Err(_) => break,
             }
         }
-        commit_batch(&db, &mut batch);
+        commit_batch(&db, &scheduler, &mut batch);
         batch.clear();
     }
 }
 
-fn commit_batch(db: &Db, batch: &mut Vec<CommitJob>) {
+fn commit_batch(db: &Db, scheduler: &Scheduler, batch: &mut Vec<CommitJob>) {
     // Commits of an object whose earlier commit failed belong to a discarded history.
     let (live, stale): (Vec<_>, Vec<_>) = batch
         .drain(..)
@@ -91,6 +95,11 @@ fn commit_batch(db: &Db, batch: &mut Vec<CommitJob>) {
     match apply(db, &live) {
         Ok(sizes) => {
             for job in live {
+                // The scheduler learns of an alarm only once it is durable, so an alarm set
+                // by an event that never committed cannot fire.
+                if let Some(alarm) = job.writes.alarm {
+                    scheduler.set(job.shared.prefix, alarm);
+                }
                 let size = sizes.get(&job.shared.prefix).copied().unwrap_or(0);
                 job.shared.finish_commit(job.seq, &job.writes, size);
                 let _ = job.done.send(Ok(()));
@@ -114,6 +123,7 @@ fn apply(db: &Db, jobs: &[CommitJob]) -> Result<HashMap<ObjectPrefix, u64>> {
     {
         let mut kv = txn.open_table(KV)?;
         let mut size_table = txn.open_table(OBJECT_SIZES)?;
+        let mut alarms = txn.open_table(ALARMS)?;
         for job in jobs {
             let prefix = job.shared.prefix;
             let size = match sizes.get(&prefix) {
@@ -144,6 +154,15 @@ fn apply(db: &Db, jobs: &[CommitJob]) -> Result<HashMap<ObjectPrefix, u64>> {
                 if let Some(v) = value {
                     size += (key.len() + v.len()) as i128;
                 }
+            }
+            match job.writes.alarm {
+                Some(Some(at)) => {
+                    alarms.insert(prefix.0.as_slice(), at)?;
+                }
+                Some(None) => {
+                    alarms.remove(prefix.0.as_slice())?;
+                }
+                None => {}
             }
             let size = size.max(0) as u64;
             if size == 0 {

@@ -46,6 +46,8 @@ pub struct Limits {
     /// Instances alive at once (sizes the pooling allocator); past it, an event for an
     /// object without an instance gets 503 until idle instances are evicted.
     pub max_live_objects: u32,
+    /// Alarms set sooner than this from now are moved to now plus this.
+    pub min_alarm_interval: Duration,
 }
 
 impl Default for Limits {
@@ -60,6 +62,7 @@ impl Default for Limits {
             memory_per_instance: 128 * 1024 * 1024,
             idle_timeout: Duration::from_secs(30),
             max_live_objects: 1000,
+            min_alarm_interval: Duration::from_secs(30),
         }
     }
 }

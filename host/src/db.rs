@@ -18,6 +18,9 @@ pub const KV: TableDefinition<&[u8], &[u8]> = TableDefinition::new("kv");
 /// Object prefix (40 bytes) → bytes stored by that object (keys plus values).
 pub const OBJECT_SIZES: TableDefinition<&[u8], u64> = TableDefinition::new("object_sizes");
 
+/// Object prefix → the time of its alarm (milliseconds since the Unix epoch).
+pub const ALARMS: TableDefinition<&[u8], u64> = TableDefinition::new("alarms");
+
 /// The layout version of the tables above; a database written by a newer dohost is refused.
 pub const SCHEMA_VERSION: u32 = 1;
 const NEXT_NAMESPACE: &str = "next_namespace";
@@ -36,10 +39,18 @@ type RangeItem<'a> = Result<
 pub const PREFIX_BYTES: usize = 8 + crate::id::ID_BYTES;
 
 /// Where one object's keys live in `KV`.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, PartialOrd, Ord)]
 pub struct ObjectPrefix(pub [u8; PREFIX_BYTES]);
 
 impl ObjectPrefix {
+    pub fn namespace(&self) -> u64 {
+        u64::from_be_bytes(self.0[..8].try_into().expect("8 bytes"))
+    }
+
+    pub fn id(&self) -> crate::id::ObjectId {
+        crate::id::ObjectId::from_bytes(self.0[8..].try_into().expect("32 bytes"))
+    }
+
     pub fn new(namespace: u64, id: &crate::id::ObjectId) -> Self {
         let mut bytes = [0u8; PREFIX_BYTES];
         bytes[..8].copy_from_slice(&namespace.to_be_bytes());
@@ -125,6 +136,7 @@ impl Db {
             txn.open_table(CLASSES)?;
             txn.open_table(KV)?;
             txn.open_table(OBJECT_SIZES)?;
+            txn.open_table(ALARMS)?;
         }
         txn.commit()?;
         Ok(())
@@ -172,6 +184,30 @@ impl Db {
         let table = txn.open_table(KV)?;
         let found = table.get(prefix.key(key).as_slice())?;
         Ok(found.map(|v| Bytes::copy_from_slice(v.value())))
+    }
+
+    /// The object's durable alarm.
+    pub fn get_alarm(&self, prefix: &ObjectPrefix) -> Result<Option<u64>> {
+        let txn = self.inner.begin_read()?;
+        let table = txn.open_table(ALARMS)?;
+        let found = table.get(prefix.0.as_slice())?;
+        Ok(found.map(|v| v.value()))
+    }
+
+    /// Every durable alarm, as (object, time).
+    pub fn all_alarms(&self) -> Result<Vec<(ObjectPrefix, u64)>> {
+        let txn = self.inner.begin_read()?;
+        let table = txn.open_table(ALARMS)?;
+        let mut out = Vec::new();
+        for item in table.iter()? {
+            let (k, v) = item?;
+            let prefix: [u8; PREFIX_BYTES] = k
+                .value()
+                .try_into()
+                .context("an alarm record has a malformed key: the database is corrupt")?;
+            out.push((ObjectPrefix(prefix), v.value()));
+        }
+        Ok(out)
     }
 
     /// Bytes stored by one object, as of its last durable commit.

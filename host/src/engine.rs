@@ -89,6 +89,7 @@ pub fn build_linker(engine: &Engine) -> Result<Linker<ObjectState>> {
     let mut linker = Linker::new(engine);
     wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
     crate::storage::add_to_linker(&mut linker, |s: &mut ObjectState| &mut s.storage)?;
+    crate::alarms::add_to_linker(&mut linker, |s: &mut ObjectState| &mut s.storage)?;
     Ok(linker)
 }
 
@@ -181,7 +182,12 @@ pub struct ObjectState {
 }
 
 impl ObjectState {
-    pub fn new(tag: Arc<str>, storage: StorageCtx, limits: &Limits) -> Self {
+    pub fn new(
+        tag: Arc<str>,
+        storage: StorageCtx,
+        limits: &Limits,
+        clock: Arc<dyn crate::scheduler::Clock>,
+    ) -> Self {
         let stdout = GuestLog::new(tag.clone(), "stdout");
         let stderr = GuestLog::new(tag, "stderr");
         // No preopened directories, no environment, no arguments, no sockets: a guest
@@ -192,6 +198,7 @@ impl ObjectState {
             .allow_tcp(false)
             .allow_udp(false)
             .allow_ip_name_lookup(false)
+            .wall_clock(crate::scheduler::GuestWallClock(clock))
             .build();
         let max_ticks = (limits.cpu_per_event.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64;
         ObjectState {

@@ -11,7 +11,8 @@
 //! - [`engine`]: wasmtime settings, component loading and caching, store data, CPU and
 //!   memory limits.
 //! - [`bindings`]: the one `bindgen!` of the WIT package.
-//! - [`storage`]: the WIT storage interface, over [`objstore`].
+//! - [`storage`], [`alarms`]: the WIT storage and alarms interfaces, over [`objstore`].
+//! - [`scheduler`]: when each alarm is due, and the injectable clock.
 //! - [`objstore`]: an object's storage view (durable data, in-flight and event writes,
 //!   transactions); knows nothing of wasmtime.
 //! - [`committer`]: group commit of many events in one redb transaction and one fsync.
@@ -21,6 +22,7 @@
 //! - [`guest_log`]: guest stdout/stderr into the host's log.
 
 pub mod actor;
+pub mod alarms;
 pub mod bindings;
 pub mod committer;
 pub mod config;
@@ -31,6 +33,7 @@ pub mod http;
 pub mod id;
 pub mod objstore;
 pub mod runtime;
+pub mod scheduler;
 pub mod storage;
 
 pub use config::{ClassConfig, Config, Limits};
@@ -52,6 +55,17 @@ pub async fn serve(
         .await;
     runtime.shutdown().await;
     served.map_err(Into::into)
+}
+
+/// Like `run`, with the clock that alarms and guests read (tests pass a manual one).
+pub async fn run_with_clock(
+    config: Config,
+    clock: Arc<dyn scheduler::Clock>,
+    listener: tokio::net::TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let runtime = Runtime::start_with_clock(&config, clock)?;
+    serve(runtime, listener, shutdown).await
 }
 
 /// Starts a runtime from `config` and serves it on `listener` until `shutdown` resolves.

@@ -72,6 +72,11 @@ struct LimitArgs {
     /// Instances alive at once.
     #[arg(long, default_value_t = Limits::default().max_live_objects)]
     max_live_objects: u32,
+    /// Minimum alarm interval, in milliseconds: an alarm set sooner than this from now is
+    /// moved to now plus this (the original platform's figure is 30 s; lower it for
+    /// development).
+    #[arg(long, default_value_t = Limits::default().min_alarm_interval.as_millis() as u64)]
+    min_alarm_interval: u64,
 }
 
 impl LimitArgs {
@@ -88,6 +93,7 @@ impl LimitArgs {
             memory_per_instance: self.memory_bytes,
             idle_timeout: idle,
             max_live_objects: self.max_live_objects,
+            min_alarm_interval: Duration::from_millis(self.min_alarm_interval),
         })
     }
 }

@@ -3,6 +3,7 @@
 //! always see the object's own writes. Knows nothing of wasmtime.
 
 use crate::db::{Db, ObjectPrefix};
+use crate::scheduler::Clock;
 use bytes::Bytes;
 use std::collections::BTreeMap;
 use std::ops::Bound;
@@ -15,6 +16,8 @@ pub struct StorageLimits {
     pub max_value_bytes: usize,
     pub max_keys_per_call: usize,
     pub max_object_bytes: u64,
+    /// Alarms sooner than this from now are moved to now plus this, in milliseconds.
+    pub min_alarm_interval_ms: u64,
 }
 
 /// Open transactions one event may nest; a guest looping on `transaction-begin` would
@@ -49,11 +52,13 @@ pub struct WriteSet {
     pub map: BTreeMap<String, Option<Bytes>>,
     /// An upper bound on the bytes these writes add (keys plus values of every put).
     pub added_bytes: u64,
+    /// A change to the alarm: `Some(Some(t))` sets it to t, `Some(None)` deletes it.
+    pub alarm: Option<Option<u64>>,
 }
 
 impl WriteSet {
     pub fn is_empty(&self) -> bool {
-        !self.clear && self.map.is_empty()
+        !self.clear && self.map.is_empty() && self.alarm.is_none()
     }
 
     fn lookup(&self, key: &str) -> Option<Option<&Bytes>> {
@@ -73,6 +78,9 @@ impl WriteSet {
             self.map.extend(top.map);
         }
         self.added_bytes += top.added_bytes;
+        if top.alarm.is_some() {
+            self.alarm = top.alarm;
+        }
     }
 }
 
@@ -93,6 +101,8 @@ pub struct Inflight {
     entries: BTreeMap<String, (u64, Option<Bytes>)>,
     clear_seq: Option<u64>,
     added_bytes: u64,
+    /// The latest alarm change handed to the committer and not yet durable.
+    alarm: Option<(u64, Option<u64>)>,
     /// Bytes stored by the object as of its last durable commit.
     pub committed_bytes: u64,
 }
@@ -131,6 +141,9 @@ impl ObjectShared {
             inf.entries.insert(k.clone(), (seq, v.clone()));
         }
         inf.added_bytes += writes.added_bytes;
+        if let Some(alarm) = writes.alarm {
+            inf.alarm = Some((seq, alarm));
+        }
         (inf.generation, seq)
     }
 
@@ -148,6 +161,9 @@ impl ObjectShared {
         }
         inf.added_bytes = inf.added_bytes.saturating_sub(writes.added_bytes);
         inf.committed_bytes = committed_bytes;
+        if inf.alarm.is_some_and(|(s, _)| s == seq) {
+            inf.alarm = None;
+        }
     }
 
     /// A commit of generation `generation` failed: forget everything in flight.
@@ -158,13 +174,14 @@ impl ObjectShared {
             inf.entries.clear();
             inf.clear_seq = None;
             inf.added_bytes = 0;
+            inf.alarm = None;
         }
     }
 
     /// True when nothing is waiting to become durable.
     pub fn is_settled(&self) -> bool {
         let inf = self.lock();
-        inf.entries.is_empty() && inf.clear_seq.is_none()
+        inf.entries.is_empty() && inf.clear_seq.is_none() && inf.alarm.is_none()
     }
 }
 
@@ -173,6 +190,7 @@ pub struct ObjectStore {
     db: Db,
     shared: Arc<ObjectShared>,
     limits: Arc<StorageLimits>,
+    clock: Arc<dyn Clock>,
     event: WriteSet,
     txns: Vec<WriteSet>,
 }
@@ -229,11 +247,17 @@ fn successor(prefix: &[u8]) -> Option<Vec<u8>> {
 }
 
 impl ObjectStore {
-    pub fn new(db: Db, shared: Arc<ObjectShared>, limits: Arc<StorageLimits>) -> Self {
+    pub fn new(
+        db: Db,
+        shared: Arc<ObjectShared>,
+        limits: Arc<StorageLimits>,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
         ObjectStore {
             db,
             shared,
             limits,
+            clock,
             event: WriteSet::default(),
             txns: Vec::new(),
         }
@@ -494,6 +518,42 @@ impl ObjectStore {
         }
         out.truncate(limit);
         Ok(out)
+    }
+
+    /// The pending alarm, seeing this event's and in-flight changes.
+    pub fn get_alarm(&self) -> StoreResult<Option<u64>> {
+        for layer in self.txns.iter().rev().chain(std::iter::once(&self.event)) {
+            if let Some(alarm) = layer.alarm {
+                return Ok(alarm);
+            }
+        }
+        if let Some((_, alarm)) = self.shared.lock().alarm {
+            return Ok(alarm);
+        }
+        self.db
+            .get_alarm(&self.shared.prefix)
+            .map_err(StoreError::internal)
+    }
+
+    /// Sets the alarm, no sooner than the minimum interval from now; returns the time set.
+    pub fn set_alarm(&mut self, at: u64) -> StoreResult<u64> {
+        let earliest = self
+            .clock
+            .now_ms()
+            .saturating_add(self.limits.min_alarm_interval_ms);
+        let at = at.max(earliest);
+        self.top().alarm = Some(Some(at));
+        Ok(at)
+    }
+
+    pub fn delete_alarm(&mut self) -> StoreResult<()> {
+        self.top().alarm = Some(None);
+        Ok(())
+    }
+
+    /// True when the current event (transactions included) changed the alarm.
+    pub fn event_changed_alarm(&self) -> bool {
+        self.event.alarm.is_some() || self.txns.iter().any(|t| t.alarm.is_some())
     }
 
     pub fn begin(&mut self) -> StoreResult<()> {

@@ -5,15 +5,18 @@ use crate::actor::{Actor, Event, EventError, Outcome};
 use crate::bindings::{ObjectPre, types as wit};
 use crate::committer::{CommitJob, Committer};
 use crate::config::{Config, Limits};
+use crate::db::ObjectPrefix;
 use crate::db::{Db, Namespace};
 use crate::engine::{self, EpochTicker, ObjectState};
 use crate::id::ObjectId;
 use crate::objstore::StorageLimits;
+use crate::scheduler::{AlarmWaker, Clock, Scheduler, SystemClock};
 use anyhow::{Context, Result};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
-use tokio::sync::{mpsc, oneshot};
+use std::sync::{Arc, Mutex, RwLock, Weak};
+use std::time::Duration;
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc, oneshot, watch};
 
 /// One object class, ready to instantiate.
 pub struct Class {
@@ -59,12 +62,52 @@ pub struct Runtime {
     committer: Mutex<Option<Committer>>,
     ticker: Mutex<Option<EpochTicker>>,
     next_actor: AtomicU64,
+    by_namespace: HashMap<u64, Arc<Class>>,
+    clock: Arc<dyn Clock>,
+    scheduler: Arc<Scheduler>,
+    stop_scheduler: watch::Sender<bool>,
+    /// One permit per instance slot of the pooling allocator.
+    instances: Arc<Semaphore>,
+    /// Signalled when an object waits for an instance slot: idle actors give theirs up.
+    pressure: Notify,
+    alarm_runs: AtomicU64,
+    alarm_failures: AtomicU64,
+}
+
+/// Wakes objects for the scheduler without keeping the runtime alive.
+struct RuntimeWaker(Weak<Runtime>);
+
+impl AlarmWaker for RuntimeWaker {
+    fn wake(&self, object: ObjectPrefix, retry_count: u32) {
+        let Some(rt) = self.0.upgrade() else { return };
+        let Some(class) = rt.by_namespace.get(&object.namespace()).cloned() else {
+            tracing::warn!(
+                namespace = object.namespace(),
+                "alarm of a class that is not served; left in place"
+            );
+            return;
+        };
+        if let Err(e) = rt.send(
+            &class,
+            object.id(),
+            None,
+            Event::Alarm { retry: retry_count },
+        ) {
+            tracing::warn!(error = ?e, "cannot deliver an alarm");
+        }
+    }
 }
 
 impl Runtime {
     /// Opens the database, compiles (or loads from cache) every class and starts the
     /// background threads. Errors name the file or setting to fix.
     pub fn start(config: &Config) -> Result<Arc<Runtime>> {
+        Self::start_with_clock(config, Arc::new(SystemClock))
+    }
+
+    /// Like `start`, with the clock alarms and guests read (tests pass a manual one). Must be
+    /// called within a tokio runtime: it spawns the alarm scheduler.
+    pub fn start_with_clock(config: &Config, clock: Arc<dyn Clock>) -> Result<Arc<Runtime>> {
         config.validate()?;
         let engine = engine::build_engine(&config.limits)?;
         let linker = engine::build_linker(&engine)?;
@@ -92,11 +135,20 @@ impl Runtime {
                 }),
             );
         }
-        let (commits, committer) = Committer::start(db.clone())?;
+        let scheduler = Scheduler::new(clock.clone());
+        for (object, at) in db.all_alarms()? {
+            scheduler.set(object, Some(at));
+        }
+        let by_namespace = classes
+            .values()
+            .map(|c| (c.namespace.number, c.clone()))
+            .collect();
+        let (commits, committer) = Committer::start(db.clone(), scheduler.clone())?;
         let ticker = EpochTicker::start(engine.clone())?;
         let (alive_tx, alive_rx) = mpsc::channel(1);
         let l = &config.limits;
-        Ok(Arc::new(Runtime {
+        let (stop_scheduler, stop_rx) = watch::channel(false);
+        let runtime = Arc::new(Runtime {
             engine,
             classes,
             limits: config.limits.clone(),
@@ -105,6 +157,7 @@ impl Runtime {
                 max_value_bytes: l.max_value_bytes,
                 max_keys_per_call: l.max_keys_per_call,
                 max_object_bytes: l.max_object_bytes,
+                min_alarm_interval_ms: l.min_alarm_interval.as_millis() as u64,
             }),
             objects: Mutex::new(HashMap::new()),
             services: RwLock::new(Some(Services {
@@ -116,7 +169,65 @@ impl Runtime {
             committer: Mutex::new(Some(committer)),
             ticker: Mutex::new(Some(ticker)),
             next_actor: AtomicU64::new(1),
-        }))
+            by_namespace,
+            clock,
+            scheduler: scheduler.clone(),
+            stop_scheduler,
+            instances: Arc::new(Semaphore::new(l.max_live_objects as usize)),
+            pressure: Notify::new(),
+            alarm_runs: AtomicU64::new(0),
+            alarm_failures: AtomicU64::new(0),
+        });
+        let waker = Arc::new(RuntimeWaker(Arc::downgrade(&runtime)));
+        tokio::spawn(scheduler.run(waker, stop_rx));
+        Ok(runtime)
+    }
+
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
+    }
+
+    pub fn scheduler(&self) -> &Arc<Scheduler> {
+        &self.scheduler
+    }
+
+    pub fn pressure(&self) -> &Notify {
+        &self.pressure
+    }
+
+    /// Alarm handlers that completed successfully since start.
+    pub fn alarm_runs(&self) -> u64 {
+        self.alarm_runs.load(Ordering::Relaxed)
+    }
+
+    pub fn count_alarm_run(&self) {
+        self.alarm_runs.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Alarm attempts that failed (each retry counts) since start.
+    pub fn alarm_failures(&self) -> u64 {
+        self.alarm_failures.load(Ordering::Relaxed)
+    }
+
+    pub fn count_alarm_failure(&self) {
+        self.alarm_failures.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Waits for an instance slot; while waiting, asks idle objects to give theirs up.
+    pub async fn instance_permit(&self) -> OwnedSemaphorePermit {
+        if let Ok(p) = self.instances.clone().try_acquire_owned() {
+            return p;
+        }
+        loop {
+            self.pressure.notify_waiters();
+            tokio::select! {
+                p = self.instances.clone().acquire_owned() => {
+                    return p.expect("the instance semaphore is never closed");
+                }
+                // Idle actors re-arm their listener between events; ask again.
+                _ = tokio::time::sleep(Duration::from_millis(50)) => {}
+            }
+        }
     }
 
     pub fn engine(&self) -> &wasmtime::Engine {
@@ -237,6 +348,7 @@ impl Runtime {
     /// Stops every actor (each finishes its queued events and waits for its commits),
     /// then the committer and the epoch thread. The database is closed when this returns.
     pub async fn shutdown(&self) {
+        let _ = self.stop_scheduler.send(true);
         let services = self
             .services
             .write()

@@ -53,7 +53,7 @@ pub mod storage;
 pub use dohost_sdk_macros::durable_object;
 pub use error::{Error, Result, StorageError, StorageErrorCode};
 pub use http::{Request, Response};
-pub use storage::{ListOptions, Storage, Transaction};
+pub use storage::{AlarmTime, ListOptions, Storage, Transaction};
 
 use std::collections::HashMap;
 
@@ -82,7 +82,9 @@ pub trait DurableObject: Sized + 'static {
     /// conditional).
     fn fetch(&mut self, req: Request) -> Result<Response>;
 
-    /// Handles the object's alarm. An `Err` makes the host retry the alarm later.
+    /// Handles the object's alarm. On `Ok` the alarm is cleared unless the handler set a new
+    /// one. An `Err` (or a panic) discards the handler's writes and makes the host retry:
+    /// after 2 s, 4 s, 8 s, ... up to 6 retries, with [`AlarmInfo::retry_count`] counting them.
     fn alarm(&mut self, info: AlarmInfo) -> Result<()> {
         let _ = info;
         Ok(())

@@ -3,6 +3,7 @@
 //! Values are stored as JSON (through serde), so objects written in other languages can
 //! read them; the `*_bytes` methods store raw bytes instead.
 
+use crate::__private::bindings::dohost::object::alarms as wit_alarms;
 use crate::__private::bindings::dohost::object::storage as wit;
 use crate::error::{Error, Result, StorageError, StorageErrorCode};
 use serde::Serialize;
@@ -239,6 +240,55 @@ impl Storage {
             wit::transaction_rollback().map_err(storage_err)?;
         }
         result
+    }
+}
+
+/// A point in time for [`Storage::set_alarm`]: a `SystemTime` or milliseconds since the
+/// Unix epoch.
+///
+/// ```ignore
+/// storage.set_alarm(SystemTime::now() + Duration::from_secs(3600))?;
+/// storage.set_alarm(1_700_000_000_000u64)?;
+/// ```
+pub trait AlarmTime {
+    /// Milliseconds since the Unix epoch (times before it count as 0).
+    fn epoch_millis(&self) -> u64;
+}
+
+impl AlarmTime for u64 {
+    fn epoch_millis(&self) -> u64 {
+        *self
+    }
+}
+
+impl AlarmTime for std::time::SystemTime {
+    fn epoch_millis(&self) -> u64 {
+        self.duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis().min(u64::MAX as u128) as u64)
+            .unwrap_or(0)
+    }
+}
+
+impl Storage {
+    /// Schedules the object's alarm, replacing any other. Part of the event's writes: if the
+    /// event fails, the alarm stays as it was. A time sooner than the host's minimum alarm
+    /// interval from now is moved to now plus that interval.
+    ///
+    /// ```ignore
+    /// storage.set_alarm(SystemTime::now() + Duration::from_secs(60 * 60))?;
+    /// ```
+    pub fn set_alarm(&self, at: impl AlarmTime) -> Result<()> {
+        wit_alarms::set_alarm(at.epoch_millis()).map_err(storage_err)
+    }
+
+    /// The pending alarm, in milliseconds since the Unix epoch.
+    pub fn get_alarm(&self) -> Result<Option<u64>> {
+        wit_alarms::get_alarm().map_err(storage_err)
+    }
+
+    /// Cancels the pending alarm, if any.
+    pub fn delete_alarm(&self) -> Result<()> {
+        wit_alarms::delete_alarm().map_err(storage_err)
     }
 }
 

@@ -2,9 +2,11 @@
 //! 127.0.0.1:0 with a data directory, talk to it with reqwest.
 #![allow(dead_code)]
 
+use dohost::scheduler::Clock;
 use dohost::{ClassConfig, Config, Limits};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::OnceLock;
 use tokio::sync::oneshot;
 
@@ -39,6 +41,7 @@ pub fn guest(name: &str) -> PathBuf {
 pub struct TestHost {
     pub addr: SocketAddr,
     pub data: PathBuf,
+    pub runtime: Option<Arc<dohost::Runtime>>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
 }
@@ -79,9 +82,33 @@ impl TestHost {
         TestHost {
             addr,
             data,
+            runtime: None,
             stop: Some(stop),
             task: Some(task),
         }
+    }
+
+    /// Starts with an injected clock, keeping a handle on the runtime for its counters.
+    pub async fn start_clocked(config: Config, clock: Arc<dyn Clock>) -> TestHost {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let data = config.data_dir.clone();
+        let runtime = dohost::Runtime::start_with_clock(&config, clock).expect("start");
+        let task = tokio::spawn(dohost::serve(runtime.clone(), listener, async {
+            let _ = stopped.await;
+        }));
+        TestHost {
+            addr,
+            data,
+            runtime: Some(runtime),
+            stop: Some(stop),
+            task: Some(task),
+        }
+    }
+
+    pub fn runtime(&self) -> &Arc<dohost::Runtime> {
+        self.runtime.as_ref().expect("started with start_clocked")
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -90,6 +117,7 @@ impl TestHost {
 
     /// Stops the host and waits until its database is closed.
     pub async fn stop(mut self) {
+        self.runtime = None;
         let _ = self.stop.take().unwrap().send(());
         self.task
             .take()
@@ -119,4 +147,20 @@ pub async fn post(c: &reqwest::Client, url: &str, body: impl Into<reqwest::Body>
     let r = c.post(url).body(body).send().await.expect("request");
     let status = r.status().as_u16();
     (status, r.text().await.unwrap())
+}
+
+/// Polls `check` until it holds; fails the test after `what` has not happened in a minute.
+/// For conditions that have no event to wait on (work done by background tasks).
+pub async fn wait_until<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    for _ in 0..6000 {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    panic!("timed out waiting until {what}");
 }

@@ -7,7 +7,8 @@ use bytes::Bytes;
 
 type Res<T> = wasmtime::Result<Result<T, Error>>;
 
-fn to_wit(e: StoreError) -> Error {
+/// A storage failure as the WIT error the guest handles.
+pub fn to_wit(e: StoreError) -> Error {
     let (code, message) = match e {
         StoreError::KeyTooLarge(m) => (ErrorCode::KeyTooLarge, m),
         StoreError::ValueTooLarge(m) => (ErrorCode::ValueTooLarge, m),

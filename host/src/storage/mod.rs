@@ -3,6 +3,8 @@
 
 mod host;
 
+pub use host::to_wit;
+
 use crate::bindings::storage as wit;
 use crate::objstore::ObjectStore;
 use wasmtime::component::{HasSelf, Linker};
