@@ -14,6 +14,13 @@ pub struct Config {
     pub data_dir: PathBuf,
     pub classes: Vec<ClassConfig>,
     pub limits: Limits,
+    /// The script (worker) name: classes and migration history are kept per script.
+    pub script: String,
+    /// The migrations of a config file; `None` in the zero-config mode, where every
+    /// component is implicitly a class of its own.
+    pub migrations: Option<Vec<crate::migrations::Migration>>,
+    /// Plain variables handed to every object's constructor.
+    pub vars: Vec<(String, String)>,
 }
 
 /// One object class: the binding that reaches it, its name and its component file.
@@ -115,6 +122,9 @@ impl Config {
             data_dir: PathBuf::from("data"),
             classes,
             limits: Limits::default(),
+            script: crate::config_file::DEFAULT_SCRIPT.to_string(),
+            migrations: None,
+            vars: Vec::new(),
         })
     }
 

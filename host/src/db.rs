@@ -11,13 +11,15 @@ use std::sync::Arc;
 
 /// dohost's own metadata: `schema_version` and the like.
 pub const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
-/// Class name → namespace record (8-byte namespace number, 32-byte ID key).
+/// "script/class" → namespace record (8-byte namespace number, 32-byte ID key).
 pub const CLASSES: TableDefinition<&str, &[u8]> = TableDefinition::new("classes");
 /// Every object's data: namespace (8) ‖ object ID (32) ‖ user key (UTF-8) → value.
 pub const KV: TableDefinition<&[u8], &[u8]> = TableDefinition::new("kv");
 /// Object prefix (40 bytes) → bytes stored by that object (keys plus values).
 pub const OBJECT_SIZES: TableDefinition<&[u8], u64> = TableDefinition::new("object_sizes");
 
+/// Script name → JSON list of the migrations applied, in order (tag and digest).
+pub const MIGRATIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("migrations");
 /// Object prefix → the time of its alarm (milliseconds since the Unix epoch).
 pub const ALARMS: TableDefinition<&[u8], u64> = TableDefinition::new("alarms");
 
@@ -137,44 +139,32 @@ impl Db {
             txn.open_table(KV)?;
             txn.open_table(OBJECT_SIZES)?;
             txn.open_table(ALARMS)?;
+            txn.open_table(MIGRATIONS)?;
         }
         txn.commit()?;
         Ok(())
     }
 
-    /// The namespace of `class`, created on first use.
-    pub fn ensure_class(&self, class: &str) -> Result<Namespace> {
-        if let Some(ns) = self.class(class)? {
+    /// The namespace of `class` in `script`, created on first use (the zero-config mode,
+    /// where each component file is implicitly a new class).
+    pub fn ensure_class(&self, script: &str, class: &str) -> Result<Namespace> {
+        if let Some(ns) = self.class(script, class)? {
             return Ok(ns);
         }
         let txn = self.inner.begin_write()?;
-        let ns = {
-            let mut classes = txn.open_table(CLASSES)?;
-            if let Some(v) = classes.get(class)? {
-                decode_namespace(v.value())?
-            } else {
-                let mut meta = txn.open_table(META)?;
-                let number = meta
-                    .get(NEXT_NAMESPACE)?
-                    .and_then(|v| v.value().try_into().ok().map(u64::from_be_bytes))
-                    .unwrap_or(1);
-                meta.insert(NEXT_NAMESPACE, (number + 1).to_be_bytes().as_slice())?;
-                let id_key = IdKey::random()?;
-                let mut record = number.to_be_bytes().to_vec();
-                record.extend_from_slice(id_key.bytes());
-                classes.insert(class, record.as_slice())?;
-                Namespace { number, id_key }
-            }
+        let ns = match class_in(&txn, script, class)? {
+            Some(ns) => ns,
+            None => create_class(&txn, script, class)?,
         };
         txn.commit()?;
         Ok(ns)
     }
 
-    /// The namespace of `class`, if the class exists.
-    pub fn class(&self, class: &str) -> Result<Option<Namespace>> {
+    /// The namespace of `class` in `script`, if the class exists.
+    pub fn class(&self, script: &str, class: &str) -> Result<Option<Namespace>> {
         let txn = self.inner.begin_read()?;
         let classes = txn.open_table(CLASSES)?;
-        let found = classes.get(class)?;
+        let found = classes.get(class_key(script, class).as_str())?;
         found.map(|v| decode_namespace(v.value())).transpose()
     }
 
@@ -269,6 +259,72 @@ impl Db {
         }
         Ok(())
     }
+}
+
+/// The `CLASSES` key of a class.
+pub fn class_key(script: &str, class: &str) -> String {
+    format!("{script}/{class}")
+}
+
+/// Looks a class up inside a write transaction.
+pub fn class_in(
+    txn: &redb::WriteTransaction,
+    script: &str,
+    class: &str,
+) -> Result<Option<Namespace>> {
+    let classes = txn.open_table(CLASSES)?;
+    let found = classes.get(class_key(script, class).as_str())?;
+    found.map(|v| decode_namespace(v.value())).transpose()
+}
+
+/// Creates a class with a fresh namespace inside a write transaction.
+pub fn create_class(txn: &redb::WriteTransaction, script: &str, class: &str) -> Result<Namespace> {
+    let mut meta = txn.open_table(META)?;
+    let number = meta
+        .get(NEXT_NAMESPACE)?
+        .and_then(|v| v.value().try_into().ok().map(u64::from_be_bytes))
+        .unwrap_or(1);
+    meta.insert(NEXT_NAMESPACE, (number + 1).to_be_bytes().as_slice())?;
+    let id_key = IdKey::random()?;
+    let mut record = number.to_be_bytes().to_vec();
+    record.extend_from_slice(id_key.bytes());
+    let mut classes = txn.open_table(CLASSES)?;
+    classes.insert(class_key(script, class).as_str(), record.as_slice())?;
+    Ok(Namespace { number, id_key })
+}
+
+/// Moves a class to a new name (or script), keeping its namespace: its objects keep their
+/// IDs, data and alarms.
+pub fn move_class(txn: &redb::WriteTransaction, from: &str, to: &str) -> Result<()> {
+    let mut classes = txn.open_table(CLASSES)?;
+    let record = classes
+        .remove(from)?
+        .map(|v| v.value().to_vec())
+        .context("class to move does not exist")?;
+    classes.insert(to, record.as_slice())?;
+    Ok(())
+}
+
+/// Deletes a class and everything its objects stored (data, sizes, alarms).
+pub fn delete_class(txn: &redb::WriteTransaction, key: &str) -> Result<()> {
+    let ns = {
+        let mut classes = txn.open_table(CLASSES)?;
+        let record = classes
+            .remove(key)?
+            .map(|v| v.value().to_vec())
+            .context("class to delete does not exist")?;
+        decode_namespace(&record)?
+    };
+    let lo = ns.number.to_be_bytes();
+    let hi = (ns.number + 1).to_be_bytes();
+    let range = lo.as_slice()..hi.as_slice();
+    txn.open_table(KV)?
+        .retain_in::<&[u8], _>(range.clone(), |_, _| false)?;
+    txn.open_table(OBJECT_SIZES)?
+        .retain_in::<&[u8], _>(range.clone(), |_, _| false)?;
+    txn.open_table(ALARMS)?
+        .retain_in::<&[u8], _>(range, |_, _| false)?;
+    Ok(())
 }
 
 fn decode_namespace(v: &[u8]) -> Result<Namespace> {

@@ -5,7 +5,8 @@
 //! gives it transactional storage in an embedded redb database, durable before any output.
 //!
 //! ## Layout
-//! - [`config`]: classes, addresses and every limit.
+//! - [`config`]: classes, addresses and every limit; [`config_file`]: the wrangler.json-shaped
+//!   file; [`migrations`]: class migrations.
 //! - [`runtime`]: the registry of live objects, one actor each; start-up and shutdown.
 //! - [`actor`]: an object's actor: its wasmtime store, its mailbox, the output gate.
 //! - [`engine`]: wasmtime settings, component loading and caching, store data, CPU and
@@ -26,11 +27,13 @@ pub mod alarms;
 pub mod bindings;
 pub mod committer;
 pub mod config;
+pub mod config_file;
 pub mod db;
 pub mod engine;
 pub mod guest_log;
 pub mod http;
 pub mod id;
+pub mod migrations;
 pub mod objstore;
 pub mod runtime;
 pub mod scheduler;

@@ -6,7 +6,6 @@ use dohost::{Config, Limits};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
 
 /// Durable Objects on your own machines: serve WebAssembly components with one live
 /// instance per object ID, transactional storage and durable writes.
@@ -19,82 +18,111 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Serve object classes over HTTP. Each COMPONENT.wasm is a class whose binding is the
-    /// file's stem: `counter.wasm` answers at /counter/{name}/{path}.
+    /// Serve object classes over HTTP. Either give component files — each COMPONENT.wasm is
+    /// a class whose binding is the file's stem (`counter.wasm` answers at
+    /// /counter/{name}/{path}) — or a config file with --config. Flags override the file.
     Run(RunArgs),
+    /// Apply a config file's pending class migrations to the data directory, or with
+    /// --dry-run print what would be applied, without serving.
+    Migrate(MigrateArgs),
 }
 
 #[derive(Args)]
 struct RunArgs {
-    /// The object components (.wasm) to serve.
-    #[arg(required = true, value_name = "COMPONENT.wasm")]
+    /// The object components (.wasm) to serve (not with --config).
+    #[arg(
+        value_name = "COMPONENT.wasm",
+        required_unless_present = "config",
+        conflicts_with = "config"
+    )]
     components: Vec<PathBuf>,
 
-    /// Address of the public HTTP server.
-    #[arg(long, default_value = "127.0.0.1:8787", env = "DOHOST_LISTEN")]
-    listen: SocketAddr,
+    /// A wrangler.json(c)-shaped config file: durable_objects bindings, migrations, vars, and
+    /// the dohost block (component files, listen address, data directory, limits).
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
 
-    /// Data directory: the database and the compiled-code cache.
-    #[arg(long, default_value = "data", env = "DOHOST_DATA")]
-    data: PathBuf,
+    /// Address of the public HTTP server [default: 127.0.0.1:8787].
+    #[arg(long, env = "DOHOST_LISTEN")]
+    listen: Option<SocketAddr>,
+
+    /// Data directory: the database and the compiled-code cache [default: ./data, or the
+    /// config's dohost.data_dir].
+    #[arg(long, env = "DOHOST_DATA")]
+    data: Option<PathBuf>,
 
     #[command(flatten)]
     limits: LimitArgs,
 }
 
-/// Every limit, with the defaults of the original platform where it has one.
+#[derive(Args)]
+struct MigrateArgs {
+    /// The config file whose migrations to apply.
+    #[arg(long, value_name = "FILE")]
+    config: PathBuf,
+
+    /// Data directory [default: the config's dohost.data_dir, or ./data].
+    #[arg(long)]
+    data: Option<PathBuf>,
+
+    /// Print what would be applied and change nothing.
+    #[arg(long)]
+    dry_run: bool,
+}
+
+/// Every limit; unset flags keep the config file's value or the default shown.
 #[derive(Args)]
 struct LimitArgs {
-    /// Longest storage key, in bytes.
-    #[arg(long, default_value_t = Limits::default().max_key_bytes)]
-    max_key_bytes: usize,
-    /// Largest storage value, in bytes.
-    #[arg(long, default_value_t = Limits::default().max_value_bytes)]
-    max_value_bytes: usize,
-    /// Most keys in one get-many, put-many or delete-many call.
-    #[arg(long, default_value_t = Limits::default().max_keys_per_call)]
-    max_keys_per_call: usize,
-    /// Bytes one object may store (keys plus values).
-    #[arg(long, default_value_t = Limits::default().max_object_bytes)]
-    max_object_bytes: u64,
-    /// Largest HTTP request body, in bytes.
-    #[arg(long, default_value_t = Limits::default().max_body_bytes)]
-    max_body_bytes: usize,
-    /// CPU time one event may use, in milliseconds.
-    #[arg(long, default_value_t = Limits::default().cpu_per_event.as_millis() as u64)]
-    cpu_ms: u64,
-    /// Linear memory one instance may use, in bytes.
-    #[arg(long, default_value_t = Limits::default().memory_per_instance)]
-    memory_bytes: usize,
-    /// Seconds without events before an object's instance is evicted.
-    #[arg(long, default_value_t = Limits::default().idle_timeout.as_secs_f64())]
-    idle_secs: f64,
-    /// Instances alive at once.
-    #[arg(long, default_value_t = Limits::default().max_live_objects)]
-    max_live_objects: u32,
+    /// Longest storage key, in bytes [default: 2048].
+    #[arg(long)]
+    max_key_bytes: Option<usize>,
+    /// Largest storage value, in bytes [default: 131072].
+    #[arg(long)]
+    max_value_bytes: Option<usize>,
+    /// Most keys in one get-many, put-many or delete-many call [default: 128].
+    #[arg(long)]
+    max_keys_per_call: Option<usize>,
+    /// Bytes one object may store, keys plus values [default: 50000000000].
+    #[arg(long)]
+    max_object_bytes: Option<u64>,
+    /// Largest HTTP request body, in bytes [default: 33554432].
+    #[arg(long)]
+    max_body_bytes: Option<usize>,
+    /// CPU time one event may use, in milliseconds [default: 30000].
+    #[arg(long)]
+    cpu_ms: Option<u64>,
+    /// Linear memory one instance may use, in bytes [default: 134217728].
+    #[arg(long)]
+    memory_bytes: Option<usize>,
+    /// Seconds without events before an object's instance is evicted [default: 30].
+    #[arg(long)]
+    idle_secs: Option<f64>,
+    /// Instances alive at once [default: 1000].
+    #[arg(long)]
+    max_live_objects: Option<u32>,
     /// Minimum alarm interval, in milliseconds: an alarm set sooner than this from now is
-    /// moved to now plus this (the original platform's figure is 30 s; lower it for
-    /// development).
-    #[arg(long, default_value_t = Limits::default().min_alarm_interval.as_millis() as u64)]
-    min_alarm_interval: u64,
+    /// moved to now plus this (the original platform's figure; lower it for development)
+    /// [default: 30000].
+    #[arg(long)]
+    min_alarm_interval: Option<u64>,
 }
 
 impl LimitArgs {
-    fn to_limits(&self) -> anyhow::Result<Limits> {
-        let idle = Duration::try_from_secs_f64(self.idle_secs)
-            .context("--idle-secs must be a non-negative number of seconds")?;
-        Ok(Limits {
+    fn apply(&self, limits: &mut Limits) -> anyhow::Result<()> {
+        dohost::config_file::FileLimits {
             max_key_bytes: self.max_key_bytes,
             max_value_bytes: self.max_value_bytes,
             max_keys_per_call: self.max_keys_per_call,
             max_object_bytes: self.max_object_bytes,
             max_body_bytes: self.max_body_bytes,
-            cpu_per_event: Duration::from_millis(self.cpu_ms),
-            memory_per_instance: self.memory_bytes,
-            idle_timeout: idle,
+            cpu_ms: self.cpu_ms,
+            memory_bytes: self.memory_bytes,
+            idle_secs: self.idle_secs,
             max_live_objects: self.max_live_objects,
-            min_alarm_interval: Duration::from_millis(self.min_alarm_interval),
-        })
+            min_alarm_interval_ms: self.min_alarm_interval,
+        }
+        .apply(limits)
+        .context("--idle-secs")
     }
 }
 
@@ -110,6 +138,7 @@ fn main() -> ExitCode {
         .init();
     let result = match cli.command {
         Command::Run(args) => run(args),
+        Command::Migrate(args) => migrate(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -121,10 +150,17 @@ fn main() -> ExitCode {
 }
 
 fn run(args: RunArgs) -> anyhow::Result<()> {
-    let mut config = Config::from_components(&args.components)?;
-    config.listen = args.listen;
-    config.data_dir = args.data;
-    config.limits = args.limits.to_limits()?;
+    let mut config = match &args.config {
+        Some(file) => dohost::config_file::load(file)?,
+        None => Config::from_components(&args.components)?,
+    };
+    if let Some(listen) = args.listen {
+        config.listen = listen;
+    }
+    if let Some(data) = args.data {
+        config.data_dir = data;
+    }
+    args.limits.apply(&mut config.limits)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -141,6 +177,27 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         );
         dohost::serve(runtime, listener, shutdown_signal()).await
     })
+}
+
+fn migrate(args: MigrateArgs) -> anyhow::Result<()> {
+    let mut config = dohost::config_file::load(&args.config)?;
+    if let Some(data) = args.data {
+        config.data_dir = data;
+    }
+    let db = dohost::db::Db::open(&config.data_dir)?;
+    let bound: Vec<(String, String)> = config
+        .classes
+        .iter()
+        .map(|c| (c.binding.clone(), c.class_name.clone()))
+        .collect();
+    let migrations = config.migrations.unwrap_or_default();
+    let report =
+        dohost::migrations::migrate(&db, &config.script, &migrations, &bound, args.dry_run)?;
+    if args.dry_run {
+        println!("dry run: nothing was changed");
+    }
+    print!("{report}");
+    Ok(())
 }
 
 async fn shutdown_signal() {

@@ -112,26 +112,46 @@ impl Runtime {
         let engine = engine::build_engine(&config.limits)?;
         let linker = engine::build_linker(&engine)?;
         let cache_dir = config.data_dir.join("cache");
-        let mut prepared = Vec::new();
+        // One compilation per distinct file, even when several bindings share a class.
+        let mut compiled: HashMap<std::path::PathBuf, ObjectPre<ObjectState>> = HashMap::new();
         for class in &config.classes {
-            let component = engine::load_component(&engine, &class.component, &cache_dir)?;
-            let pre = engine::prepare(&linker, &component, &class.component)?;
-            prepared.push((class, pre));
+            if !compiled.contains_key(&class.component) {
+                let component = engine::load_component(&engine, &class.component, &cache_dir)?;
+                let pre = engine::prepare(&linker, &component, &class.component)?;
+                compiled.insert(class.component.clone(), pre);
+            }
         }
         let db = Db::open(&config.data_dir)?;
+        if let Some(migrations) = &config.migrations {
+            let bound: Vec<(String, String)> = config
+                .classes
+                .iter()
+                .map(|c| (c.binding.clone(), c.class_name.clone()))
+                .collect();
+            let report =
+                crate::migrations::migrate(&db, &config.script, migrations, &bound, false)?;
+            for step in &report.steps {
+                tracing::info!("migration applied: {step}");
+            }
+        }
         let mut classes = HashMap::new();
-        for (class, pre) in prepared {
-            let namespace = db
-                .ensure_class(&class.class_name)
-                .with_context(|| format!("cannot register class {}", class.class_name))?;
+        for class in &config.classes {
+            let namespace = match &config.migrations {
+                None => db
+                    .ensure_class(&config.script, &class.class_name)
+                    .with_context(|| format!("cannot register class {}", class.class_name))?,
+                Some(_) => db
+                    .class(&config.script, &class.class_name)?
+                    .with_context(|| format!("class {} does not exist", class.class_name))?,
+            };
             classes.insert(
                 class.binding.clone(),
                 Arc::new(Class {
                     binding: class.binding.clone(),
                     class_name: class.class_name.clone(),
                     namespace,
-                    vars: Vec::new(),
-                    pre,
+                    vars: config.vars.clone(),
+                    pre: compiled[&class.component].clone(),
                 }),
             );
         }

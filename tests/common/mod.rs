@@ -59,6 +59,9 @@ pub fn config(guests: &[&str], data: &Path, limits: Limits) -> Config {
             })
             .collect(),
         limits,
+        script: "default".to_string(),
+        migrations: None,
+        vars: Vec::new(),
     }
 }
 

@@ -1,0 +1,420 @@
+//! The wrangler.json-shaped config: JSON with comments, bindings, vars, flags over the file,
+//! and every migration kind and refusal, each refusal proving nothing changed.
+
+mod common;
+use common::*;
+use serde_json::{Value, json};
+use std::path::Path;
+
+/// Writes a config file into `dir` and loads it, with the data directory in `dir/data`.
+fn write_config(dir: &Path, name: &str, body: Value) -> std::path::PathBuf {
+    let path = dir.join(name);
+    let text = format!(
+        "// written by the test\n{}",
+        serde_json::to_string_pretty(&body).unwrap()
+    );
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn components(classes: &[(&str, &str)]) -> Value {
+    let mut map = serde_json::Map::new();
+    for (class, guest_name) in classes {
+        map.insert(class.to_string(), json!(guest(guest_name)));
+    }
+    Value::Object(map)
+}
+
+fn load(path: &Path) -> anyhow::Result<dohost::Config> {
+    dohost::config_file::load(path)
+}
+
+/// Starts a host from a config file; Err is the start-up error.
+async fn start(path: &Path) -> anyhow::Result<TestHost> {
+    let config = load(path)?;
+    // Start synchronously first to surface refusals as errors, then serve.
+    let rt = dohost::Runtime::start(&config)?;
+    rt.shutdown().await;
+    drop(rt);
+    Ok(TestHost::start_config(config).await)
+}
+
+fn cfg(name: &str, bindings: Value, migrations: Value, comps: Value) -> Value {
+    json!({
+        "name": name,
+        "durable_objects": { "bindings": bindings },
+        "migrations": migrations,
+        "vars": { "GREETING": "hello", "LEVEL": 3 },
+        "dohost": { "components": comps, "data_dir": "data" },
+    })
+}
+
+#[tokio::test]
+async fn a_commented_config_serves_its_bindings_with_vars() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("wrangler.jsonc");
+    let text = format!(
+        r#"{{
+        // JSON with comments, as wrangler.jsonc allows
+        "name": "my-worker",
+        "durable_objects": {{
+            "bindings": [
+                {{ "name": "COUNTER", "class_name": "Counter", "script_name": "my-worker" }},
+                {{ "name": "PROBE", "class_name": "Probe" }}, /* trailing commas too */
+            ],
+        }},
+        "migrations": [ {{ "tag": "v1", "new_classes": ["Counter", "Probe"] }} ],
+        "vars": {{ "GREETING": "hello" }},
+        "dohost": {{
+            "components": {{ "Counter": {:?}, "Probe": {:?} }},
+            "limits": {{ "max_key_bytes": 100 }},
+        }},
+    }}"#,
+        guest("counter"),
+        guest("test-object")
+    );
+    std::fs::write(&path, text).unwrap();
+    let config = load(&path).unwrap();
+    assert_eq!(config.limits.max_key_bytes, 100);
+    assert_eq!(config.data_dir, dir.path().join("data"));
+    let host = start(&path).await.unwrap();
+    let c = client();
+    assert_eq!(
+        get(&c, &host.url("/COUNTER/global/increment")).await,
+        (200, "1".into())
+    );
+    let (_, body) = get(&c, &host.url("/PROBE/p/env")).await;
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["class"], "Probe");
+    assert_eq!(v["binding"], "PROBE");
+    assert_eq!(v["env"], json!([["GREETING", "hello"]]));
+    host.stop().await;
+}
+
+#[tokio::test]
+async fn rename_keeps_ids_data_and_alarms() {
+    let dir = tempfile::tempdir().unwrap();
+    let comps = components(&[
+        ("Probe", "test-object"),
+        ("Tester", "test-object"),
+        ("Timer", "alarm"),
+        ("Alarmy", "alarm"),
+    ]);
+    let v1 = json!([{ "tag": "v1", "new_classes": ["Probe", "Alarmy"] }]);
+    let path = write_config(
+        dir.path(),
+        "a.json",
+        cfg(
+            "w",
+            json!([{"name": "P", "class_name": "Probe"}, {"name": "A", "class_name": "Alarmy"}]),
+            v1,
+            comps.clone(),
+        ),
+    );
+    let host = start(&path).await.unwrap();
+    let c = client();
+    let (_, env) = get(&c, &host.url("/P/x/env")).await;
+    post(&c, &host.url("/P/x/put?key=k"), "kept").await;
+    post(&c, &host.url("/A/x/set?delay_ms=3600000"), "").await;
+    let (_, before) = get(&c, &host.url("/A/x/status")).await;
+    host.stop().await;
+
+    let v2 = json!([
+        { "tag": "v1", "new_classes": ["Probe", "Alarmy"] },
+        { "tag": "v2", "renamed_classes": [{"from": "Probe", "to": "Tester"}, {"from": "Alarmy", "to": "Timer"}] },
+    ]);
+    let path = write_config(
+        dir.path(),
+        "a.json",
+        cfg(
+            "w",
+            json!([{"name": "T", "class_name": "Tester"}, {"name": "TM", "class_name": "Timer"}]),
+            v2,
+            comps,
+        ),
+    );
+    let host = start(&path).await.unwrap();
+    let (_, env2) = get(&c, &host.url("/T/x/env")).await;
+    let (e1, e2): (Value, Value) = (
+        serde_json::from_str(&env).unwrap(),
+        serde_json::from_str(&env2).unwrap(),
+    );
+    assert_eq!(e1["id"], e2["id"], "the ID survives the rename");
+    assert_eq!(e2["class"], "Tester");
+    assert_eq!(get(&c, &host.url("/T/x/get?key=k")).await.1, "kept");
+    let (_, after) = get(&c, &host.url("/TM/x/status")).await;
+    let (b, a): (Value, Value) = (
+        serde_json::from_str(&before).unwrap(),
+        serde_json::from_str(&after).unwrap(),
+    );
+    assert_eq!(a["pending"], b["pending"], "the alarm survives the rename");
+    host.stop().await;
+}
+
+#[tokio::test]
+async fn delete_removes_a_class_and_its_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let comps = components(&[("Keep", "test-object"), ("Gone", "test-object")]);
+    let v1 = json!([{ "tag": "v1", "new_classes": ["Keep", "Gone"] }]);
+    let both = json!([{"name": "K", "class_name": "Keep"}, {"name": "G", "class_name": "Gone"}]);
+    let path = write_config(
+        dir.path(),
+        "c.json",
+        cfg("w", both.clone(), v1, comps.clone()),
+    );
+    let host = start(&path).await.unwrap();
+    let c = client();
+    post(&c, &host.url("/K/x/put?key=k"), "keep me").await;
+    post(&c, &host.url("/G/x/put?key=k"), "delete me").await;
+    host.stop().await;
+
+    // Deleting a class that is still bound is refused, and changes nothing.
+    let v2 = json!([
+        { "tag": "v1", "new_classes": ["Keep", "Gone"] },
+        { "tag": "v2", "deleted_classes": ["Gone"] },
+    ]);
+    let path = write_config(
+        dir.path(),
+        "c.json",
+        cfg("w", both.clone(), v2.clone(), comps.clone()),
+    );
+    let err = start(&path).await.err().expect("refused").to_string();
+    assert!(
+        err.contains("Gone") && err.contains("still uses it"),
+        "{err}"
+    );
+
+    let keep_only = json!([{"name": "K", "class_name": "Keep"}]);
+    let path = write_config(dir.path(), "c.json", cfg("w", keep_only, v2, comps.clone()));
+    let host = start(&path).await.unwrap();
+    assert_eq!(get(&c, &host.url("/K/x/get?key=k")).await.1, "keep me");
+    host.stop().await;
+
+    // A class of the same name created again starts empty.
+    let v3 = json!([
+        { "tag": "v1", "new_classes": ["Keep", "Gone"] },
+        { "tag": "v2", "deleted_classes": ["Gone"] },
+        { "tag": "v3", "new_classes": ["Gone"] },
+    ]);
+    let path = write_config(dir.path(), "c.json", cfg("w", both, v3, comps));
+    let host = start(&path).await.unwrap();
+    assert_eq!(get(&c, &host.url("/G/x/get?key=k")).await.0, 404);
+    assert_eq!(get(&c, &host.url("/K/x/get?key=k")).await.1, "keep me");
+    host.stop().await;
+}
+
+#[tokio::test]
+async fn transfer_moves_a_class_in_from_another_script() {
+    let dir = tempfile::tempdir().unwrap();
+    let comps = components(&[("Legacy", "test-object"), ("Modern", "test-object")]);
+    let path = write_config(
+        dir.path(),
+        "old.json",
+        cfg(
+            "old-worker",
+            json!([{"name": "L", "class_name": "Legacy"}]),
+            json!([{"tag": "v1", "new_classes": ["Legacy"]}]),
+            comps.clone(),
+        ),
+    );
+    let host = start(&path).await.unwrap();
+    let c = client();
+    post(&c, &host.url("/L/x/put?key=k"), "moved").await;
+    host.stop().await;
+
+    let path = write_config(
+        dir.path(),
+        "new.json",
+        cfg(
+            "new-worker",
+            json!([{"name": "M", "class_name": "Modern"}]),
+            json!([{"tag": "t1", "transferred_classes": [{"from": "Legacy", "from_script": "old-worker", "to": "Modern"}]}]),
+            comps,
+        ),
+    );
+    let host = start(&path).await.unwrap();
+    assert_eq!(get(&c, &host.url("/M/x/get?key=k")).await.1, "moved");
+    host.stop().await;
+}
+
+#[tokio::test]
+async fn history_edits_and_bad_references_are_refused_and_change_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let comps = components(&[
+        ("A", "test-object"),
+        ("B", "test-object"),
+        ("C", "test-object"),
+    ]);
+    let binds = json!([{"name": "A", "class_name": "A"}]);
+    let good = json!([
+        { "tag": "v1", "new_classes": ["A"] },
+        { "tag": "v2", "new_classes": ["B"] },
+    ]);
+    let path = write_config(
+        dir.path(),
+        "h.json",
+        cfg("w", binds.clone(), good.clone(), comps.clone()),
+    );
+    let host = start(&path).await.unwrap();
+    let c = client();
+    post(&c, &host.url("/A/x/put?key=k"), "safe").await;
+    host.stop().await;
+
+    let refusals: Vec<(Value, Value, &str)> = vec![
+        // Dropping an applied tag.
+        (
+            binds.clone(),
+            json!([{ "tag": "v1", "new_classes": ["A"] }]),
+            "\"v2\"",
+        ),
+        // Reordering applied tags.
+        (
+            binds.clone(),
+            json!([{ "tag": "v2", "new_classes": ["B"] }, { "tag": "v1", "new_classes": ["A"] }]),
+            "reordered",
+        ),
+        // Editing an applied tag.
+        (
+            binds.clone(),
+            json!([{ "tag": "v1", "new_classes": ["A", "C"] }, { "tag": "v2", "new_classes": ["B"] }]),
+            "changed",
+        ),
+        // A binding to a class no migration created.
+        (
+            json!([{"name": "C", "class_name": "C"}]),
+            good.clone(),
+            "no migration created",
+        ),
+        // Renaming from a class that does not exist (the new class in the same migration
+        // must not be created either).
+        (
+            binds.clone(),
+            json!([
+                { "tag": "v1", "new_classes": ["A"] }, { "tag": "v2", "new_classes": ["B"] },
+                { "tag": "v3", "new_classes": ["C"], "renamed_classes": [{"from": "Nope", "to": "D"}] },
+            ]),
+            "\"Nope\"",
+        ),
+        // A tag twice.
+        (
+            binds.clone(),
+            json!([{ "tag": "v1", "new_classes": ["A"] }, { "tag": "v1" }]),
+            "twice",
+        ),
+    ];
+    for (bindings, migrations, expected) in refusals {
+        let path = write_config(
+            dir.path(),
+            "h.json",
+            cfg("w", bindings, migrations, comps.clone()),
+        );
+        let err = format!("{:#}", start(&path).await.err().expect("refused"));
+        assert!(err.contains(expected), "expected {expected:?} in: {err}");
+    }
+    // C was never created by the refused v3.
+    let path = write_config(
+        dir.path(),
+        "h.json",
+        cfg(
+            "w",
+            json!([{"name": "C", "class_name": "C"}]),
+            good.clone(),
+            comps.clone(),
+        ),
+    );
+    assert!(start(&path).await.is_err());
+    // And the original config still works, data intact.
+    let path = write_config(dir.path(), "h.json", cfg("w", binds, good, comps));
+    let host = start(&path).await.unwrap();
+    assert_eq!(get(&c, &host.url("/A/x/get?key=k")).await.1, "safe");
+    host.stop().await;
+}
+
+/// The seed's wrangler.json verbatim renames OldCounter onto a Counter that v1 created; it is
+/// refused with a message naming the tag and the classes (examples/ holds a version that
+/// applies).
+#[tokio::test]
+async fn the_seed_config_verbatim_is_refused_clearly() {
+    let dir = tempfile::tempdir().unwrap();
+    let comps = components(&[("Counter", "counter"), ("ChatRoom", "test-object")]);
+    let seed = json!({
+        "durable_objects": { "bindings": [
+            { "name": "COUNTER", "class_name": "Counter", "script_name": "my-worker" },
+            { "name": "CHAT_ROOM", "class_name": "ChatRoom" },
+        ]},
+        "name": "my-worker",
+        "migrations": [
+            { "tag": "v1", "new_classes": ["Counter"] },
+            { "tag": "v2", "new_classes": ["ChatRoom"], "renamed_classes": [{"from": "OldCounter", "to": "Counter"}] },
+            { "tag": "v3", "deleted_classes": ["OldCounter"] },
+        ],
+        "dohost": { "components": comps },
+    });
+    let path = write_config(dir.path(), "seed.json", seed);
+    let err = format!("{:#}", start(&path).await.err().expect("refused"));
+    assert!(
+        err.contains("\"v2\"") && err.contains("OldCounter"),
+        "{err}"
+    );
+}
+
+#[test]
+fn the_example_config_applies_and_migrate_dry_run_prints_the_plan() {
+    let dir = tempfile::tempdir().unwrap();
+    let example = repo_root().join("examples/wrangler.jsonc");
+    // The example names the guests under target/guests; make sure they exist.
+    guest("counter");
+    let bin = env!("CARGO_BIN_EXE_dohost");
+    let data = dir.path().join("data");
+    let out = std::process::Command::new(bin)
+        .args(["migrate", "--dry-run", "--config"])
+        .arg(&example)
+        .arg("--data")
+        .arg(&data)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("dry run") && text.contains("v1: create class"),
+        "{text}"
+    );
+    assert!(
+        text.contains("v2: rename class OldCounter to Counter"),
+        "{text}"
+    );
+    // Nothing was applied: a second dry run plans the same.
+    let again = std::process::Command::new(bin)
+        .args(["migrate", "--dry-run", "--config"])
+        .arg(&example)
+        .arg("--data")
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&again.stdout), text);
+    // Applying for real, then nothing is left.
+    let out = std::process::Command::new(bin)
+        .args(["migrate", "--config"])
+        .arg(&example)
+        .arg("--data")
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let out = std::process::Command::new(bin)
+        .args(["migrate", "--dry-run", "--config"])
+        .arg(&example)
+        .arg("--data")
+        .arg(&data)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("nothing to apply") && text.contains("already applied: v1, v2, v3"),
+        "{text}"
+    );
+}
