@@ -4,16 +4,18 @@
 
 use crate::bindings::{Object, types as wit};
 use crate::committer::{CommitJob, CommitResult};
-use crate::engine::{CpuLimitExceeded, MemoryLimitExceeded, ObjectState};
+use crate::engine::{CpuLimitExceeded, MemoryLimitExceeded, ObjectState, new_store, start_event};
 use crate::objstore::{ObjectShared, ObjectStore};
 use crate::runtime::{Class, ObjectKey, Runtime, Services};
 use crate::storage::StorageCtx;
 use futures::FutureExt;
 use futures::future::{BoxFuture, Shared};
+use std::collections::HashMap;
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+use wasmtime::Store;
 use wasmtime::component::ResourceAny;
-use wasmtime::{Store, UpdateDeadline};
 
 /// Resolves when an event's writes (and every earlier write of its object) are durable.
 pub type Durable = Shared<BoxFuture<'static, CommitResult>>;
@@ -69,6 +71,9 @@ pub struct Actor {
     shared: Option<Arc<ObjectShared>>,
     live: Option<Live>,
     last_commit: Option<Durable>,
+    /// Clients waiting on deferred responses, by handle, with their deadline.
+    deferred: HashMap<u64, (oneshot::Sender<Outcome>, Instant)>,
+    next_handle: u64,
 }
 
 impl Actor {
@@ -94,6 +99,65 @@ impl Actor {
             shared: None,
             live: None,
             last_commit: None,
+            deferred: HashMap::new(),
+            next_handle: 0,
+        }
+    }
+
+    /// Discards the instance; clients waiting on its deferred responses get 503, since the
+    /// in-memory state that would have answered them is gone.
+    fn drop_instance(&mut self, why: &str) {
+        self.live = None;
+        for (_, (reply, _)) in self.deferred.drain() {
+            let _ = reply.send(Outcome {
+                result: Err(EventError::Unavailable(format!(
+                    "the object was reset before answering this deferred request ({why})"
+                ))),
+                durable: None,
+            });
+        }
+    }
+
+    /// Answers the deferred requests whose deadline passed with 503.
+    fn expire_deferred(&mut self) {
+        let now = Instant::now();
+        let expired: Vec<u64> = self
+            .deferred
+            .iter()
+            .filter(|(_, (_, deadline))| *deadline <= now)
+            .map(|(h, _)| *h)
+            .collect();
+        for handle in expired {
+            if let Some((reply, _)) = self.deferred.remove(&handle) {
+                let _ = reply.send(Outcome {
+                    result: Err(EventError::Unavailable(format!(
+                        "the object did not answer this deferred request within {:?} \
+                         (deferred_timeout)",
+                        self.rt.limits().deferred_timeout
+                    ))),
+                    durable: None,
+                });
+            }
+            if let Some(live) = self.live.as_mut() {
+                live.store.data_mut().requests.pending.remove(&handle);
+            }
+        }
+    }
+
+    /// Releases the answers given to deferred requests during the event just ended, gated
+    /// on that event's durability.
+    fn release_responses(&mut self, durable: &Option<Durable>) {
+        let Some(live) = self.live.as_mut() else {
+            return;
+        };
+        let responses = std::mem::take(&mut live.store.data_mut().requests.responses);
+        for (handle, response) in responses {
+            if let Some((reply, _)) = self.deferred.remove(&handle) {
+                let _ = reply.send(Outcome {
+                    result: Ok(response),
+                    durable: durable.clone(),
+                });
+            }
         }
     }
 
@@ -102,18 +166,27 @@ impl Actor {
         loop {
             let rt = self.rt.clone();
             let pressure = rt.pressure();
+            let next_deadline = self.deferred.values().map(|(_, d)| *d).min();
             let received = tokio::select! {
                 r = tokio::time::timeout(idle, rx.recv()) => r,
-                _ = pressure.notified(), if self.live.is_some() => {
+                // An instance holding deferred requests keeps them in its memory: it is not
+                // given up.
+                _ = pressure.notified(), if self.live.is_some() && self.deferred.is_empty() => {
                     // Another object waits for an instance slot: give ours up. The actor
                     // (and its mailbox and in-flight writes) stays; the next event rebuilds.
                     self.live = None;
+                    continue;
+                }
+                _ = tokio::time::sleep_until(next_deadline.unwrap_or_else(Instant::now)),
+                    if next_deadline.is_some() => {
+                    self.expire_deferred();
                     continue;
                 }
             };
             match received {
                 Ok(Some(event)) => self.handle(event).await,
                 Ok(None) => break,
+                Err(_) if !self.deferred.is_empty() => {}
                 Err(_) => {
                     // Evict only once our writes are durable: a new actor for this ID reads
                     // from the database alone.
@@ -136,10 +209,7 @@ impl Actor {
 
     async fn handle(&mut self, event: Event) {
         match event {
-            Event::Fetch { request, reply } => {
-                let outcome = self.fetch(request).await;
-                let _ = reply.send(outcome);
-            }
+            Event::Fetch { request, reply } => self.fetch(request, reply).await,
             Event::Alarm { retry } => self.alarm(retry).await,
         }
     }
@@ -164,6 +234,7 @@ impl Actor {
             }
         }
         start_event(&mut live.store);
+        live.store.data_mut().requests.begin(None);
         let info = wit::AlarmInfo {
             retry_count: retry,
             is_retry: retry > 0,
@@ -183,21 +254,28 @@ impl Actor {
                     // Done: clear it, atomically with the handler's writes.
                     let _ = store.delete_alarm();
                 }
-                if let Some(writes) = store.take_event_writes() {
-                    self.submit(writes);
-                }
+                let durable = match store.take_event_writes() {
+                    Some(writes) => self.submit(writes),
+                    None => self.last_commit.clone(),
+                };
+                self.release_responses(&durable);
                 self.rt.count_alarm_run();
             }
             Ok(Err(message)) => {
                 // A failed alarm's writes are dropped so that its retry starts from the
                 // same state.
                 live.store.data_mut().storage.store.discard_event();
+                // Answers given by a failed handler are withdrawn with its writes.
+                let requests = &mut live.store.data_mut().requests;
+                for (handle, _) in std::mem::take(&mut requests.responses) {
+                    requests.pending.insert(handle);
+                }
                 self.alarm_failed(retry, &message);
             }
             Err(err) => {
                 let why = describe_failure(&err, live.store.data().limiter.hit);
                 tracing::warn!(object = %self.tag, error = %format!("{err:?}"), "alarm handler trapped: {why}; instance discarded");
-                self.live = None;
+                self.drop_instance("the alarm handler trapped");
                 self.alarm_failed(retry, &why);
             }
         }
@@ -234,51 +312,70 @@ impl Actor {
         Ok(shared)
     }
 
-    async fn fetch(&mut self, request: wit::Request) -> Outcome {
+    async fn fetch(&mut self, request: wit::Request, reply: oneshot::Sender<Outcome>) {
         if let Err(e) = self.ensure_live().await {
-            return Outcome {
+            let _ = reply.send(Outcome {
                 result: Err(e),
                 durable: None,
-            };
+            });
+            return;
         }
+        self.next_handle += 1;
+        let handle = self.next_handle;
         let live = self.live.as_mut().expect("instance just ensured");
         start_event(&mut live.store);
+        live.store.data_mut().requests.begin(Some(handle));
         let result = live
             .bindings
             .dohost_object_handler()
             .object()
             .call_fetch(&mut live.store, live.handle, &request)
             .await;
-        self.finish(result)
+        self.finish(result, handle, reply);
     }
 
-    /// Ends an event: commits its writes on success, discards the instance on a trap.
-    fn finish(&mut self, result: wasmtime::Result<wit::Response>) -> Outcome {
+    /// Ends a fetch: commits its writes on success, discards the instance on a trap, and
+    /// answers the client now, or later if the fetch deferred its answer.
+    fn finish(
+        &mut self,
+        result: wasmtime::Result<wit::Response>,
+        handle: u64,
+        reply: oneshot::Sender<Outcome>,
+    ) {
         let live = self.live.as_mut().expect("event ran on an instance");
         live.store.data().stdout.flush_partial();
         live.store.data().stderr.flush_partial();
         match result {
             Ok(value) => {
-                let writes = live.store.data_mut().storage.store.take_event_writes();
+                let data = live.store.data_mut();
+                let writes = data.storage.store.take_event_writes();
+                let deferred = data.requests.deferred;
+                data.requests.current = None;
                 let durable = match writes {
                     None => self.last_commit.clone(),
                     Some(writes) => self.submit(writes),
                 };
-                Outcome {
-                    result: Ok(value),
-                    durable,
+                if deferred {
+                    let deadline = Instant::now() + self.rt.limits().deferred_timeout;
+                    self.deferred.insert(handle, (reply, deadline));
+                } else {
+                    let _ = reply.send(Outcome {
+                        result: Ok(value),
+                        durable: durable.clone(),
+                    });
                 }
+                self.release_responses(&durable);
             }
             Err(err) => {
                 let why = describe_failure(&err, live.store.data().limiter.hit);
                 tracing::warn!(object = %self.tag, error = %format!("{err:?}"), "event failed: {why}; instance discarded");
                 // After a trap the instance is unusable; its store (and with it the event's
                 // uncommitted writes) is dropped and the next event builds a fresh one.
-                self.live = None;
-                Outcome {
+                self.drop_instance("an event trapped");
+                let _ = reply.send(Outcome {
                     result: Err(EventError::Failed(why)),
                     durable: None,
-                }
+                });
             }
         }
     }
@@ -344,22 +441,14 @@ impl Actor {
                 clock.clone(),
             ),
         };
-        let mut store = Store::new(
+        let objects = crate::objects::ObjectsCtx {
+            runtime: Arc::downgrade(&self.rt),
+            caller: Some(self.key),
+        };
+        let mut store: Store<ObjectState> = new_store(
             self.rt.engine(),
-            ObjectState::new(self.tag.clone(), ctx, limits, clock),
+            ObjectState::new(self.tag.clone(), ctx, objects, limits, clock),
         );
-        store.limiter(|s| &mut s.limiter);
-        store.epoch_deadline_callback(|mut ctx| {
-            let cpu = &mut ctx.data_mut().cpu;
-            cpu.used_ticks += 1;
-            if cpu.used_ticks >= cpu.max_ticks {
-                Err(CpuLimitExceeded(cpu.limit).into())
-            } else {
-                // Let other objects' tasks run on this thread between slices.
-                Ok(UpdateDeadline::Yield(1))
-            }
-        });
-        start_event(&mut store);
         let bindings = match self.class.pre.instantiate_async(&mut store).await {
             Ok(b) => b,
             Err(e) => {
@@ -411,7 +500,7 @@ impl Actor {
 }
 
 /// A short account of why an event failed, for the caller; the full error goes to the log.
-fn describe_failure(err: &wasmtime::Error, memory_hit: Option<usize>) -> String {
+pub(crate) fn describe_failure(err: &wasmtime::Error, memory_hit: Option<usize>) -> String {
     if let Some(e) = err.downcast_ref::<CpuLimitExceeded>() {
         return e.to_string();
     }
@@ -429,10 +518,4 @@ fn describe_failure(err: &wasmtime::Error, memory_hit: Option<usize>) -> String 
         Some(trap) => format!("trap: {trap}"),
         None => format!("{err:#}"),
     }
-}
-
-/// Gives an event its full CPU allowance.
-fn start_event(store: &mut Store<ObjectState>) {
-    store.data_mut().cpu.used_ticks = 0;
-    store.set_epoch_deadline(1);
 }

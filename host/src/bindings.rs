@@ -1,18 +1,40 @@
-//! The host's one `bindgen!`: Rust types and traits for the `dohost:object` WIT package.
+//! The host's bindings of the `dohost:object` WIT package: the object world, and the worker
+//! world sharing its types and its `objects` import.
 //!
-//! Imports are synchronous and trappable: storage answers from memory or a quick redb read,
-//! so there is nothing to await, and the outer `wasmtime::Result` is kept for host bugs
-//! while the WIT `result` carries what the guest should handle. Exports are async so that
-//! epoch interruption can yield a long-running guest back to the executor.
+//! Imports are synchronous and trappable — storage answers from memory or a quick redb
+//! read, so there is nothing to await, and the outer `wasmtime::Result` is kept for host
+//! bugs while the WIT `result` carries what the guest should handle — except `objects.fetch`,
+//! which waits for another object. Exports are async so that epoch interruption can yield a
+//! long-running guest back to the executor.
 
 wasmtime::component::bindgen!({
     world: "object",
     path: "../wit",
-    imports: { default: trappable },
+    imports: {
+        "dohost:object/objects.fetch": async | trappable,
+        default: trappable,
+    },
     exports: { default: async },
 });
 
+/// The worker world. Its `types` and `objects` are the object world's, so one host impl of
+/// `objects` serves both.
+pub mod worker {
+    wasmtime::component::bindgen!({
+        world: "worker",
+        path: "../wit",
+        imports: { default: trappable },
+        exports: { default: async },
+        with: {
+            "dohost:object/types": super::dohost::object::types,
+            "dohost:object/objects": super::dohost::object::objects,
+        },
+    });
+}
+
 pub use dohost::object::alarms;
+pub use dohost::object::objects;
+pub use dohost::object::requests;
 pub use dohost::object::storage;
 pub use dohost::object::types;
 pub use exports::dohost::object::handler;

@@ -21,6 +21,8 @@ pub struct Config {
     pub migrations: Option<Vec<crate::migrations::Migration>>,
     /// Plain variables handed to every object's constructor.
     pub vars: Vec<(String, String)>,
+    /// The stateless worker component that receives every public request, if any.
+    pub worker: Option<PathBuf>,
 }
 
 /// One object class: the binding that reaches it, its name and its component file.
@@ -55,6 +57,8 @@ pub struct Limits {
     pub max_live_objects: u32,
     /// Alarms set sooner than this from now are moved to now plus this.
     pub min_alarm_interval: Duration,
+    /// How long a deferred request may wait for its answer before the client gets 503.
+    pub deferred_timeout: Duration,
 }
 
 impl Default for Limits {
@@ -70,6 +74,7 @@ impl Default for Limits {
             idle_timeout: Duration::from_secs(30),
             max_live_objects: 1000,
             min_alarm_interval: Duration::from_secs(30),
+            deferred_timeout: Duration::from_secs(60),
         }
     }
 }
@@ -125,6 +130,7 @@ impl Config {
             script: crate::config_file::DEFAULT_SCRIPT.to_string(),
             migrations: None,
             vars: Vec::new(),
+            worker: None,
         })
     }
 

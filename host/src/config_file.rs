@@ -46,6 +46,8 @@ struct DohostSection {
     /// Class name → component file, relative to the config file.
     #[serde(default)]
     components: BTreeMap<String, PathBuf>,
+    /// The stateless worker component, relative to the config file.
+    worker: Option<PathBuf>,
     listen: Option<SocketAddr>,
     data_dir: Option<PathBuf>,
     #[serde(default)]
@@ -66,6 +68,7 @@ pub struct FileLimits {
     pub idle_secs: Option<f64>,
     pub max_live_objects: Option<u32>,
     pub min_alarm_interval_ms: Option<u64>,
+    pub deferred_timeout_ms: Option<u64>,
 }
 
 impl FileLimits {
@@ -94,6 +97,9 @@ impl FileLimits {
         }
         if let Some(ms) = self.min_alarm_interval_ms {
             limits.min_alarm_interval = Duration::from_millis(ms);
+        }
+        if let Some(ms) = self.deferred_timeout_ms {
+            limits.deferred_timeout = Duration::from_millis(ms);
         }
         Ok(())
     }
@@ -186,6 +192,7 @@ pub fn parse(text: &str, base: &Path) -> Result<Config> {
         script,
         migrations: Some(file.migrations),
         vars,
+        worker: file.dohost.worker.map(|w| base.join(w)),
     })
 }
 

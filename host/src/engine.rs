@@ -90,7 +90,162 @@ pub fn build_linker(engine: &Engine) -> Result<Linker<ObjectState>> {
     wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
     crate::storage::add_to_linker(&mut linker, |s: &mut ObjectState| &mut s.storage)?;
     crate::alarms::add_to_linker(&mut linker, |s: &mut ObjectState| &mut s.storage)?;
+    crate::objects::add_to_linker(&mut linker, |s: &mut ObjectState| &mut s.objects)?;
+    crate::requests::add_to_linker(&mut linker, |s: &mut ObjectState| &mut s.requests)?;
     Ok(linker)
+}
+
+/// The linker of the stateless worker: WASI as for objects, and only `objects`.
+pub fn build_worker_linker(engine: &Engine) -> Result<Linker<WorkerState>> {
+    let mut linker = Linker::new(engine);
+    wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+    crate::objects::add_to_linker(&mut linker, |s: &mut WorkerState| &mut s.objects)?;
+    Ok(linker)
+}
+
+/// Pre-links the worker component, checking it exports the worker handler.
+pub fn prepare_worker(
+    linker: &Linker<WorkerState>,
+    component: &Component,
+    path: &Path,
+) -> Result<crate::bindings::worker::WorkerPre<WorkerState>> {
+    let pre = linker.instantiate_pre(component).map_err(|e| {
+        anyhow!(
+            "{} does not fit dohost's worker world (a worker may import only `objects` and \
+             WASI): {e:#}",
+            path.display()
+        )
+    })?;
+    crate::bindings::worker::WorkerPre::new(pre).map_err(|e| {
+        anyhow!(
+            "{} is not a dohost worker (it must export dohost:object/worker-handler): {e:#}",
+            path.display()
+        )
+    })
+}
+
+/// What every guest store has: a memory limiter and a CPU budget.
+pub trait GuestState: Send + 'static {
+    fn limiter(&mut self) -> &mut Limiter;
+    fn cpu(&mut self) -> &mut CpuBudget;
+}
+
+/// A store for one guest instance, with the memory limiter and the CPU-limit callback.
+pub fn new_store<T: GuestState>(engine: &Engine, data: T) -> wasmtime::Store<T> {
+    let mut store = wasmtime::Store::new(engine, data);
+    store.limiter(|s| s.limiter());
+    store.epoch_deadline_callback(|mut ctx| {
+        let cpu = ctx.data_mut().cpu();
+        cpu.used_ticks += 1;
+        if cpu.used_ticks >= cpu.max_ticks {
+            Err(CpuLimitExceeded(cpu.limit).into())
+        } else {
+            // Let other objects' tasks run on this thread between slices.
+            Ok(wasmtime::UpdateDeadline::Yield(1))
+        }
+    });
+    start_event(&mut store);
+    store
+}
+
+/// Gives an event its full CPU allowance.
+pub fn start_event<T: GuestState>(store: &mut wasmtime::Store<T>) {
+    store.data_mut().cpu().used_ticks = 0;
+    store.set_epoch_deadline(1);
+}
+
+/// WASI for a guest: no preopened directories, no environment, no arguments, no sockets —
+/// a guest reaches the world only through dohost's imports. Its clock is the host's.
+fn guest_wasi(
+    tag: &Arc<str>,
+    clock: Arc<dyn crate::scheduler::Clock>,
+) -> (WasiCtx, GuestLog, GuestLog) {
+    let stdout = GuestLog::new(tag.clone(), "stdout");
+    let stderr = GuestLog::new(tag.clone(), "stderr");
+    let wasi = WasiCtxBuilder::new()
+        .stdout(stdout.clone())
+        .stderr(stderr.clone())
+        .allow_tcp(false)
+        .allow_udp(false)
+        .allow_ip_name_lookup(false)
+        .wall_clock(crate::scheduler::GuestWallClock(clock))
+        .build();
+    (wasi, stdout, stderr)
+}
+
+fn budget(limits: &Limits) -> (Limiter, CpuBudget) {
+    let max_ticks = (limits.cpu_per_event.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64;
+    (
+        Limiter {
+            max_memory: limits.memory_per_instance,
+            hit: None,
+        },
+        CpuBudget {
+            used_ticks: 0,
+            max_ticks,
+            limit: limits.cpu_per_event,
+        },
+    )
+}
+
+/// The data of one worker instance's store.
+pub struct WorkerState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    pub limiter: Limiter,
+    pub cpu: CpuBudget,
+    pub objects: crate::objects::ObjectsCtx,
+    pub stdout: GuestLog,
+    pub stderr: GuestLog,
+}
+
+impl WorkerState {
+    pub fn new(
+        objects: crate::objects::ObjectsCtx,
+        limits: &Limits,
+        clock: Arc<dyn crate::scheduler::Clock>,
+    ) -> Self {
+        let (wasi, stdout, stderr) = guest_wasi(&Arc::from("worker"), clock);
+        let (limiter, cpu) = budget(limits);
+        WorkerState {
+            wasi,
+            table: ResourceTable::new(),
+            limiter,
+            cpu,
+            objects,
+            stdout,
+            stderr,
+        }
+    }
+}
+
+impl WasiView for WorkerState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl GuestState for WorkerState {
+    fn limiter(&mut self) -> &mut Limiter {
+        &mut self.limiter
+    }
+
+    fn cpu(&mut self) -> &mut CpuBudget {
+        &mut self.cpu
+    }
+}
+
+impl GuestState for ObjectState {
+    fn limiter(&mut self) -> &mut Limiter {
+        &mut self.limiter
+    }
+
+    fn cpu(&mut self) -> &mut CpuBudget {
+        &mut self.cpu
+    }
 }
 
 /// Loads a component, compiling it only when the cache in `cache_dir` has no code for this
@@ -170,12 +325,14 @@ pub fn prepare(
     })
 }
 
-/// The data of one instance's store.
+/// The data of one object instance's store.
 pub struct ObjectState {
     wasi: WasiCtx,
     table: ResourceTable,
     pub limiter: Limiter,
     pub storage: StorageCtx,
+    pub objects: crate::objects::ObjectsCtx,
+    pub requests: crate::requests::RequestsCtx,
     pub cpu: CpuBudget,
     pub stdout: GuestLog,
     pub stderr: GuestLog,
@@ -185,35 +342,20 @@ impl ObjectState {
     pub fn new(
         tag: Arc<str>,
         storage: StorageCtx,
+        objects: crate::objects::ObjectsCtx,
         limits: &Limits,
         clock: Arc<dyn crate::scheduler::Clock>,
     ) -> Self {
-        let stdout = GuestLog::new(tag.clone(), "stdout");
-        let stderr = GuestLog::new(tag, "stderr");
-        // No preopened directories, no environment, no arguments, no sockets: a guest
-        // reaches the world only through dohost's imports.
-        let wasi = WasiCtxBuilder::new()
-            .stdout(stdout.clone())
-            .stderr(stderr.clone())
-            .allow_tcp(false)
-            .allow_udp(false)
-            .allow_ip_name_lookup(false)
-            .wall_clock(crate::scheduler::GuestWallClock(clock))
-            .build();
-        let max_ticks = (limits.cpu_per_event.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64;
+        let (wasi, stdout, stderr) = guest_wasi(&tag, clock);
+        let (limiter, cpu) = budget(limits);
         ObjectState {
             wasi,
             table: ResourceTable::new(),
-            limiter: Limiter {
-                max_memory: limits.memory_per_instance,
-                hit: None,
-            },
+            limiter,
             storage,
-            cpu: CpuBudget {
-                used_ticks: 0,
-                max_ticks,
-                limit: limits.cpu_per_event,
-            },
+            objects,
+            requests: Default::default(),
+            cpu,
             stdout,
             stderr,
         }

@@ -60,6 +60,9 @@ pub fn router(runtime: Arc<Runtime>) -> Router {
 }
 
 async fn handle(State(rt): State<Arc<Runtime>>, req: Request) -> Result<Response, HttpError> {
+    if rt.has_worker() {
+        return handle_with_worker(rt, req).await;
+    }
     let (parts, body) = req.into_parts();
     let path = parts.uri.path();
     let mut segments = path.trim_start_matches('/').splitn(3, '/');
@@ -93,6 +96,42 @@ async fn handle(State(rt): State<Arc<Runtime>>, req: Request) -> Result<Response
             name.len()
         )));
     }
+    let body = read_body(&rt, &parts, body).await?;
+    let request = to_wit(&parts, rest.unwrap_or(""), body);
+    let id = class.namespace.id_key.id_from_name(&name);
+    let outcome = rt.fetch(&class, id, Some(name), request).await;
+    // The output gate: nothing leaves before the writes it may depend on are durable.
+    if let Some(durable) = outcome.durable {
+        durable
+            .await
+            .map_err(|e| HttpError::CommitFailed(e.to_string()))?;
+    }
+    let response = outcome.result.map_err(event_error)?;
+    to_http(response)
+}
+
+/// With a worker configured, every public request goes to it, path and all.
+async fn handle_with_worker(rt: Arc<Runtime>, req: Request) -> Result<Response, HttpError> {
+    let (parts, body) = req.into_parts();
+    let body = read_body(&rt, &parts, body).await?;
+    let path = parts.uri.path().trim_start_matches('/').to_string();
+    let request = to_wit(&parts, &path, body);
+    let response = rt.run_worker(request).await.map_err(event_error)?;
+    to_http(response)
+}
+
+fn event_error(e: EventError) -> HttpError {
+    match e {
+        EventError::Failed(m) => HttpError::ObjectFailed(m),
+        EventError::Unavailable(m) => HttpError::Unavailable(m),
+    }
+}
+
+async fn read_body(
+    rt: &Runtime,
+    parts: &axum::http::request::Parts,
+    body: Body,
+) -> Result<bytes::Bytes, HttpError> {
     let limit = rt.limits().max_body_bytes;
     if let Some(len) = parts
         .headers
@@ -103,16 +142,20 @@ async fn handle(State(rt): State<Arc<Runtime>>, req: Request) -> Result<Response
     {
         return Err(HttpError::BodyTooLarge(limit));
     }
-    let body = axum::body::to_bytes(body, limit)
+    axum::body::to_bytes(body, limit)
         .await
-        .map_err(|_| HttpError::BodyTooLarge(limit))?;
+        .map_err(|_| HttpError::BodyTooLarge(limit))
+}
 
+/// The request as a guest sees it: `path` (without its leading `/`) under the original
+/// host, the query kept.
+fn to_wit(parts: &axum::http::request::Parts, path: &str, body: bytes::Bytes) -> wit::Request {
     let host = parts
         .headers
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
         .unwrap_or("localhost");
-    let mut url = format!("http://{host}/{}", rest.unwrap_or(""));
+    let mut url = format!("http://{host}/{path}");
     if let Some(q) = parts.uri.query() {
         url.push('?');
         url.push_str(q);
@@ -122,25 +165,12 @@ async fn handle(State(rt): State<Arc<Runtime>>, req: Request) -> Result<Response
         .iter()
         .filter_map(|(k, v)| Some((k.as_str().to_string(), v.to_str().ok()?.to_string())))
         .collect();
-    let request = wit::Request {
+    wit::Request {
         method: parts.method.as_str().to_string(),
         url,
         headers,
         body: body.to_vec(),
-    };
-    let id = class.namespace.id_key.id_from_name(&name);
-    let outcome = rt.fetch(&class, id, Some(name), request).await;
-    // The output gate: nothing leaves before the writes it may depend on are durable.
-    if let Some(durable) = outcome.durable {
-        durable
-            .await
-            .map_err(|e| HttpError::CommitFailed(e.to_string()))?;
     }
-    let response = outcome.result.map_err(|e| match e {
-        EventError::Failed(m) => HttpError::ObjectFailed(m),
-        EventError::Unavailable(m) => HttpError::Unavailable(m),
-    })?;
-    to_http(response)
 }
 
 fn to_http(r: wit::Response) -> Result<Response, HttpError> {

@@ -13,6 +13,8 @@
 //!   memory limits.
 //! - [`bindings`]: the one `bindgen!` of the WIT package.
 //! - [`storage`], [`alarms`]: the WIT storage and alarms interfaces, over [`objstore`].
+//! - [`objects`]: the WIT objects interface (IDs, calls to other objects, deadlock checks);
+//!   [`requests`]: deferred responses.
 //! - [`scheduler`]: when each alarm is due, and the injectable clock.
 //! - [`objstore`]: an object's storage view (durable data, in-flight and event writes,
 //!   transactions); knows nothing of wasmtime.
@@ -34,7 +36,9 @@ pub mod guest_log;
 pub mod http;
 pub mod id;
 pub mod migrations;
+pub mod objects;
 pub mod objstore;
+pub mod requests;
 pub mod runtime;
 pub mod scheduler;
 pub mod storage;

@@ -21,7 +21,7 @@ enum Command {
     /// Serve object classes over HTTP. Either give component files — each COMPONENT.wasm is
     /// a class whose binding is the file's stem (`counter.wasm` answers at
     /// /counter/{name}/{path}) — or a config file with --config. Flags override the file.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Apply a config file's pending class migrations to the data directory, or with
     /// --dry-run print what would be applied, without serving.
     Migrate(MigrateArgs),
@@ -50,6 +50,11 @@ struct RunArgs {
     /// config's dohost.data_dir].
     #[arg(long, env = "DOHOST_DATA")]
     data: Option<PathBuf>,
+
+    /// A stateless worker component that receives every public request instead of the
+    /// default routes, and reaches objects through its `objects` import.
+    #[arg(long, value_name = "WORKER.wasm")]
+    worker: Option<PathBuf>,
 
     #[command(flatten)]
     limits: LimitArgs,
@@ -105,6 +110,10 @@ struct LimitArgs {
     /// [default: 30000].
     #[arg(long)]
     min_alarm_interval: Option<u64>,
+    /// How long a deferred request waits for its answer before the client gets 503, in
+    /// milliseconds [default: 60000].
+    #[arg(long)]
+    deferred_timeout_ms: Option<u64>,
 }
 
 impl LimitArgs {
@@ -120,6 +129,7 @@ impl LimitArgs {
             idle_secs: self.idle_secs,
             max_live_objects: self.max_live_objects,
             min_alarm_interval_ms: self.min_alarm_interval,
+            deferred_timeout_ms: self.deferred_timeout_ms,
         }
         .apply(limits)
         .context("--idle-secs")
@@ -137,7 +147,7 @@ fn main() -> ExitCode {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let result = match cli.command {
-        Command::Run(args) => run(args),
+        Command::Run(args) => run(*args),
         Command::Migrate(args) => migrate(args),
     };
     match result {
@@ -159,6 +169,9 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
     }
     if let Some(data) = args.data {
         config.data_dir = data;
+    }
+    if let Some(worker) = args.worker {
+        config.worker = Some(worker);
     }
     args.limits.apply(&mut config.limits)?;
     let rt = tokio::runtime::Builder::new_multi_thread()

@@ -2,13 +2,16 @@
 //! event for it and removed when it has been idle long enough.
 
 use crate::actor::{Actor, Event, EventError, Outcome};
+use crate::bindings::worker::WorkerPre;
 use crate::bindings::{ObjectPre, types as wit};
 use crate::committer::{CommitJob, Committer};
 use crate::config::{Config, Limits};
 use crate::db::ObjectPrefix;
 use crate::db::{Db, Namespace};
+use crate::engine::WorkerState;
 use crate::engine::{self, EpochTicker, ObjectState};
 use crate::id::ObjectId;
+use crate::objects::ObjectsCtx;
 use crate::objstore::StorageLimits;
 use crate::scheduler::{AlarmWaker, Clock, Scheduler, SystemClock};
 use anyhow::{Context, Result};
@@ -72,6 +75,37 @@ pub struct Runtime {
     pressure: Notify,
     alarm_runs: AtomicU64,
     alarm_failures: AtomicU64,
+    /// Object → the object it is waiting on in a call: the graph deadlocks are found in.
+    // A std Mutex: held for a short walk of the graph, never across an await.
+    waits_for: Mutex<HashMap<ObjectKey, ObjectKey>>,
+    worker: Option<WorkerPre<WorkerState>>,
+    vars: Vec<(String, String)>,
+}
+
+/// Why a call from one object (or the worker) to another failed; the caller may handle it.
+#[derive(Debug, Clone)]
+pub enum CallError {
+    UnknownBinding(String),
+    InvalidId(String),
+    Deadlock(String),
+    ObjectFailed(String),
+    Unavailable(String),
+}
+
+/// Removes the caller's edge from the waits-for graph when its call ends.
+struct WaitGuard {
+    rt: Arc<Runtime>,
+    caller: ObjectKey,
+}
+
+impl Drop for WaitGuard {
+    fn drop(&mut self) {
+        self.rt
+            .waits_for
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&self.caller);
+    }
 }
 
 /// Wakes objects for the scheduler without keeping the runtime alive.
@@ -121,6 +155,14 @@ impl Runtime {
                 compiled.insert(class.component.clone(), pre);
             }
         }
+        let worker = match &config.worker {
+            Some(path) => {
+                let wl = engine::build_worker_linker(&engine)?;
+                let component = engine::load_component(&engine, path, &cache_dir)?;
+                Some(engine::prepare_worker(&wl, &component, path)?)
+            }
+            None => None,
+        };
         let db = Db::open(&config.data_dir)?;
         if let Some(migrations) = &config.migrations {
             let bound: Vec<(String, String)> = config
@@ -197,6 +239,9 @@ impl Runtime {
             pressure: Notify::new(),
             alarm_runs: AtomicU64::new(0),
             alarm_failures: AtomicU64::new(0),
+            waits_for: Mutex::new(HashMap::new()),
+            worker,
+            vars: config.vars.clone(),
         });
         let waker = Arc::new(RuntimeWaker(Arc::downgrade(&runtime)));
         tokio::spawn(scheduler.run(waker, stop_rx));
@@ -231,6 +276,115 @@ impl Runtime {
 
     pub fn count_alarm_failure(&self) {
         self.alarm_failures.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// True when a worker component receives every public request.
+    pub fn has_worker(&self) -> bool {
+        self.worker.is_some()
+    }
+
+    /// Runs a public request through a fresh instance of the worker component.
+    pub async fn run_worker(
+        self: &Arc<Self>,
+        request: wit::Request,
+    ) -> Result<wit::Response, EventError> {
+        let pre = self
+            .worker
+            .as_ref()
+            .ok_or_else(|| EventError::Unavailable("no worker is configured".into()))?;
+        let _permit = self.instance_permit().await;
+        let objects = ObjectsCtx {
+            runtime: Arc::downgrade(self),
+            caller: None,
+        };
+        let mut store = engine::new_store(
+            &self.engine,
+            WorkerState::new(objects, &self.limits, self.clock.clone()),
+        );
+        let result = async {
+            let worker = pre.instantiate_async(&mut store).await?;
+            worker
+                .dohost_object_worker_handler()
+                .call_fetch(&mut store, &request, &self.vars)
+                .await
+        }
+        .await;
+        store.data().stdout.flush_partial();
+        store.data().stderr.flush_partial();
+        result.map_err(|e| {
+            let why = crate::actor::describe_failure(&e, store.data().limiter.hit);
+            tracing::warn!(error = %format!("{e:?}"), "worker failed: {why}");
+            EventError::Failed(format!("the worker failed: {why}"))
+        })
+    }
+
+    /// A call from `caller` (None: the worker) to the object `id` of `binding`. Refuses a
+    /// call that would close a cycle of objects waiting on each other.
+    pub async fn call(
+        self: &Arc<Self>,
+        caller: Option<ObjectKey>,
+        binding: &str,
+        id: &str,
+        name: Option<String>,
+        request: wit::Request,
+    ) -> Result<wit::Response, CallError> {
+        let class = self
+            .class(binding)
+            .cloned()
+            .ok_or_else(|| CallError::UnknownBinding(format!("no binding named {binding:?}")))?;
+        let id = class
+            .namespace
+            .id_key
+            .id_from_string(id)
+            .map_err(|e| CallError::InvalidId(format!("{e} (binding {binding:?})")))?;
+        let target = ObjectKey {
+            namespace: class.namespace.number,
+            id,
+        };
+        let _guard = match caller {
+            Some(caller) => Some(self.wait_on(caller, target, binding)?),
+            None => None,
+        };
+        let outcome = self.fetch(&class, id, name, request).await;
+        if let Some(durable) = outcome.durable {
+            durable.await.map_err(|e| {
+                CallError::ObjectFailed(format!("the called object's write failed: {e}"))
+            })?;
+        }
+        outcome.result.map_err(|e| match e {
+            EventError::Failed(m) => CallError::ObjectFailed(m),
+            EventError::Unavailable(m) => CallError::Unavailable(m),
+        })
+    }
+
+    fn wait_on(
+        self: &Arc<Self>,
+        caller: ObjectKey,
+        target: ObjectKey,
+        binding: &str,
+    ) -> Result<WaitGuard, CallError> {
+        let mut graph = self.waits_for.lock().unwrap_or_else(|p| p.into_inner());
+        let mut at = target;
+        // Follow who the target waits on; reaching the caller closes a cycle. The walk is
+        // bounded by the number of waiting objects, since each waits on one other.
+        for _ in 0..=graph.len() {
+            if at == caller {
+                return Err(CallError::Deadlock(format!(
+                    "calling {binding}/{} would deadlock: it is waiting, directly or through \
+                     other objects, on the caller, which is busy until this call returns",
+                    &target.id.to_string()[..12]
+                )));
+            }
+            match graph.get(&at) {
+                Some(next) => at = *next,
+                None => break,
+            }
+        }
+        graph.insert(caller, target);
+        Ok(WaitGuard {
+            rt: self.clone(),
+            caller,
+        })
     }
 
     /// Waits for an instance slot; while waiting, asks idle objects to give theirs up.

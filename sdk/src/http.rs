@@ -48,6 +48,15 @@ impl Request {
         }
     }
 
+    pub(crate) fn into_wit(self) -> wit::Request {
+        wit::Request {
+            method: self.method,
+            url: self.url,
+            headers: self.headers,
+            body: self.body,
+        }
+    }
+
     /// The method, upper case.
     pub fn method(&self) -> &str {
         &self.method
@@ -264,6 +273,25 @@ impl Response {
     /// The body.
     pub fn body(&self) -> &[u8] {
         &self.body
+    }
+
+    /// A placeholder to return from `fetch` after [`State::defer`](crate::State::defer): the
+    /// host ignores it and answers the client when the deferred request is responded to.
+    pub fn deferred() -> Self {
+        Response::empty(202)
+    }
+
+    /// The body as UTF-8 text.
+    pub fn text_body(&self) -> Result<&str> {
+        std::str::from_utf8(&self.body).map_err(|_| Error::msg("response body is not UTF-8"))
+    }
+
+    pub(crate) fn from_wit(r: wit::Response) -> Self {
+        Response {
+            status: r.status,
+            headers: r.headers,
+            body: r.body,
+        }
     }
 
     pub(crate) fn into_wit(self) -> wit::Response {

@@ -40,6 +40,9 @@
 //! ## Layout
 //! - [`http`]: the [`Request`] an object receives and the [`Response`] it returns.
 //! - [`storage`]: typed key-value [`Storage`], [`ListOptions`] and [`Transaction`]s.
+//! - [`objects`]: other objects through a binding ([`Namespace`], [`ObjectId`], [`Stub`])
+//!   and [`Deferred`] responses.
+//! - [`Worker`] and [`worker`]: the stateless entry point.
 //! - [`error`]: the crate's [`Error`] and [`StorageError`].
 #![deny(missing_docs)]
 
@@ -48,11 +51,13 @@ extern crate self as dohost_sdk;
 
 pub mod error;
 pub mod http;
+pub mod objects;
 pub mod storage;
 
-pub use dohost_sdk_macros::durable_object;
+pub use dohost_sdk_macros::{durable_object, worker};
 pub use error::{Error, Result, StorageError, StorageErrorCode};
 pub use http::{Request, Response};
+pub use objects::{Deferred, Namespace, ObjectId, Stub};
 pub use storage::{AlarmTime, ListOptions, Storage, Transaction};
 
 use std::collections::HashMap;
@@ -148,6 +153,14 @@ impl State {
     pub fn storage(&self) -> &Storage {
         &self.storage
     }
+
+    /// Defers the answer to the request the current `fetch` handles: return
+    /// [`Response::deferred`] and answer later with [`Deferred::respond`]. None outside a
+    /// `fetch`. The client gets 503 if the object resets or the host's deferral timeout
+    /// passes first; an object with deferred requests is not evicted.
+    pub fn defer(&self) -> Option<Deferred> {
+        Deferred::defer()
+    }
 }
 
 /// Plain variables from the configuration (`vars`).
@@ -170,6 +183,31 @@ impl Env {
     pub fn vars(&self) -> &HashMap<String, String> {
         &self.vars
     }
+
+    /// The objects of a binding (`env.COUNTER` in JavaScript).
+    pub fn namespace(&self, binding: &str) -> Namespace {
+        Namespace::new(binding)
+    }
+}
+
+/// The stateless worker: receives every public request when dohost runs with `--worker`,
+/// and routes it to objects (the seed's Worker Integration). Instances are not tied to an
+/// object and may run concurrently; keep no state in them.
+///
+/// ```ignore
+/// #[worker]
+/// struct Router;
+///
+/// impl Worker for Router {
+///     fn fetch(req: Request, env: Env) -> Result<Response> {
+///         let ns = env.namespace("counter");
+///         ns.get(&ns.id_from_name("global")?).fetch(req)
+///     }
+/// }
+/// ```
+pub trait Worker: 'static {
+    /// Handles one public request.
+    fn fetch(req: Request, env: Env) -> Result<Response>;
 }
 
 /// Passed to [`DurableObject::alarm`].
@@ -242,7 +280,42 @@ pub mod __private {
     }
 
     use bindings::dohost::object::types as wit;
+    #[allow(missing_docs)]
+    pub mod worker_bindings {
+        wit_bindgen::generate!({
+            world: "worker",
+            path: "../wit",
+            pub_export_macro: true,
+            export_macro_name: "__export_worker",
+            default_bindings_module: "::dohost_sdk::__private::worker_bindings",
+            runtime_path: "::dohost_sdk::__private::wit_bindgen::rt",
+            type_section_suffix: "worker",
+            with: {
+                "dohost:object/types@0.1.0": crate::__private::bindings::dohost::object::types,
+                "dohost:object/objects@0.1.0": crate::__private::bindings::dohost::object::objects,
+            },
+        });
+    }
+
     pub use bindings::exports::dohost::object::handler::Guest;
+    pub use worker_bindings::exports::dohost::object::worker_handler::Guest as WorkerGuest;
+
+    pub use wit::{Request as WitRequest, Response as WitResponse};
+
+    /// Runs a `Worker` for the generated export trait.
+    pub fn run_worker<T: Worker>(
+        request: wit::Request,
+        env: Vec<(String, String)>,
+    ) -> wit::Response {
+        let env = Env {
+            vars: env.into_iter().collect(),
+        };
+        let response = match T::fetch(Request::from_wit(request), env) {
+            Ok(response) => response,
+            Err(err) => Response::text(err.to_string()).with_status(500),
+        };
+        response.into_wit()
+    }
     use bindings::exports::dohost::object::handler::GuestObject;
     pub use wit_bindgen;
 

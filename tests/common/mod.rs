@@ -62,6 +62,7 @@ pub fn config(guests: &[&str], data: &Path, limits: Limits) -> Config {
         script: "default".to_string(),
         migrations: None,
         vars: Vec::new(),
+        worker: None,
     }
 }
 

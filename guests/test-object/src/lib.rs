@@ -14,6 +14,8 @@
 //! | `GET /log` | prints a line to stdout and stderr |
 //! | `GET /status?code=N` | answers status N |
 //! | `GET /env` | the context the constructor saw |
+//! | `GET /call?binding=B&name=N&path=P` | calls object N of B at P: `"{status} {body}"`, or 502 with the error |
+//! | `GET /ids?binding=B&id=I` | `id_from_string(I)` in B, or 400 with the error |
 
 use dohost_sdk::{DurableObject, Env, Error, Request, Response, Result, State, durable_object};
 use serde_json::json;
@@ -132,6 +134,34 @@ impl DurableObject for TestObject {
                 let code: u16 = req.query_param("code").unwrap_or_default().parse()?;
                 Ok(Response::text("custom status").with_status(code))
             }
+            "/call" => {
+                // Calls another object: ?binding=B&name=N&path=P (P percent-encoded).
+                let binding = req.query_param("binding").unwrap_or_default();
+                let name = req.query_param("name").unwrap_or_default();
+                let path = req.query_param("path").unwrap_or_else(|| "/".into());
+                let ns = self.env_ns(&binding);
+                let result = ns.id_from_name(&name).and_then(|id| {
+                    ns.get(&id)
+                        .fetch(Request::new("GET", &format!("http://o{path}")))
+                });
+                Ok(match result {
+                    Ok(r) => Response::text(format!(
+                        "{} {}",
+                        r.status(),
+                        String::from_utf8_lossy(r.body())
+                    )),
+                    Err(e) => Response::text(format!("call failed: {e}")).with_status(502),
+                })
+            }
+            "/ids" => {
+                // id_from_string round trip and rejections, for ?binding=B&id=I
+                let ns = self.env_ns(&req.query_param("binding").unwrap_or_default());
+                let id = req.query_param("id").unwrap_or_default();
+                Ok(match ns.id_from_string(&id) {
+                    Ok(id) => Response::text(id.to_string()),
+                    Err(e) => Response::text(e.to_string()).with_status(400),
+                })
+            }
             "/env" => Ok(Response::json(&json!({
                 "id": self.state.id(),
                 "name": self.state.name(),
@@ -141,6 +171,12 @@ impl DurableObject for TestObject {
             }))),
             _ => Ok(Response::text("Not found").with_status(404)),
         }
+    }
+}
+
+impl TestObject {
+    fn env_ns(&self, binding: &str) -> dohost_sdk::Namespace {
+        dohost_sdk::Env::default().namespace(binding)
     }
 }
 

@@ -77,3 +77,60 @@ pub fn durable_object(args: TokenStream, input: TokenStream) -> TokenStream {
     }
     .into()
 }
+
+/// Exports the annotated type as this component's stateless worker (the `worker` world).
+///
+/// The type must implement `dohost_sdk::Worker`.
+///
+/// ```ignore
+/// #[worker]
+/// struct Router;
+///
+/// impl Worker for Router {
+///     fn fetch(req: Request, env: Env) -> Result<Response> { /* ... */ }
+/// }
+/// ```
+#[proc_macro_attribute]
+pub fn worker(args: TokenStream, input: TokenStream) -> TokenStream {
+    if !args.is_empty() {
+        let args = proc_macro2::TokenStream::from(args);
+        return syn::Error::new(args.span(), "#[worker] takes no arguments")
+            .to_compile_error()
+            .into();
+    }
+    let item = parse_macro_input!(input as Item);
+    let ident = match &item {
+        Item::Struct(s) if s.generics.params.is_empty() => &s.ident,
+        Item::Enum(e) if e.generics.params.is_empty() => &e.ident,
+        other => {
+            return syn::Error::new(
+                other.span(),
+                "#[worker] goes on a non-generic struct or enum that implements Worker",
+            )
+            .to_compile_error()
+            .into();
+        }
+    };
+    quote! {
+        #item
+
+        const _: () = {
+            #[doc(hidden)]
+            struct __DohostWorker;
+
+            impl ::dohost_sdk::__private::WorkerGuest for __DohostWorker {
+                fn fetch(
+                    request: ::dohost_sdk::__private::WitRequest,
+                    env: ::std::vec::Vec<(::std::string::String, ::std::string::String)>,
+                ) -> ::dohost_sdk::__private::WitResponse {
+                    ::dohost_sdk::__private::run_worker::<#ident>(request, env)
+                }
+            }
+
+            ::dohost_sdk::__private::worker_bindings::__export_worker!(
+                __DohostWorker with_types_in ::dohost_sdk::__private::worker_bindings
+            );
+        };
+    }
+    .into()
+}

@@ -1,0 +1,237 @@
+//! Object-to-object calls, the worker entry, deferred responses and the seed's coordination
+//! patterns: worker → counter by name and by unique ID, ID round trips and rejections, the
+//! rate limiter, the distributed lock in arrival order, deadlock detection, and a trapping
+//! callee.
+
+mod common;
+use common::*;
+use dohost::Limits;
+use serde_json::Value;
+use std::time::Duration;
+
+async fn with_worker(dir: &std::path::Path, limits: Limits) -> TestHost {
+    let mut config = config(&["counter", "test-object"], dir, limits);
+    config.worker = Some(guest("worker"));
+    TestHost::start_config(config).await
+}
+
+#[tokio::test]
+async fn the_worker_routes_to_counters_by_name_and_by_unique_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = with_worker(dir.path(), Limits::default()).await;
+    let c = client();
+    // The seed: every other request goes to the counter named "global".
+    assert_eq!(get(&c, &host.url("/increment")).await, (200, "1".into()));
+    assert_eq!(get(&c, &host.url("/increment")).await, (200, "2".into()));
+    assert_eq!(
+        get(&c, &host.url("/by-name/global/get")).await,
+        (200, "2".into())
+    );
+    assert_eq!(
+        get(&c, &host.url("/by-name/other/increment")).await,
+        (200, "1".into())
+    );
+
+    let (s, id) = get(&c, &host.url("/new-id")).await;
+    assert_eq!(s, 200);
+    assert_eq!(id.len(), 64);
+    assert_eq!(
+        get(&c, &host.url(&format!("/by-id/{id}/increment"))).await,
+        (200, "1".into())
+    );
+    assert_eq!(
+        get(&c, &host.url(&format!("/by-id/{id}/increment"))).await,
+        (200, "2".into())
+    );
+    let (s, id2) = get(&c, &host.url("/new-id")).await;
+    assert_eq!(s, 200);
+    assert_ne!(id, id2);
+    assert_eq!(
+        get(&c, &host.url(&format!("/by-id/{id2}/get"))).await,
+        (200, "0".into())
+    );
+
+    // Malformed IDs and IDs of another binding are refused.
+    let (s, body) = get(&c, &host.url("/by-id/not-an-id/get")).await;
+    assert_eq!(s, 400);
+    assert!(body.contains("64 lowercase hex"), "{body}");
+    let (s, body) = get(&c, &host.url(&format!("/by-id/{}/get", id.to_uppercase()))).await;
+    assert_eq!(s, 400, "{body}");
+    // The worker hides the default routes, so ask an object for an ID of its own binding
+    // through a plain host without a worker.
+    host.stop().await;
+    let plain = TestHost::start(&["counter", "test-object"], dir.path()).await;
+    let (_, env) = get(&c, &plain.url("/test-object/t/env")).await;
+    let foreign = serde_json::from_str::<Value>(&env).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    plain.stop().await;
+    let host = with_worker(dir.path(), Limits::default()).await;
+    let (s, body) = get(&c, &host.url(&format!("/by-id/{foreign}/get"))).await;
+    assert_eq!(s, 400);
+    assert!(body.contains("does not belong"), "{body}");
+    // State survived the restarts.
+    assert_eq!(
+        get(&c, &host.url(&format!("/by-id/{id}/get"))).await,
+        (200, "2".into())
+    );
+    host.stop().await;
+}
+
+#[tokio::test]
+async fn ids_round_trip_and_are_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = TestHost::start(&["counter", "test-object"], dir.path()).await;
+    let c = client();
+    let (_, env) = get(&c, &host.url("/test-object/me/env")).await;
+    let mine = serde_json::from_str::<Value>(&env).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let ids = |b: &str, id: &str| host.url(&format!("/test-object/me/ids?binding={b}&id={id}"));
+    assert_eq!(
+        get(&c, &ids("test-object", &mine)).await,
+        (200, mine.clone())
+    );
+    let (s, body) = get(&c, &ids("counter", &mine)).await;
+    assert_eq!(s, 400);
+    assert!(body.contains("does not belong"), "{body}");
+    assert_eq!(get(&c, &ids("test-object", "abc")).await.0, 400);
+    let (s, body) = get(&c, &ids("nosuch", &mine)).await;
+    assert_eq!(s, 400);
+    assert!(body.contains("no binding"), "{body}");
+    host.stop().await;
+}
+
+#[tokio::test]
+async fn the_rate_limiter_allows_a_hundred_then_429() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = TestHost::start(&["rate-limiter"], dir.path()).await;
+    let c = client();
+    for i in 0..100 {
+        assert_eq!(
+            get(&c, &host.url("/rate-limiter/user-1/")).await,
+            (200, "OK".into()),
+            "request {i}"
+        );
+    }
+    assert_eq!(
+        get(&c, &host.url("/rate-limiter/user-1/")).await,
+        (429, "Rate limit exceeded".into())
+    );
+    // Another user has their own window.
+    assert_eq!(get(&c, &host.url("/rate-limiter/user-2/")).await.0, 200);
+    host.stop().await;
+}
+
+async fn lock_status(c: &reqwest::Client, host: &TestHost) -> Value {
+    serde_json::from_str(&get(c, &host.url("/lock/l/status")).await.1).unwrap()
+}
+
+#[tokio::test]
+async fn lock_waiters_are_served_in_arrival_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = TestHost::start(&["lock"], dir.path()).await;
+    let c = client();
+    assert_eq!(
+        post(&c, &host.url("/lock/l/acquire"), "").await,
+        (200, "Locked".into())
+    );
+    let mut waiters = Vec::new();
+    for n in 1..=3 {
+        let (c2, url) = (c.clone(), host.url("/lock/l/acquire"));
+        waiters.push(tokio::spawn(async move { post(&c2, &url, "").await }));
+        // Arrival order is made certain by waiting until the object has queued this one;
+        // meanwhile the lock keeps answering other requests.
+        wait_until("the waiter is queued", || async {
+            lock_status(&c, &host).await["waiting"] == n
+        })
+        .await;
+    }
+    for (i, w) in waiters.into_iter().enumerate() {
+        assert_eq!(
+            post(&c, &host.url("/lock/l/release"), "").await.1,
+            "Unlocked"
+        );
+        assert_eq!(w.await.unwrap(), (200, "Locked".into()), "waiter {i}");
+        assert_eq!(lock_status(&c, &host).await["waiting"], 2 - i);
+    }
+    assert_eq!(lock_status(&c, &host).await["locked"], true);
+    post(&c, &host.url("/lock/l/release"), "").await;
+    assert_eq!(lock_status(&c, &host).await["locked"], false);
+    host.stop().await;
+}
+
+#[tokio::test]
+async fn a_deferred_request_not_answered_in_time_gets_503() {
+    let dir = tempfile::tempdir().unwrap();
+    let limits = Limits {
+        deferred_timeout: Duration::from_millis(200),
+        ..Limits::default()
+    };
+    let host = TestHost::start_with(&["lock"], dir.path(), limits).await;
+    let c = client();
+    post(&c, &host.url("/lock/l/acquire"), "").await;
+    let (s, body) = post(&c, &host.url("/lock/l/acquire"), "").await;
+    assert_eq!(s, 503);
+    assert!(body.contains("deferred_timeout"), "{body}");
+    // The timed-out waiter is skipped: release unlocks.
+    post(&c, &host.url("/lock/l/release"), "").await;
+    assert_eq!(lock_status(&c, &host).await["locked"], false);
+    host.stop().await;
+}
+
+#[tokio::test]
+async fn a_call_cycle_fails_fast_with_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = TestHost::start(&["test-object"], dir.path()).await;
+    let c = client();
+    // a calls b, which calls a back while a is busy waiting on b.
+    let inner = "/call?binding=test-object%26name=a%26path=/instance";
+    let url = host.url(&format!(
+        "/test-object/a/call?binding=test-object&name=b&path={inner}"
+    ));
+    let (s, body) = tokio::time::timeout(Duration::from_secs(1), get(&c, &url))
+        .await
+        .expect("the cycle was not detected within a second");
+    assert_eq!(s, 200, "{body}");
+    assert!(
+        body.starts_with("502 ") && body.contains("deadlock"),
+        "{body}"
+    );
+    // a calling itself.
+    let url = host.url("/test-object/a/call?binding=test-object&name=a&path=/instance");
+    let (s, body) = get(&c, &url).await;
+    assert_eq!(s, 502);
+    assert!(body.contains("deadlock"), "{body}");
+    // And both objects still work.
+    assert_eq!(get(&c, &host.url("/test-object/a/instance")).await.0, 200);
+    assert_eq!(get(&c, &host.url("/test-object/b/instance")).await.0, 200);
+    host.stop().await;
+}
+
+#[tokio::test]
+async fn a_trapping_callee_is_an_error_for_the_caller_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = TestHost::start(&["test-object"], dir.path()).await;
+    let c = client();
+    post(&c, &host.url("/test-object/caller/put?key=k"), "mine").await;
+    let (_, before) = get(&c, &host.url("/test-object/caller/instance")).await;
+    let url = host.url("/test-object/caller/call?binding=test-object&name=callee&path=/panic");
+    let (s, body) = get(&c, &url).await;
+    assert_eq!(s, 502);
+    assert!(body.contains("panicked"), "{body}");
+    let (_, after) = get(&c, &host.url("/test-object/caller/instance")).await;
+    let inst = |b: &str| serde_json::from_str::<Value>(b).unwrap()["instance"].clone();
+    assert_eq!(inst(&before), inst(&after), "the caller kept its instance");
+    assert_eq!(
+        get(&c, &host.url("/test-object/caller/get?key=k")).await.1,
+        "mine"
+    );
+    // A successful call sees the callee's answer.
+    let url = host
+        .url("/test-object/caller/call?binding=test-object&name=callee&path=/status%3Fcode=201");
+    assert_eq!(get(&c, &url).await, (200, "201 custom status".into()));
+    host.stop().await;
+}
