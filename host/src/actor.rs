@@ -24,10 +24,30 @@ pub type Durable = Shared<BoxFuture<'static, CommitResult>>;
 pub enum Event {
     Fetch {
         request: wit::Request,
+        /// The request asks for a WebSocket upgrade the host can complete.
+        upgrade: bool,
         reply: oneshot::Sender<Outcome>,
     },
+    WebSocketMessage {
+        ws: u64,
+        message: wit::WebsocketMessage,
+    },
+    WebSocketClose {
+        ws: u64,
+        code: u16,
+        reason: String,
+        was_clean: bool,
+    },
+    WebSocketError {
+        ws: u64,
+        error: String,
+    },
+    /// Drop the instance now if idle (admin, tests); the actor and sockets stay.
+    Evict,
     /// The object's alarm came due; `retry` counts earlier failed attempts.
-    Alarm { retry: u32 },
+    Alarm {
+        retry: u32,
+    },
 }
 
 /// Retries of a failing alarm before it is given up, and the first retry's delay (each
@@ -39,6 +59,18 @@ pub const ALARM_RETRY_BASE_MS: u64 = 2000;
 pub struct Outcome {
     pub result: Result<wit::Response, EventError>,
     pub durable: Option<Durable>,
+    /// The WebSocket the fetch accepted, for the HTTP edge to complete the upgrade.
+    pub accepted: Option<crate::sockets::Accepted>,
+}
+
+impl Outcome {
+    pub fn failed(e: EventError) -> Self {
+        Outcome {
+            result: Err(e),
+            durable: None,
+            accepted: None,
+        }
+    }
 }
 
 /// Why an event produced no response.
@@ -74,6 +106,17 @@ pub struct Actor {
     /// Clients waiting on deferred responses, by handle, with their deadline.
     deferred: HashMap<u64, (oneshot::Sender<Outcome>, Instant)>,
     next_handle: u64,
+    /// WebSocket sends waiting for their event's durability, in order (started on first use).
+    outbox: Option<mpsc::UnboundedSender<OutboxBatch>>,
+}
+
+/// One event's WebSocket sends, with the durability they wait for.
+type OutboxBatch = (Option<Durable>, Vec<(u64, crate::sockets::Outgoing)>);
+
+enum SocketEvent {
+    Message(u64, wit::WebsocketMessage),
+    Close(u64, u16, String, bool),
+    Error(u64, String),
 }
 
 impl Actor {
@@ -101,6 +144,7 @@ impl Actor {
             last_commit: None,
             deferred: HashMap::new(),
             next_handle: 0,
+            outbox: None,
         }
     }
 
@@ -109,12 +153,9 @@ impl Actor {
     fn drop_instance(&mut self, why: &str) {
         self.live = None;
         for (_, (reply, _)) in self.deferred.drain() {
-            let _ = reply.send(Outcome {
-                result: Err(EventError::Unavailable(format!(
-                    "the object was reset before answering this deferred request ({why})"
-                ))),
-                durable: None,
-            });
+            let _ = reply.send(Outcome::failed(EventError::Unavailable(format!(
+                "the object was reset before answering this deferred request ({why})"
+            ))));
         }
     }
 
@@ -129,14 +170,11 @@ impl Actor {
             .collect();
         for handle in expired {
             if let Some((reply, _)) = self.deferred.remove(&handle) {
-                let _ = reply.send(Outcome {
-                    result: Err(EventError::Unavailable(format!(
-                        "the object did not answer this deferred request within {:?} \
-                         (deferred_timeout)",
-                        self.rt.limits().deferred_timeout
-                    ))),
-                    durable: None,
-                });
+                let _ = reply.send(Outcome::failed(EventError::Unavailable(format!(
+                    "the object did not answer this deferred request within {:?} \
+                     (deferred_timeout)",
+                    self.rt.limits().deferred_timeout
+                ))));
             }
             if let Some(live) = self.live.as_mut() {
                 live.store.data_mut().requests.pending.remove(&handle);
@@ -156,6 +194,7 @@ impl Actor {
                 let _ = reply.send(Outcome {
                     result: Ok(response),
                     durable: durable.clone(),
+                    accepted: None,
                 });
             }
         }
@@ -209,7 +248,31 @@ impl Actor {
 
     async fn handle(&mut self, event: Event) {
         match event {
-            Event::Fetch { request, reply } => self.fetch(request, reply).await,
+            Event::Fetch {
+                request,
+                upgrade,
+                reply,
+            } => self.fetch(request, upgrade, reply).await,
+            Event::WebSocketMessage { ws, message } => {
+                self.socket_event(SocketEvent::Message(ws, message)).await
+            }
+            Event::WebSocketClose {
+                ws,
+                code,
+                reason,
+                was_clean,
+            } => {
+                self.socket_event(SocketEvent::Close(ws, code, reason, was_clean))
+                    .await
+            }
+            Event::WebSocketError { ws, error } => {
+                self.socket_event(SocketEvent::Error(ws, error)).await
+            }
+            Event::Evict => {
+                if self.deferred.is_empty() {
+                    self.live = None;
+                }
+            }
             Event::Alarm { retry } => self.alarm(retry).await,
         }
     }
@@ -235,6 +298,7 @@ impl Actor {
         }
         start_event(&mut live.store);
         live.store.data_mut().requests.begin(None);
+        live.store.data_mut().websockets.begin(false);
         let info = wit::AlarmInfo {
             retry_count: retry,
             is_retry: retry > 0,
@@ -259,12 +323,14 @@ impl Actor {
                     None => self.last_commit.clone(),
                 };
                 self.release_responses(&durable);
+                self.release_sends(&durable);
                 self.rt.count_alarm_run();
             }
             Ok(Err(message)) => {
                 // A failed alarm's writes are dropped so that its retry starts from the
                 // same state.
                 live.store.data_mut().storage.store.discard_event();
+                live.store.data_mut().websockets.discard();
                 // Answers given by a failed handler are withdrawn with its writes.
                 let requests = &mut live.store.data_mut().requests;
                 for (handle, _) in std::mem::take(&mut requests.responses) {
@@ -312,12 +378,92 @@ impl Actor {
         Ok(shared)
     }
 
-    async fn fetch(&mut self, request: wit::Request, reply: oneshot::Sender<Outcome>) {
+    /// Runs a WebSocket handler: like any event, its writes commit together and its sends
+    /// leave once they are durable; a trap discards the instance.
+    async fn socket_event(&mut self, event: SocketEvent) {
         if let Err(e) = self.ensure_live().await {
-            let _ = reply.send(Outcome {
-                result: Err(e),
-                durable: None,
+            tracing::warn!(object = %self.tag, error = ?e, "WebSocket event lost: no instance");
+            return;
+        }
+        let live = self.live.as_mut().expect("instance just ensured");
+        start_event(&mut live.store);
+        live.store.data_mut().requests.begin(None);
+        live.store.data_mut().websockets.begin(false);
+        let h = live.bindings.dohost_object_handler().object();
+        let result = match event {
+            SocketEvent::Message(ws, m) => {
+                h.call_websocket_message(&mut live.store, live.handle, ws, &m)
+                    .await
+            }
+            SocketEvent::Close(ws, code, reason, clean) => {
+                h.call_websocket_close(&mut live.store, live.handle, ws, code, &reason, clean)
+                    .await
+            }
+            SocketEvent::Error(ws, error) => {
+                h.call_websocket_error(&mut live.store, live.handle, ws, &error)
+                    .await
+            }
+        };
+        live.store.data().stdout.flush_partial();
+        live.store.data().stderr.flush_partial();
+        match result {
+            Ok(()) => {
+                let writes = live.store.data_mut().storage.store.take_event_writes();
+                let durable = match writes {
+                    None => self.last_commit.clone(),
+                    Some(writes) => self.submit(writes),
+                };
+                self.release_responses(&durable);
+                self.release_sends(&durable);
+            }
+            Err(err) => {
+                let why = describe_failure(&err, live.store.data().limiter.hit);
+                tracing::warn!(object = %self.tag, error = %format!("{err:?}"), "WebSocket handler failed: {why}; instance discarded");
+                live.store.data_mut().websockets.discard();
+                self.drop_instance("a WebSocket handler trapped");
+            }
+        }
+    }
+
+    /// Hands the event's WebSocket sends to the object's outbox, which releases them in
+    /// order, each batch once its event's writes are durable.
+    fn release_sends(&mut self, durable: &Option<Durable>) {
+        let Some(live) = self.live.as_mut() else {
+            return;
+        };
+        let sends = std::mem::take(&mut live.store.data_mut().websockets.sends);
+        if sends.is_empty() {
+            return;
+        }
+        let outbox = self.outbox.get_or_insert_with(|| {
+            let (tx, mut rx) = mpsc::unbounded_channel::<OutboxBatch>();
+            let sockets = self.rt.sockets().clone();
+            tokio::spawn(async move {
+                while let Some((durable, sends)) = rx.recv().await {
+                    if let Some(d) = durable
+                        && d.await.is_err()
+                    {
+                        // The writes behind these messages were lost: so are they.
+                        continue;
+                    }
+                    for (ws, message) in sends {
+                        sockets.deliver(ws, message);
+                    }
+                }
             });
+            tx
+        });
+        let _ = outbox.send((durable.clone(), sends));
+    }
+
+    async fn fetch(
+        &mut self,
+        request: wit::Request,
+        upgrade: bool,
+        reply: oneshot::Sender<Outcome>,
+    ) {
+        if let Err(e) = self.ensure_live().await {
+            let _ = reply.send(Outcome::failed(e));
             return;
         }
         self.next_handle += 1;
@@ -325,6 +471,7 @@ impl Actor {
         let live = self.live.as_mut().expect("instance just ensured");
         start_event(&mut live.store);
         live.store.data_mut().requests.begin(Some(handle));
+        live.store.data_mut().websockets.begin(upgrade);
         let result = live
             .bindings
             .dohost_object_handler()
@@ -351,31 +498,35 @@ impl Actor {
                 let writes = data.storage.store.take_event_writes();
                 let deferred = data.requests.deferred;
                 data.requests.current = None;
+                let accepted = data.websockets.accepted.take();
                 let durable = match writes {
                     None => self.last_commit.clone(),
                     Some(writes) => self.submit(writes),
                 };
                 if deferred {
+                    if let Some(a) = accepted {
+                        self.rt.sockets().remove(a.id);
+                    }
                     let deadline = Instant::now() + self.rt.limits().deferred_timeout;
                     self.deferred.insert(handle, (reply, deadline));
                 } else {
                     let _ = reply.send(Outcome {
                         result: Ok(value),
                         durable: durable.clone(),
+                        accepted,
                     });
                 }
                 self.release_responses(&durable);
+                self.release_sends(&durable);
             }
             Err(err) => {
                 let why = describe_failure(&err, live.store.data().limiter.hit);
                 tracing::warn!(object = %self.tag, error = %format!("{err:?}"), "event failed: {why}; instance discarded");
                 // After a trap the instance is unusable; its store (and with it the event's
                 // uncommitted writes) is dropped and the next event builds a fresh one.
+                live.store.data_mut().websockets.discard();
                 self.drop_instance("an event trapped");
-                let _ = reply.send(Outcome {
-                    result: Err(EventError::Failed(why)),
-                    durable: None,
-                });
+                let _ = reply.send(Outcome::failed(EventError::Failed(why)));
             }
         }
     }
@@ -445,9 +596,10 @@ impl Actor {
             runtime: Arc::downgrade(&self.rt),
             caller: Some(self.key),
         };
+        let websockets = crate::websockets::WebSocketsCtx::new(self.rt.sockets().clone(), self.key);
         let mut store: Store<ObjectState> = new_store(
             self.rt.engine(),
-            ObjectState::new(self.tag.clone(), ctx, objects, limits, clock),
+            ObjectState::new(self.tag.clone(), ctx, objects, websockets, limits, clock),
         );
         let bindings = match self.class.pre.instantiate_async(&mut store).await {
             Ok(b) => b,

@@ -59,6 +59,11 @@ pub struct Limits {
     pub min_alarm_interval: Duration,
     /// How long a deferred request may wait for its answer before the client gets 503.
     pub deferred_timeout: Duration,
+    /// Largest WebSocket message a client may send, in bytes.
+    pub max_ws_message_bytes: usize,
+    /// Messages queued for one WebSocket client before it counts as too slow and is closed
+    /// with 1013.
+    pub ws_send_queue: usize,
 }
 
 impl Default for Limits {
@@ -75,6 +80,8 @@ impl Default for Limits {
             max_live_objects: 1000,
             min_alarm_interval: Duration::from_secs(30),
             deferred_timeout: Duration::from_secs(60),
+            max_ws_message_bytes: 1024 * 1024,
+            ws_send_queue: 1024,
         }
     }
 }

@@ -69,6 +69,8 @@ pub struct FileLimits {
     pub max_live_objects: Option<u32>,
     pub min_alarm_interval_ms: Option<u64>,
     pub deferred_timeout_ms: Option<u64>,
+    pub max_ws_message_bytes: Option<usize>,
+    pub ws_send_queue: Option<usize>,
 }
 
 impl FileLimits {
@@ -83,7 +85,9 @@ impl FileLimits {
             max_keys_per_call,
             max_object_bytes,
             max_body_bytes,
-            max_live_objects
+            max_live_objects,
+            max_ws_message_bytes,
+            ws_send_queue
         );
         if let Some(ms) = self.cpu_ms {
             limits.cpu_per_event = Duration::from_millis(ms);

@@ -92,6 +92,7 @@ pub fn build_linker(engine: &Engine) -> Result<Linker<ObjectState>> {
     crate::alarms::add_to_linker(&mut linker, |s: &mut ObjectState| &mut s.storage)?;
     crate::objects::add_to_linker(&mut linker, |s: &mut ObjectState| &mut s.objects)?;
     crate::requests::add_to_linker(&mut linker, |s: &mut ObjectState| &mut s.requests)?;
+    crate::websockets::add_to_linker(&mut linker, |s: &mut ObjectState| &mut s.websockets)?;
     Ok(linker)
 }
 
@@ -333,6 +334,7 @@ pub struct ObjectState {
     pub storage: StorageCtx,
     pub objects: crate::objects::ObjectsCtx,
     pub requests: crate::requests::RequestsCtx,
+    pub websockets: crate::websockets::WebSocketsCtx,
     pub cpu: CpuBudget,
     pub stdout: GuestLog,
     pub stderr: GuestLog,
@@ -343,6 +345,7 @@ impl ObjectState {
         tag: Arc<str>,
         storage: StorageCtx,
         objects: crate::objects::ObjectsCtx,
+        websockets: crate::websockets::WebSocketsCtx,
         limits: &Limits,
         clock: Arc<dyn crate::scheduler::Clock>,
     ) -> Self {
@@ -355,6 +358,7 @@ impl ObjectState {
             storage,
             objects,
             requests: Default::default(),
+            websockets,
             cpu,
             stdout,
             stderr,

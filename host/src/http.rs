@@ -3,10 +3,12 @@
 
 use crate::actor::EventError;
 use crate::bindings::types as wit;
+use crate::runtime::ObjectKey;
 use crate::runtime::Runtime;
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{Request, State};
+use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::{FromRequestParts, Request, State};
 use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use std::sync::Arc;
@@ -63,7 +65,20 @@ async fn handle(State(rt): State<Arc<Runtime>>, req: Request) -> Result<Response
     if rt.has_worker() {
         return handle_with_worker(rt, req).await;
     }
-    let (parts, body) = req.into_parts();
+    let (mut parts, body) = req.into_parts();
+    // A WebSocket upgrade is offered to the object like any request; it accepts it through
+    // its websockets import and answers 101.
+    let upgrade = if parts
+        .headers
+        .get(header::UPGRADE)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"websocket"))
+    {
+        WebSocketUpgrade::from_request_parts(&mut parts, &())
+            .await
+            .ok()
+    } else {
+        None
+    };
     let path = parts.uri.path();
     let mut segments = path.trim_start_matches('/').splitn(3, '/');
     let binding = segments.next().unwrap_or_default();
@@ -99,15 +114,55 @@ async fn handle(State(rt): State<Arc<Runtime>>, req: Request) -> Result<Response
     let body = read_body(&rt, &parts, body).await?;
     let request = to_wit(&parts, rest.unwrap_or(""), body);
     let id = class.namespace.id_key.id_from_name(&name);
-    let outcome = rt.fetch(&class, id, Some(name), request).await;
+    let outcome = rt
+        .fetch(&class, id, Some(name), request, upgrade.is_some())
+        .await;
+    let accepted = outcome.accepted;
     // The output gate: nothing leaves before the writes it may depend on are durable.
-    if let Some(durable) = outcome.durable {
-        durable
-            .await
-            .map_err(|e| HttpError::CommitFailed(e.to_string()))?;
+    if let Some(durable) = outcome.durable
+        && let Err(e) = durable.await
+    {
+        if let Some(a) = accepted {
+            rt.sockets().remove(a.id);
+        }
+        return Err(HttpError::CommitFailed(e.to_string()));
     }
-    let response = outcome.result.map_err(event_error)?;
-    to_http(response)
+    let response = match outcome.result {
+        Ok(r) => r,
+        Err(e) => {
+            if let Some(a) = accepted {
+                rt.sockets().remove(a.id);
+            }
+            return Err(event_error(e));
+        }
+    };
+    match (response.status, accepted, upgrade) {
+        (101, Some(accepted), Some(ws)) => {
+            let key = ObjectKey {
+                namespace: class.namespace.number,
+                id,
+            };
+            let socket_id = accepted.id;
+            let sockets = rt.sockets().clone();
+            let limit = rt.limits().max_ws_message_bytes;
+            Ok(ws
+                .max_message_size(limit)
+                .max_frame_size(limit)
+                .on_failed_upgrade(move |_| sockets.remove(socket_id))
+                .on_upgrade(move |socket| {
+                    crate::sockets::run_connection(rt, class, key, accepted, socket)
+                }))
+        }
+        (101, _, _) => Err(HttpError::ObjectFailed(
+            "the object answered 101 without accepting the WebSocket".into(),
+        )),
+        (_, accepted, _) => {
+            if let Some(a) = accepted {
+                rt.sockets().remove(a.id);
+            }
+            to_http(response)
+        }
+    }
 }
 
 /// With a worker configured, every public request goes to it, path and all.

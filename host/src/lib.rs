@@ -15,6 +15,8 @@
 //! - [`storage`], [`alarms`]: the WIT storage and alarms interfaces, over [`objstore`].
 //! - [`objects`]: the WIT objects interface (IDs, calls to other objects, deadlock checks);
 //!   [`requests`]: deferred responses.
+//! - [`websockets`]: the WIT websockets interface, over [`sockets`] (the registry of open
+//!   sockets and each connection's task; sockets outlive instances).
 //! - [`scheduler`]: when each alarm is due, and the injectable clock.
 //! - [`objstore`]: an object's storage view (durable data, in-flight and event writes,
 //!   transactions); knows nothing of wasmtime.
@@ -41,7 +43,9 @@ pub mod objstore;
 pub mod requests;
 pub mod runtime;
 pub mod scheduler;
+pub mod sockets;
 pub mod storage;
+pub mod websockets;
 
 pub use config::{ClassConfig, Config, Limits};
 pub use runtime::Runtime;

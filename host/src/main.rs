@@ -114,6 +114,14 @@ struct LimitArgs {
     /// milliseconds [default: 60000].
     #[arg(long)]
     deferred_timeout_ms: Option<u64>,
+    /// Largest WebSocket message a client may send, in bytes; a bigger one closes the
+    /// socket with code 1009 [default: 1048576].
+    #[arg(long)]
+    max_ws_message_bytes: Option<usize>,
+    /// Messages queued for one WebSocket client before it counts as too slow and is closed
+    /// with code 1013 [default: 1024].
+    #[arg(long)]
+    ws_send_queue: Option<usize>,
 }
 
 impl LimitArgs {
@@ -130,6 +138,8 @@ impl LimitArgs {
             max_live_objects: self.max_live_objects,
             min_alarm_interval_ms: self.min_alarm_interval,
             deferred_timeout_ms: self.deferred_timeout_ms,
+            max_ws_message_bytes: self.max_ws_message_bytes,
+            ws_send_queue: self.ws_send_queue,
         }
         .apply(limits)
         .context("--idle-secs")

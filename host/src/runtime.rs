@@ -80,6 +80,7 @@ pub struct Runtime {
     waits_for: Mutex<HashMap<ObjectKey, ObjectKey>>,
     worker: Option<WorkerPre<WorkerState>>,
     vars: Vec<(String, String)>,
+    sockets: Arc<crate::sockets::Sockets>,
 }
 
 /// Why a call from one object (or the worker) to another failed; the caller may handle it.
@@ -242,6 +243,7 @@ impl Runtime {
             waits_for: Mutex::new(HashMap::new()),
             worker,
             vars: config.vars.clone(),
+            sockets: Arc::new(crate::sockets::Sockets::new(l.ws_send_queue)),
         });
         let waker = Arc::new(RuntimeWaker(Arc::downgrade(&runtime)));
         tokio::spawn(scheduler.run(waker, stop_rx));
@@ -276,6 +278,32 @@ impl Runtime {
 
     pub fn count_alarm_failure(&self) {
         self.alarm_failures.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Instances alive right now (slots of `max_live_objects` in use).
+    pub fn live_instances(&self) -> usize {
+        self.limits.max_live_objects as usize - self.instances.available_permits()
+    }
+
+    /// Every open WebSocket.
+    pub fn sockets(&self) -> &Arc<crate::sockets::Sockets> {
+        &self.sockets
+    }
+
+    /// Drops the object's instance now if it is idle (an admin and test operation: the
+    /// next event rebuilds it; sockets stay open). False when it has no actor.
+    pub fn evict(&self, binding: &str, name: &str) -> bool {
+        let Some(class) = self.class(binding) else {
+            return false;
+        };
+        let key = ObjectKey {
+            namespace: class.namespace.number,
+            id: class.namespace.id_key.id_from_name(name),
+        };
+        match self.lock_objects().get(&key) {
+            Some(handle) => handle.tx.send(Event::Evict).is_ok(),
+            None => false,
+        }
     }
 
     /// True when a worker component receives every public request.
@@ -345,7 +373,7 @@ impl Runtime {
             Some(caller) => Some(self.wait_on(caller, target, binding)?),
             None => None,
         };
-        let outcome = self.fetch(&class, id, name, request).await;
+        let outcome = self.fetch(&class, id, name, request, false).await;
         if let Some(durable) = outcome.durable {
             durable.await.map_err(|e| {
                 CallError::ObjectFailed(format!("the called object's write failed: {e}"))
@@ -443,26 +471,28 @@ impl Runtime {
         id: ObjectId,
         name: Option<String>,
         request: wit::Request,
+        upgrade: bool,
     ) -> Outcome {
         let (reply, rx) = oneshot::channel();
-        if let Err(e) = self.send(class, id, name, Event::Fetch { request, reply }) {
-            return Outcome {
-                result: Err(e),
-                durable: None,
-            };
+        let event = Event::Fetch {
+            request,
+            upgrade,
+            reply,
+        };
+        if let Err(e) = self.send(class, id, name, event) {
+            return Outcome::failed(e);
         }
-        rx.await.unwrap_or_else(|_| Outcome {
-            result: Err(EventError::Failed(
+        rx.await.unwrap_or_else(|_| {
+            Outcome::failed(EventError::Failed(
                 "the object stopped before answering".to_string(),
-            )),
-            durable: None,
+            ))
         })
     }
 
     /// Queues `event` for the object's actor, spawning the actor if there is none. All
     /// sends happen under the registry lock, which is what makes eviction race-free: an
     /// actor removes itself only while holding the lock and seeing an empty mailbox.
-    fn send(
+    pub(crate) fn send(
         self: &Arc<Self>,
         class: &Arc<Class>,
         id: ObjectId,

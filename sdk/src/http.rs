@@ -275,6 +275,13 @@ impl Response {
         &self.body
     }
 
+    /// The answer to a WebSocket upgrade accepted with
+    /// [`State::accept_websocket`](crate::State::accept_websocket): status 101.
+    pub fn websocket(ws: crate::WebSocket) -> Self {
+        let _ = ws;
+        Response::empty(101)
+    }
+
     /// A placeholder to return from `fetch` after [`State::defer`](crate::State::defer): the
     /// host ignores it and answers the client when the deferred request is responded to.
     pub fn deferred() -> Self {

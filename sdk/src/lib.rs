@@ -243,6 +243,87 @@ impl WebSocket {
     pub fn id(&self) -> u64 {
         self.id
     }
+
+    /// Sends a text message; it leaves once the current event's writes are durable.
+    pub fn send_text(&self, text: &str) -> Result<()> {
+        ws::send(self.id, &wit::WebsocketMessage::Text(text.to_string())).map_err(Error::msg)
+    }
+
+    /// Sends a binary message.
+    pub fn send_binary(&self, bytes: &[u8]) -> Result<()> {
+        ws::send(self.id, &wit::WebsocketMessage::Binary(bytes.to_vec())).map_err(Error::msg)
+    }
+
+    /// Sends `message` as it arrived (text or binary).
+    pub fn send(&self, message: &WebSocketMessage) -> Result<()> {
+        match message {
+            WebSocketMessage::Text(t) => self.send_text(t),
+            WebSocketMessage::Binary(b) => self.send_binary(b),
+        }
+    }
+
+    /// Closes the socket (code 1000 or 3000-4999, reason at most 123 bytes).
+    pub fn close(&self, code: u16, reason: &str) -> Result<()> {
+        ws::close(self.id, code, reason).map_err(Error::msg)
+    }
+
+    /// The tags the socket was accepted with.
+    pub fn tags(&self) -> Vec<String> {
+        ws::get_tags(self.id)
+    }
+
+    /// Keeps a value with the socket (as JSON, at most 2 KiB); it survives hibernation.
+    pub fn serialize_attachment<T: serde::Serialize + ?Sized>(&self, value: &T) -> Result<()> {
+        let bytes = serde_json::to_vec(value)?;
+        ws::serialize_attachment(self.id, &bytes).map_err(Error::msg)
+    }
+
+    /// The value kept with the socket, if any.
+    pub fn deserialize_attachment<T: serde::de::DeserializeOwned>(&self) -> Result<Option<T>> {
+        match ws::deserialize_attachment(self.id) {
+            Some(bytes) => Ok(Some(serde_json::from_slice(&bytes)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// When the host last answered this socket with the auto-response (ms since the epoch).
+    pub fn auto_response_timestamp(&self) -> Option<u64> {
+        ws::get_auto_response_timestamp(self.id)
+    }
+}
+
+impl State {
+    /// Accepts the WebSocket upgrade of the request being handled, with tags; answer the
+    /// fetch with [`Response::websocket`]. The host holds the connection: it stays open when
+    /// the object is evicted, and a message brings the object back.
+    ///
+    /// ```ignore
+    /// if req.header("upgrade") == Some("websocket") {
+    ///     let ws = self.state.accept_websocket(&req, &["room:lobby"])?;
+    ///     return Ok(Response::websocket(ws));
+    /// }
+    /// ```
+    pub fn accept_websocket(&self, req: &Request, tags: &[&str]) -> Result<WebSocket> {
+        let _ = req;
+        let tags: Vec<String> = tags.iter().map(|t| t.to_string()).collect();
+        ws::accept(&tags)
+            .map(|id| WebSocket { id })
+            .map_err(Error::msg)
+    }
+
+    /// The object's open WebSockets, or those carrying `tag`.
+    pub fn get_websockets(&self, tag: Option<&str>) -> Vec<WebSocket> {
+        ws::get_websockets(tag)
+            .into_iter()
+            .map(|id| WebSocket { id })
+            .collect()
+    }
+
+    /// A (request, response) pair the host answers on this object's sockets without waking
+    /// it, e.g. `Some(("ping", "pong"))`; `None` to stop.
+    pub fn set_websocket_auto_response(&self, pair: Option<(&str, &str)>) {
+        ws::set_auto_response(pair);
+    }
 }
 
 /// A WebSocket message as it arrived.
@@ -260,6 +341,9 @@ pub enum WebSocketMessage {
     /// A binary frame.
     Binary(Vec<u8>),
 }
+
+use __private::bindings::dohost::object::types as wit;
+use __private::bindings::dohost::object::websockets as ws;
 
 /// Glue used by the `#[durable_object]` expansion; not part of the API.
 #[doc(hidden)]
