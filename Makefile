@@ -9,7 +9,7 @@ WASM_TARGET := wasm32-wasip2
 LISTEN      ?= 127.0.0.1:8787
 DATA        ?= data
 
-.PHONY: run test guests build wasm-target lint clean
+.PHONY: run test guests build wasm-target browser-deps lint clean
 
 ## Serve the example objects on $(LISTEN) (data in ./$(DATA)).
 run: guests build
@@ -17,8 +17,17 @@ run: guests build
 		$(foreach g,$(EXAMPLES),$(GUEST_OUT)/$(g).wasm)
 
 ## The whole test suite.
-test: guests
+test: guests browser-deps
 	cargo test --workspace
+
+## Debian's Chromium and the pinned Playwright driver for the browser test.
+browser-deps:
+	@command -v chromium >/dev/null || { \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; }
+	@[ -d tests/browser/node_modules/playwright-core ] || \
+		npm ci --prefix tests/browser --no-audit --no-fund
 
 ## Build every guest into target/guests/<folder>.wasm.
 guests: wasm-target
