@@ -318,12 +318,8 @@ impl Actor {
                     // Done: clear it, atomically with the handler's writes.
                     let _ = store.delete_alarm();
                 }
-                let durable = match store.take_event_writes() {
-                    Some(writes) => self.submit(writes),
-                    None => self.last_commit.clone(),
-                };
-                self.release_responses(&durable);
-                self.release_sends(&durable);
+                let durable = self.commit_writes();
+                self.release_outputs(&durable);
                 self.rt.count_alarm_run();
             }
             Ok(Err(message)) => {
@@ -408,13 +404,8 @@ impl Actor {
         live.store.data().stderr.flush_partial();
         match result {
             Ok(()) => {
-                let writes = live.store.data_mut().storage.store.take_event_writes();
-                let durable = match writes {
-                    None => self.last_commit.clone(),
-                    Some(writes) => self.submit(writes),
-                };
-                self.release_responses(&durable);
-                self.release_sends(&durable);
+                let durable = self.commit_writes();
+                self.release_outputs(&durable);
             }
             Err(err) => {
                 let why = describe_failure(&err, live.store.data().limiter.hit);
@@ -423,6 +414,26 @@ impl Actor {
                 self.drop_instance("a WebSocket handler trapped");
             }
         }
+    }
+
+    /// Hands a successful event's writes to the committer; returns what its outputs wait on
+    /// (its own commit, or the latest earlier one when it wrote nothing: it may have read
+    /// writes that are not durable yet).
+    fn commit_writes(&mut self) -> Option<Durable> {
+        let writes = self
+            .live
+            .as_mut()
+            .and_then(|l| l.store.data_mut().storage.store.take_event_writes());
+        match writes {
+            None => self.last_commit.clone(),
+            Some(writes) => self.submit(writes),
+        }
+    }
+
+    /// Releases a successful event's outputs besides its reply, gated on `durable`.
+    fn release_outputs(&mut self, durable: &Option<Durable>) {
+        self.release_responses(durable);
+        self.release_sends(durable);
     }
 
     /// Hands the event's WebSocket sends to the object's outbox, which releases them in
@@ -495,14 +506,10 @@ impl Actor {
         match result {
             Ok(value) => {
                 let data = live.store.data_mut();
-                let writes = data.storage.store.take_event_writes();
                 let deferred = data.requests.deferred;
                 data.requests.current = None;
                 let accepted = data.websockets.accepted.take();
-                let durable = match writes {
-                    None => self.last_commit.clone(),
-                    Some(writes) => self.submit(writes),
-                };
+                let durable = self.commit_writes();
                 if deferred {
                     if let Some(a) = accepted {
                         self.rt.sockets().remove(a.id);
@@ -516,8 +523,8 @@ impl Actor {
                         accepted,
                     });
                 }
-                self.release_responses(&durable);
-                self.release_sends(&durable);
+                // After the reply is registered: the event may have answered itself.
+                self.release_outputs(&durable);
             }
             Err(err) => {
                 let why = describe_failure(&err, live.store.data().limiter.hit);
