@@ -9,7 +9,9 @@ WASM_TARGET := wasm32-wasip2
 LISTEN      ?= 127.0.0.1:8787
 DATA        ?= data
 
-.PHONY: run test guests build wasm-target browser-deps lint clean
+.PHONY: run test guests rust-guests build wasm-target browser-deps lint clean
+
+COMPONENTIZE_PY := 0.25.1
 
 ## Serve the example objects on $(LISTEN) (data in ./$(DATA)).
 run: guests build
@@ -30,7 +32,9 @@ browser-deps:
 		npm ci --prefix tests/browser --no-audit --no-fund
 
 ## Build every guest into target/guests/<folder>.wasm.
-guests: wasm-target
+guests: rust-guests $(GUEST_OUT)/counter-py.wasm $(GUEST_OUT)/counter-js.wasm
+
+rust-guests: wasm-target
 	cargo build --release --target $(WASM_TARGET) --manifest-path guests/Cargo.toml \
 		--target-dir $(GUEST_BUILD)
 	@mkdir -p $(GUEST_OUT)
@@ -38,6 +42,21 @@ guests: wasm-target
 		cp $(GUEST_BUILD)/$(WASM_TARGET)/release/$$(echo $$g | tr - _).wasm $(GUEST_OUT)/$$g.wasm; \
 	done
 	@echo "guests built into $(GUEST_OUT)/"
+
+## The Python counter, built with componentize-py (installed from PyPI, pinned, if missing).
+$(GUEST_OUT)/counter-py.wasm: guests/counter-py/app.py guests/counter-py/handler.py wit/dohost.wit
+	@mkdir -p $(GUEST_OUT)
+	@componentize-py --version 2>/dev/null | grep -q "$(COMPONENTIZE_PY)" || \
+		python3 -m pip install --quiet "componentize-py==$(COMPONENTIZE_PY)"
+	componentize-py -d wit -w object componentize -p guests/counter-py app -o $@
+
+## The JavaScript counter, built with componentize-js (npm, pinned in its package-lock.json).
+$(GUEST_OUT)/counter-js.wasm: guests/counter-js/counter.js guests/counter-js/package-lock.json wit/dohost.wit
+	@mkdir -p $(GUEST_OUT)
+	@[ -d guests/counter-js/node_modules/@bytecodealliance/componentize-js ] || \
+		npm ci --prefix guests/counter-js --no-audit --no-fund
+	cd guests/counter-js && npx componentize-js counter.js -w ../../wit -n object \
+		-d http fetch-event -o ../../$@
 
 ## The host binary, optimised.
 build:

@@ -306,7 +306,7 @@ impl Actor {
         let result = live
             .bindings
             .dohost_object_handler()
-            .object()
+            .durable_object()
             .call_alarm(&mut live.store, live.handle, info)
             .await;
         live.store.data().stdout.flush_partial();
@@ -385,7 +385,7 @@ impl Actor {
         start_event(&mut live.store);
         live.store.data_mut().requests.begin(None);
         live.store.data_mut().websockets.begin(false);
-        let h = live.bindings.dohost_object_handler().object();
+        let h = live.bindings.dohost_object_handler().durable_object();
         let result = match event {
             SocketEvent::Message(ws, m) => {
                 h.call_websocket_message(&mut live.store, live.handle, ws, &m)
@@ -486,7 +486,7 @@ impl Actor {
         let result = live
             .bindings
             .dohost_object_handler()
-            .object()
+            .durable_object()
             .call_fetch(&mut live.store, live.handle, &request)
             .await;
         self.finish(result, handle, reply);
@@ -633,7 +633,7 @@ impl Actor {
         };
         let constructed = bindings
             .dohost_object_handler()
-            .object()
+            .durable_object()
             .call_constructor(&mut store, &ctx)
             .await;
         match constructed {

@@ -270,13 +270,20 @@ pub fn load_component(engine: &Engine, path: &Path, cache_dir: &Path) -> Result<
             }
         }
     }
-    tracing::info!(component = %path.display(), "compiling component (cached for the next start)");
+    tracing::info!(
+        component = %path.display(),
+        bytes = bytes.len(),
+        "compiling component (large Python or JavaScript components take seconds; the code \
+         is cached for the next start)"
+    );
+    let started = std::time::Instant::now();
     let compiled = engine.precompile_component(&bytes).map_err(|e| {
         anyhow!(
             "{} is not a valid WebAssembly component: {e:#}",
             path.display()
         )
     })?;
+    tracing::info!(component = %path.display(), elapsed = ?started.elapsed(), "compiled");
     if let Err(e) = write_cache(&cache_file, &compiled) {
         tracing::warn!(file = %cache_file.display(), error = %e, "cannot write the compiled-code cache");
     }

@@ -400,7 +400,7 @@ pub mod __private {
         };
         response.into_wit()
     }
-    use bindings::exports::dohost::object::handler::GuestObject;
+    use bindings::exports::dohost::object::handler::GuestDurableObject;
     pub use wit_bindgen;
 
     /// The exported resource: the user's object behind a `RefCell`, because the component
@@ -409,7 +409,7 @@ pub mod __private {
         inner: RefCell<T>,
     }
 
-    impl<T: DurableObject> GuestObject for Instance<T> {
+    impl<T: DurableObject> GuestDurableObject for Instance<T> {
         fn new(ctx: wit::ObjectContext) -> Self {
             let state = State {
                 id: ctx.id,

@@ -67,7 +67,7 @@ pub fn durable_object(args: TokenStream, input: TokenStream) -> TokenStream {
             struct __DohostComponent;
 
             impl ::dohost_sdk::__private::Guest for __DohostComponent {
-                type Object = ::dohost_sdk::__private::Instance<#ident>;
+                type DurableObject = ::dohost_sdk::__private::Instance<#ident>;
             }
 
             ::dohost_sdk::__private::bindings::__export_object!(
