@@ -364,21 +364,24 @@ fn the_example_config_applies_and_migrate_dry_run_prints_the_plan() {
     let example = repo_root().join("examples/wrangler.jsonc");
     // The example names the guests under target/guests; make sure they exist.
     guest("counter");
-    let bin = env!("CARGO_BIN_EXE_dohost");
     let data = dir.path().join("data");
-    let out = std::process::Command::new(bin)
-        .args(["migrate", "--dry-run", "--config"])
-        .arg(&example)
-        .arg("--data")
-        .arg(&data)
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{text}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    // `dohost migrate [extra] --config EXAMPLE --data DATA`, answering (success, stdout, stderr).
+    let migrate = |extra: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_dohost"))
+            .arg("migrate")
+            .args(extra)
+            .arg("--config")
+            .arg(&example)
+            .arg("--data")
+            .arg(&data)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        (out.status.success(), stdout, stderr)
+    };
+    let (ok, text, err) = migrate(&["--dry-run"]);
+    assert!(ok, "{text}{err}");
     assert!(
         text.contains("dry run") && text.contains("v1: create class"),
         "{text}"
@@ -388,33 +391,78 @@ fn the_example_config_applies_and_migrate_dry_run_prints_the_plan() {
         "{text}"
     );
     // Nothing was applied: a second dry run plans the same.
-    let again = std::process::Command::new(bin)
-        .args(["migrate", "--dry-run", "--config"])
-        .arg(&example)
-        .arg("--data")
-        .arg(&data)
-        .output()
-        .unwrap();
-    assert_eq!(String::from_utf8_lossy(&again.stdout), text);
+    assert_eq!(migrate(&["--dry-run"]).1, text);
     // Applying for real, then nothing is left.
-    let out = std::process::Command::new(bin)
-        .args(["migrate", "--config"])
-        .arg(&example)
-        .arg("--data")
-        .arg(&data)
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    let out = std::process::Command::new(bin)
-        .args(["migrate", "--dry-run", "--config"])
-        .arg(&example)
-        .arg("--data")
-        .arg(&data)
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(migrate(&[]).0);
+    let (_, text, _) = migrate(&["--dry-run"]);
     assert!(
         text.contains("nothing to apply") && text.contains("already applied: v1, v2, v3"),
         "{text}"
     );
+}
+
+/// A flag given on the command line wins over the file's value; an unset flag keeps it.
+#[tokio::test]
+async fn flags_override_the_file() {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_config(
+        dir.path(),
+        "f.json",
+        json!({
+            "durable_objects": { "bindings": [{ "name": "S", "class_name": "S" }] },
+            "migrations": [{ "tag": "v1", "new_classes": ["S"] }],
+            "dohost": {
+                "components": components(&[("S", "storage-demo")]),
+                "limits": { "max_key_bytes": 100, "max_value_bytes": 8 },
+            },
+        }),
+    );
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_dohost"))
+        .args([
+            "run",
+            "--listen",
+            "127.0.0.1:0",
+            "--max-key-bytes",
+            "5",
+            "--config",
+        ])
+        .arg(&path)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Some(i) = line.find("address=") {
+                let addr = line[i + 8..]
+                    .split_whitespace()
+                    .next()
+                    .unwrap_or("")
+                    .to_string();
+                let _ = tx.send(addr);
+            }
+        }
+    });
+    let addr = rx
+        .recv_timeout(std::time::Duration::from_secs(120))
+        .expect("the host logged its address");
+    let c = client();
+    // The flag's 5-byte key limit, not the file's 100.
+    let (s, body) = post(&c, &format!("http://{addr}/S/x/put?key=sixsix"), "1").await;
+    assert_eq!(s, 400);
+    assert!(body.contains("KeyTooLarge"), "{body}");
+    // The file's value limit still applies: "1234567890" is 10 bytes, over 8.
+    let (s, body) = post(&c, &format!("http://{addr}/S/x/put?key=k"), "1234567890").await;
+    assert_eq!(s, 400);
+    assert!(body.contains("ValueTooLarge"), "{body}");
+    assert_eq!(
+        post(&c, &format!("http://{addr}/S/x/put?key=k"), "12")
+            .await
+            .0,
+        200
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
 }

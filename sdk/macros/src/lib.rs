@@ -27,38 +27,47 @@ use syn::{Item, parse_macro_input, spanned::Spanned};
 ///     }
 /// }
 /// ```
-#[proc_macro_attribute]
-pub fn durable_object(args: TokenStream, input: TokenStream) -> TokenStream {
+/// Checks an attribute's use and returns the annotated type's name: no arguments, and a
+/// non-generic struct or enum (a component exports one concrete type).
+fn exported_type<'a>(
+    args: TokenStream,
+    item: &'a Item,
+    attr: &str,
+    trait_name: &str,
+) -> syn::Result<&'a syn::Ident> {
     if !args.is_empty() {
         let args = proc_macro2::TokenStream::from(args);
-        return syn::Error::new(
+        return Err(syn::Error::new(
             args.span(),
-            "#[durable_object] takes no arguments; write `#[durable_object]` on the struct",
-        )
-        .to_compile_error()
-        .into();
+            format!("#[{attr}] takes no arguments; write `#[{attr}]` on the type"),
+        ));
     }
-    let item = parse_macro_input!(input as Item);
-    let (ident, generics) = match &item {
+    let (ident, generics) = match item {
         Item::Struct(s) => (&s.ident, &s.generics),
         Item::Enum(e) => (&e.ident, &e.generics),
         other => {
-            return syn::Error::new(
+            return Err(syn::Error::new(
                 other.span(),
-                "#[durable_object] goes on the struct or enum that implements DurableObject",
-            )
-            .to_compile_error()
-            .into();
+                format!("#[{attr}] goes on the struct or enum that implements {trait_name}"),
+            ));
         }
     };
     if !generics.params.is_empty() {
-        return syn::Error::new(
+        return Err(syn::Error::new(
             generics.span(),
-            "a #[durable_object] type cannot be generic: the component exports one concrete class",
-        )
-        .to_compile_error()
-        .into();
+            format!("a #[{attr}] type cannot be generic: the component exports one concrete type"),
+        ));
     }
+    Ok(ident)
+}
+
+#[proc_macro_attribute]
+pub fn durable_object(args: TokenStream, input: TokenStream) -> TokenStream {
+    let item = parse_macro_input!(input as Item);
+    let ident = match exported_type(args, &item, "durable_object", "DurableObject") {
+        Ok(ident) => ident,
+        Err(e) => return e.to_compile_error().into(),
+    };
     quote! {
         #item
 
@@ -92,24 +101,10 @@ pub fn durable_object(args: TokenStream, input: TokenStream) -> TokenStream {
 /// ```
 #[proc_macro_attribute]
 pub fn worker(args: TokenStream, input: TokenStream) -> TokenStream {
-    if !args.is_empty() {
-        let args = proc_macro2::TokenStream::from(args);
-        return syn::Error::new(args.span(), "#[worker] takes no arguments")
-            .to_compile_error()
-            .into();
-    }
     let item = parse_macro_input!(input as Item);
-    let ident = match &item {
-        Item::Struct(s) if s.generics.params.is_empty() => &s.ident,
-        Item::Enum(e) if e.generics.params.is_empty() => &e.ident,
-        other => {
-            return syn::Error::new(
-                other.span(),
-                "#[worker] goes on a non-generic struct or enum that implements Worker",
-            )
-            .to_compile_error()
-            .into();
-        }
+    let ident = match exported_type(args, &item, "worker", "Worker") {
+        Ok(ident) => ident,
+        Err(e) => return e.to_compile_error().into(),
     };
     quote! {
         #item
