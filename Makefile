@@ -9,7 +9,7 @@ WASM_TARGET := wasm32-wasip2
 LISTEN      ?= 127.0.0.1:8787
 DATA        ?= data
 
-.PHONY: run test guests rust-guests build wasm-target browser-deps lint clean
+.PHONY: run test bench bench-deps guests rust-guests build wasm-target browser-deps lint clean
 
 COMPONENTIZE_PY := 0.25.1
 
@@ -30,6 +30,26 @@ browser-deps:
 		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; }
 	@[ -d tests/browser/node_modules/playwright-core ] || \
 		npm ci --prefix tests/browser --no-audit --no-fund
+
+## dohost against workerd and a bare axum server, one table (see bench/RESULTS.md).
+## BENCH_ARGS passes options through, e.g. BENCH_ARGS="--duration 3".
+bench: guests bench-deps bench/workerd/build/counter.js
+	cargo build --release -p dohost -p dohost-bench
+	./target/release/dohost-bench $(BENCH_ARGS)
+
+## wrk from Debian's packages; workerd and esbuild from npm (pinned in bench/package-lock.json).
+bench-deps:
+	@command -v wrk >/dev/null || { \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq wrk >/dev/null; }
+	@[ -x bench/node_modules/@cloudflare/workerd-linux-64/bin/workerd ] || \
+		npm ci --prefix bench --no-audit --no-fund
+
+## The seed's Counter is TypeScript; workerd runs JavaScript, so esbuild strips the types.
+bench/workerd/build/counter.js: bench/workerd/counter.ts
+	@[ -x bench/node_modules/.bin/esbuild ] || npm ci --prefix bench --no-audit --no-fund
+	bench/node_modules/.bin/esbuild $< --format=esm --log-level=warning --outfile=$@
 
 ## Build every guest into target/guests/<folder>.wasm.
 guests: rust-guests $(GUEST_OUT)/counter-py.wasm $(GUEST_OUT)/counter-js.wasm

@@ -1,0 +1,436 @@
+//! `make bench`: the same workloads against dohost, workerd and a bare axum server, one table.
+//!
+//! Every figure comes from one run on this machine. Each correctness check (counter values
+//! against acknowledged responses, the values surviving SIGKILL, every broadcast message
+//! arriving in order) must pass or the run fails: a fast wrong answer prints no table.
+
+mod load;
+mod probes;
+mod servers;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Result, bail, ensure};
+use clap::Parser;
+
+use load::{Load, WrkResult};
+use probes::{counter, counter_sum, quantile, sequential_latencies, touch};
+use servers::{Kind, Paths, Server};
+
+/// Benchmark dohost against workerd (and a bare axum "hello" as the HTTP ceiling).
+#[derive(Parser, Clone)]
+struct Opts {
+    /// Seconds each wrk run lasts.
+    #[arg(long, default_value_t = 10)]
+    duration: u64,
+    /// Keep-alive connections wrk holds open.
+    #[arg(long, default_value_t = 64)]
+    connections: u32,
+    /// wrk threads (this machine has 2 cores, shared with the server under test).
+    #[arg(long, default_value_t = 2)]
+    threads: u32,
+    /// Objects the spread increment workload cycles through.
+    #[arg(long, default_value_t = 1000)]
+    objects: u32,
+    /// Distinct objects touched before resident memory is read.
+    #[arg(long, default_value_t = 10_000)]
+    rss_objects: u32,
+    /// First requests to new objects timed one by one.
+    #[arg(long, default_value_t = 500)]
+    cold_samples: u32,
+    /// Requests to one warm object timed one by one.
+    #[arg(long, default_value_t = 2000)]
+    warm_samples: u32,
+    /// Sockets listening in the broadcast room (the sender is one more).
+    #[arg(long, default_value_t = 32)]
+    listeners: u32,
+    /// Messages the broadcast sender sends; each reaches every listener.
+    #[arg(long, default_value_t = 2000)]
+    messages: u32,
+    /// Measure only dohost (skips workerd; the ratios are then blank).
+    #[arg(long)]
+    dohost_only: bool,
+}
+
+/// What one runtime measured.
+#[derive(Default, Clone)]
+struct Figures {
+    get: WrkResult,
+    inc_one: WrkResult,
+    inc_spread: WrkResult,
+    cold: Vec<Duration>,
+    warm: Vec<Duration>,
+    rss_per_object_kib: f64,
+    rss_total_kib: u64,
+    broadcast_per_sec: f64,
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let opts = Opts::parse();
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("the bench crate sits in the repository")
+        .to_path_buf();
+    let paths = Paths {
+        work: root.join("target/bench"),
+        root,
+    };
+    std::fs::create_dir_all(&paths.work)?;
+    for kind in [Kind::Dohost, Kind::Workerd, Kind::Hello] {
+        let _ = std::fs::remove_dir_all(paths.data(kind));
+        let _ = std::fs::remove_file(paths.log(kind));
+    }
+
+    let ceiling = measure_ceiling(&opts, &paths).await?;
+    let dohost = measure(Kind::Dohost, &opts, &paths).await?;
+    let workerd = if opts.dohost_only {
+        None
+    } else {
+        Some(measure(Kind::Workerd, &opts, &paths).await?)
+    };
+
+    let table = table(&opts, &dohost, workerd.as_ref(), &ceiling);
+    println!("\n{table}");
+    std::fs::write(paths.work.join("latest.md"), &table)?;
+    println!("(also written to {})", paths.work.join("latest.md").display());
+    Ok(())
+}
+
+fn wrk_load<'a>(opts: &Opts, base: &'a str, prefix: &'a str, suffix: &'a str) -> Load<'a> {
+    Load {
+        base_url: base,
+        prefix,
+        suffix,
+        spread: 0,
+        connections: opts.connections,
+        threads: opts.threads,
+        duration: Duration::from_secs(opts.duration),
+    }
+}
+
+/// The ceiling: the same request shapes against a server that does nothing.
+async fn measure_ceiling(opts: &Opts, paths: &Paths) -> Result<Figures> {
+    eprintln!("== axum hello (the ceiling)");
+    let s = Server::start(Kind::Hello, paths, 0).await?;
+    let base = s.url("");
+    let mut f = Figures {
+        get: load::run(&wrk_load(opts, &base, "/bench-get/get", ""), &paths.work).await?,
+        ..Figures::default()
+    };
+    eprintln!("   get: {:.0}/s", f.get.rps());
+    let cold: Vec<String> = (0..opts.cold_samples)
+        .map(|i| format!("/cold-{i}/get"))
+        .collect();
+    f.cold = sequential_latencies(&s, &cold).await?;
+    let warm: Vec<String> = vec!["/bench-get/get".into(); opts.warm_samples as usize];
+    f.warm = sequential_latencies(&s, &warm).await?;
+    s.kill().await?;
+    Ok(f)
+}
+
+/// Every workload against one runtime, with its correctness checks.
+async fn measure(kind: Kind, opts: &Opts, paths: &Paths) -> Result<Figures> {
+    eprintln!("== {}", kind.label());
+    let max_live = opts.rss_objects + opts.objects + opts.cold_samples + 100;
+    let client = probes::client();
+    let mut s = Server::start(kind, paths, max_live).await?;
+    let base = s.url("");
+    let mut f = Figures::default();
+
+    // get on one object whose value is 1: it must stay 1, and every answer must be 200.
+    probes::get_text(&client, &s.url(&kind.counter_path("bench-get", "increment"))).await?;
+    let get_path = kind.counter_path("bench-get", "get");
+    f.get = load::run(&wrk_load(opts, &base, &get_path, ""), &paths.work).await?;
+    check_clean(kind, "get", &f.get)?;
+    ensure!(
+        counter(&client, &s, "bench-get").await? == 1,
+        "{}: bench-get changed under a read-only load",
+        kind.label()
+    );
+    eprintln!(
+        "   get one object: {:.0}/s, p50 {:?}",
+        f.get.rps(),
+        f.get.p50
+    );
+
+    // increment on one object: the value must cover every acknowledged increment and at most
+    // the requests still unanswered when wrk stopped.
+    let inc_path = kind.counter_path("bench-inc", "increment");
+    f.inc_one = load::run(&wrk_load(opts, &base, &inc_path, ""), &paths.work).await?;
+    check_clean(kind, "increment", &f.inc_one)?;
+    let one = counter(&client, &s, "bench-inc").await?;
+    check_count(kind, "increment one object", one, &f.inc_one, opts)?;
+    eprintln!(
+        "   increment one object: {:.0}/s, value {one} for {} acknowledged",
+        f.inc_one.rps(),
+        f.inc_one.requests
+    );
+
+    // increment spread over `objects` objects: the sum is checked the same way.
+    let spread_prefix = match kind {
+        Kind::Dohost => "/counter/spread-",
+        _ => "/spread-",
+    };
+    let mut spread = wrk_load(opts, &base, spread_prefix, "/increment");
+    spread.spread = opts.objects;
+    f.inc_spread = load::run(&spread, &paths.work).await?;
+    check_clean(kind, "spread increment", &f.inc_spread)?;
+    let sum = counter_sum(&client, &s, "spread-", opts.objects).await?;
+    check_count(kind, "increment spread", sum, &f.inc_spread, opts)?;
+    eprintln!(
+        "   increment {} objects: {:.0}/s, sum {sum} for {} acknowledged",
+        opts.objects,
+        f.inc_spread.rps(),
+        f.inc_spread.requests
+    );
+
+    // Single requests: to new objects (cold), then to a warm one.
+    let cold: Vec<String> = (0..opts.cold_samples)
+        .map(|i| kind.counter_path(&format!("cold-{i}"), "get"))
+        .collect();
+    f.cold = sequential_latencies(&s, &cold).await?;
+    let warm = vec![get_path.clone(); opts.warm_samples as usize];
+    f.warm = sequential_latencies(&s, &warm).await?;
+    eprintln!(
+        "   cold p50 {:?}, warm p50 {:?}",
+        quantile(&f.cold, 0.5),
+        quantile(&f.warm, 0.5)
+    );
+
+    // Kill without warning and start again on the same data: every acknowledged increment
+    // must still be there.
+    s.kill().await?;
+    s = Server::start(kind, paths, max_live).await?;
+    let one_after = counter(&client, &s, "bench-inc").await?;
+    let sum_after = counter_sum(&client, &s, "spread-", opts.objects).await?;
+    if one_after != one || sum_after != sum {
+        bail!(
+            "{}: after SIGKILL and restart the counters read {one_after} and {sum_after}, \
+             before {one} and {sum}",
+            kind.label()
+        );
+    }
+    eprintln!("   SIGKILL + restart: counters intact");
+
+    // Resident memory per idle live object.
+    touch(&client, &s, "rss-warmup-", 100).await?;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let before = s.rss_kib()?;
+    touch(&client, &s, "rss-", opts.rss_objects).await?;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let after = s.rss_kib()?;
+    f.rss_total_kib = after;
+    f.rss_per_object_kib = after.saturating_sub(before) as f64 / f64::from(opts.rss_objects);
+    eprintln!(
+        "   RSS {before} KiB -> {after} KiB after {} objects: {:.1} KiB each",
+        opts.rss_objects, f.rss_per_object_kib
+    );
+
+    // WebSocket broadcast.
+    let b = probes::broadcast(
+        &s,
+        "bench-room",
+        opts.listeners,
+        opts.messages,
+        100,
+        Duration::from_secs(120),
+    )
+    .await?;
+    ensure!(
+        b.deliveries == u64::from(opts.listeners) * u64::from(opts.messages),
+        "{}: {} of {} broadcast messages arrived",
+        kind.label(),
+        b.deliveries,
+        u64::from(opts.listeners) * u64::from(opts.messages)
+    );
+    f.broadcast_per_sec = b.per_sec();
+    eprintln!("   broadcast: {:.0} deliveries/s", f.broadcast_per_sec);
+
+    s.kill().await?;
+    Ok(f)
+}
+
+/// A run only counts if every answer was a success and nothing timed out.
+fn check_clean(kind: Kind, what: &str, r: &WrkResult) -> Result<()> {
+    ensure!(
+        r.status_errors == 0 && r.connect_errors == 0 && r.timeouts == 0 && r.requests > 0,
+        "{} {what}: {} requests, {} non-2xx, {} connect errors, {} timeouts",
+        kind.label(),
+        r.requests,
+        r.status_errors,
+        r.connect_errors,
+        r.timeouts
+    );
+    Ok(())
+}
+
+/// `value` increments were applied: at least every acknowledged one, and at most those plus
+/// the requests wrk left unanswered when it stopped.
+fn check_count(kind: Kind, what: &str, value: i64, r: &WrkResult, opts: &Opts) -> Result<()> {
+    let acked = r.requests as i64;
+    let most = acked + r.unanswered_bound(opts.connections) as i64;
+    ensure!(
+        (acked..=most).contains(&value),
+        "{} {what}: the counters read {value} after {acked} acknowledged increments \
+         (at most {most} possible)",
+        kind.label()
+    );
+    Ok(())
+}
+
+fn rate(x: f64) -> String {
+    let n = x.round() as u64;
+    let s = n.to_string();
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    format!("{out}/s")
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.3} ms", d.as_secs_f64() * 1000.0)
+}
+
+fn times(x: f64) -> String {
+    format!("{x:.2}×")
+}
+
+/// One row: the two figures, how many times better dohost is (higher is better for rates,
+/// lower for latency and memory), and dohost's share of the ceiling.
+struct Row {
+    workload: String,
+    dohost: String,
+    workerd: String,
+    ratio: String,
+    ceiling: String,
+    target: String,
+}
+
+fn table(opts: &Opts, d: &Figures, w: Option<&Figures>, c: &Figures) -> String {
+    let mut rows = Vec::new();
+    let mut rate_row = |name: &str, dr: &WrkResult, wr: Option<&WrkResult>, target: f64| {
+        let ratio = wr.map(|w| dr.rps() / w.rps());
+        let met = ratio.map(|r| r >= target);
+        rows.push(Row {
+            workload: format!("{name} (req/s)"),
+            dohost: rate(dr.rps()),
+            workerd: wr.map_or("-".into(), |w| rate(w.rps())),
+            ratio: ratio.map_or("-".into(), times),
+            ceiling: format!("{:.0}% of {}", 100.0 * dr.rps() / c.get.rps(), rate(c.get.rps())),
+            target: mark(met, &format!("≥ {target}× workerd")),
+        });
+        let p99_ratio = wr.map(|w| w.p99.as_secs_f64() / dr.p99.as_secs_f64());
+        rows.push(Row {
+            workload: format!("{name} p99"),
+            dohost: ms(dr.p99),
+            workerd: wr.map_or("-".into(), |w| ms(w.p99)),
+            ratio: p99_ratio.map_or("-".into(), times),
+            ceiling: format!("hello {}", ms(c.get.p99)),
+            target: mark(wr.map(|w| dr.p99 < w.p99), "below workerd"),
+        });
+    };
+    rate_row("get, one object", &d.get, w.map(|w| &w.get), 5.0);
+    rate_row("increment, one object", &d.inc_one, w.map(|w| &w.inc_one), 10.0);
+    rate_row(
+        &format!("increment, {} objects", opts.objects),
+        &d.inc_spread,
+        w.map(|w| &w.inc_spread),
+        10.0,
+    );
+    // The get row has a second target: 70% of the ceiling.
+    let share = d.get.rps() / c.get.rps();
+    rows[0].target = format!(
+        "{}; {}",
+        rows[0].target,
+        mark(Some(share >= 0.7), "≥ 70% of ceiling")
+    );
+
+    for (name, q) in [("p50", 0.5), ("p99", 0.99)] {
+        let dq = quantile(&d.cold, q);
+        let wq = w.map(|w| quantile(&w.cold, q));
+        rows.push(Row {
+            workload: format!("cold first request {name}"),
+            dohost: ms(dq),
+            workerd: wq.map_or("-".into(), ms),
+            ratio: wq.map_or("-".into(), |wq| times(wq.as_secs_f64() / dq.as_secs_f64())),
+            ceiling: format!("hello {}", ms(quantile(&c.cold, q))),
+            target: if q == 0.5 {
+                mark(Some(dq < Duration::from_micros(500)), "< 0.5 ms")
+            } else {
+                mark(wq.map(|wq| dq < wq), "below workerd")
+            },
+        });
+    }
+    for (name, q) in [("p50", 0.5), ("p99", 0.99)] {
+        let dq = quantile(&d.warm, q);
+        let wq = w.map(|w| quantile(&w.warm, q));
+        rows.push(Row {
+            workload: format!("warm request {name}"),
+            dohost: ms(dq),
+            workerd: wq.map_or("-".into(), ms),
+            ratio: wq.map_or("-".into(), |wq| times(wq.as_secs_f64() / dq.as_secs_f64())),
+            ceiling: format!("hello {}", ms(quantile(&c.warm, q))),
+            target: if q == 0.99 {
+                mark(wq.map(|wq| dq < wq), "below workerd")
+            } else {
+                String::new()
+            },
+        });
+    }
+    rows.push(Row {
+        workload: format!("RSS per idle live object ({} touched)", opts.rss_objects),
+        dohost: format!("{:.1} KiB", d.rss_per_object_kib),
+        workerd: w.map_or("-".into(), |w| format!("{:.1} KiB", w.rss_per_object_kib)),
+        ratio: w.map_or("-".into(), |w| {
+            times(w.rss_per_object_kib / d.rss_per_object_kib)
+        }),
+        ceiling: format!(
+            "total {} MiB / {}",
+            d.rss_total_kib / 1024,
+            w.map_or("-".into(), |w| format!("{} MiB", w.rss_total_kib / 1024))
+        ),
+        target: mark(Some(d.rss_per_object_kib < 50.0), "< 50 KiB"),
+    });
+    rows.push(Row {
+        workload: format!(
+            "WebSocket broadcast ({} listeners, deliveries/s)",
+            opts.listeners
+        ),
+        dohost: rate(d.broadcast_per_sec),
+        workerd: w.map_or("-".into(), |w| rate(w.broadcast_per_sec)),
+        ratio: w.map_or("-".into(), |w| times(d.broadcast_per_sec / w.broadcast_per_sec)),
+        ceiling: String::new(),
+        target: String::new(),
+    });
+
+    let mut out = String::from(
+        "| workload | dohost | workerd | dohost vs workerd | vs ceiling (axum hello) | target |\n\
+         | --- | ---: | ---: | ---: | --- | --- |\n",
+    );
+    for r in rows {
+        out.push_str(&format!(
+            "| {} | {} | {} | {} | {} | {} |\n",
+            r.workload, r.dohost, r.workerd, r.ratio, r.ceiling, r.target
+        ));
+    }
+    out.push_str(&format!(
+        "\nwrk: {} threads, {} keep-alive connections, {} s per run; ratios are how many times \
+         better dohost is (more requests, less latency, less memory).\n",
+        opts.threads, opts.connections, opts.duration
+    ));
+    out
+}
+
+fn mark(met: Option<bool>, what: &str) -> String {
+    match met {
+        Some(true) => format!("✓ {what}"),
+        Some(false) => format!("✗ {what}"),
+        None => format!("? {what}"),
+    }
+}

@@ -1,0 +1,192 @@
+//! The three servers under test: how each is started, known ready, measured and killed.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use tokio::process::{Child, Command};
+
+/// Which runtime a server is; each has its own URL shape for the same counter.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Kind {
+    Dohost,
+    Workerd,
+    Hello,
+}
+
+impl Kind {
+    pub fn label(self) -> &'static str {
+        match self {
+            Kind::Dohost => "dohost",
+            Kind::Workerd => "workerd",
+            Kind::Hello => "axum hello",
+        }
+    }
+
+    /// The path that reaches `action` on the counter named `name`: dohost's default routes
+    /// put the binding first, the workerd front worker routes `/{name}/{action}`.
+    pub fn counter_path(self, name: &str, action: &str) -> String {
+        match self {
+            Kind::Dohost => format!("/counter/{name}/{action}"),
+            Kind::Workerd | Kind::Hello => format!("/{name}/{action}"),
+        }
+    }
+
+    /// The WebSocket path that joins the broadcast room `room` as `member`.
+    pub fn room_path(self, room: &str, member: &str) -> String {
+        match self {
+            Kind::Dohost => format!("/chat-room/{room}/ws?name={member}"),
+            Kind::Workerd | Kind::Hello => format!("/{room}/ws?name={member}"),
+        }
+    }
+}
+
+/// Where the pieces are, all under the repository root.
+pub struct Paths {
+    pub root: PathBuf,
+    pub work: PathBuf,
+}
+
+impl Paths {
+    pub fn dohost(&self) -> PathBuf {
+        self.root.join("target/release/dohost")
+    }
+    pub fn hello(&self) -> PathBuf {
+        self.root.join("target/release/bench-hello")
+    }
+    pub fn guest(&self, name: &str) -> PathBuf {
+        self.root.join("target/guests").join(format!("{name}.wasm"))
+    }
+    /// The workerd binary itself, not npm's node launcher, so the pid we measure is workerd's.
+    pub fn workerd(&self) -> PathBuf {
+        self.root
+            .join("bench/node_modules/@cloudflare/workerd-linux-64/bin/workerd")
+    }
+    pub fn workerd_dir(&self) -> PathBuf {
+        self.root.join("bench/workerd")
+    }
+    pub fn data(&self, kind: Kind) -> PathBuf {
+        self.work.join(format!("data-{}", kind.label().replace(' ', "-")))
+    }
+    pub fn log(&self, kind: Kind) -> PathBuf {
+        self.work.join(format!("{}.log", kind.label().replace(' ', "-")))
+    }
+}
+
+/// A running server process.
+pub struct Server {
+    pub kind: Kind,
+    pub addr: SocketAddr,
+    child: Child,
+}
+
+/// A port the kernel just handed out on loopback; servers here take a fixed `--listen`.
+fn free_port() -> Result<u16> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0")?;
+    Ok(l.local_addr()?.port())
+}
+
+impl Server {
+    /// Start `kind` on a fresh loopback port with its data in `paths.data(kind)` (kept, so a
+    /// restart after a kill finds what was acknowledged), and wait until it answers.
+    pub async fn start(kind: Kind, paths: &Paths, max_live: u32) -> Result<Server> {
+        let addr: SocketAddr = format!("127.0.0.1:{}", free_port()?).parse()?;
+        let data = paths.data(kind);
+        std::fs::create_dir_all(&data)?;
+        let mut cmd = match kind {
+            Kind::Dohost => {
+                let mut c = Command::new(paths.dohost());
+                c.arg("run")
+                    .arg("--listen")
+                    .arg(addr.to_string())
+                    .arg("--data")
+                    .arg(&data)
+                    .arg("--max-live-objects")
+                    .arg(max_live.to_string())
+                    .arg(paths.guest("counter"))
+                    .arg(paths.guest("chat-room"));
+                c
+            }
+            Kind::Workerd => {
+                let mut c = Command::new(paths.workerd());
+                c.current_dir(paths.workerd_dir())
+                    .arg("serve")
+                    .arg("config.capnp")
+                    .arg("--socket-addr")
+                    .arg(format!("http={addr}"))
+                    .arg("--directory-path")
+                    .arg(format!("do-storage={}", data.display()));
+                c
+            }
+            Kind::Hello => {
+                let mut c = Command::new(paths.hello());
+                c.arg(addr.to_string());
+                c
+            }
+        };
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(paths.log(kind))?;
+        cmd.stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .kill_on_drop(true);
+        let child = cmd
+            .spawn()
+            .with_context(|| format!("starting {}", kind.label()))?;
+        let mut server = Server { kind, addr, child };
+        server.wait_ready(&paths.log(kind)).await?;
+        Ok(server)
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id().unwrap_or(0)
+    }
+
+    /// Ready means it answered an HTTP request (a first dohost start compiles its guests).
+    async fn wait_ready(&mut self, log: &Path) -> Result<()> {
+        let client = reqwest::Client::new();
+        let url = self.url(&self.kind.counter_path("ready-probe", "nothing"));
+        let deadline = Instant::now() + Duration::from_secs(300);
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                bail!(
+                    "{} exited with {status} before it was ready; see {}",
+                    self.kind.label(),
+                    log.display()
+                );
+            }
+            if client.get(&url).send().await.is_ok() {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!("{} did not answer within 300 s", self.kind.label());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Resident memory of the server process, in KiB, from /proc.
+    pub fn rss_kib(&self) -> Result<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))?;
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .context("no VmRSS in /proc/PID/status")
+    }
+
+    /// SIGKILL: no shutdown hook runs, so what survives is only what was on disk.
+    pub async fn kill(mut self) -> Result<()> {
+        self.child.start_kill()?;
+        self.child.wait().await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,20 @@
+// The front worker the benchmark puts before the seed's Counter: `/{name}/{action}` goes to
+// the object `idFromName(name)` as `/{action}`, which is the path the Counter switches on.
+// A WebSocket upgrade to `/{name}/ws` goes to the chat room `name` instead (the broadcast
+// workload), so counter paths stay exactly `/{name}/{action}`.
+import { Counter } from "./counter.js";
+import { ChatRoom } from "./chat.js";
+
+export { Counter, ChatRoom };
+
+export default {
+  async fetch(request, env) {
+    const url = new URL(request.url);
+    const [, name, ...rest] = url.pathname.split("/");
+    if (!name) return new Response("Not found", { status: 404 });
+    const ns = request.headers.get("Upgrade") === "websocket" ? env.ROOM : env.COUNTER;
+    const stub = ns.get(ns.idFromName(decodeURIComponent(name)));
+    url.pathname = "/" + rest.join("/");
+    return stub.fetch(new Request(url, request));
+  },
+};
