@@ -94,7 +94,10 @@ async fn main() -> Result<()> {
     let table = table(&opts, &dohost, workerd.as_ref(), &ceiling);
     println!("\n{table}");
     std::fs::write(paths.work.join("latest.md"), &table)?;
-    println!("(also written to {})", paths.work.join("latest.md").display());
+    println!(
+        "(also written to {})",
+        paths.work.join("latest.md").display()
+    );
     Ok(())
 }
 
@@ -140,7 +143,11 @@ async fn measure(kind: Kind, opts: &Opts, paths: &Paths) -> Result<Figures> {
     let mut f = Figures::default();
 
     // get on one object whose value is 1: it must stay 1, and every answer must be 200.
-    probes::get_text(&client, &s.url(&kind.counter_path("bench-get", "increment"))).await?;
+    probes::get_text(
+        &client,
+        &s.url(&kind.counter_path("bench-get", "increment")),
+    )
+    .await?;
     let get_path = kind.counter_path("bench-get", "get");
     f.get = load::run(&wrk_load(opts, &base, &get_path, ""), &paths.work).await?;
     check_clean(kind, "get", &f.get)?;
@@ -322,7 +329,11 @@ fn table(opts: &Opts, d: &Figures, w: Option<&Figures>, c: &Figures) -> String {
             dohost: rate(dr.rps()),
             workerd: wr.map_or("-".into(), |w| rate(w.rps())),
             ratio: ratio.map_or("-".into(), times),
-            ceiling: format!("{:.0}% of {}", 100.0 * dr.rps() / c.get.rps(), rate(c.get.rps())),
+            ceiling: format!(
+                "{:.0}% of {}",
+                100.0 * dr.rps() / c.get.rps(),
+                rate(c.get.rps())
+            ),
             target: mark(met, &format!("≥ {target}× workerd")),
         });
         let p99_ratio = wr.map(|w| w.p99.as_secs_f64() / dr.p99.as_secs_f64());
@@ -336,7 +347,12 @@ fn table(opts: &Opts, d: &Figures, w: Option<&Figures>, c: &Figures) -> String {
         });
     };
     rate_row("get, one object", &d.get, w.map(|w| &w.get), 5.0);
-    rate_row("increment, one object", &d.inc_one, w.map(|w| &w.inc_one), 10.0);
+    rate_row(
+        "increment, one object",
+        &d.inc_one,
+        w.map(|w| &w.inc_one),
+        10.0,
+    );
     rate_row(
         &format!("increment, {} objects", opts.objects),
         &d.inc_spread,
@@ -404,7 +420,9 @@ fn table(opts: &Opts, d: &Figures, w: Option<&Figures>, c: &Figures) -> String {
         ),
         dohost: rate(d.broadcast_per_sec),
         workerd: w.map_or("-".into(), |w| rate(w.broadcast_per_sec)),
-        ratio: w.map_or("-".into(), |w| times(d.broadcast_per_sec / w.broadcast_per_sec)),
+        ratio: w.map_or("-".into(), |w| {
+            times(d.broadcast_per_sec / w.broadcast_per_sec)
+        }),
         ceiling: String::new(),
         target: String::new(),
     });

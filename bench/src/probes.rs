@@ -21,7 +21,11 @@ pub fn client() -> reqwest::Client {
 
 /// Sends a GET and returns the body, failing on any status but 200.
 pub async fn get_text(client: &reqwest::Client, url: &str) -> Result<String> {
-    let resp = client.get(url).send().await.with_context(|| format!("GET {url}"))?;
+    let resp = client
+        .get(url)
+        .send()
+        .await
+        .with_context(|| format!("GET {url}"))?;
     let status = resp.status();
     let body = resp.text().await?;
     if status != reqwest::StatusCode::OK {

@@ -68,10 +68,12 @@ impl Paths {
         self.root.join("bench/workerd")
     }
     pub fn data(&self, kind: Kind) -> PathBuf {
-        self.work.join(format!("data-{}", kind.label().replace(' ', "-")))
+        self.work
+            .join(format!("data-{}", kind.label().replace(' ', "-")))
     }
     pub fn log(&self, kind: Kind) -> PathBuf {
-        self.work.join(format!("{}.log", kind.label().replace(' ', "-")))
+        self.work
+            .join(format!("{}.log", kind.label().replace(' ', "-")))
     }
 }
 

@@ -23,7 +23,9 @@ pub type Durable = Shared<BoxFuture<'static, CommitResult>>;
 /// Something for an object to handle.
 pub enum Event {
     Fetch {
-        request: wit::Request,
+        /// Boxed so the enum stays small: every mailbox allocates its blocks of 32 events
+        /// up front, per live object.
+        request: Box<wit::Request>,
         /// The request asks for a WebSocket upgrade the host can complete.
         upgrade: bool,
         reply: oneshot::Sender<Outcome>,
@@ -203,6 +205,26 @@ impl Actor {
     pub async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Event>, actor_id: u64) {
         let idle = self.rt.limits().idle_timeout;
         loop {
+            // Fast path for a busy object: its next event is already queued, so skip arming
+            // the idle timer and the pressure wake-up (a busy object keeps its instance
+            // anyway). Deferred deadlines are still honoured, and the task still yields
+            // to others when its budget runs out.
+            match rx.try_recv() {
+                Ok(event) => {
+                    if self
+                        .deferred
+                        .values()
+                        .any(|(_, deadline)| *deadline <= Instant::now())
+                    {
+                        self.expire_deferred();
+                    }
+                    self.handle(event).await;
+                    tokio::task::consume_budget().await;
+                    continue;
+                }
+                Err(mpsc::error::TryRecvError::Disconnected) => break,
+                Err(mpsc::error::TryRecvError::Empty) => {}
+            }
             let rt = self.rt.clone();
             let pressure = rt.pressure();
             let next_deadline = self.deferred.values().map(|(_, d)| *d).min();
@@ -252,7 +274,7 @@ impl Actor {
                 request,
                 upgrade,
                 reply,
-            } => self.fetch(request, upgrade, reply).await,
+            } => self.fetch(*request, upgrade, reply).await,
             Event::WebSocketMessage { ws, message } => {
                 self.socket_event(SocketEvent::Message(ws, message)).await
             }

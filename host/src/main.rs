@@ -146,6 +146,11 @@ impl LimitArgs {
     }
 }
 
+/// mimalloc rather than glibc's malloc: the request path allocates small, short-lived
+/// buffers on two threads, where glibc spent about an eighth of the CPU in the profile.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()

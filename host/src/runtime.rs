@@ -475,7 +475,7 @@ impl Runtime {
     ) -> Outcome {
         let (reply, rx) = oneshot::channel();
         let event = Event::Fetch {
-            request,
+            request: Box::new(request),
             upgrade,
             reply,
         };
