@@ -40,6 +40,14 @@ pub fn build_engine(limits: &Limits) -> Result<Engine> {
         // Keep no more idle slots than needed so RSS follows the live set.
         .max_unused_warm_slots(n.min(100));
     let mut config = Config::new();
+    // Each memory slot normally reserves 4 GiB of address space so bounds checks can be
+    // elided; a pool of many thousand objects would then ask for more than the 128 TiB a
+    // process has. Past this size the slots reserve only the per-instance limit (wasmtime
+    // then checks bounds explicitly).
+    const ADDRESS_SPACE_BUDGET: u64 = 32 << 40;
+    if u64::from(n) * 2 * (4 << 30) > ADDRESS_SPACE_BUDGET {
+        config.memory_reservation(limits.memory_per_instance as u64);
+    }
     config
         .wasm_component_model(true)
         .epoch_interruption(true)
