@@ -102,3 +102,21 @@ async fn values_survive_a_restart() {
     );
     host.stop().await;
 }
+
+#[tokio::test]
+async fn a_host_sized_for_twenty_thousand_live_objects_starts_and_serves() {
+    // With 4 GiB reserved per memory slot this pool would need more address space than a
+    // process has; large pools reserve only the per-instance memory limit.
+    let dir = tempfile::tempdir().unwrap();
+    let limits = dohost::Limits {
+        max_live_objects: 20_000,
+        ..dohost::Limits::default()
+    };
+    let host = TestHost::start_with(&["counter"], dir.path(), limits).await;
+    let c = client();
+    assert_eq!(
+        get(&c, &host.url("/counter/big-pool/increment")).await,
+        (200, "1".into())
+    );
+    host.stop().await;
+}
