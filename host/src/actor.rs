@@ -20,36 +20,21 @@ use wasmtime::component::ResourceAny;
 /// Resolves when an event's writes (and every earlier write of its object) are durable.
 pub type Durable = Shared<BoxFuture<'static, CommitResult>>;
 
-/// Something for an object to handle.
+/// Something for an object to handle. Every variant is at most two words plus a tag:
+/// each mailbox allocates a block of 32 events up front, per live object.
 pub enum Event {
     Fetch {
-        /// Boxed so the enum stays small: every mailbox allocates its blocks of 32 events
-        /// up front, per live object.
         request: Box<wit::Request>,
         /// The request asks for a WebSocket upgrade the host can complete.
         upgrade: bool,
         reply: oneshot::Sender<Outcome>,
     },
-    WebSocketMessage {
-        ws: u64,
-        message: wit::WebsocketMessage,
-    },
-    WebSocketClose {
-        ws: u64,
-        code: u16,
-        reason: String,
-        was_clean: bool,
-    },
-    WebSocketError {
-        ws: u64,
-        error: String,
-    },
+    /// A message, close or error on one of the object's WebSockets.
+    Socket(Box<SocketEvent>),
     /// Drop the instance now if idle (admin, tests); the actor and sockets stay.
     Evict,
     /// The object's alarm came due; `retry` counts earlier failed attempts.
-    Alarm {
-        retry: u32,
-    },
+    Alarm { retry: u32 },
 }
 
 /// Retries of a failing alarm before it is given up, and the first retry's delay (each
@@ -115,8 +100,10 @@ pub struct Actor {
 /// One event's WebSocket sends, with the durability they wait for.
 type OutboxBatch = (Option<Durable>, Vec<(u64, crate::sockets::Outgoing)>);
 
-enum SocketEvent {
+/// What happened on a WebSocket, for the object's handlers (by socket ID).
+pub enum SocketEvent {
     Message(u64, wit::WebsocketMessage),
+    /// Code, reason, and whether the close was clean.
     Close(u64, u16, String, bool),
     Error(u64, String),
 }
@@ -218,7 +205,7 @@ impl Actor {
                     {
                         self.expire_deferred();
                     }
-                    self.handle(event).await;
+                    self.handle_boxed(event).await;
                     tokio::task::consume_budget().await;
                     continue;
                 }
@@ -245,7 +232,7 @@ impl Actor {
                 }
             };
             match received {
-                Ok(Some(event)) => self.handle(event).await,
+                Ok(Some(event)) => self.handle_boxed(event).await,
                 Ok(None) => break,
                 Err(_) if !self.deferred.is_empty() => {}
                 Err(_) => {
@@ -268,6 +255,12 @@ impl Actor {
         }
     }
 
+    /// Runs an event's future on the heap, so that an idle actor's task (which lives as
+    /// long as its object) stays a few hundred bytes rather than the size of a guest call.
+    async fn handle_boxed(&mut self, event: Event) {
+        Box::pin(self.handle(event)).await
+    }
+
     async fn handle(&mut self, event: Event) {
         match event {
             Event::Fetch {
@@ -275,21 +268,7 @@ impl Actor {
                 upgrade,
                 reply,
             } => self.fetch(*request, upgrade, reply).await,
-            Event::WebSocketMessage { ws, message } => {
-                self.socket_event(SocketEvent::Message(ws, message)).await
-            }
-            Event::WebSocketClose {
-                ws,
-                code,
-                reason,
-                was_clean,
-            } => {
-                self.socket_event(SocketEvent::Close(ws, code, reason, was_clean))
-                    .await
-            }
-            Event::WebSocketError { ws, error } => {
-                self.socket_event(SocketEvent::Error(ws, error)).await
-            }
+            Event::Socket(event) => self.socket_event(*event).await,
             Event::Evict => {
                 if self.deferred.is_empty() {
                     self.live = None;

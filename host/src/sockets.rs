@@ -2,7 +2,7 @@
 //! bounded send queue) and the task that runs each connection. Sockets belong to the host,
 //! not to an instance, so they stay open while their object is evicted (hibernation).
 
-use crate::actor::Event;
+use crate::actor::{Event, SocketEvent};
 use crate::runtime::{Class, ObjectKey, Runtime};
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
 use futures::{SinkExt, StreamExt};
@@ -271,16 +271,18 @@ pub async fn run_connection(
             match stream.next().await {
                 Some(Ok(Message::Text(t))) => {
                     if !sockets.auto_respond(id, t.as_str(), rt.clock().now_ms()) {
-                        deliver(Event::WebSocketMessage {
-                            ws: id,
-                            message: crate::bindings::types::WebsocketMessage::Text(t.to_string()),
-                        });
+                        deliver(Event::Socket(Box::new(SocketEvent::Message(
+                            id,
+                            crate::bindings::types::WebsocketMessage::Text(t.to_string()),
+                        ))));
                     }
                 }
-                Some(Ok(Message::Binary(b))) => deliver(Event::WebSocketMessage {
-                    ws: id,
-                    message: crate::bindings::types::WebsocketMessage::Binary(b.to_vec()),
-                }),
+                Some(Ok(Message::Binary(b))) => {
+                    deliver(Event::Socket(Box::new(SocketEvent::Message(
+                        id,
+                        crate::bindings::types::WebsocketMessage::Binary(b.to_vec()),
+                    ))))
+                }
                 Some(Ok(Message::Close(frame))) => {
                     let (code, reason) = frame
                         .map(|f| (f.code, f.reason.to_string()))
@@ -332,10 +334,10 @@ pub async fn run_connection(
             Some((CLOSE_QUEUE_OVERFLOW, "send queue overflow".into(), false)),
         ),
         End::Failed(error) => {
-            deliver(Event::WebSocketError {
-                ws: id,
-                error: error.clone(),
-            });
+            deliver(Event::Socket(Box::new(SocketEvent::Error(
+                id,
+                error.clone(),
+            ))));
             (None, Some((1006, error, false)))
         }
     };
@@ -353,10 +355,7 @@ pub async fn run_connection(
     };
     sockets.remove(id);
     let (code, reason, was_clean) = ended;
-    deliver(Event::WebSocketClose {
-        ws: id,
-        code,
-        reason,
-        was_clean,
-    });
+    deliver(Event::Socket(Box::new(SocketEvent::Close(
+        id, code, reason, was_clean,
+    ))));
 }
