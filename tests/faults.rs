@@ -124,6 +124,29 @@ async fn a_stack_overflow_fails_only_its_event() {
 }
 
 #[tokio::test]
+async fn an_object_kept_busy_is_not_evicted_as_idle() {
+    // Requests to an idle object run on the connection's task, not the actor's; they must
+    // still count as activity for the idle timeout.
+    let dir = tempfile::tempdir().unwrap();
+    let limits = Limits {
+        idle_timeout: Duration::from_millis(400),
+        ..Limits::default()
+    };
+    let host = TestHost::start_with(&["test-object"], dir.path(), limits).await;
+    let c = client();
+    let url = host.url("/test-object/busy/instance");
+    let (_, first) = get(&c, &url).await;
+    // Three idle timeouts' worth of requests, each well inside the timeout of the last.
+    let until = std::time::Instant::now() + Duration::from_millis(1200);
+    while std::time::Instant::now() < until {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        let (_, now) = get(&c, &url).await;
+        assert_eq!(instance_of(&now), instance_of(&first), "evicted while busy");
+    }
+    host.stop().await;
+}
+
+#[tokio::test]
 async fn idle_objects_are_evicted_and_come_back_from_storage() {
     let dir = tempfile::tempdir().unwrap();
     let limits = Limits {

@@ -12,7 +12,8 @@ use futures::FutureExt;
 use futures::future::{BoxFuture, Shared};
 use std::collections::HashMap;
 use std::sync::Arc;
-use tokio::sync::{mpsc, oneshot};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::time::Instant;
 use wasmtime::Store;
 use wasmtime::component::ResourceAny;
@@ -95,6 +96,75 @@ pub struct Actor {
     next_handle: u64,
     /// WebSocket sends waiting for their event's durability, in order (started on first use).
     outbox: Option<mpsc::UnboundedSender<OutboxBatch>>,
+    /// The task ended: this actor is out of the registry and must run nothing more.
+    closed: bool,
+}
+
+/// An actor as the registry and the HTTP edge hold it. Its task runs the mailbox; an HTTP
+/// request that finds the object idle with nothing queued runs on its own connection's task
+/// instead, saving the hops to the actor's task and back (the lock keeps one event at a
+/// time, the queue count keeps arrival order).
+pub struct ActorCell {
+    actor: tokio::sync::Mutex<Actor>,
+    /// Events sent to the mailbox and not finished yet; counted before they are sent.
+    pub(crate) queued: AtomicUsize,
+    /// An event ran inline since the task last looked: the object is not idle.
+    touched: AtomicBool,
+    /// Wakes the task when an inline event deferred its answer (a new deadline to watch).
+    poke: Notify,
+}
+
+impl ActorCell {
+    pub fn new(actor: Actor) -> Self {
+        ActorCell {
+            actor: tokio::sync::Mutex::new(actor),
+            queued: AtomicUsize::new(0),
+            touched: AtomicBool::new(false),
+            poke: Notify::new(),
+        }
+    }
+
+    /// Runs one event from the mailbox. Its future lives on the heap, so an idle actor's
+    /// task (which lives as long as its object) stays small.
+    async fn handle_queued(&self, event: Event) {
+        let mut actor = self.actor.lock().await;
+        if actor
+            .deferred
+            .values()
+            .any(|(_, deadline)| *deadline <= Instant::now())
+        {
+            actor.expire_deferred();
+        }
+        Box::pin(actor.handle(event)).await;
+        self.queued.fetch_sub(1, Ordering::AcqRel);
+    }
+
+    /// Runs a fetch on the calling task if the object is idle, nothing is queued for it
+    /// and it holds no deferred requests; otherwise hands the request back for the
+    /// mailbox. The receiver answers like the mailbox's reply would.
+    pub async fn try_fetch_inline(
+        &self,
+        request: wit::Request,
+        upgrade: bool,
+    ) -> Result<oneshot::Receiver<Outcome>, wit::Request> {
+        if self.queued.load(Ordering::Acquire) != 0 {
+            return Err(request);
+        }
+        let Ok(mut actor) = self.actor.try_lock() else {
+            return Err(request);
+        };
+        // Checked again under the lock: an event counted before we took it has not run.
+        if actor.closed || !actor.deferred.is_empty() || self.queued.load(Ordering::Acquire) != 0 {
+            return Err(request);
+        }
+        self.touched.store(true, Ordering::Release);
+        let (reply, rx) = oneshot::channel();
+        actor.fetch(request, upgrade, reply).await;
+        if !actor.deferred.is_empty() {
+            self.poke.notify_one();
+        }
+        Ok(rx)
+    }
 }
 
 /// One event's WebSocket sends, with the durability they wait for.
@@ -134,6 +204,7 @@ impl Actor {
             deferred: HashMap::new(),
             next_handle: 0,
             outbox: None,
+            closed: false,
         }
     }
 
@@ -189,8 +260,12 @@ impl Actor {
         }
     }
 
-    pub async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Event>, actor_id: u64) {
-        let idle = self.rt.limits().idle_timeout;
+    /// The actor's task: runs the mailbox's events in order, gives the instance up under
+    /// pressure, expires deferred requests, and ends the actor after `idle_timeout` without
+    /// events (its writes durable first).
+    pub async fn run(cell: Arc<ActorCell>, mut rx: mpsc::UnboundedReceiver<Event>, actor_id: u64) {
+        let rt = cell.actor.lock().await.rt.clone();
+        let idle = rt.limits().idle_timeout;
         loop {
             // Fast path for a busy object: its next event is already queued, so skip arming
             // the idle timer and the pressure wake-up (a busy object keeps its instance
@@ -198,67 +273,72 @@ impl Actor {
             // to others when its budget runs out.
             match rx.try_recv() {
                 Ok(event) => {
-                    if self
-                        .deferred
-                        .values()
-                        .any(|(_, deadline)| *deadline <= Instant::now())
-                    {
-                        self.expire_deferred();
-                    }
-                    self.handle_boxed(event).await;
+                    cell.handle_queued(event).await;
                     tokio::task::consume_budget().await;
                     continue;
                 }
                 Err(mpsc::error::TryRecvError::Disconnected) => break,
                 Err(mpsc::error::TryRecvError::Empty) => {}
             }
-            let rt = self.rt.clone();
+            let (may_give_up, next_deadline) = {
+                let actor = cell.actor.lock().await;
+                (
+                    // An instance holding deferred requests keeps them in its memory: it
+                    // is not given up.
+                    actor.live.is_some() && actor.deferred.is_empty(),
+                    actor.deferred.values().map(|(_, d)| *d).min(),
+                )
+            };
             let pressure = rt.pressure();
-            let next_deadline = self.deferred.values().map(|(_, d)| *d).min();
             let received = tokio::select! {
                 r = tokio::time::timeout(idle, rx.recv()) => r,
-                // An instance holding deferred requests keeps them in its memory: it is not
-                // given up.
-                _ = pressure.notified(), if self.live.is_some() && self.deferred.is_empty() => {
-                    // Another object waits for an instance slot: give ours up. The actor
-                    // (and its mailbox and in-flight writes) stays; the next event rebuilds.
-                    self.live = None;
+                _ = pressure.notified(), if may_give_up => {
+                    // Another object waits for an instance slot: give ours up unless
+                    // events ran inline since we last looked (the object is busy). The
+                    // actor (and its mailbox and in-flight writes) stays; the next event
+                    // rebuilds.
+                    let mut actor = cell.actor.lock().await;
+                    if !cell.touched.swap(false, Ordering::AcqRel) && actor.deferred.is_empty() {
+                        actor.live = None;
+                    }
                     continue;
                 }
                 _ = tokio::time::sleep_until(next_deadline.unwrap_or_else(Instant::now)),
                     if next_deadline.is_some() => {
-                    self.expire_deferred();
+                    cell.actor.lock().await.expire_deferred();
                     continue;
                 }
+                // An inline event deferred its answer: look at the deadlines again.
+                _ = cell.poke.notified() => continue,
             };
             match received {
-                Ok(Some(event)) => self.handle_boxed(event).await,
+                Ok(Some(event)) => cell.handle_queued(event).await,
                 Ok(None) => break,
-                Err(_) if !self.deferred.is_empty() => {}
                 Err(_) => {
+                    let mut actor = cell.actor.lock().await;
+                    if cell.touched.swap(false, Ordering::AcqRel) || !actor.deferred.is_empty() {
+                        continue;
+                    }
                     // Evict only once our writes are durable: a new actor for this ID reads
                     // from the database alone.
-                    self.settle().await;
-                    if self.rt.remove_if_idle(&self.key, actor_id, &mut rx) {
-                        tracing::debug!(object = %self.tag, "evicted idle object");
+                    actor.settle().await;
+                    if rt.remove_if_idle(&actor.key, actor_id, &mut rx) {
+                        tracing::debug!(object = %actor.tag, "evicted idle object");
+                        actor.closed = true;
                         break;
                     }
                 }
             }
         }
-        self.settle().await;
+        let mut actor = cell.actor.lock().await;
+        actor.closed = true;
+        actor.settle().await;
     }
 
     async fn settle(&mut self) {
         if let Some(d) = self.last_commit.take() {
             let _ = d.await;
         }
-    }
-
-    /// Runs an event's future on the heap, so that an idle actor's task (which lives as
-    /// long as its object) stays a few hundred bytes rather than the size of a guest call.
-    async fn handle_boxed(&mut self, event: Event) {
-        Box::pin(self.handle(event)).await
     }
 
     async fn handle(&mut self, event: Event) {

@@ -1,7 +1,7 @@
 //! The live-object registry: the classes, and one actor per object ID, spawned by the first
 //! event for it and removed when it has been idle long enough.
 
-use crate::actor::{Actor, Event, EventError, Outcome};
+use crate::actor::{Actor, ActorCell, Event, EventError, Outcome};
 use crate::bindings::worker::WorkerPre;
 use crate::bindings::{ObjectPre, types as wit};
 use crate::committer::{CommitJob, Committer};
@@ -50,6 +50,7 @@ pub struct Services {
 struct ActorHandle {
     tx: mpsc::UnboundedSender<Event>,
     actor_id: u64,
+    cell: Arc<ActorCell>,
 }
 
 pub struct Runtime {
@@ -75,6 +76,8 @@ pub struct Runtime {
     pressure: Notify,
     alarm_runs: AtomicU64,
     alarm_failures: AtomicU64,
+    /// HTTP requests whose event ran on the request's own task rather than the mailbox.
+    inline_events: AtomicU64,
     /// Object → the object it is waiting on in a call: the graph deadlocks are found in.
     // A std Mutex: held for a short walk of the graph, never across an await.
     waits_for: Mutex<HashMap<ObjectKey, ObjectKey>>,
@@ -240,6 +243,7 @@ impl Runtime {
             pressure: Notify::new(),
             alarm_runs: AtomicU64::new(0),
             alarm_failures: AtomicU64::new(0),
+            inline_events: AtomicU64::new(0),
             waits_for: Mutex::new(HashMap::new()),
             worker,
             vars: config.vars.clone(),
@@ -278,6 +282,12 @@ impl Runtime {
 
     pub fn count_alarm_failure(&self) {
         self.alarm_failures.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// HTTP requests whose event ran on the request's own task (the object was idle with
+    /// nothing queued) since start; the others went through the mailbox.
+    pub fn inline_events(&self) -> u64 {
+        self.inline_events.load(Ordering::Relaxed)
     }
 
     /// Instances alive right now (slots of `max_live_objects` in use).
@@ -463,6 +473,34 @@ impl Runtime {
         self.objects.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Like `fetch`, for a request from the HTTP edge: when the object is live, idle and
+    /// has nothing queued, its event runs on the caller's task (see `ActorCell`).
+    pub async fn fetch_from_edge(
+        self: &Arc<Self>,
+        class: &Arc<Class>,
+        id: ObjectId,
+        name: Option<String>,
+        request: wit::Request,
+        upgrade: bool,
+    ) -> Outcome {
+        let key = ObjectKey {
+            namespace: class.namespace.number,
+            id,
+        };
+        let cell = self.lock_objects().get(&key).map(|h| h.cell.clone());
+        let request = match cell {
+            Some(cell) => match cell.try_fetch_inline(request, upgrade).await {
+                Ok(rx) => {
+                    self.inline_events.fetch_add(1, Ordering::Relaxed);
+                    return rx.await.unwrap_or_else(|_| stopped());
+                }
+                Err(request) => request,
+            },
+            None => request,
+        };
+        self.fetch(class, id, name, request, upgrade).await
+    }
+
     /// Delivers an HTTP request to the object and waits for its outcome (not for
     /// durability: the caller awaits `Outcome::durable` before releasing the response).
     pub async fn fetch(
@@ -482,11 +520,7 @@ impl Runtime {
         if let Err(e) = self.send(class, id, name, event) {
             return Outcome::failed(e);
         }
-        rx.await.unwrap_or_else(|_| {
-            Outcome::failed(EventError::Failed(
-                "the object stopped before answering".to_string(),
-            ))
-        })
+        rx.await.unwrap_or_else(|_| stopped())
     }
 
     /// Queues `event` for the object's actor, spawning the actor if there is none. All
@@ -505,14 +539,19 @@ impl Runtime {
         };
         let mut objects = self.lock_objects();
         let event = match objects.get(&key) {
-            Some(handle) => match handle.tx.send(event) {
-                Ok(()) => return Ok(()),
-                // The actor died (its task panicked): replace it.
-                Err(mpsc::error::SendError(event)) => {
-                    objects.remove(&key);
-                    event
+            Some(handle) => {
+                // Counted before it is queued, so the actor cannot finish it first.
+                handle.cell.queued.fetch_add(1, Ordering::AcqRel);
+                match handle.tx.send(event) {
+                    Ok(()) => return Ok(()),
+                    // The actor died (its task panicked): replace it.
+                    Err(mpsc::error::SendError(event)) => {
+                        handle.cell.queued.fetch_sub(1, Ordering::AcqRel);
+                        objects.remove(&key);
+                        event
+                    }
                 }
-            },
+            }
             None => event,
         };
         let services = self
@@ -522,12 +561,21 @@ impl Runtime {
             .clone()
             .ok_or_else(|| EventError::Unavailable("the host is shutting down".to_string()))?;
         let (tx, rx) = mpsc::unbounded_channel();
+        let actor = Actor::new(self.clone(), services, class.clone(), key, name);
+        let cell = Arc::new(ActorCell::new(actor));
+        cell.queued.fetch_add(1, Ordering::AcqRel);
         tx.send(event).expect("receiver is alive");
         let actor_id = self.next_actor.fetch_add(1, Ordering::Relaxed);
-        objects.insert(key, ActorHandle { tx, actor_id });
+        objects.insert(
+            key,
+            ActorHandle {
+                tx,
+                actor_id,
+                cell: cell.clone(),
+            },
+        );
         drop(objects);
-        let actor = Actor::new(self.clone(), services, class.clone(), key, name);
-        tokio::spawn(actor.run(rx, actor_id));
+        tokio::spawn(Actor::run(cell, rx, actor_id));
         Ok(())
     }
 
@@ -573,4 +621,11 @@ impl Runtime {
         }
         self.ticker.lock().unwrap_or_else(|p| p.into_inner()).take();
     }
+}
+
+/// The outcome of a request whose object went away without answering it.
+fn stopped() -> Outcome {
+    Outcome::failed(EventError::Failed(
+        "the object stopped before answering".to_string(),
+    ))
 }
