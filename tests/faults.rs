@@ -124,6 +124,60 @@ async fn a_stack_overflow_fails_only_its_event() {
 }
 
 #[tokio::test]
+async fn at_max_live_objects_a_new_object_takes_one_idle_instance_slot() {
+    // The limit's edge: a fourth object with room for three evicts one idle instance (the
+    // one idle longest), not every idle one, and every object keeps answering from storage.
+    let dir = tempfile::tempdir().unwrap();
+    // Idle eviction must not be what frees the slots here: an hour.
+    let limits = Limits {
+        max_live_objects: 3,
+        idle_timeout: Duration::from_secs(3600),
+        ..Limits::default()
+    };
+    let host = TestHost::start_clocked(
+        config(&["test-object"], dir.path(), limits),
+        std::sync::Arc::new(dohost::scheduler::SystemClock),
+    )
+    .await;
+    let rt = host.runtime().clone();
+    let c = client();
+    for name in ["a", "b", "c"] {
+        let url = host.url(&format!("/test-object/{name}/put?key=k"));
+        assert_eq!(post(&c, &url, name).await.0, 200);
+    }
+    assert_eq!(rt.live_instances(), 3);
+    let c_url = host.url("/test-object/c/instance");
+    let (_, c_before) = get(&c, &c_url).await;
+    assert_eq!(
+        post(&c, &host.url("/test-object/d/put?key=k"), "d").await.0,
+        200
+    );
+    // One more round trip: any other object asked to give way would have done so by now.
+    get(&c, &host.url("/test-object/d/instance")).await;
+    assert_eq!(rt.live_instances(), 3, "more than one instance was evicted");
+    let (_, c_after) = get(&c, &c_url).await;
+    assert_eq!(
+        instance_of(&c_after),
+        instance_of(&c_before),
+        "the most recently used idle object lost its instance"
+    );
+    // Each of these needs a slot in turn, taken from objects whose instances were rebuilt
+    // on the request's own task: they too must give way when asked (bounded so that a
+    // miss fails instead of waiting the hour).
+    let every_object_answers = async {
+        for name in ["a", "b", "c", "d"] {
+            let url = host.url(&format!("/test-object/{name}/get?key=k"));
+            assert_eq!(get(&c, &url).await, (200, name.to_string()));
+            assert!(rt.live_instances() <= 3);
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(20), every_object_answers)
+        .await
+        .expect("an object waited for an instance slot no idle object gave up");
+    host.stop().await;
+}
+
+#[tokio::test]
 async fn an_object_kept_busy_is_not_evicted_as_idle() {
     // Requests to an idle object run on the connection's task, not the actor's; they must
     // still count as activity for the idle timeout.

@@ -110,7 +110,8 @@ pub struct ActorCell {
     pub(crate) queued: AtomicUsize,
     /// An event ran inline since the task last looked: the object is not idle.
     touched: AtomicBool,
-    /// Wakes the task when an inline event deferred its answer (a new deadline to watch).
+    /// Wakes the task when an inline event changed what it waits for (a deferred answer's
+    /// deadline, or a new instance to give up under pressure).
     poke: Notify,
 }
 
@@ -158,9 +159,13 @@ impl ActorCell {
             return Err(request);
         }
         self.touched.store(true, Ordering::Release);
+        let was_live = actor.live.is_some();
         let (reply, rx) = oneshot::channel();
         actor.fetch(request, upgrade, reply).await;
-        if !actor.deferred.is_empty() {
+        // The task decided what to wait for before this event: wake it to look again if
+        // the event deferred an answer (a deadline to watch) or built an instance (one it
+        // must offer up under pressure).
+        if !actor.deferred.is_empty() || (!was_live && actor.live.is_some()) {
             self.poke.notify_one();
         }
         Ok(rx)
@@ -294,12 +299,14 @@ impl Actor {
                 r = tokio::time::timeout(idle, rx.recv()) => r,
                 _ = pressure.notified(), if may_give_up => {
                     // Another object waits for an instance slot: give ours up unless
-                    // events ran inline since we last looked (the object is busy). The
-                    // actor (and its mailbox and in-flight writes) stays; the next event
-                    // rebuilds.
+                    // events ran inline since we last looked (the object is busy), in
+                    // which case the next idle object is asked instead. The actor (and
+                    // its mailbox and in-flight writes) stays; the next event rebuilds.
                     let mut actor = cell.actor.lock().await;
                     if !cell.touched.swap(false, Ordering::AcqRel) && actor.deferred.is_empty() {
                         actor.live = None;
+                    } else {
+                        pressure.notify_one();
                     }
                     continue;
                 }
@@ -308,7 +315,7 @@ impl Actor {
                     cell.actor.lock().await.expire_deferred();
                     continue;
                 }
-                // An inline event deferred its answer: look at the deadlines again.
+                // An inline event deferred an answer or built an instance: look again.
                 _ = cell.poke.notified() => continue,
             };
             match received {

@@ -425,18 +425,22 @@ impl Runtime {
         })
     }
 
-    /// Waits for an instance slot; while waiting, asks idle objects to give theirs up.
+    /// Waits for an instance slot; while waiting, asks idle objects to give theirs up, one
+    /// at a time: `notify_one` wakes the object that has waited longest since its last
+    /// mailbox event (about the least recently used), so one slot costs one eviction, not
+    /// every idle instance.
     pub async fn instance_permit(&self) -> OwnedSemaphorePermit {
         if let Ok(p) = self.instances.clone().try_acquire_owned() {
             return p;
         }
         loop {
-            self.pressure.notify_waiters();
+            self.pressure.notify_one();
             tokio::select! {
                 p = self.instances.clone().acquire_owned() => {
                     return p.expect("the instance semaphore is never closed");
                 }
-                // Idle actors re-arm their listener between events; ask again.
+                // The one asked may have declined, or given its slot to another waiter; ask
+                // again.
                 _ = tokio::time::sleep(Duration::from_millis(50)) => {}
             }
         }
