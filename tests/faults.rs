@@ -178,6 +178,32 @@ async fn at_max_live_objects_a_new_object_takes_one_idle_instance_slot() {
 }
 
 #[tokio::test]
+async fn a_client_that_gives_up_mid_event_leaves_the_object_working() {
+    // A request to an idle object runs on its connection's task; if the client goes away
+    // the server may drop that task mid-event, cancelling the guest call. The object must
+    // answer the next request (from a fresh instance), not fail on a half-run store.
+    let dir = tempfile::tempdir().unwrap();
+    let limits = Limits {
+        cpu_per_event: Duration::from_secs(2),
+        ..Limits::default()
+    };
+    let host = TestHost::start_with(&["test-object"], dir.path(), limits).await;
+    let c = client();
+    post(&c, &host.url("/test-object/g/put?key=k"), "kept").await;
+    let impatient = reqwest::Client::builder()
+        .timeout(Duration::from_millis(100))
+        .build()
+        .unwrap();
+    let gave_up = impatient.get(host.url("/test-object/g/loop")).send().await;
+    assert!(gave_up.is_err(), "the endless loop answered");
+    assert_eq!(
+        get(&c, &host.url("/test-object/g/get?key=k")).await,
+        (200, "kept".to_string())
+    );
+    host.stop().await;
+}
+
+#[tokio::test]
 async fn an_object_kept_busy_is_not_evicted_as_idle() {
     // Requests to an idle object run on the connection's task, not the actor's; they must
     // still count as activity for the idle timeout.

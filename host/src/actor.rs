@@ -151,7 +151,7 @@ impl ActorCell {
         if self.queued.load(Ordering::Acquire) != 0 {
             return Err(request);
         }
-        let Ok(mut actor) = self.actor.try_lock() else {
+        let Ok(actor) = self.actor.try_lock() else {
             return Err(request);
         };
         // Checked again under the lock: an event counted before we took it has not run.
@@ -161,7 +161,13 @@ impl ActorCell {
         self.touched.store(true, Ordering::Release);
         let was_live = actor.live.is_some();
         let (reply, rx) = oneshot::channel();
-        actor.fetch(request, upgrade, reply).await;
+        let mut run = InlineRun {
+            actor,
+            finished: false,
+        };
+        run.actor.fetch(request, upgrade, reply).await;
+        run.finished = true;
+        let actor = &run.actor;
         // The task decided what to wait for before this event: wake it to look again if
         // the event deferred an answer (a deadline to watch) or built an instance (one it
         // must offer up under pressure).
@@ -169,6 +175,24 @@ impl ActorCell {
             self.poke.notify_one();
         }
         Ok(rx)
+    }
+}
+
+/// An event running inline, on a task that may drop it half-way (its client went away).
+struct InlineRun<'a> {
+    actor: tokio::sync::MutexGuard<'a, Actor>,
+    finished: bool,
+}
+
+impl Drop for InlineRun<'_> {
+    fn drop(&mut self) {
+        if !self.finished {
+            // Dropping a guest call mid-way leaves its store unusable: drop the instance,
+            // and with it the event's uncommitted writes (its client never got an answer).
+            // The next event rebuilds from storage, as after a trap.
+            self.actor
+                .drop_instance("its request was cancelled mid-event");
+        }
     }
 }
 
@@ -340,6 +364,9 @@ impl Actor {
         let mut actor = cell.actor.lock().await;
         actor.closed = true;
         actor.settle().await;
+        // The cell can outlive this task (an edge request holding it): free the instance
+        // slot and answer deferred requests now, as dropping the actor used to.
+        actor.drop_instance("the object stopped");
     }
 
     async fn settle(&mut self) {

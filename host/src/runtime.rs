@@ -53,6 +53,17 @@ struct ActorHandle {
     cell: Arc<ActorCell>,
 }
 
+impl ActorHandle {
+    /// Queues an event, counted before it is queued so the actor cannot finish it first
+    /// (the count is what keeps inline events behind queued ones).
+    fn send(&self, event: Event) -> Result<(), mpsc::error::SendError<Event>> {
+        self.cell.queued.fetch_add(1, Ordering::AcqRel);
+        self.tx.send(event).inspect_err(|_| {
+            self.cell.queued.fetch_sub(1, Ordering::AcqRel);
+        })
+    }
+}
+
 pub struct Runtime {
     engine: wasmtime::Engine,
     classes: HashMap<String, Arc<Class>>,
@@ -311,7 +322,7 @@ impl Runtime {
             id: class.namespace.id_key.id_from_name(name),
         };
         match self.lock_objects().get(&key) {
-            Some(handle) => handle.tx.send(Event::Evict).is_ok(),
+            Some(handle) => handle.send(Event::Evict).is_ok(),
             None => false,
         }
     }
@@ -496,6 +507,9 @@ impl Runtime {
             Some(cell) => match cell.try_fetch_inline(request, upgrade).await {
                 Ok(rx) => {
                     self.inline_events.fetch_add(1, Ordering::Relaxed);
+                    // Not held while waiting: a deferred answer's sender lives in the
+                    // actor, which must be free to go (and drop it) when its task ends.
+                    drop(cell);
                     return rx.await.unwrap_or_else(|_| stopped());
                 }
                 Err(request) => request,
@@ -543,19 +557,14 @@ impl Runtime {
         };
         let mut objects = self.lock_objects();
         let event = match objects.get(&key) {
-            Some(handle) => {
-                // Counted before it is queued, so the actor cannot finish it first.
-                handle.cell.queued.fetch_add(1, Ordering::AcqRel);
-                match handle.tx.send(event) {
-                    Ok(()) => return Ok(()),
-                    // The actor died (its task panicked): replace it.
-                    Err(mpsc::error::SendError(event)) => {
-                        handle.cell.queued.fetch_sub(1, Ordering::AcqRel);
-                        objects.remove(&key);
-                        event
-                    }
+            Some(handle) => match handle.send(event) {
+                Ok(()) => return Ok(()),
+                // The actor died (its task panicked): replace it.
+                Err(mpsc::error::SendError(event)) => {
+                    objects.remove(&key);
+                    event
                 }
-            }
+            },
             None => event,
         };
         let services = self
@@ -567,17 +576,14 @@ impl Runtime {
         let (tx, rx) = mpsc::unbounded_channel();
         let actor = Actor::new(self.clone(), services, class.clone(), key, name);
         let cell = Arc::new(ActorCell::new(actor));
-        cell.queued.fetch_add(1, Ordering::AcqRel);
-        tx.send(event).expect("receiver is alive");
         let actor_id = self.next_actor.fetch_add(1, Ordering::Relaxed);
-        objects.insert(
-            key,
-            ActorHandle {
-                tx,
-                actor_id,
-                cell: cell.clone(),
-            },
-        );
+        let handle = ActorHandle {
+            tx,
+            actor_id,
+            cell: cell.clone(),
+        };
+        let _ = handle.send(event);
+        objects.insert(key, handle);
         drop(objects);
         tokio::spawn(Actor::run(cell, rx, actor_id));
         Ok(())
