@@ -115,7 +115,7 @@ async fn handle(State(rt): State<Arc<Runtime>>, req: Request) -> Result<Response
     let request = to_wit(&parts, rest.unwrap_or(""), body);
     let id = class.namespace.id_key.id_from_name(&name);
     let outcome = rt
-        .fetch_from_edge(&class, id, Some(name), request, upgrade.is_some())
+        .fetch(&class, id, Some(name), request, upgrade.is_some(), true)
         .await;
     let accepted = outcome.accepted;
     // The output gate: nothing leaves before the writes it may depend on are durable.

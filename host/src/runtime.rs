@@ -394,7 +394,7 @@ impl Runtime {
             Some(caller) => Some(self.wait_on(caller, target, binding)?),
             None => None,
         };
-        let outcome = self.fetch(&class, id, name, request, false).await;
+        let outcome = self.fetch(&class, id, name, request, false, false).await;
         if let Some(durable) = outcome.durable {
             durable.await.map_err(|e| {
                 CallError::ObjectFailed(format!("the called object's write failed: {e}"))
@@ -488,21 +488,28 @@ impl Runtime {
         self.objects.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Like `fetch`, for a request from the HTTP edge: when the object is live, idle and
-    /// has nothing queued, its event runs on the caller's task (see `ActorCell`).
-    pub async fn fetch_from_edge(
+    /// Delivers an HTTP request to the object and waits for its outcome (not for
+    /// durability: the caller awaits `Outcome::durable` before releasing the response).
+    /// A request `from_edge` that finds the object live, idle and with nothing queued runs
+    /// on the caller's task (see `ActorCell`); calls from other objects always queue.
+    pub async fn fetch(
         self: &Arc<Self>,
         class: &Arc<Class>,
         id: ObjectId,
         name: Option<String>,
         request: wit::Request,
         upgrade: bool,
+        from_edge: bool,
     ) -> Outcome {
         let key = ObjectKey {
             namespace: class.namespace.number,
             id,
         };
-        let cell = self.lock_objects().get(&key).map(|h| h.cell.clone());
+        let cell = if from_edge {
+            self.lock_objects().get(&key).map(|h| h.cell.clone())
+        } else {
+            None
+        };
         let request = match cell {
             Some(cell) => match cell.try_fetch_inline(request, upgrade).await {
                 Ok(rx) => {
@@ -516,19 +523,6 @@ impl Runtime {
             },
             None => request,
         };
-        self.fetch(class, id, name, request, upgrade).await
-    }
-
-    /// Delivers an HTTP request to the object and waits for its outcome (not for
-    /// durability: the caller awaits `Outcome::durable` before releasing the response).
-    pub async fn fetch(
-        self: &Arc<Self>,
-        class: &Arc<Class>,
-        id: ObjectId,
-        name: Option<String>,
-        request: wit::Request,
-        upgrade: bool,
-    ) -> Outcome {
         let (reply, rx) = oneshot::channel();
         let event = Event::Fetch {
             request: Box::new(request),
