@@ -204,6 +204,39 @@ async fn a_client_that_gives_up_mid_event_leaves_the_object_working() {
 }
 
 #[tokio::test]
+async fn requests_run_inline_again_after_an_admin_evict() {
+    // Evict goes through the mailbox like any event and must be counted like one: a
+    // miscount leaves the object looking busy forever (or lets an inline event overtake a
+    // queued one).
+    let dir = tempfile::tempdir().unwrap();
+    let host = TestHost::start_clocked(
+        config(&["test-object"], dir.path(), Limits::default()),
+        std::sync::Arc::new(dohost::scheduler::SystemClock),
+    )
+    .await;
+    let rt = host.runtime().clone();
+    let c = client();
+    let url = host.url("/test-object/ev/instance");
+    let (_, first) = get(&c, &url).await;
+    assert!(rt.evict("test-object", "ev"));
+    wait_until("the instance is dropped", || async {
+        rt.live_instances() == 0
+    })
+    .await;
+    let (_, rebuilt) = get(&c, &url).await;
+    assert_ne!(instance_of(&rebuilt), instance_of(&first));
+    let before = rt.inline_events();
+    for _ in 0..3 {
+        assert_eq!(get(&c, &url).await.0, 200);
+    }
+    assert!(
+        rt.inline_events() > before,
+        "no request ran inline after the evict"
+    );
+    host.stop().await;
+}
+
+#[tokio::test]
 async fn an_object_kept_busy_is_not_evicted_as_idle() {
     // Requests to an idle object run on the connection's task, not the actor's; they must
     // still count as activity for the idle timeout.

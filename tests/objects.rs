@@ -166,14 +166,23 @@ async fn lock_waiters_are_served_in_arrival_order() {
 #[tokio::test]
 async fn a_deferred_request_not_answered_in_time_gets_503() {
     let dir = tempfile::tempdir().unwrap();
+    // The second acquire runs inline (the object is idle): its deadline must be watched
+    // although the actor's task was already waiting; an hour-long idle timeout makes sure
+    // nothing else wakes the task.
     let limits = Limits {
         deferred_timeout: Duration::from_millis(200),
+        idle_timeout: Duration::from_secs(3600),
         ..Limits::default()
     };
     let host = TestHost::start_with(&["lock"], dir.path(), limits).await;
     let c = client();
     post(&c, &host.url("/lock/l/acquire"), "").await;
-    let (s, body) = post(&c, &host.url("/lock/l/acquire"), "").await;
+    let (s, body) = tokio::time::timeout(
+        Duration::from_secs(20),
+        post(&c, &host.url("/lock/l/acquire"), ""),
+    )
+    .await
+    .expect("the deferred request's deadline was never watched");
     assert_eq!(s, 503);
     assert!(body.contains("deferred_timeout"), "{body}");
     // The timed-out waiter is skipped: release unlocks.
