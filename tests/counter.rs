@@ -127,11 +127,7 @@ async fn clients_each_see_their_own_increments_in_order_while_others_queue() {
     // queue in its mailbox. Mixed, every event still runs alone: each client's answers rise,
     // and all of them together are 1..=N, each once.
     let dir = tempfile::tempdir().unwrap();
-    let host = TestHost::start_clocked(
-        config(&["counter"], dir.path(), dohost::Limits::default()),
-        std::sync::Arc::new(dohost::scheduler::SystemClock),
-    )
-    .await;
+    let host = TestHost::start_observed(&["counter"], dir.path(), dohost::Limits::default()).await;
     let c = client();
     let (clients, each) = (16, 100);
     let mut tasks = Vec::new();

@@ -134,11 +134,7 @@ async fn at_max_live_objects_a_new_object_takes_one_idle_instance_slot() {
         idle_timeout: Duration::from_secs(3600),
         ..Limits::default()
     };
-    let host = TestHost::start_clocked(
-        config(&["test-object"], dir.path(), limits),
-        std::sync::Arc::new(dohost::scheduler::SystemClock),
-    )
-    .await;
+    let host = TestHost::start_observed(&["test-object"], dir.path(), limits).await;
     let rt = host.runtime().clone();
     let c = client();
     for name in ["a", "b", "c"] {
@@ -209,11 +205,7 @@ async fn requests_run_inline_again_after_an_admin_evict() {
     // miscount leaves the object looking busy forever (or lets an inline event overtake a
     // queued one).
     let dir = tempfile::tempdir().unwrap();
-    let host = TestHost::start_clocked(
-        config(&["test-object"], dir.path(), Limits::default()),
-        std::sync::Arc::new(dohost::scheduler::SystemClock),
-    )
-    .await;
+    let host = TestHost::start_observed(&["test-object"], dir.path(), Limits::default()).await;
     let rt = host.runtime().clone();
     let c = client();
     let url = host.url("/test-object/ev/instance");

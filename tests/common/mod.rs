@@ -92,6 +92,15 @@ impl TestHost {
         }
     }
 
+    /// Starts on the system clock, keeping a handle on the runtime for its counters.
+    pub async fn start_observed(guests: &[&str], data: &Path, limits: Limits) -> TestHost {
+        Self::start_clocked(
+            config(guests, data, limits),
+            Arc::new(dohost::scheduler::SystemClock),
+        )
+        .await
+    }
+
     /// Starts with an injected clock, keeping a handle on the runtime for its counters.
     pub async fn start_clocked(config: Config, clock: Arc<dyn Clock>) -> TestHost {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
