@@ -397,3 +397,363 @@ fn help_explains_every_flag() {
         assert!(text.contains(flag), "run --help does not mention {flag}");
     }
 }
+
+/// Guards against a wedge: objects waiting on calls held every instance slot while their
+/// callees waited for a slot without bound, so every new object, and shutdown, waited
+/// forever.
+#[tokio::test]
+async fn calls_from_objects_holding_every_slot_never_wedge_the_host() {
+    let dir = tempfile::tempdir().unwrap();
+    let limits = Limits {
+        max_live_objects: 4,
+        slot_wait: Duration::from_secs(2),
+        ..Limits::default()
+    };
+    let host = TestHost::start_with(&["test-object", "counter"], dir.path(), limits).await;
+    let c = client();
+    let calls = (0..50).map(|i| {
+        let url = host.url(&format!(
+            "/test-object/c{i}/call?binding=test-object&name=d{i}&path=/instance"
+        ));
+        let c = c.clone();
+        async move { get(&c, &url).await }
+    });
+    let answered = tokio::time::timeout(Duration::from_secs(60), futures::future::join_all(calls))
+        .await
+        .expect("calls from objects holding every slot wedged the host");
+    for (status, body) in &answered {
+        // A call whose callee found no slot is the caller's error to handle (502 here);
+        // a caller that found none is refused with 503.
+        assert!([200, 502, 503].contains(status), "{status} {body}");
+    }
+    let (status, body) = tokio::time::timeout(
+        Duration::from_secs(60),
+        get(&c, &host.url("/counter/new/increment")),
+    )
+    .await
+    .expect("a new object waited forever for a slot");
+    assert_eq!((status, body.as_str()), (200, "1"));
+    tokio::time::timeout(Duration::from_secs(60), host.stop())
+        .await
+        .expect("shutdown did not finish");
+}
+
+/// Guards against unbounded waits for an instance slot: the wait ends with 503 and
+/// Retry-After when no slot frees up in time (here the one slot is held by a lock with a
+/// waiter, which is never evicted).
+#[tokio::test]
+async fn a_wait_for_an_instance_slot_is_bounded_and_answered_503_with_retry_after() {
+    let dir = tempfile::tempdir().unwrap();
+    let limits = Limits {
+        max_live_objects: 1,
+        slot_wait: Duration::from_millis(300),
+        ..Limits::default()
+    };
+    let host = TestHost::start_with(&["lock", "counter"], dir.path(), limits).await;
+    let c = client();
+    assert_eq!(post(&c, &host.url("/lock/l/acquire"), "").await.1, "Locked");
+    let waiter = {
+        let c = c.clone();
+        let url = host.url("/lock/l/acquire");
+        tokio::spawn(async move { post(&c, &url, "").await })
+    };
+    wait_until("the second acquire waits", || async {
+        get(&c, &host.url("/lock/l/status"))
+            .await
+            .1
+            .contains("\"waiting\":1")
+    })
+    .await;
+    let r = c
+        .get(host.url("/counter/x/increment"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 503);
+    assert_eq!(r.headers()["retry-after"], "1");
+    let body = r.text().await.unwrap();
+    assert!(body.contains("slot_wait"), "{body}");
+    // Once the lock is released its instance can go, and the counter gets the slot.
+    assert_eq!(
+        post(&c, &host.url("/lock/l/release"), "").await.1,
+        "Unlocked"
+    );
+    assert_eq!(waiter.await.unwrap().1, "Locked");
+    assert_eq!(
+        post(&c, &host.url("/lock/l/release"), "").await.1,
+        "Unlocked"
+    );
+    assert_eq!(
+        get(&c, &host.url("/counter/x/increment")).await,
+        (200, "1".into())
+    );
+    host.stop().await;
+}
+
+/// Guards against a shutdown that waits for in-flight requests without end (here a
+/// deferred request with an hour to wait): they get 503, and the host stops.
+#[tokio::test]
+async fn shutdown_answers_waiting_requests_and_finishes() {
+    let dir = tempfile::tempdir().unwrap();
+    let limits = Limits {
+        deferred_timeout: Duration::from_secs(3600),
+        shutdown_timeout: Duration::from_secs(3600),
+        ..Limits::default()
+    };
+    let host = TestHost::start_with(&["lock"], dir.path(), limits).await;
+    let c = client();
+    post(&c, &host.url("/lock/l/acquire"), "").await;
+    let waiter = {
+        let c = c.clone();
+        let url = host.url("/lock/l/acquire");
+        tokio::spawn(async move { post(&c, &url, "").await })
+    };
+    wait_until("the second acquire waits", || async {
+        get(&c, &host.url("/lock/l/status"))
+            .await
+            .1
+            .contains("\"waiting\":1")
+    })
+    .await;
+    tokio::time::timeout(Duration::from_secs(60), host.stop())
+        .await
+        .expect("shutdown waited for a deferred request");
+    assert_eq!(waiter.await.unwrap().0, 503);
+}
+
+/// Guards against a shutdown that never ends when a request never finishes: past
+/// `shutdown_timeout` the host stops anyway.
+#[tokio::test]
+async fn shutdown_is_bounded_by_the_shutdown_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let limits = Limits {
+        cpu_per_event: Duration::from_secs(3600),
+        shutdown_timeout: Duration::from_millis(200),
+        ..Limits::default()
+    };
+    let host = TestHost::start_observed(&["test-object"], dir.path(), limits).await;
+    let rt = host.runtime().clone();
+    let c = client();
+    let spinning = {
+        let url = host.url("/test-object/spin/loop");
+        let c = c.clone();
+        tokio::spawn(async move { c.get(url).send().await })
+    };
+    wait_until("the loop runs", || async { rt.live_instances() == 1 }).await;
+    tokio::time::timeout(Duration::from_secs(60), host.stop())
+        .await
+        .expect("shutdown waited for an endless event");
+    spinning.abort();
+}
+
+/// Sends raw bytes and answers the status line and body of the response.
+async fn raw_request(addr: std::net::SocketAddr, request: &[u8]) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(request).await.unwrap();
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(20), s.read_to_end(&mut out)).await;
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Guards against a Host header spliced into the URL the object sees: `Host:
+/// evil/increment?` turned `/get` into `/increment`.
+#[tokio::test]
+async fn a_host_header_cannot_rewrite_the_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = TestHost::start(&["counter", "test-object"], dir.path()).await;
+    let c = client();
+    for bad in ["evil/increment?", "a@b", "x#y", "a b"] {
+        let response = raw_request(
+            host.addr,
+            format!("GET /counter/hh/get HTTP/1.1\r\nHost: {bad}\r\nConnection: close\r\n\r\n")
+                .as_bytes(),
+        )
+        .await;
+        assert!(response.starts_with("HTTP/1.1 400"), "{bad}: {response}");
+        assert!(response.contains("invalid Host header"), "{response}");
+    }
+    assert_eq!(
+        get(&c, &host.url("/counter/hh/get")).await,
+        (200, "0".into())
+    );
+    // A proper Host still reaches the object, as its URL's authority.
+    let response = raw_request(
+        host.addr,
+        b"GET /test-object/h/echo HTTP/1.1\r\nHost: example.com:8080\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(
+        response.contains("http://example.com:8080/echo"),
+        "{response}"
+    );
+    host.stop().await;
+}
+
+/// Guards against a malformed chunked body answered 413 ("larger than the limit").
+#[tokio::test]
+async fn a_malformed_chunked_body_is_a_400() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = TestHost::start(&["test-object"], dir.path()).await;
+    let response = raw_request(
+        host.addr,
+        b"POST /test-object/m/put?key=k HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\
+          Connection: close\r\n\r\nzz\r\nhello\r\n0\r\n\r\n",
+    )
+    .await;
+    assert!(response.starts_with("HTTP/1.1 400"), "{response}");
+    assert!(!response.contains("limit"), "{response}");
+    host.stop().await;
+}
+
+/// Guards against a guest's `exit` sending the wasm backtrace to the client.
+#[tokio::test]
+async fn an_exiting_guest_answers_a_short_reason_without_a_backtrace() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = TestHost::start(&["test-object"], dir.path()).await;
+    let c = client();
+    let (status, body) = get(&c, &host.url("/test-object/e/exit")).await;
+    assert_eq!(status, 500);
+    // WASI reports only success or failure: exit(3) arrives as status 1.
+    assert_eq!(body, "object error: the object called exit (status 1)\n");
+    assert_eq!(get(&c, &host.url("/test-object/e/instance")).await.0, 200);
+    host.stop().await;
+}
+
+/// A small tmpfs mounted for one test (as root, or through sudo), unmounted on drop.
+struct SmallDisk {
+    dir: tempfile::TempDir,
+}
+
+impl SmallDisk {
+    fn mount(bytes: u64) -> SmallDisk {
+        let dir = tempfile::tempdir().unwrap();
+        let mut command = if is_root() {
+            std::process::Command::new("mount")
+        } else {
+            let mut c = std::process::Command::new("sudo");
+            c.args(["-n", "mount"]);
+            c
+        };
+        let status = command
+            .args(["-t", "tmpfs", "-o", &format!("size={bytes}"), "tmpfs"])
+            .arg(dir.path())
+            .status()
+            .expect("run mount");
+        assert!(
+            status.success(),
+            "this test mounts a small tmpfs to fill it: run the tests as root (or with sudo)"
+        );
+        SmallDisk { dir }
+    }
+
+    fn path(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+
+    /// Writes a file until the disk is full.
+    fn fill(&self) -> std::path::PathBuf {
+        use std::io::Write;
+        let path = self.path().join("filler");
+        let mut f = std::fs::File::create(&path).unwrap();
+        let block = vec![0xA5u8; 64 * 1024];
+        loop {
+            match f.write(&block) {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(e) if e.raw_os_error() == Some(28) => break,
+                Err(e) => panic!("filling the disk: {e}"),
+            }
+        }
+        let _ = f.sync_all();
+        path
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new(if is_root() { "umount" } else { "sudo" })
+            .args(if is_root() {
+                vec!["-l"]
+            } else {
+                vec!["-n", "umount", "-l"]
+            })
+            .arg(self.dir.path())
+            .status();
+    }
+}
+
+fn is_root() -> bool {
+    std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.trim_ascii() == b"0")
+}
+
+/// Guards against one full-disk error stopping every write until a restart (redb refuses
+/// all writes after an I/O error until the database is reopened), with bare 500s, a log
+/// line per failed batch and a health check that saw nothing.
+#[tokio::test]
+async fn a_full_disk_refuses_writes_with_507_and_recovers_once_space_is_freed() {
+    let disk = SmallDisk::mount(24 << 20);
+    let data = disk.path().join("data");
+    let host = TestHost::start(&["test-object"], &data).await;
+    let c = client();
+    let health = host.url(dohost::http::HEALTH_PATH);
+    assert_eq!(get(&c, &health).await, (200, "ok\n".into()));
+    assert_eq!(
+        post(&c, &host.url("/test-object/f/put?key=kept"), "1")
+            .await
+            .0,
+        200
+    );
+
+    let filler = disk.fill();
+    // Values large enough that the database must grow into the full disk.
+    let value = vec![b'v'; 100 * 1024];
+    let mut refused = None;
+    for i in 0..400 {
+        let url = host.url(&format!("/test-object/f/put?key=big{i}"));
+        let (status, body) = post(&c, &url, value.clone()).await;
+        if status != 200 {
+            refused = Some((status, body));
+            break;
+        }
+    }
+    let (status, body) = refused.expect("no write failed on a full disk");
+    assert_eq!(status, 507, "{body}");
+    assert!(body.contains("disk is full"), "{body}");
+    // Later writes are refused the same way (not "Previous I/O error"), reads still work,
+    // and health says why writes fail.
+    let (status, body) = post(&c, &host.url("/test-object/f/put?key=small"), "x").await;
+    assert_eq!(status, 507, "{body}");
+    assert_eq!(
+        get(&c, &host.url("/test-object/f/get?key=kept")).await,
+        (200, "1".into())
+    );
+    let (status, body) = get(&c, &health).await;
+    assert_eq!(status, 503);
+    assert!(body.contains("disk is full"), "{body}");
+
+    std::fs::remove_file(filler).unwrap();
+    wait_until("writes are accepted again", || async {
+        post(&c, &host.url("/test-object/f/put?key=after"), "2")
+            .await
+            .0
+            == 200
+    })
+    .await;
+    assert_eq!(get(&c, &health).await, (200, "ok\n".into()));
+    host.stop().await;
+
+    let host = TestHost::start(&["test-object"], &data).await;
+    assert_eq!(
+        get(&c, &host.url("/test-object/f/get?key=kept")).await,
+        (200, "1".into())
+    );
+    assert_eq!(
+        get(&c, &host.url("/test-object/f/get?key=after")).await,
+        (200, "2".into())
+    );
+    host.stop().await;
+}

@@ -3,10 +3,10 @@
 //! committer and their outputs back gated on durability.
 
 use crate::bindings::{Object, types as wit};
-use crate::committer::{CommitJob, CommitResult};
+use crate::committer::{CommitError, CommitErrorKind, CommitJob, CommitResult};
 use crate::engine::{CpuLimitExceeded, MemoryLimitExceeded, ObjectState, new_store, start_event};
 use crate::objstore::{ObjectShared, ObjectStore};
-use crate::runtime::{Class, ObjectKey, Runtime, Services};
+use crate::runtime::{Class, ObjectKey, Runtime, Services, Upgrade};
 use crate::storage::StorageCtx;
 use futures::FutureExt;
 use futures::future::{BoxFuture, Shared};
@@ -47,8 +47,9 @@ pub const ALARM_RETRY_BASE_MS: u64 = 2000;
 pub struct Outcome {
     pub result: Result<wit::Response, EventError>,
     pub durable: Option<Durable>,
-    /// The WebSocket the fetch accepted, for the HTTP edge to complete the upgrade.
-    pub accepted: Option<crate::sockets::Accepted>,
+    /// The WebSocket the fetch accepted (or an object it called accepted for it), for the
+    /// HTTP edge to complete the upgrade.
+    pub accepted: Option<Upgrade>,
 }
 
 impl Outcome {
@@ -87,6 +88,8 @@ pub struct Actor {
     class: Arc<Class>,
     key: ObjectKey,
     name: Option<String>,
+    /// The name is in the database (or there is none to store).
+    name_stored: bool,
     tag: Arc<str>,
     shared: Option<Arc<ObjectShared>>,
     live: Option<Live>,
@@ -205,6 +208,9 @@ pub enum SocketEvent {
     /// Code, reason, and whether the close was clean.
     Close(u64, u16, String, bool),
     Error(u64, String),
+    /// The object closed the socket itself: no handler runs, but the registry entry goes
+    /// only now, after the messages the client sent before the close were handled.
+    Forget(u64),
 }
 
 impl Actor {
@@ -225,6 +231,7 @@ impl Actor {
             services,
             class,
             key,
+            name_stored: name.is_none(),
             name,
             tag,
             shared: None,
@@ -246,6 +253,41 @@ impl Actor {
                 "the object was reset before answering this deferred request ({why})"
             ))));
         }
+    }
+
+    /// Forgets deferred requests whose client went away (its connection closed): the
+    /// object's `respond` and `is-open` then see them as gone, like expired ones.
+    fn forget_gone_deferred(&mut self) {
+        let mut gone = Vec::new();
+        self.deferred.retain(|handle, (reply, _)| {
+            let open = !reply.is_closed();
+            if !open {
+                gone.push(*handle);
+            }
+            open
+        });
+        if let Some(live) = self.live.as_mut() {
+            for handle in gone {
+                live.store.data_mut().requests.pending.remove(&handle);
+            }
+        }
+    }
+
+    /// Starts an event on the live instance: the CPU budget, and per-interface state
+    /// (`upgrade`: the event is a fetch whose client asked for a WebSocket).
+    fn begin_event(&mut self, fetch: Option<u64>, upgrade: bool) {
+        if !self.deferred.is_empty() {
+            self.forget_gone_deferred();
+        }
+        let live = self
+            .live
+            .as_mut()
+            .expect("an event runs on a live instance");
+        start_event(&mut live.store);
+        let data = live.store.data_mut();
+        data.requests.begin(fetch);
+        data.websockets.begin(upgrade);
+        data.objects.begin(upgrade);
     }
 
     /// Answers the deferred requests whose deadline passed with 503.
@@ -411,9 +453,8 @@ impl Actor {
                 return;
             }
         }
-        start_event(&mut live.store);
-        live.store.data_mut().requests.begin(None);
-        live.store.data_mut().websockets.begin(false);
+        self.begin_event(None, false);
+        let live = self.live.as_mut().expect("instance just ensured");
         let info = wit::AlarmInfo {
             retry_count: retry,
             is_retry: retry > 0,
@@ -468,6 +509,15 @@ impl Actor {
             tracing::warn!(object = %self.tag, retry = retry + 1, delay_ms = delay, "alarm failed: {why}; retrying");
             let at = self.rt.clock().now_ms() + delay;
             self.rt.scheduler().retry(shared.prefix, at, retry + 1);
+            // Stored too, so that a restart resumes the same attempt instead of starting
+            // the count again.
+            self.submit(crate::objstore::WriteSet {
+                alarm_retry: Some(crate::db::AlarmRetry {
+                    count: retry + 1,
+                    at,
+                }),
+                ..Default::default()
+            });
         } else {
             tracing::error!(object = %self.tag, "alarm failed {} times, giving up: {why}", retry + 1);
             // Delete it durably, so that a restart does not bring it back.
@@ -483,7 +533,17 @@ impl Actor {
             return Ok(s.clone());
         }
         let prefix = crate::db::ObjectPrefix::new(self.key.namespace, &self.key.id);
-        let size = self.services.db.object_size(&prefix)?;
+        let (size, stored_name) = self.services.db.object_meta(&prefix)?;
+        match (&self.name, stored_name) {
+            (Some(_), Some(_)) => self.name_stored = true,
+            // Woken by an alarm or a socket: the object keeps the name it was reached by.
+            (None, Some(stored)) => {
+                self.tag = format!("{}/{stored}", self.class.binding).into();
+                self.name = Some(stored);
+                self.name_stored = true;
+            }
+            (_, None) => {}
+        }
         let shared = ObjectShared::new(prefix, size);
         self.shared = Some(shared.clone());
         Ok(shared)
@@ -492,14 +552,27 @@ impl Actor {
     /// Runs a WebSocket handler: like any event, its writes commit together and its sends
     /// leave once they are durable; a trap discards the instance.
     async fn socket_event(&mut self, event: SocketEvent) {
+        let closed = match &event {
+            SocketEvent::Forget(ws) => {
+                self.rt.sockets().remove(*ws);
+                return;
+            }
+            SocketEvent::Close(ws, ..) => Some(*ws),
+            _ => None,
+        };
+        self.run_socket_handler(event).await;
+        if let Some(ws) = closed {
+            self.rt.sockets().remove(ws);
+        }
+    }
+
+    async fn run_socket_handler(&mut self, event: SocketEvent) {
         if let Err(e) = self.ensure_live().await {
             tracing::warn!(object = %self.tag, error = ?e, "WebSocket event lost: no instance");
             return;
         }
+        self.begin_event(None, false);
         let live = self.live.as_mut().expect("instance just ensured");
-        start_event(&mut live.store);
-        live.store.data_mut().requests.begin(None);
-        live.store.data_mut().websockets.begin(false);
         let h = live.bindings.dohost_object_handler().durable_object();
         let result = match event {
             SocketEvent::Message(ws, m) => {
@@ -514,6 +587,7 @@ impl Actor {
                 h.call_websocket_error(&mut live.store, live.handle, ws, &error)
                     .await
             }
+            SocketEvent::Forget(_) => unreachable!("handled without the instance"),
         };
         live.store.data().stdout.flush_partial();
         live.store.data().stderr.flush_partial();
@@ -535,10 +609,18 @@ impl Actor {
     /// (its own commit, or the latest earlier one when it wrote nothing: it may have read
     /// writes that are not durable yet).
     fn commit_writes(&mut self) -> Option<Durable> {
-        let writes = self
+        let mut writes = self
             .live
             .as_mut()
             .and_then(|l| l.store.data_mut().storage.store.take_event_writes());
+        if !self.name_stored
+            && let Some(name) = &self.name
+        {
+            // The first event of an object reached by name records the name with its
+            // writes (its outputs wait for that, like for any write).
+            writes.get_or_insert_with(Default::default).name = Some(Arc::from(name.as_str()));
+            self.name_stored = true;
+        }
         match writes {
             None => self.last_commit.clone(),
             Some(writes) => self.submit(writes),
@@ -594,10 +676,8 @@ impl Actor {
         }
         self.next_handle += 1;
         let handle = self.next_handle;
+        self.begin_event(Some(handle), upgrade);
         let live = self.live.as_mut().expect("instance just ensured");
-        start_event(&mut live.store);
-        live.store.data_mut().requests.begin(Some(handle));
-        live.store.data_mut().websockets.begin(upgrade);
         let result = live
             .bindings
             .dohost_object_handler()
@@ -623,11 +703,26 @@ impl Actor {
                 let data = live.store.data_mut();
                 let deferred = data.requests.deferred;
                 data.requests.current = None;
-                let accepted = data.websockets.accepted.take();
+                let own = data.websockets.accepted.take().map(|socket| Upgrade {
+                    class: self.class.clone(),
+                    object: self.key,
+                    socket,
+                });
+                let forwarded = data.objects.take_upgrade();
+                // The object's own socket wins over one a callee accepted for it.
+                let accepted = match (own, forwarded) {
+                    (Some(own), forwarded) => {
+                        if let Some(f) = forwarded {
+                            self.rt.sockets().remove(f.socket.id);
+                        }
+                        Some(own)
+                    }
+                    (None, forwarded) => forwarded,
+                };
                 let durable = self.commit_writes();
                 if deferred {
                     if let Some(a) = accepted {
-                        self.rt.sockets().remove(a.id);
+                        self.rt.sockets().remove(a.socket.id);
                     }
                     let deadline = Instant::now() + self.rt.limits().deferred_timeout;
                     self.deferred.insert(handle, (reply, deadline));
@@ -647,6 +742,9 @@ impl Actor {
                 // After a trap the instance is unusable; its store (and with it the event's
                 // uncommitted writes) is dropped and the next event builds a fresh one.
                 live.store.data_mut().websockets.discard();
+                if let Some(u) = live.store.data_mut().objects.take_upgrade() {
+                    self.rt.sockets().remove(u.socket.id);
+                }
                 self.drop_instance("an event trapped");
                 let _ = reply.send(Outcome::failed(EventError::Failed(why)));
             }
@@ -668,13 +766,20 @@ impl Actor {
             done,
         };
         let durable: Durable = if self.services.commits.send(job).is_err() {
-            futures::future::ready(Err(Arc::from("the host is shutting down")))
-                .boxed()
-                .shared()
+            futures::future::ready(Err(CommitError::new(
+                CommitErrorKind::Stopped,
+                "the host is shutting down",
+            )))
+            .boxed()
+            .shared()
         } else {
             async move {
-                rx.await
-                    .unwrap_or_else(|_| Err(Arc::from("the committer stopped before this write")))
+                rx.await.unwrap_or_else(|_| {
+                    Err(CommitError::new(
+                        CommitErrorKind::Stopped,
+                        "the committer stopped before this write",
+                    ))
+                })
             }
             .boxed()
             .shared()
@@ -698,13 +803,19 @@ impl Actor {
             // A commit of this object failed: rebuild from what is on disk.
             self.live = None;
             self.last_commit = None;
+            // The failed commit may have been the one recording the name.
+            self.name_stored = self.name.is_none()
+                || matches!(
+                    self.services.db.object_meta(&shared.prefix),
+                    Ok((_, Some(_)))
+                );
         }
         if self.live.is_some() {
             return Ok(());
         }
         let limits = self.rt.limits();
         let store_limits = self.rt.storage_limits();
-        let permit = self.rt.instance_permit().await;
+        let permit = self.rt.instance_permit().await?;
         let clock = self.rt.clock().clone();
         let ctx = StorageCtx {
             store: ObjectStore::new(
@@ -714,10 +825,7 @@ impl Actor {
                 clock.clone(),
             ),
         };
-        let objects = crate::objects::ObjectsCtx {
-            runtime: Arc::downgrade(&self.rt),
-            caller: Some(self.key),
-        };
+        let objects = crate::objects::ObjectsCtx::new(Arc::downgrade(&self.rt), Some(self.key));
         let websockets = crate::websockets::WebSocketsCtx::new(self.rt.sockets().clone(), self.key);
         let mut store: Store<ObjectState> = new_store(
             self.rt.engine(),
@@ -727,13 +835,17 @@ impl Actor {
             Ok(b) => b,
             Err(e) => {
                 let msg = format!("{e:#}");
-                if msg.contains("concurrent") || msg.contains("limit") {
+                tracing::error!(object = %self.tag, error = %msg, "cannot instantiate");
+                // Slots are counted before instantiation, so the pool should never be full;
+                // if it is anyway, it is capacity (503), not a broken object.
+                if e.downcast_ref::<wasmtime::PoolConcurrencyLimitError>()
+                    .is_some()
+                {
                     return Err(EventError::Unavailable(format!(
                         "too many live objects (max_live_objects = {}); try again shortly",
                         limits.max_live_objects
                     )));
                 }
-                tracing::error!(object = %self.tag, error = %msg, "cannot instantiate");
                 return Err(EventError::Failed(format!(
                     "cannot instantiate the object: {msg}"
                 )));
@@ -784,12 +896,17 @@ pub(crate) fn describe_failure(err: &wasmtime::Error, memory_hit: Option<usize>)
     if let Some(asked) = memory_hit {
         return format!("memory limit exceeded (asked for {asked} bytes)");
     }
+    if let Some(exit) = err.downcast_ref::<wasmtime_wasi::I32Exit>() {
+        return format!("the object called exit (status {})", exit.0);
+    }
     match err.downcast_ref::<wasmtime::Trap>() {
         Some(wasmtime::Trap::StackOverflow) => "stack overflow".to_string(),
         Some(wasmtime::Trap::UnreachableCodeReached) => {
             "the object panicked or aborted (see the host log)".to_string()
         }
         Some(trap) => format!("trap: {trap}"),
-        None => format!("{err:#}"),
+        // Anything else carries the guest's backtrace and host internals: those stay in
+        // the log, which the caller's line points to.
+        None => "the object failed (see the host log)".to_string(),
     }
 }

@@ -52,9 +52,20 @@ pub struct Limits {
     pub memory_per_instance: usize,
     /// How long an object may sit without events before its instance is evicted.
     pub idle_timeout: Duration,
-    /// Instances alive at once (sizes the pooling allocator); past it, an event for an
-    /// object without an instance gets 503 until idle instances are evicted.
+    /// Object instances alive at once (sizes the pooling allocator); past it, an event for
+    /// an object without an instance waits for idle instances to be evicted, for at most
+    /// `slot_wait`.
     pub max_live_objects: u32,
+    /// How long an event waits for an instance slot (or a worker request for a worker
+    /// slot) before it is refused with 503 and `Retry-After`. A wait that can never end
+    /// (every slot held by an object that is itself waiting on a call) is refused at once.
+    pub slot_wait: Duration,
+    /// Worker instances running at once (their own slots, beside `max_live_objects`, so a
+    /// worker waiting on an object never holds a slot that object needs).
+    pub max_worker_instances: u32,
+    /// On shutdown, how long in-flight requests may take to finish before the host stops
+    /// anyway (every acknowledged write is durable already).
+    pub shutdown_timeout: Duration,
     /// Alarms set sooner than this from now are moved to now plus this.
     pub min_alarm_interval: Duration,
     /// How long a deferred request may wait for its answer before the client gets 503.
@@ -78,6 +89,9 @@ impl Default for Limits {
             memory_per_instance: 128 * 1024 * 1024,
             idle_timeout: Duration::from_secs(30),
             max_live_objects: 1000,
+            slot_wait: Duration::from_secs(5),
+            max_worker_instances: 64,
+            shutdown_timeout: Duration::from_secs(30),
             min_alarm_interval: Duration::from_secs(30),
             deferred_timeout: Duration::from_secs(60),
             max_ws_message_bytes: 1024 * 1024,
@@ -146,6 +160,9 @@ impl Config {
         let l = &self.limits;
         if l.max_live_objects == 0 {
             bail!("max_live_objects must be at least 1");
+        }
+        if l.max_worker_instances == 0 {
+            bail!("max_worker_instances must be at least 1");
         }
         if l.memory_per_instance < 64 * 1024 {
             bail!("memory_per_instance must be at least one wasm page (65536 bytes)");

@@ -71,6 +71,9 @@ pub struct FileLimits {
     pub deferred_timeout_ms: Option<u64>,
     pub max_ws_message_bytes: Option<usize>,
     pub ws_send_queue: Option<usize>,
+    pub slot_wait_ms: Option<u64>,
+    pub max_worker_instances: Option<u32>,
+    pub shutdown_timeout_secs: Option<u64>,
 }
 
 impl FileLimits {
@@ -87,8 +90,15 @@ impl FileLimits {
             max_body_bytes,
             max_live_objects,
             max_ws_message_bytes,
-            ws_send_queue
+            ws_send_queue,
+            max_worker_instances
         );
+        if let Some(ms) = self.slot_wait_ms {
+            limits.slot_wait = Duration::from_millis(ms);
+        }
+        if let Some(s) = self.shutdown_timeout_secs {
+            limits.shutdown_timeout = Duration::from_secs(s);
+        }
         if let Some(ms) = self.cpu_ms {
             limits.cpu_per_event = Duration::from_millis(ms);
         }

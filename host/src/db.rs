@@ -6,8 +6,8 @@ use anyhow::{Context, Result, bail};
 use bytes::Bytes;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use std::ops::Bound;
-use std::path::Path;
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
 
 /// dohost's own metadata: `schema_version` and the like.
 pub const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
@@ -22,6 +22,12 @@ pub const OBJECT_SIZES: TableDefinition<&[u8], u64> = TableDefinition::new("obje
 pub const MIGRATIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("migrations");
 /// Object prefix → the time of its alarm (milliseconds since the Unix epoch).
 pub const ALARMS: TableDefinition<&[u8], u64> = TableDefinition::new("alarms");
+/// Object prefix → a failing alarm's retry: retry count (4 bytes) ‖ next attempt (8 bytes),
+/// big-endian. Present only while the alarm is being retried.
+pub const ALARM_RETRIES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("alarm_retries");
+/// Object prefix → the name the object's ID was derived from, stored the first time the
+/// object is reached by name, so it keeps its name however it is woken later.
+pub const NAMES: TableDefinition<&[u8], &str> = TableDefinition::new("names");
 
 /// The layout version of the tables above; a database written by a newer dohost is refused.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -83,10 +89,57 @@ pub struct Namespace {
     pub id_key: IdKey,
 }
 
-/// Shared handle to the database.
+/// A failing alarm's next attempt, as stored in `ALARM_RETRIES`.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct AlarmRetry {
+    /// Failed attempts so far (the handler sees this as its retry count).
+    pub count: u32,
+    /// When the next attempt is due (ms since the Unix epoch).
+    pub at: u64,
+}
+
+impl AlarmRetry {
+    pub fn encode(&self) -> [u8; 12] {
+        let mut b = [0u8; 12];
+        b[..4].copy_from_slice(&self.count.to_be_bytes());
+        b[4..].copy_from_slice(&self.at.to_be_bytes());
+        b
+    }
+
+    pub fn decode(b: &[u8]) -> Result<AlarmRetry> {
+        let b: &[u8; 12] = b
+            .try_into()
+            .context("an alarm retry record is malformed: the database is corrupt")?;
+        Ok(AlarmRetry {
+            count: u32::from_be_bytes(b[..4].try_into().expect("4 bytes")),
+            at: u64::from_be_bytes(b[4..].try_into().expect("8 bytes")),
+        })
+    }
+}
+
+/// Shared handle to the database. After an I/O error redb refuses every further write
+/// until the database is closed and opened again, so the handle can be reopened in place
+/// (by the committer) without the objects holding it noticing.
 #[derive(Clone)]
 pub struct Db {
-    inner: Arc<Database>,
+    inner: Arc<DbInner>,
+}
+
+struct DbInner {
+    path: PathBuf,
+    // A std RwLock: held to clone the handle or swap it, never across an await or a
+    // transaction. None only while a reopen is under way.
+    current: RwLock<Option<Arc<Database>>>,
+}
+
+fn open_file(path: &Path) -> Result<Database> {
+    Database::create(path).map_err(|e| match e {
+        redb::DatabaseError::DatabaseAlreadyOpen => anyhow::anyhow!(
+            "the database {} is already open: is another dohost using this data directory?",
+            path.display()
+        ),
+        other => anyhow::anyhow!("cannot open the database {}: {other}", path.display()),
+    })
 }
 
 impl Db {
@@ -95,26 +148,60 @@ impl Db {
         std::fs::create_dir_all(dir)
             .with_context(|| format!("cannot create the data directory {}", dir.display()))?;
         let path = dir.join("dohost.redb");
-        let db = Database::create(&path).map_err(|e| match e {
-            redb::DatabaseError::DatabaseAlreadyOpen => anyhow::anyhow!(
-                "the database {} is already open: is another dohost using this data directory?",
-                path.display()
-            ),
-            other => anyhow::anyhow!("cannot open the database {}: {other}", path.display()),
-        })?;
+        let db = open_file(&path)?;
         let db = Db {
-            inner: Arc::new(db),
+            inner: Arc::new(DbInner {
+                path,
+                current: RwLock::new(Some(Arc::new(db))),
+            }),
         };
         db.check_schema()?;
         Ok(db)
     }
 
-    pub fn database(&self) -> &Database {
-        &self.inner
+    fn current(&self) -> Result<Arc<Database>> {
+        self.inner
+            .current
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+            .context("the database is being reopened after a storage failure; try again")
+    }
+
+    pub fn begin_write(&self) -> Result<redb::WriteTransaction> {
+        Ok(self.current()?.begin_write()?)
+    }
+
+    pub fn begin_read(&self) -> Result<redb::ReadTransaction> {
+        Ok(self.current()?.begin_read()?)
+    }
+
+    /// Closes the database and opens it again (redb's way out of a failed I/O). Fails,
+    /// leaving the old handle in place, while another thread is inside a call on it.
+    pub fn reopen(&self) -> Result<()> {
+        let mut slot = self
+            .inner
+            .current
+            .write()
+            .unwrap_or_else(|p| p.into_inner());
+        let Some(old) = slot.take() else {
+            // An earlier attempt closed it but could not open it again.
+            *slot = Some(Arc::new(open_file(&self.inner.path)?));
+            return Ok(());
+        };
+        match Arc::try_unwrap(old) {
+            Ok(db) => drop(db),
+            Err(old) => {
+                *slot = Some(old);
+                bail!("the database is in use; will try again");
+            }
+        }
+        *slot = Some(Arc::new(open_file(&self.inner.path)?));
+        Ok(())
     }
 
     fn check_schema(&self) -> Result<()> {
-        let txn = self.inner.begin_write()?;
+        let txn = self.begin_write()?;
         {
             let mut meta = txn.open_table(META)?;
             let found = meta
@@ -139,6 +226,8 @@ impl Db {
             txn.open_table(KV)?;
             txn.open_table(OBJECT_SIZES)?;
             txn.open_table(ALARMS)?;
+            txn.open_table(ALARM_RETRIES)?;
+            txn.open_table(NAMES)?;
             txn.open_table(MIGRATIONS)?;
         }
         txn.commit()?;
@@ -151,7 +240,7 @@ impl Db {
         if let Some(ns) = self.class(script, class)? {
             return Ok(ns);
         }
-        let txn = self.inner.begin_write()?;
+        let txn = self.begin_write()?;
         let ns = match class_in(&txn, script, class)? {
             Some(ns) => ns,
             None => create_class(&txn, script, class)?,
@@ -162,7 +251,7 @@ impl Db {
 
     /// The namespace of `class` in `script`, if the class exists.
     pub fn class(&self, script: &str, class: &str) -> Result<Option<Namespace>> {
-        let txn = self.inner.begin_read()?;
+        let txn = self.begin_read()?;
         let classes = txn.open_table(CLASSES)?;
         let found = classes.get(class_key(script, class).as_str())?;
         found.map(|v| decode_namespace(v.value())).transpose()
@@ -170,7 +259,7 @@ impl Db {
 
     /// One stored value.
     pub fn get(&self, prefix: &ObjectPrefix, key: &str) -> Result<Option<Bytes>> {
-        let txn = self.inner.begin_read()?;
+        let txn = self.begin_read()?;
         let table = txn.open_table(KV)?;
         let found = table.get(prefix.key(key).as_slice())?;
         Ok(found.map(|v| Bytes::copy_from_slice(v.value())))
@@ -178,16 +267,18 @@ impl Db {
 
     /// The object's durable alarm.
     pub fn get_alarm(&self, prefix: &ObjectPrefix) -> Result<Option<u64>> {
-        let txn = self.inner.begin_read()?;
+        let txn = self.begin_read()?;
         let table = txn.open_table(ALARMS)?;
         let found = table.get(prefix.0.as_slice())?;
         Ok(found.map(|v| v.value()))
     }
 
-    /// Every durable alarm, as (object, time).
-    pub fn all_alarms(&self) -> Result<Vec<(ObjectPrefix, u64)>> {
-        let txn = self.inner.begin_read()?;
+    /// Every durable alarm, as (object, time, retry): a failing alarm's retry, if one is
+    /// pending, says when and as which attempt it runs next.
+    pub fn all_alarms(&self) -> Result<Vec<(ObjectPrefix, u64, Option<AlarmRetry>)>> {
+        let txn = self.begin_read()?;
         let table = txn.open_table(ALARMS)?;
+        let retries = txn.open_table(ALARM_RETRIES)?;
         let mut out = Vec::new();
         for item in table.iter()? {
             let (k, v) = item?;
@@ -195,17 +286,28 @@ impl Db {
                 .value()
                 .try_into()
                 .context("an alarm record has a malformed key: the database is corrupt")?;
-            out.push((ObjectPrefix(prefix), v.value()));
+            let retry = retries
+                .get(prefix.as_slice())?
+                .map(|r| AlarmRetry::decode(r.value()))
+                .transpose()?;
+            out.push((ObjectPrefix(prefix), v.value(), retry));
         }
         Ok(out)
     }
 
-    /// Bytes stored by one object, as of its last durable commit.
-    pub fn object_size(&self, prefix: &ObjectPrefix) -> Result<u64> {
-        let txn = self.inner.begin_read()?;
-        let table = txn.open_table(OBJECT_SIZES)?;
-        let found = table.get(prefix.0.as_slice())?;
-        Ok(found.map(|v| v.value()).unwrap_or(0))
+    /// Bytes stored by one object as of its last durable commit, and its stored name.
+    pub fn object_meta(&self, prefix: &ObjectPrefix) -> Result<(u64, Option<String>)> {
+        let txn = self.begin_read()?;
+        let size = txn
+            .open_table(OBJECT_SIZES)?
+            .get(prefix.0.as_slice())?
+            .map(|v| v.value())
+            .unwrap_or(0);
+        let name = txn
+            .open_table(NAMES)?
+            .get(prefix.0.as_slice())?
+            .map(|v| v.value().to_string());
+        Ok((size, name))
     }
 
     /// Calls `visit` with the object's stored entries within `[lower, upper)` (user-key
@@ -218,7 +320,7 @@ impl Db {
         reverse: bool,
         mut visit: impl FnMut(String, Bytes) -> bool,
     ) -> Result<()> {
-        let txn = self.inner.begin_read()?;
+        let txn = self.begin_read()?;
         let table = txn.open_table(KV)?;
         let mut lo = prefix.0.to_vec();
         lo.extend_from_slice(lower);
@@ -305,7 +407,7 @@ pub fn move_class(txn: &redb::WriteTransaction, from: &str, to: &str) -> Result<
     Ok(())
 }
 
-/// Deletes a class and everything its objects stored (data, sizes, alarms).
+/// Deletes a class and everything its objects stored (data, sizes, alarms, names).
 pub fn delete_class(txn: &redb::WriteTransaction, key: &str) -> Result<()> {
     let ns = {
         let mut classes = txn.open_table(CLASSES)?;
@@ -323,6 +425,10 @@ pub fn delete_class(txn: &redb::WriteTransaction, key: &str) -> Result<()> {
     txn.open_table(OBJECT_SIZES)?
         .retain_in::<&[u8], _>(range.clone(), |_, _| false)?;
     txn.open_table(ALARMS)?
+        .retain_in::<&[u8], _>(range.clone(), |_, _| false)?;
+    txn.open_table(ALARM_RETRIES)?
+        .retain_in::<&[u8], _>(range.clone(), |_, _| false)?;
+    txn.open_table(NAMES)?
         .retain_in::<&[u8], _>(range, |_, _| false)?;
     Ok(())
 }

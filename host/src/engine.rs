@@ -27,7 +27,10 @@ const CORE_INSTANCES_PER_COMPONENT: u32 = 20;
 /// Builds the engine every class shares.
 pub fn build_engine(limits: &Limits) -> Result<Engine> {
     let mut pool = PoolingAllocationConfig::new();
-    let n = limits.max_live_objects;
+    // Objects and workers have separate slots (see `Runtime::instance_permit`), both here.
+    let n = limits
+        .max_live_objects
+        .saturating_add(limits.max_worker_instances);
     pool.total_component_instances(n)
         .total_core_instances(n.saturating_mul(CORE_INSTANCES_PER_COMPONENT))
         .max_core_instances_per_component(CORE_INSTANCES_PER_COMPONENT)

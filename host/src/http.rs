@@ -3,8 +3,7 @@
 
 use crate::actor::EventError;
 use crate::bindings::types as wit;
-use crate::runtime::ObjectKey;
-use crate::runtime::Runtime;
+use crate::runtime::{Runtime, Upgrade};
 use axum::Router;
 use axum::body::Body;
 use axum::extract::ws::WebSocketUpgrade;
@@ -32,7 +31,14 @@ pub enum HttpError {
     Unavailable(String),
     #[error("the write could not be made durable: {0}")]
     CommitFailed(String),
+    /// The disk is full: writes are refused until space is freed (reads still work).
+    #[error("the write could not be made durable: {0}")]
+    InsufficientStorage(String),
 }
+
+/// What `Retry-After` tells a client refused for lack of capacity (a slot, a worker): the
+/// condition is usually gone within a second.
+pub const RETRY_AFTER_SECS: u32 = 1;
 
 impl IntoResponse for HttpError {
     fn into_response(self) -> Response {
@@ -44,30 +50,55 @@ impl IntoResponse for HttpError {
                 StatusCode::INTERNAL_SERVER_ERROR
             }
             HttpError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            HttpError::InsufficientStorage(_) => StatusCode::INSUFFICIENT_STORAGE,
         };
         let mut body = self.to_string();
         body.push('\n');
-        (
+        let mut response = (
             status,
             [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
             body,
         )
-            .into_response()
+            .into_response();
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
+        }
+        response
     }
 }
+
+/// Where the health check answers; `.` cannot start a binding, so no object is shadowed.
+pub const HEALTH_PATH: &str = "/.well-known/dohost/health";
 
 /// The public router.
 pub fn router(runtime: Arc<Runtime>) -> Router {
-    Router::new().fallback(handle).with_state(runtime)
+    Router::new()
+        .route(HEALTH_PATH, axum::routing::get(health))
+        .fallback(handle)
+        .with_state(runtime)
+}
+
+/// 200 "ok" while the host can make writes durable; 503 with the reason while it cannot
+/// (the disk is full, say), so that a health check notices what reads alone would not.
+async fn health(State(rt): State<Arc<Runtime>>) -> Response {
+    match rt.storage_health() {
+        None => (StatusCode::OK, "ok\n").into_response(),
+        Some(problem) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+            format!("unhealthy: {problem}\n"),
+        )
+            .into_response(),
+    }
 }
 
 async fn handle(State(rt): State<Arc<Runtime>>, req: Request) -> Result<Response, HttpError> {
-    if rt.has_worker() {
-        return handle_with_worker(rt, req).await;
-    }
     let (mut parts, body) = req.into_parts();
-    // A WebSocket upgrade is offered to the object like any request; it accepts it through
-    // its websockets import and answers 101.
+    // A WebSocket upgrade is offered to the object (or the worker, which may pass it on
+    // to an object) like any request; the object accepts it through its websockets import
+    // and answers 101.
     let upgrade = if parts
         .headers
         .get(header::UPGRADE)
@@ -79,6 +110,9 @@ async fn handle(State(rt): State<Arc<Runtime>>, req: Request) -> Result<Response
     } else {
         None
     };
+    if rt.has_worker() {
+        return handle_with_worker(rt, parts, body, upgrade).await;
+    }
     let path = parts.uri.path();
     let mut segments = path.trim_start_matches('/').splitn(3, '/');
     let binding = segments.next().unwrap_or_default();
@@ -112,7 +146,7 @@ async fn handle(State(rt): State<Arc<Runtime>>, req: Request) -> Result<Response
         )));
     }
     let body = read_body(&rt, &parts, body).await?;
-    let request = to_wit(&parts, rest.unwrap_or(""), body);
+    let request = to_wit(&parts, rest.unwrap_or(""), body)?;
     let id = class.namespace.id_key.id_from_name(&name);
     let outcome = rt
         .fetch(&class, id, Some(name), request, upgrade.is_some(), true)
@@ -122,27 +156,46 @@ async fn handle(State(rt): State<Arc<Runtime>>, req: Request) -> Result<Response
     if let Some(durable) = outcome.durable
         && let Err(e) = durable.await
     {
-        if let Some(a) = accepted {
-            rt.sockets().remove(a.id);
-        }
-        return Err(HttpError::CommitFailed(e.to_string()));
+        forget(&rt, accepted);
+        return Err(commit_error(e));
     }
-    let response = match outcome.result {
-        Ok(r) => r,
+    match outcome.result {
+        Ok(response) => respond(rt, response, accepted, upgrade),
         Err(e) => {
-            if let Some(a) = accepted {
-                rt.sockets().remove(a.id);
-            }
-            return Err(event_error(e));
+            forget(&rt, accepted);
+            Err(event_error(e))
         }
-    };
+    }
+}
+
+/// With a worker configured, every public request goes to it, path and all.
+async fn handle_with_worker(
+    rt: Arc<Runtime>,
+    parts: axum::http::request::Parts,
+    body: Body,
+    upgrade: Option<WebSocketUpgrade>,
+) -> Result<Response, HttpError> {
+    let body = read_body(&rt, &parts, body).await?;
+    let path = parts.uri.path().trim_start_matches('/').to_string();
+    let request = to_wit(&parts, &path, body)?;
+    let (response, accepted) = rt
+        .run_worker(request, upgrade.is_some())
+        .await
+        .map_err(event_error)?;
+    respond(rt, response, accepted, upgrade)
+}
+
+/// Sends an answer: a 101 connects the client to the socket an object accepted (its own,
+/// or through the worker or other objects); any other status drops such a socket.
+fn respond(
+    rt: Arc<Runtime>,
+    response: wit::Response,
+    accepted: Option<Upgrade>,
+    upgrade: Option<WebSocketUpgrade>,
+) -> Result<Response, HttpError> {
     match (response.status, accepted, upgrade) {
         (101, Some(accepted), Some(ws)) => {
-            let key = ObjectKey {
-                namespace: class.namespace.number,
-                id,
-            };
-            let socket_id = accepted.id;
+            let socket_id = accepted.socket.id;
             let sockets = rt.sockets().clone();
             let limit = rt.limits().max_ws_message_bytes;
             Ok(ws
@@ -150,29 +203,43 @@ async fn handle(State(rt): State<Arc<Runtime>>, req: Request) -> Result<Response
                 .max_frame_size(limit)
                 .on_failed_upgrade(move |_| sockets.remove(socket_id))
                 .on_upgrade(move |socket| {
-                    crate::sockets::run_connection(rt, class, key, accepted, socket)
+                    crate::sockets::run_connection(
+                        rt,
+                        accepted.class,
+                        accepted.object,
+                        accepted.socket,
+                        socket,
+                    )
                 }))
         }
-        (101, _, _) => Err(HttpError::ObjectFailed(
-            "the object answered 101 without accepting the WebSocket".into(),
-        )),
+        (101, accepted, _) => {
+            forget(&rt, accepted);
+            Err(HttpError::ObjectFailed(
+                "the object answered 101 without accepting the WebSocket".into(),
+            ))
+        }
         (_, accepted, _) => {
-            if let Some(a) = accepted {
-                rt.sockets().remove(a.id);
-            }
+            forget(&rt, accepted);
             to_http(response)
         }
     }
 }
 
-/// With a worker configured, every public request goes to it, path and all.
-async fn handle_with_worker(rt: Arc<Runtime>, req: Request) -> Result<Response, HttpError> {
-    let (parts, body) = req.into_parts();
-    let body = read_body(&rt, &parts, body).await?;
-    let path = parts.uri.path().trim_start_matches('/').to_string();
-    let request = to_wit(&parts, &path, body);
-    let response = rt.run_worker(request).await.map_err(event_error)?;
-    to_http(response)
+/// Drops a socket accepted for a request that is not answered with 101 after all.
+fn forget(rt: &Runtime, accepted: Option<Upgrade>) {
+    if let Some(a) = accepted {
+        rt.sockets().remove(a.socket.id);
+    }
+}
+
+/// A refused write: 507 when the disk is full (it will pass once space is freed), else 500.
+fn commit_error(e: crate::committer::CommitError) -> HttpError {
+    match e.kind {
+        crate::committer::CommitErrorKind::DiskFull => {
+            HttpError::InsufficientStorage(e.to_string())
+        }
+        _ => HttpError::CommitFailed(e.to_string()),
+    }
 }
 
 fn event_error(e: EventError) -> HttpError {
@@ -197,19 +264,47 @@ async fn read_body(
     {
         return Err(HttpError::BodyTooLarge(limit));
     }
-    axum::body::to_bytes(body, limit)
-        .await
-        .map_err(|_| HttpError::BodyTooLarge(limit))
+    axum::body::to_bytes(body, limit).await.map_err(|e| {
+        // Only a body over the limit is a 413; a malformed one (a bad chunk size, a
+        // connection cut mid-body) is the client's mistake of another kind.
+        if error_chain(&e).any(|c| c.is::<http_body_util::LengthLimitError>()) {
+            HttpError::BodyTooLarge(limit)
+        } else {
+            HttpError::BadRequest(format!("the request body could not be read: {e}"))
+        }
+    })
+}
+
+/// An error and its sources, outermost first.
+fn error_chain<'a>(
+    e: &'a (dyn std::error::Error + 'static),
+) -> impl Iterator<Item = &'a (dyn std::error::Error + 'static)> {
+    std::iter::successors(Some(e), |e| e.source())
 }
 
 /// The request as a guest sees it: `path` (without its leading `/`) under the original
-/// host, the query kept.
-fn to_wit(parts: &axum::http::request::Parts, path: &str, body: bytes::Bytes) -> wit::Request {
-    let host = parts
-        .headers
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .unwrap_or("localhost");
+/// host, the query kept. The Host header must be a plain authority (host and port): it is
+/// spliced into the URL, so a `/`, `?`, `#` or `@` in it would rewrite what the object sees.
+fn to_wit(
+    parts: &axum::http::request::Parts,
+    path: &str,
+    body: bytes::Bytes,
+) -> Result<wit::Request, HttpError> {
+    let host = match parts.uri.authority() {
+        Some(authority) => authority.as_str(),
+        None => match parts.headers.get(header::HOST) {
+            Some(h) => h.to_str().unwrap_or("\u{0}"),
+            None => "localhost",
+        },
+    };
+    let valid = host
+        .parse::<axum::http::uri::Authority>()
+        .is_ok_and(|a| a.as_str() == host && !host.contains('@'));
+    if !valid {
+        return Err(HttpError::BadRequest(format!(
+            "invalid Host header {host:?}: expected a host name or address, with an optional port"
+        )));
+    }
     let mut url = format!("http://{host}/{path}");
     if let Some(q) = parts.uri.query() {
         url.push('?');
@@ -220,12 +315,12 @@ fn to_wit(parts: &axum::http::request::Parts, path: &str, body: bytes::Bytes) ->
         .iter()
         .filter_map(|(k, v)| Some((k.as_str().to_string(), v.to_str().ok()?.to_string())))
         .collect();
-    wit::Request {
+    Ok(wit::Request {
         method: parts.method.as_str().to_string(),
         url,
         headers,
         body: body.to_vec(),
-    }
+    })
 }
 
 fn to_http(r: wit::Response) -> Result<Response, HttpError> {

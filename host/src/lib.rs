@@ -53,19 +53,54 @@ pub use runtime::Runtime;
 use std::future::Future;
 use std::sync::Arc;
 
-/// Serves `runtime` on `listener` until `shutdown` resolves, then stops the runtime (every
-/// acknowledged write is durable and the database closed when this returns).
+/// Serves `runtime` on `listener` until `shutdown` resolves, then stops: the server stops
+/// accepting while the runtime stops its objects (queued events finish; deferred requests
+/// are answered 503). Everything gets `shutdown_timeout`; past it this returns anyway, and
+/// nothing acknowledged is lost (a response leaves only once its writes are durable). On a
+/// clean stop the database is closed when this returns.
 pub async fn serve(
     runtime: Arc<Runtime>,
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    let grace = runtime.limits().shutdown_timeout;
+    // When the stop was asked for, so both halves below share one deadline.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(None);
+    let shutdown = async move {
+        shutdown.await;
+        let _ = stop_tx.send(Some(tokio::time::Instant::now() + grace));
+    };
+    let stop_at = || {
+        let mut rx = stop_rx.clone();
+        async move {
+            match rx.wait_for(|d| d.is_some()).await {
+                Ok(at) => at.expect("waited for Some"),
+                // The server ended on its own (its listener failed): stop now.
+                Err(_) => tokio::time::Instant::now() + grace,
+            }
+        }
+    };
     let app = http::router(runtime.clone());
-    let served = axum::serve(listener, app)
+    let serving = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
-        .await;
-    runtime.shutdown().await;
-    served.map_err(Into::into)
+        .into_future();
+    let stopping = async {
+        stop_at().await;
+        runtime.shutdown().await;
+    };
+    let finished = tokio::select! {
+        (served, ()) = async { tokio::join!(serving, stopping) } => Some(served),
+        _ = async { tokio::time::sleep_until(stop_at().await).await } => None,
+    };
+    match finished {
+        Some(served) => served.map_err(Into::into),
+        None => {
+            tracing::warn!(
+                "requests still in flight after {grace:?} (shutdown_timeout); stopping anyway"
+            );
+            Ok(())
+        }
+    }
 }
 
 /// Like `run`, with the clock that alarms and guests read (tests pass a manual one).

@@ -102,9 +102,20 @@ struct LimitArgs {
     /// Seconds without events before an object's instance is evicted [default: 30].
     #[arg(long)]
     idle_secs: Option<f64>,
-    /// Instances alive at once [default: 1000].
+    /// Object instances alive at once [default: 1000].
     #[arg(long)]
     max_live_objects: Option<u32>,
+    /// How long an event waits for a free instance slot before it is refused with 503 and
+    /// Retry-After, in milliseconds [default: 5000].
+    #[arg(long)]
+    slot_wait_ms: Option<u64>,
+    /// Worker instances running at once (slots of their own) [default: 64].
+    #[arg(long)]
+    max_worker_instances: Option<u32>,
+    /// On SIGTERM or Ctrl-C, seconds in-flight requests may take before the host stops
+    /// anyway [default: 30].
+    #[arg(long)]
+    shutdown_timeout_secs: Option<u64>,
     /// Minimum alarm interval, in milliseconds: an alarm set sooner than this from now is
     /// moved to now plus this (the original platform's figure; lower it for development)
     /// [default: 30000].
@@ -140,6 +151,9 @@ impl LimitArgs {
             deferred_timeout_ms: self.deferred_timeout_ms,
             max_ws_message_bytes: self.max_ws_message_bytes,
             ws_send_queue: self.ws_send_queue,
+            slot_wait_ms: self.slot_wait_ms,
+            max_worker_instances: self.max_worker_instances,
+            shutdown_timeout_secs: self.shutdown_timeout_secs,
         }
         .apply(limits)
         .context("--idle-secs")

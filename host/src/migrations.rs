@@ -102,7 +102,7 @@ pub fn migrate(
             bail!("migration tag {:?} appears twice", m.tag);
         }
     }
-    let txn = db.database().begin_write()?;
+    let txn = db.begin_write()?;
     let applied: Vec<Applied> = {
         let table = txn.open_table(MIGRATIONS)?;
         let found = table.get(script)?;

@@ -52,13 +52,22 @@ pub struct WriteSet {
     pub map: BTreeMap<String, Option<Bytes>>,
     /// An upper bound on the bytes these writes add (keys plus values of every put).
     pub added_bytes: u64,
-    /// A change to the alarm: `Some(Some(t))` sets it to t, `Some(None)` deletes it.
+    /// A change to the alarm: `Some(Some(t))` sets it to t, `Some(None)` deletes it (either
+    /// also ends a pending retry of the old alarm).
     pub alarm: Option<Option<u64>>,
+    /// The alarm failed and runs again as this retry (written by the host, not the guest).
+    pub alarm_retry: Option<crate::db::AlarmRetry>,
+    /// The object's name, recorded the first time the object is reached by name.
+    pub name: Option<Arc<str>>,
 }
 
 impl WriteSet {
     pub fn is_empty(&self) -> bool {
-        !self.clear && self.map.is_empty() && self.alarm.is_none()
+        !self.clear
+            && self.map.is_empty()
+            && self.alarm.is_none()
+            && self.alarm_retry.is_none()
+            && self.name.is_none()
     }
 
     fn lookup(&self, key: &str) -> Option<Option<&Bytes>> {

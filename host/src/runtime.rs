@@ -4,7 +4,7 @@
 use crate::actor::{Actor, ActorCell, Event, EventError, Outcome};
 use crate::bindings::worker::WorkerPre;
 use crate::bindings::{ObjectPre, types as wit};
-use crate::committer::{CommitJob, Committer};
+use crate::committer::{CommitJob, CommitListener, Committer, StorageHealth};
 use crate::config::{Config, Limits};
 use crate::db::ObjectPrefix;
 use crate::db::{Db, Namespace};
@@ -20,6 +20,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::Duration;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc, oneshot, watch};
+use tokio::time::Instant;
+
+/// While an event waits for an instance slot, how often it asks another idle object to give
+/// one up (the one asked may have declined, or given its slot to another waiter).
+const PRESSURE_RETRY: Duration = Duration::from_millis(50);
 
 /// One object class, ready to instantiate.
 pub struct Class {
@@ -81,8 +86,12 @@ pub struct Runtime {
     clock: Arc<dyn Clock>,
     scheduler: Arc<Scheduler>,
     stop_scheduler: watch::Sender<bool>,
-    /// One permit per instance slot of the pooling allocator.
+    /// One permit per object instance slot of the pooling allocator.
     instances: Arc<Semaphore>,
+    /// One permit per worker instance slot (the pool holds both kinds).
+    worker_slots: Arc<Semaphore>,
+    /// Whether writes can be made durable right now (the committer keeps it).
+    storage_health: Arc<StorageHealth>,
     /// Signalled when an object waits for an instance slot: idle actors give theirs up.
     pressure: Notify,
     alarm_runs: AtomicU64,
@@ -120,6 +129,23 @@ impl Drop for WaitGuard {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(&self.caller);
+    }
+}
+
+/// A WebSocket accepted by an object for a request that may have passed through other
+/// objects or the worker: the socket, and the object it belongs to.
+pub struct Upgrade {
+    pub class: Arc<Class>,
+    pub object: ObjectKey,
+    pub socket: crate::sockets::Accepted,
+}
+
+/// Tells the scheduler of alarms once they are durable.
+struct SchedulerListener(Arc<Scheduler>);
+
+impl CommitListener for SchedulerListener {
+    fn alarm_committed(&self, object: ObjectPrefix, at: Option<u64>) {
+        self.0.set(object, at);
     }
 }
 
@@ -213,14 +239,23 @@ impl Runtime {
             );
         }
         let scheduler = Scheduler::new(clock.clone());
-        for (object, at) in db.all_alarms()? {
-            scheduler.set(object, Some(at));
+        for (object, at, retry) in db.all_alarms()? {
+            match retry {
+                // A retry pending at the last stop resumes as the same attempt.
+                Some(r) => scheduler.retry(object, r.at, r.count),
+                None => scheduler.set(object, Some(at)),
+            }
         }
         let by_namespace = classes
             .values()
             .map(|c| (c.namespace.number, c.clone()))
             .collect();
-        let (commits, committer) = Committer::start(db.clone(), scheduler.clone())?;
+        let storage_health = Arc::new(StorageHealth::default());
+        let (commits, committer) = Committer::start(
+            db.clone(),
+            Arc::new(SchedulerListener(scheduler.clone())),
+            storage_health.clone(),
+        )?;
         let ticker = EpochTicker::start(engine.clone())?;
         let (alive_tx, alive_rx) = mpsc::channel(1);
         let l = &config.limits;
@@ -251,6 +286,8 @@ impl Runtime {
             scheduler: scheduler.clone(),
             stop_scheduler,
             instances: Arc::new(Semaphore::new(l.max_live_objects as usize)),
+            worker_slots: Arc::new(Semaphore::new(l.max_worker_instances as usize)),
+            storage_health,
             pressure: Notify::new(),
             alarm_runs: AtomicU64::new(0),
             alarm_failures: AtomicU64::new(0),
@@ -306,6 +343,11 @@ impl Runtime {
         self.limits.max_live_objects as usize - self.instances.available_permits()
     }
 
+    /// None while writes can be made durable; otherwise why not (the disk is full, ...).
+    pub fn storage_health(&self) -> Option<String> {
+        self.storage_health.problem().map(|e| e.to_string())
+    }
+
     /// Every open WebSocket.
     pub fn sockets(&self) -> &Arc<crate::sockets::Sockets> {
         &self.sockets
@@ -332,20 +374,21 @@ impl Runtime {
         self.worker.is_some()
     }
 
-    /// Runs a public request through a fresh instance of the worker component.
+    /// Runs a public request through a fresh instance of the worker component. With
+    /// `upgrade`, the worker may pass the client's WebSocket upgrade on to an object through
+    /// `objects.fetch`; the socket that object accepted comes back with the response.
     pub async fn run_worker(
         self: &Arc<Self>,
         request: wit::Request,
-    ) -> Result<wit::Response, EventError> {
+        upgrade: bool,
+    ) -> Result<(wit::Response, Option<Upgrade>), EventError> {
         let pre = self
             .worker
             .as_ref()
             .ok_or_else(|| EventError::Unavailable("no worker is configured".into()))?;
-        let _permit = self.instance_permit().await;
-        let objects = ObjectsCtx {
-            runtime: Arc::downgrade(self),
-            caller: None,
-        };
+        let _permit = self.worker_permit().await?;
+        let mut objects = ObjectsCtx::new(Arc::downgrade(self), None);
+        objects.begin(upgrade);
         let mut store = engine::new_store(
             &self.engine,
             WorkerState::new(objects, &self.limits, self.clock.clone()),
@@ -360,15 +403,24 @@ impl Runtime {
         .await;
         store.data().stdout.flush_partial();
         store.data().stderr.flush_partial();
-        result.map_err(|e| {
-            let why = crate::actor::describe_failure(&e, store.data().limiter.hit);
-            tracing::warn!(error = %format!("{e:?}"), "worker failed: {why}");
-            EventError::Failed(format!("the worker failed: {why}"))
-        })
+        let forwarded = store.data_mut().objects.take_upgrade();
+        match result {
+            Ok(response) => Ok((response, forwarded)),
+            Err(e) => {
+                if let Some(u) = forwarded {
+                    self.sockets.remove(u.socket.id);
+                }
+                let why = crate::actor::describe_failure(&e, store.data().limiter.hit);
+                tracing::warn!(error = %format!("{e:?}"), "worker failed: {why}");
+                Err(EventError::Failed(format!("the worker failed: {why}")))
+            }
+        }
     }
 
     /// A call from `caller` (None: the worker) to the object `id` of `binding`. Refuses a
-    /// call that would close a cycle of objects waiting on each other.
+    /// call that would close a cycle of objects waiting on each other, and a name that
+    /// does not give `id` (an object's name is what it was derived from, never a label a
+    /// caller picks). With `upgrade` the callee may accept the caller's client's WebSocket.
     pub async fn call(
         self: &Arc<Self>,
         caller: Option<ObjectKey>,
@@ -376,7 +428,8 @@ impl Runtime {
         id: &str,
         name: Option<String>,
         request: wit::Request,
-    ) -> Result<wit::Response, CallError> {
+        upgrade: bool,
+    ) -> Result<(wit::Response, Option<Upgrade>), CallError> {
         let class = self
             .class(binding)
             .cloned()
@@ -386,6 +439,14 @@ impl Runtime {
             .id_key
             .id_from_string(id)
             .map_err(|e| CallError::InvalidId(format!("{e} (binding {binding:?})")))?;
+        if let Some(name) = &name
+            && class.namespace.id_key.id_from_name(name) != id
+        {
+            return Err(CallError::InvalidId(format!(
+                "the name {name:?} does not give the ID {id} in binding {binding:?}: pass the \
+                 name the ID was made from, or none"
+            )));
+        }
         let target = ObjectKey {
             namespace: class.namespace.number,
             id,
@@ -394,16 +455,35 @@ impl Runtime {
             Some(caller) => Some(self.wait_on(caller, target, binding)?),
             None => None,
         };
-        let outcome = self.fetch(&class, id, name, request, false, false).await;
-        if let Some(durable) = outcome.durable {
-            durable.await.map_err(|e| {
-                CallError::ObjectFailed(format!("the called object's write failed: {e}"))
-            })?;
+        let outcome = self.fetch(&class, id, name, request, upgrade, false).await;
+        let accepted = outcome.accepted;
+        let forget = |a: Option<Upgrade>| {
+            if let Some(a) = a {
+                self.sockets.remove(a.socket.id);
+            }
+        };
+        if let Some(durable) = outcome.durable
+            && let Err(e) = durable.await
+        {
+            forget(accepted);
+            return Err(CallError::ObjectFailed(format!(
+                "the called object's write failed: {e}"
+            )));
         }
-        outcome.result.map_err(|e| match e {
-            EventError::Failed(m) => CallError::ObjectFailed(m),
-            EventError::Unavailable(m) => CallError::Unavailable(m),
-        })
+        match outcome.result {
+            Ok(response) if response.status == 101 => Ok((response, accepted)),
+            Ok(response) => {
+                forget(accepted);
+                Ok((response, None))
+            }
+            Err(e) => {
+                forget(accepted);
+                Err(match e {
+                    EventError::Failed(m) => CallError::ObjectFailed(m),
+                    EventError::Unavailable(m) => CallError::Unavailable(m),
+                })
+            }
+        }
     }
 
     fn wait_on(
@@ -436,24 +516,59 @@ impl Runtime {
         })
     }
 
-    /// Waits for an instance slot; while waiting, asks idle objects to give theirs up, one
-    /// at a time: `notify_one` wakes the object that has waited longest since its last
-    /// mailbox event (about the least recently used), so one slot costs one eviction, not
-    /// every idle instance.
-    pub async fn instance_permit(&self) -> OwnedSemaphorePermit {
+    /// Waits for an object instance slot; while waiting, asks idle objects to give theirs
+    /// up, one at a time: `notify_one` wakes the object that has waited longest since its
+    /// last mailbox event (about the least recently used), so one slot costs one eviction,
+    /// not every idle instance. The wait is bounded by `slot_wait`, and refused at once
+    /// when it could never end: an object waiting on a call keeps its slot (its instance
+    /// is mid-event), so when every slot is held by such an object, no slot frees up until
+    /// one of their callees gets one.
+    pub async fn instance_permit(&self) -> Result<OwnedSemaphorePermit, EventError> {
         if let Ok(p) = self.instances.clone().try_acquire_owned() {
-            return p;
+            return Ok(p);
         }
+        let max = self.limits.max_live_objects;
+        let deadline = Instant::now() + self.limits.slot_wait;
         loop {
+            let calling = self
+                .waits_for
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .len();
+            if calling >= max as usize {
+                return Err(EventError::Unavailable(format!(
+                    "every instance slot (max_live_objects = {max}) is held by an object \
+                     waiting on a call to another object; try again shortly"
+                )));
+            }
             self.pressure.notify_one();
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(EventError::Unavailable(format!(
+                    "no instance slot became free within {:?} (max_live_objects = {max}, \
+                     slot_wait_ms); try again shortly",
+                    self.limits.slot_wait
+                )));
+            }
             tokio::select! {
                 p = self.instances.clone().acquire_owned() => {
-                    return p.expect("the instance semaphore is never closed");
+                    return Ok(p.expect("the instance semaphore is never closed"));
                 }
-                // The one asked may have declined, or given its slot to another waiter; ask
-                // again.
-                _ = tokio::time::sleep(Duration::from_millis(50)) => {}
+                _ = tokio::time::sleep(PRESSURE_RETRY.min(deadline - now)) => {}
             }
+        }
+    }
+
+    /// Waits, at most `slot_wait`, for a worker instance slot.
+    async fn worker_permit(&self) -> Result<OwnedSemaphorePermit, EventError> {
+        let acquire = self.worker_slots.clone().acquire_owned();
+        match tokio::time::timeout(self.limits.slot_wait, acquire).await {
+            Ok(p) => Ok(p.expect("the worker semaphore is never closed")),
+            Err(_) => Err(EventError::Unavailable(format!(
+                "no worker slot became free within {:?} (max_worker_instances = {}); try \
+                 again shortly",
+                self.limits.slot_wait, self.limits.max_worker_instances
+            ))),
         }
     }
 

@@ -36,6 +36,9 @@ struct Entry {
     out: mpsc::Sender<Outgoing>,
     kill: Option<oneshot::Sender<()>>,
     auto_response_at: Option<u64>,
+    /// The connection ended; the entry stays (attachment, tags) until the object has
+    /// handled the events its client sent before the end, then `remove` drops it.
+    closed: bool,
 }
 
 #[derive(Default)]
@@ -90,6 +93,7 @@ impl Sockets {
                 out: out_tx,
                 kill: Some(kill_tx),
                 auto_response_at: None,
+                closed: false,
             },
         );
         inner.by_object.entry(object).or_default().insert(id);
@@ -109,19 +113,27 @@ impl Sockets {
         }
     }
 
+    /// Marks a socket closed: it is no longer listed and takes no more messages, but its
+    /// tags and attachment stay readable until `remove`.
+    pub fn mark_closed(&self, id: u64) {
+        if let Some(e) = self.lock().sockets.get_mut(&id) {
+            e.closed = true;
+        }
+    }
+
     /// True when `id` is an open socket of `object`.
     pub fn owns(&self, object: &ObjectKey, id: u64) -> bool {
         self.lock()
             .sockets
             .get(&id)
-            .is_some_and(|e| e.object == *object)
+            .is_some_and(|e| e.object == *object && !e.closed)
     }
 
     /// Queues a message for the client without waiting. A full queue means the client is
     /// not reading: the socket is dropped and the object told (close code 1013).
     pub fn deliver(&self, id: u64, message: Outgoing) {
         let mut inner = self.lock();
-        let Some(entry) = inner.sockets.get_mut(&id) else {
+        let Some(entry) = inner.sockets.get_mut(&id).filter(|e| !e.closed) else {
             return;
         };
         let closing = matches!(message, Outgoing::Close(..));
@@ -135,8 +147,9 @@ impl Sockets {
             let _ = kill.send(());
         }
         if closing {
-            drop(inner);
-            self.remove(id);
+            // Removed once the object has handled what the client sent before the close
+            // (the connection task queues a `Forget` behind those messages).
+            entry.closed = true;
         }
     }
 
@@ -148,12 +161,10 @@ impl Sockets {
         ids.iter()
             .copied()
             .filter(|id| {
-                tag.is_none_or(|t| {
-                    inner
-                        .sockets
-                        .get(id)
-                        .is_some_and(|e| e.tags.iter().any(|x| x == t))
-                })
+                inner
+                    .sockets
+                    .get(id)
+                    .is_some_and(|e| !e.closed && tag.is_none_or(|t| e.tags.iter().any(|x| x == t)))
             })
             .collect()
     }
@@ -291,11 +302,10 @@ pub async fn run_connection(
                 }
                 Some(Ok(_)) => {}
                 Some(Err(e)) => {
-                    let text = format!("{e:#}");
-                    if text.contains("too long") || text.contains("Space limit") {
+                    if is_too_big(&e) {
                         return End::TooBig;
                     }
-                    return End::Failed(text);
+                    return End::Failed(format!("{e:#}"));
                 }
                 None => {
                     return End::Closed(
@@ -349,13 +359,28 @@ pub async fn run_connection(
         // Best effort, bounded: a client that does not read may never take the frame.
         let _ = tokio::time::timeout(std::time::Duration::from_millis(100), sink.send(frame)).await;
     }
-    let Some(ended) = ended else {
-        sockets.remove(id);
-        return;
+    // The entry goes only after the object has handled every message queued before this
+    // point (they may read the socket's attachment): the last event for it removes it.
+    sockets.mark_closed(id);
+    let last = match ended {
+        Some((code, reason, was_clean)) => SocketEvent::Close(id, code, reason, was_clean),
+        None => SocketEvent::Forget(id),
     };
-    sockets.remove(id);
-    let (code, reason, was_clean) = ended;
-    deliver(Event::Socket(Box::new(SocketEvent::Close(
-        id, code, reason, was_clean,
-    ))));
+    if let Err(e) = rt.send(&class, object.id, None, Event::Socket(Box::new(last))) {
+        tracing::warn!(socket = id, error = ?e, "cannot deliver a WebSocket close");
+        sockets.remove(id);
+    }
+}
+
+/// A message over `max_ws_message_bytes` (tungstenite's capacity error, however wrapped).
+fn is_too_big(e: &axum::Error) -> bool {
+    std::iter::successors(Some(e as &(dyn std::error::Error + 'static)), |e| {
+        e.source()
+    })
+    .any(|c| {
+        matches!(
+            c.downcast_ref::<tungstenite::Error>(),
+            Some(tungstenite::Error::Capacity(_))
+        )
+    })
 }

@@ -151,9 +151,16 @@ impl Deferred {
     }
 
     /// Answers the waiting client (once the current event's writes are durable). False when
-    /// the client is gone: it timed out, or the object was reset.
+    /// the client is gone: it timed out, closed its connection, or the object was reset.
     pub fn respond(self, response: Response) -> bool {
         wit_requests::respond(self.handle, &response.into_wit())
+    }
+
+    /// True while the client still waits for this answer: false once it timed out, went
+    /// away (closed its connection) or was answered. A queue of waiters should skip (or
+    /// drop) the ones that are not open.
+    pub fn is_open(&self) -> bool {
+        wit_requests::is_open(self.handle)
     }
 
     /// The host's handle for this request.

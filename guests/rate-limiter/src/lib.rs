@@ -1,22 +1,32 @@
 //! The seed's RateLimiter: 100 requests a minute per object, then 429 `Rate limit exceeded`.
-//! Like the seed, it keeps its window in memory (an evicted limiter starts afresh).
+//! Unlike the seed, which keeps its window in memory, the window is kept in storage, so an
+//! evicted (or restarted) limiter still counts the requests of the last minute. Each
+//! allowed request is a write (the rejected ones are not).
 
 use dohost_sdk::{DurableObject, Env, Request, Response, Result, State, durable_object};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 const WINDOW_MS: u64 = 60_000;
 const LIMIT: usize = 100;
+/// Storage key of the window: the times (ms) of the allowed requests of the last minute.
+const WINDOW: &str = "window";
 
 #[durable_object]
 pub struct RateLimiter {
+    state: State,
     requests: Vec<u64>,
 }
 
 impl DurableObject for RateLimiter {
-    fn new(_state: State, _env: Env) -> Self {
-        RateLimiter {
-            requests: Vec::new(),
-        }
+    fn new(state: State, _env: Env) -> Self {
+        // A failed read would reset the window: refuse to start instead (500, retried on
+        // the next request).
+        let requests = state
+            .storage()
+            .get(WINDOW)
+            .expect("cannot read the rate limiter's window")
+            .unwrap_or_default();
+        RateLimiter { state, requests }
     }
 
     fn fetch(&mut self, _req: Request) -> Result<Response> {
@@ -30,6 +40,7 @@ impl DurableObject for RateLimiter {
             return Ok(Response::text("Rate limit exceeded").with_status(429));
         }
         self.requests.push(now);
+        self.state.storage().put(WINDOW, &self.requests)?;
         Ok(Response::text("OK"))
     }
 }

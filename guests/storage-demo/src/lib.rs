@@ -173,26 +173,29 @@ impl StorageDemo {
         )
     }
 
-    /// The seed's storage example, step by step.
+    /// The seed's storage example, step by step, in one transaction: a step that fails
+    /// leaves nothing of the earlier steps behind. Values are listed as whatever JSON they
+    /// hold (the object may hold other keys, such as the README's `user:1` map).
     fn seed(&self) -> Result<Response> {
-        let storage = self.state.storage();
-        storage.put("key", "value")?;
-        storage.put_many([("key1", "value1"), ("key2", "value2"), ("key3", "value3")])?;
-        let value: Option<String> = storage.get("key")?;
-        let values = storage.get_many::<String, _>(["key1", "key2"])?;
-        let deleted = storage.delete("key")?;
-        let deleted_many = storage.delete_many(["key1", "key2"])?;
-        let all: Vec<(String, String)> = storage.list(ListOptions::new())?;
-        let filtered: Vec<(String, String)> =
-            storage.list(ListOptions::new().prefix("user:").limit(100).reverse(false))?;
-        Ok(Response::json(&json!({
-            "get": value,
-            "get_many": values,
-            "delete": deleted,
-            "delete_many": deleted_many,
-            "list": all,
-            "list_filtered": filtered,
-        })))
+        self.state.storage().transaction(|storage| {
+            storage.put("key", "value")?;
+            storage.put_many([("key1", "value1"), ("key2", "value2"), ("key3", "value3")])?;
+            let value: Option<String> = storage.get("key")?;
+            let values = storage.get_many::<String, _>(["key1", "key2"])?;
+            let deleted = storage.delete("key")?;
+            let deleted_many = storage.delete_many(["key1", "key2"])?;
+            let all: Vec<(String, Value)> = storage.list(ListOptions::new())?;
+            let filtered: Vec<(String, Value)> =
+                storage.list(ListOptions::new().prefix("user:").limit(100).reverse(false))?;
+            Ok(Response::json(&json!({
+                "get": value,
+                "get_many": values,
+                "delete": deleted,
+                "delete_many": deleted_many,
+                "list": all,
+                "list_filtered": filtered,
+            })))
+        })
     }
 }
 

@@ -16,8 +16,14 @@
 //! | `GET /env` | the context the constructor saw |
 //! | `GET /call?binding=B&name=N&path=P` | calls object N of B at P: `"{status} {body}"`, or 502 with the error |
 //! | `GET /ids?binding=B&id=I` | `id_from_string(I)` in B, or 400 with the error |
+//! | `GET /call-forged?binding=B&name=N&claim=M` | calls object N of B at `/env` claiming its name is M: `"{status} {body}"`, or 502 |
+//! | `GET /relay?binding=B&name=N&path=P` | forwards this request (headers, body, a WebSocket upgrade) to object N of B at P |
+//! | `POST /set-alarm` | sets the alarm (the host moves it to its minimum interval); the alarm stores `name()` under `alarm-name` |
+//! | `GET /exit` | calls `exit(3)` |
 
-use dohost_sdk::{DurableObject, Env, Error, Request, Response, Result, State, durable_object};
+use dohost_sdk::{
+    AlarmInfo, DurableObject, Env, Error, Request, Response, Result, State, durable_object,
+};
 use serde_json::json;
 
 #[durable_object]
@@ -153,6 +159,47 @@ impl DurableObject for TestObject {
                     Err(e) => Response::text(format!("call failed: {e}")).with_status(502),
                 })
             }
+            "/call-forged" => {
+                // Through the raw import: the SDK never sends a name other than the one
+                // the ID came from.
+                use dohost_sdk::__private::bindings::dohost::object::objects as wit;
+                let binding = req.query_param("binding").unwrap_or_default();
+                let name = req.query_param("name").unwrap_or_default();
+                let claim = req.query_param("claim");
+                let id = self.env_ns(&binding).id_from_name(&name)?.to_string();
+                let request = dohost_sdk::__private::bindings::dohost::object::types::Request {
+                    method: "GET".into(),
+                    url: "http://o/env".into(),
+                    headers: Vec::new(),
+                    body: Vec::new(),
+                };
+                Ok(match wit::fetch(&binding, &id, claim.as_deref(), &request) {
+                    Ok(r) => Response::text(format!(
+                        "{} {}",
+                        r.status,
+                        String::from_utf8_lossy(&r.body)
+                    )),
+                    Err(e) => Response::text(format!("call failed: {:?}: {}", e.code, e.message))
+                        .with_status(502),
+                })
+            }
+            "/relay" => {
+                let binding = req.query_param("binding").unwrap_or_default();
+                let name = req.query_param("name").unwrap_or_default();
+                let path = req.query_param("path").unwrap_or_else(|| "/".into());
+                let ns = self.env_ns(&binding);
+                let mut out = Request::new(req.method(), &format!("http://o{path}"))
+                    .with_body(req.body().to_vec());
+                for (k, v) in req.headers() {
+                    out = out.with_header(k, v);
+                }
+                ns.get(&ns.id_from_name(&name)?).fetch(out)
+            }
+            "/set-alarm" => {
+                storage.set_alarm(0u64)?;
+                Ok(Response::text("set"))
+            }
+            "/exit" => std::process::exit(3),
             "/ids" => {
                 // id_from_string round trip and rejections, for ?binding=B&id=I
                 let ns = self.env_ns(&req.query_param("binding").unwrap_or_default());
@@ -172,9 +219,17 @@ impl DurableObject for TestObject {
             _ => Ok(Response::text("Not found").with_status(404)),
         }
     }
+
+    fn alarm(&mut self, _info: AlarmInfo) -> Result<()> {
+        self.record_alarm()
+    }
 }
 
 impl TestObject {
+    fn record_alarm(&self) -> Result<()> {
+        self.state.storage().put("alarm-name", &self.state.name())
+    }
+
     fn env_ns(&self, binding: &str) -> dohost_sdk::Namespace {
         dohost_sdk::Env::default().namespace(binding)
     }

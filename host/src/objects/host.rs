@@ -85,9 +85,32 @@ impl wit::Host for ObjectsCtx {
                 "the host is shutting down",
             )));
         };
-        Ok(rt
-            .call(self.caller, &binding, &id, name, request)
+        // The client's upgrade goes to the first call that forwards an upgrade request, as
+        // `stub.fetch(request)` does on the original platform.
+        let upgrade = self.upgrade_offered && is_websocket_upgrade(&request);
+        if upgrade {
+            self.upgrade_offered = false;
+        }
+        match rt
+            .call(self.caller, &binding, &id, name, request, upgrade)
             .await
-            .map_err(Error::from))
+        {
+            Ok((response, accepted)) => {
+                // At most one call per event is offered the upgrade.
+                if accepted.is_some() {
+                    self.upgrade = accepted;
+                }
+                Ok(Ok(response))
+            }
+            Err(e) => Ok(Err(Error::from(e))),
+        }
     }
+}
+
+/// True when the request asks for a WebSocket (`Upgrade: websocket`, any case).
+fn is_websocket_upgrade(request: &Request) -> bool {
+    request
+        .headers
+        .iter()
+        .any(|(k, v)| k.eq_ignore_ascii_case("upgrade") && v.eq_ignore_ascii_case("websocket"))
 }

@@ -27,4 +27,10 @@ impl wit::Host for RequestsCtx {
     fn pending(&mut self) -> wasmtime::Result<Vec<u64>> {
         Ok(self.pending.iter().copied().collect())
     }
+
+    fn is_open(&mut self, handle: u64) -> wasmtime::Result<bool> {
+        // `pending` loses a handle when it is answered, expires, or its client goes away
+        // (the actor prunes those before each event).
+        Ok(self.pending.contains(&handle))
+    }
 }
