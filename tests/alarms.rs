@@ -295,3 +295,48 @@ async fn ten_thousand_alarms_due_in_the_same_second_all_fire_once() {
     assert_eq!(rt.scheduler().pending(), 0);
     host.stop().await;
 }
+
+/// Guards against a pending retry forgotten on restart: the alarm fired again at once with
+/// `retry_count` 0 instead of resuming as the retry it was.
+#[tokio::test]
+async fn a_pending_retry_resumes_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::starting_now();
+    let host = start(dir.path(), &clock, limits()).await;
+    let rt = host.runtime().clone();
+    let c = client();
+    post(&c, &host.url("/alarm/flaky/configure?fail=3"), "").await;
+    post(&c, &host.url("/alarm/flaky/set?delay_ms=1000"), "").await;
+    clock.advance(Duration::from_millis(1000));
+    wait_until("the first attempt failed", || async {
+        rt.alarm_failures() == 1
+    })
+    .await;
+    clock.advance(Duration::from_millis(2000));
+    wait_until("the first retry failed", || async {
+        rt.alarm_failures() == 2
+    })
+    .await;
+    // Retry 2 is due 4 s from now; the host stops before then.
+    host.stop().await;
+
+    let host = start(dir.path(), &clock, limits()).await;
+    let rt = host.runtime().clone();
+    clock.advance(Duration::from_millis(3999));
+    barrier(&c, &host, 1).await;
+    assert_eq!(
+        rt.alarm_failures(),
+        0,
+        "the retry came early (its time was forgotten)"
+    );
+    clock.advance(Duration::from_millis(1));
+    wait_until("retry 2 failed", || async { rt.alarm_failures() == 1 }).await;
+    clock.advance(Duration::from_millis(8000));
+    wait_until("retry 3 succeeded", || async {
+        status(&c, &host, "flaky").await["runs"] == 1
+    })
+    .await;
+    let s = status(&c, &host, "flaky").await;
+    assert_eq!(s["history"][0]["retry_count"], 3);
+    host.stop().await;
+}

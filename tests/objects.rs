@@ -7,6 +7,7 @@ mod common;
 use common::*;
 use dohost::Limits;
 use serde_json::Value;
+use std::sync::Arc;
 use std::time::Duration;
 
 async fn with_worker(dir: &std::path::Path, limits: Limits) -> TestHost {
@@ -242,5 +243,273 @@ async fn a_trapping_callee_is_an_error_for_the_caller_only() {
     let url = host
         .url("/test-object/caller/call?binding=test-object&name=callee&path=/status%3Fcode=201");
     assert_eq!(get(&c, &url).await, (200, "201 custom status".into()));
+    host.stop().await;
+}
+
+/// Guards against a caller labelling another object: `fetch(id_from_name("bob"),
+/// name = "mallory")` woke bob with `name() == "mallory"`.
+#[tokio::test]
+async fn a_name_that_does_not_give_the_id_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = TestHost::start(&["test-object"], dir.path()).await;
+    let c = client();
+    let forged =
+        host.url("/test-object/caller/call-forged?binding=test-object&name=bob&claim=mallory");
+    let (status, body) = get(&c, &forged).await;
+    assert_eq!(status, 502, "{body}");
+    assert!(
+        body.contains("InvalidId") && body.contains("mallory"),
+        "{body}"
+    );
+    let honest = host.url("/test-object/caller/call-forged?binding=test-object&name=bob&claim=bob");
+    let (status, body) = get(&c, &honest).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("\"name\":\"bob\""), "{body}");
+    host.stop().await;
+}
+
+/// Guards against names kept only in memory: an object woken by its alarm (here after a
+/// restart, before any request) had `name() == None`.
+#[tokio::test]
+async fn an_object_woken_by_its_alarm_keeps_its_name() {
+    use dohost::scheduler::{Clock, ManualClock};
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::starting_now();
+    let limits = Limits {
+        min_alarm_interval: Duration::from_secs(10),
+        ..Limits::default()
+    };
+    let start = |clock: Arc<dyn Clock>| {
+        TestHost::start_clocked(config(&["test-object"], dir.path(), limits.clone()), clock)
+    };
+    let host = start(clock.clone()).await;
+    let c = client();
+    assert_eq!(
+        post(&c, &host.url("/test-object/named/set-alarm"), "")
+            .await
+            .0,
+        200
+    );
+    host.stop().await;
+
+    let host = start(clock.clone()).await;
+    clock.advance(Duration::from_secs(10));
+    let rt = host.runtime().clone();
+    wait_until("the alarm ran", || async { rt.alarm_runs() == 1 }).await;
+    assert_eq!(
+        get(&c, &host.url("/test-object/named/get?key=alarm-name")).await,
+        (200, "\"named\"".into())
+    );
+    host.stop().await;
+}
+
+/// Guards against a deferred answer handed to a client that already left: the lock went
+/// to the gone client and the next acquirer waited forever.
+#[tokio::test]
+async fn a_waiter_that_disconnected_does_not_get_the_lock() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = TestHost::start(&["lock"], dir.path()).await;
+    let c = client();
+    assert_eq!(post(&c, &host.url("/lock/l/acquire"), "").await.1, "Locked");
+    let gone = {
+        let c = c.clone();
+        let url = host.url("/lock/l/acquire");
+        tokio::spawn(async move { post(&c, &url, "").await })
+    };
+    wait_until("the second acquire waits", || async {
+        lock_status(&c, &host).await["waiting"] == 1
+    })
+    .await;
+    // The client gives up: its connection closes.
+    gone.abort();
+    let _ = gone.await;
+    wait_until("the gone waiter no longer counts", || async {
+        lock_status(&c, &host).await["waiting"] == 0
+    })
+    .await;
+    assert_eq!(
+        post(&c, &host.url("/lock/l/release"), "").await.1,
+        "Unlocked"
+    );
+    assert_eq!(lock_status(&c, &host).await["locked"], false);
+    assert_eq!(post(&c, &host.url("/lock/l/acquire"), "").await.1, "Locked");
+    host.stop().await;
+}
+
+/// Guards against a timed-out waiter still counted as waiting.
+#[tokio::test]
+async fn a_timed_out_waiter_is_not_counted_as_waiting() {
+    let dir = tempfile::tempdir().unwrap();
+    let limits = Limits {
+        deferred_timeout: Duration::from_millis(200),
+        ..Limits::default()
+    };
+    let host = TestHost::start_with(&["lock"], dir.path(), limits).await;
+    let c = client();
+    post(&c, &host.url("/lock/l/acquire"), "").await;
+    assert_eq!(post(&c, &host.url("/lock/l/acquire"), "").await.0, 503);
+    assert_eq!(lock_status(&c, &host).await["waiting"], 0);
+    assert_eq!(lock_status(&c, &host).await["locked"], true);
+    host.stop().await;
+}
+
+/// Guards against the lock unlocking itself: `locked` lived only in the instance, and a
+/// held lock with no waiters was evicted (or lost on restart).
+#[tokio::test]
+async fn a_held_lock_stays_held_across_eviction_and_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = TestHost::start_observed(&["lock"], dir.path(), Limits::default()).await;
+    let rt = host.runtime().clone();
+    let c = client();
+    assert_eq!(post(&c, &host.url("/lock/l/acquire"), "").await.1, "Locked");
+    assert!(rt.evict("lock", "l"));
+    wait_until("the lock's instance is gone", || async {
+        rt.live_instances() == 0
+    })
+    .await;
+    assert_eq!(lock_status(&c, &host).await["locked"], true);
+    host.stop().await;
+    let host = TestHost::start(&["lock"], dir.path()).await;
+    assert_eq!(lock_status(&c, &host).await["locked"], true);
+    assert_eq!(
+        post(&c, &host.url("/lock/l/release"), "").await.1,
+        "Unlocked"
+    );
+    assert_eq!(lock_status(&c, &host).await["locked"], false);
+    host.stop().await;
+}
+
+/// Guards against the rate limiter's window resetting when its instance is evicted.
+#[tokio::test]
+async fn the_rate_limiter_keeps_its_window_across_eviction() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = TestHost::start_observed(&["rate-limiter"], dir.path(), Limits::default()).await;
+    let rt = host.runtime().clone();
+    let c = client();
+    for _ in 0..100 {
+        assert_eq!(get(&c, &host.url("/rate-limiter/me/")).await.0, 200);
+    }
+    assert!(rt.evict("rate-limiter", "me"));
+    wait_until("the limiter's instance is gone", || async {
+        rt.live_instances() == 0
+    })
+    .await;
+    assert_eq!(get(&c, &host.url("/rate-limiter/me/")).await.0, 429);
+    host.stop().await;
+}
+
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+async fn ws_connect(host: &TestHost, path: &str) -> Ws {
+    let url = format!("ws://{}{}", host.addr, path);
+    let (ws, response) = tokio_tungstenite::connect_async(url)
+        .await
+        .expect("connect");
+    assert_eq!(response.status(), 101);
+    ws
+}
+
+async fn ws_ask(ws: &mut Ws, text: &str) -> String {
+    use futures::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    ws.send(Message::text(text)).await.unwrap();
+    loop {
+        let m = tokio::time::timeout(Duration::from_secs(20), ws.next())
+            .await
+            .expect("an answer in time")
+            .expect("open")
+            .expect("valid");
+        if let Message::Text(t) = m {
+            return t.to_string();
+        }
+    }
+}
+
+/// Guards against WebSockets that could not pass through a worker or a stub (404): the
+/// worker's `stub.fetch(request)` returns the object's 101 and the client talks to the
+/// object, which still hibernates.
+#[tokio::test]
+async fn a_websocket_passes_through_the_worker_and_through_another_object() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(
+        &["counter", "chat-room", "test-object"],
+        dir.path(),
+        Limits::default(),
+    );
+    cfg.worker = Some(guest("worker"));
+    let host = TestHost::start_clocked(cfg, Arc::new(dohost::scheduler::SystemClock)).await;
+    let rt = host.runtime().clone();
+    let mut alice = ws_connect(&host, "/objects/chat-room/room/ws?name=alice").await;
+    assert_eq!(
+        ws_ask(&mut alice, "who").await,
+        "you are alice, tags [\"user:alice\"]"
+    );
+    let mut bob = ws_connect(&host, "/objects/chat-room/room/ws?name=bob").await;
+    assert_eq!(
+        ws_ask(&mut bob, "who").await,
+        "you are bob, tags [\"user:bob\"]"
+    );
+    // Hibernation still applies: the room is evicted and a message brings it back.
+    assert!(rt.evict("chat-room", "room"));
+    wait_until("the room's instance is gone", || async {
+        rt.live_instances() == 0
+    })
+    .await;
+    {
+        use futures::SinkExt;
+        alice
+            .send(tokio_tungstenite::tungstenite::Message::text("hello"))
+            .await
+            .unwrap();
+    }
+    assert_eq!(ws_next(&mut bob).await, "alice: hello");
+    // Through two hops: the worker calls a test object, which relays to the room.
+    let mut carol = ws_connect(
+        &host,
+        "/objects/test-object/relay/relay?binding=chat-room&name=room&path=%2Fws%3Fname%3Dcarol",
+    )
+    .await;
+    assert_eq!(
+        ws_ask(&mut carol, "who").await,
+        "you are carol, tags [\"user:carol\"]"
+    );
+    host.stop().await;
+}
+
+async fn ws_next(ws: &mut Ws) -> String {
+    use futures::StreamExt;
+    loop {
+        let m = tokio::time::timeout(Duration::from_secs(20), ws.next())
+            .await
+            .expect("a message in time")
+            .expect("open")
+            .expect("valid");
+        if let tokio_tungstenite::tungstenite::Message::Text(t) = m {
+            return t.to_string();
+        }
+    }
+}
+
+/// Guards against the worker's forwarding dropping every request header.
+#[tokio::test]
+async fn the_worker_forwards_request_headers() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = with_worker(dir.path(), Limits::default()).await;
+    let c = client();
+    let r = c
+        .get(host.url("/objects/test-object/e/echo?q=1"))
+        .header("x-custom", "kept")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let echo: Value = serde_json::from_str(&r.text().await.unwrap()).unwrap();
+    let headers = echo["headers"].as_array().unwrap();
+    assert!(
+        headers.iter().any(|h| h[0] == "x-custom" && h[1] == "kept"),
+        "{echo}"
+    );
+    assert_eq!(echo["query"], "q=1");
     host.stop().await;
 }

@@ -341,3 +341,31 @@ async fn the_connection_pool_routes_by_registered_name_across_hibernation() {
     assert_eq!(next_text(&mut alice).await, msg);
     host.stop().await;
 }
+
+/// Guards against a socket leaving the registry before the object handled the messages
+/// its client sent just before closing: those saw no attachment (an empty name here).
+#[tokio::test]
+async fn messages_sent_just_before_a_close_still_see_the_socket() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = start(dir.path(), Limits::default()).await;
+    let rt = host.runtime().clone();
+    let c = client();
+    let mut b = connect(&host, "/chat-room/r/ws?name=bob").await;
+    for round in 0..5 {
+        let mut a = connect(&host, "/chat-room/r/ws?name=alice").await;
+        // The message needs a fresh instance, so the close arrives while it waits.
+        assert!(rt.evict("chat-room", "r"));
+        wait_until("the instance is gone", || async {
+            rt.live_instances() == 0
+        })
+        .await;
+        a.send(Message::text(format!("bye {round}"))).await.unwrap();
+        a.close(None).await.unwrap();
+        assert_eq!(next_text(&mut b).await, format!("alice: bye {round}"));
+    }
+    wait_until("the closed sockets are gone", || async {
+        stats(&c, &host, "r").await["sockets"] == 1
+    })
+    .await;
+    host.stop().await;
+}
