@@ -9,7 +9,7 @@ WASM_TARGET := wasm32-wasip2
 LISTEN      ?= 127.0.0.1:8787
 DATA        ?= data
 
-.PHONY: run test bench bench-deps guests rust-guests build wasm-target browser-deps lint clean
+.PHONY: run test test-deps bench bench-deps guests rust-guests build wasm-target browser-deps lint clean
 
 COMPONENTIZE_PY := 0.25.1
 
@@ -19,8 +19,15 @@ run: guests build
 		$(foreach g,$(EXAMPLES),$(GUEST_OUT)/$(g).wasm)
 
 ## The whole test suite.
-test: guests browser-deps
+test: guests browser-deps test-deps
 	cargo test --workspace
+
+## curl for the README quick-start test (Debian).
+test-deps:
+	@command -v curl >/dev/null || { \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq curl >/dev/null; }
 
 ## Debian's Chromium and the pinned Playwright driver for the browser test.
 browser-deps:

@@ -117,6 +117,11 @@ impl AlarmRetry {
     }
 }
 
+/// How much free space a reopen after a storage failure asks for first (see `Db::reopen`).
+const PROBE_BYTES: usize = 1 << 20;
+/// How long a reopen waits for readers inside a call on the old handle.
+const REOPEN_WAIT: std::time::Duration = std::time::Duration::from_millis(200);
+
 /// Shared handle to the database. After an I/O error redb refuses every further write
 /// until the database is closed and opened again, so the handle can be reopened in place
 /// (by the committer) without the objects holding it noticing.
@@ -176,28 +181,50 @@ impl Db {
         Ok(self.current()?.begin_read()?)
     }
 
-    /// Closes the database and opens it again (redb's way out of a failed I/O). Fails,
-    /// leaving the old handle in place, while another thread is inside a call on it.
+    /// Closes the database and opens it again (redb's way out of a failed I/O), once the
+    /// disk takes a probe write: while it does not, the old handle stays for reads. Readers
+    /// that arrive meanwhile get an error; those already inside a call are waited out.
     pub fn reopen(&self) -> Result<()> {
+        self.probe_space()
+            .context("the disk still refuses writes")?;
         let mut slot = self
             .inner
             .current
             .write()
             .unwrap_or_else(|p| p.into_inner());
-        let Some(old) = slot.take() else {
-            // An earlier attempt closed it but could not open it again.
-            *slot = Some(Arc::new(open_file(&self.inner.path)?));
-            return Ok(());
-        };
-        match Arc::try_unwrap(old) {
-            Ok(db) => drop(db),
-            Err(old) => {
-                *slot = Some(old);
-                bail!("the database is in use; will try again");
+        if let Some(mut old) = slot.take() {
+            // A reader holds its clone for one short read: wait it out, within reason.
+            let deadline = std::time::Instant::now() + REOPEN_WAIT;
+            loop {
+                match Arc::try_unwrap(old) {
+                    Ok(db) => break drop(db),
+                    Err(back) if std::time::Instant::now() >= deadline => {
+                        *slot = Some(back);
+                        bail!("the database stayed in use; will try again");
+                    }
+                    Err(back) => {
+                        old = back;
+                        std::thread::sleep(std::time::Duration::from_millis(1));
+                    }
+                }
             }
         }
         *slot = Some(Arc::new(open_file(&self.inner.path)?));
         Ok(())
+    }
+
+    /// Writes and syncs `PROBE_BYTES` beside the database, then removes them: whether the
+    /// disk has room again, without touching the database.
+    fn probe_space(&self) -> std::io::Result<()> {
+        use std::io::Write;
+        let path = self.inner.path.with_extension("space-probe");
+        let result = (|| {
+            let mut f = std::fs::File::create(&path)?;
+            f.write_all(&vec![0u8; PROBE_BYTES])?;
+            f.sync_all()
+        })();
+        let _ = std::fs::remove_file(&path);
+        result
     }
 
     fn check_schema(&self) -> Result<()> {
