@@ -308,7 +308,12 @@ async fn an_object_woken_by_its_alarm_keeps_its_name() {
 #[tokio::test]
 async fn a_waiter_that_disconnected_does_not_get_the_lock() {
     let dir = tempfile::tempdir().unwrap();
-    let host = TestHost::start(&["lock"], dir.path()).await;
+    // The waiter must be forgotten because it left, not because it timed out.
+    let limits = Limits {
+        deferred_timeout: Duration::from_secs(3600),
+        ..Limits::default()
+    };
+    let host = TestHost::start_with(&["lock"], dir.path(), limits).await;
     let c = client();
     assert_eq!(post(&c, &host.url("/lock/l/acquire"), "").await.1, "Locked");
     let gone = {
