@@ -1,5 +1,6 @@
 //! An acknowledged write survives the host being killed: the real binary is killed with
-//! SIGKILL while clients are writing, and every increment that was answered is on disk.
+//! SIGKILL while clients are writing, and every increment that was answered is on disk. And
+//! SIGTERM stops it even while a request never finishes.
 
 mod common;
 use common::*;
@@ -7,12 +8,17 @@ use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-/// Starts the binary on an OS-chosen port and reads the address it logs.
+/// Starts the binary serving the counter on an OS-chosen port and reads the address it logs.
 fn spawn_host(data: &std::path::Path) -> (Child, String) {
+    spawn_host_with(data, &["counter"], &[])
+}
+
+fn spawn_host_with(data: &std::path::Path, guests: &[&str], flags: &[&str]) -> (Child, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_dohost"))
         .args(["run", "--listen", "127.0.0.1:0", "--data"])
         .arg(data)
-        .arg(guest("counter"))
+        .args(flags)
+        .args(guests.iter().map(|g| guest(g)))
         .env("RUST_LOG", "info")
         .stderr(Stdio::piped())
         .spawn()
@@ -88,4 +94,51 @@ async fn acknowledged_increments_survive_sigkill() {
         value >= max_acked,
         "acknowledged {max_acked} but found {value} after the crash"
     );
+}
+
+/// Guards against a host that SIGTERM could not stop: shutdown waited for every in-flight
+/// request, and one that never ends kept the process alive.
+#[tokio::test]
+async fn sigterm_stops_the_host_within_the_shutdown_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let flags = ["--shutdown-timeout-secs", "1", "--cpu-ms", "3600000"];
+    let (mut child, addr) = spawn_host_with(&dir.path().join("data"), &["test-object"], &flags);
+    let c = client();
+    let spinning = {
+        let c = c.clone();
+        let url = format!("http://{addr}/test-object/spin/loop");
+        tokio::spawn(async move { c.get(url).send().await })
+    };
+    // The loop runs once the object's next request queues behind it (no answer).
+    let probe = format!("http://{addr}/test-object/spin/instance");
+    loop {
+        let answered = c
+            .get(&probe)
+            .timeout(Duration::from_millis(300))
+            .send()
+            .await
+            .is_ok();
+        if !answered {
+            break;
+        }
+    }
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let mut exited = None;
+    for _ in 0..600 {
+        if let Some(s) = child.try_wait().unwrap() {
+            exited = Some(s);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let Some(exit) = exited else {
+        child.kill().unwrap();
+        panic!("the host did not stop within a minute of SIGTERM");
+    };
+    assert!(exit.success(), "{exit:?}");
+    spinning.abort();
 }

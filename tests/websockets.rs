@@ -347,24 +347,57 @@ async fn the_connection_pool_routes_by_registered_name_across_hibernation() {
 #[tokio::test]
 async fn messages_sent_just_before_a_close_still_see_the_socket() {
     let dir = tempfile::tempdir().unwrap();
-    let host = start(dir.path(), Limits::default()).await;
+    // One slot, so the room's message can be held back behind a lock's waiter (a lock
+    // with a waiter keeps its slot) until the connection has seen the close.
+    let limits = Limits {
+        max_live_objects: 1,
+        slot_wait: Duration::from_secs(3600),
+        ..Limits::default()
+    };
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let host =
+        TestHost::start_clocked(config(&["chat-room", "lock"], dir.path(), limits), clock).await;
     let rt = host.runtime().clone();
     let c = client();
     let mut b = connect(&host, "/chat-room/r/ws?name=bob").await;
-    for round in 0..5 {
-        let mut a = connect(&host, "/chat-room/r/ws?name=alice").await;
-        // The message needs a fresh instance, so the close arrives while it waits.
-        assert!(rt.evict("chat-room", "r"));
-        wait_until("the instance is gone", || async {
-            rt.live_instances() == 0
-        })
-        .await;
-        a.send(Message::text(format!("bye {round}"))).await.unwrap();
-        a.close(None).await.unwrap();
-        assert_eq!(next_text(&mut b).await, format!("alice: bye {round}"));
-    }
-    wait_until("the closed sockets are gone", || async {
-        stats(&c, &host, "r").await["sockets"] == 1
+    let mut a = connect(&host, "/chat-room/r/ws?name=alice").await;
+    assert!(rt.evict("chat-room", "r"));
+    wait_until("the room's instance is gone", || async {
+        rt.live_instances() == 0
+    })
+    .await;
+    assert_eq!(post(&c, &host.url("/lock/l/acquire"), "").await.1, "Locked");
+    let waiter = {
+        let (c, url) = (c.clone(), host.url("/lock/l/acquire"));
+        tokio::spawn(async move { post(&c, &url, "").await })
+    };
+    wait_until("the lock has a waiter", || async {
+        get(&c, &host.url("/lock/l/status"))
+            .await
+            .1
+            .contains("\"waiting\":1")
+    })
+    .await;
+    a.send(Message::text("bye")).await.unwrap();
+    a.close(None).await.unwrap();
+    let class = rt.class("chat-room").unwrap();
+    let room = dohost::runtime::ObjectKey {
+        namespace: class.namespace.number,
+        id: class.namespace.id_key.id_from_name("r"),
+    };
+    wait_until("the connection saw the close", || async {
+        rt.sockets().list(&room, None).len() == 1
+    })
+    .await;
+    // Now the room may have the slot: the message runs after the close was seen.
+    assert_eq!(
+        post(&c, &host.url("/lock/l/release"), "").await.1,
+        "Unlocked"
+    );
+    assert_eq!(waiter.await.unwrap().1, "Locked");
+    assert_eq!(next_text(&mut b).await, "alice: bye");
+    wait_until("the closed socket is gone", || async {
+        rt.sockets().count() == 1
     })
     .await;
     host.stop().await;

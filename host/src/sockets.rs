@@ -121,8 +121,17 @@ impl Sockets {
         }
     }
 
-    /// True when `id` is an open socket of `object`.
+    /// True when `id` is a socket of `object`, open or closing (its tags and attachment
+    /// are still readable).
     pub fn owns(&self, object: &ObjectKey, id: u64) -> bool {
+        self.lock()
+            .sockets
+            .get(&id)
+            .is_some_and(|e| e.object == *object)
+    }
+
+    /// True when `id` is an open socket of `object` (one that takes messages).
+    pub fn owns_open(&self, object: &ObjectKey, id: u64) -> bool {
         self.lock()
             .sockets
             .get(&id)

@@ -8,11 +8,21 @@ use crate::sockets::{MAX_ATTACHMENT_BYTES, MAX_TAG_BYTES, MAX_TAGS, Outgoing};
 type Res<T> = wasmtime::Result<Result<T, String>>;
 
 impl WebSocketsCtx {
+    /// The socket is this object's and still open: it can take messages.
     fn check(&self, ws: u64) -> Result<(), String> {
-        if self.sockets.owns(&self.object, ws) {
+        if self.sockets.owns_open(&self.object, ws) {
             Ok(())
         } else {
             Err(format!("WebSocket {ws} is not open on this object"))
+        }
+    }
+
+    /// The socket is this object's, open or closing: its tags and attachment are readable.
+    fn check_readable(&self, ws: u64) -> Result<(), String> {
+        if self.sockets.owns(&self.object, ws) {
+            Ok(())
+        } else {
+            Err(format!("WebSocket {ws} is not a socket of this object"))
         }
     }
 }
@@ -69,7 +79,7 @@ impl wit::Host for WebSocketsCtx {
     }
 
     fn get_tags(&mut self, ws: u64) -> wasmtime::Result<Vec<String>> {
-        Ok(if self.check(ws).is_ok() {
+        Ok(if self.check_readable(ws).is_ok() {
             self.sockets.tags(ws)
         } else {
             Vec::new()
@@ -91,7 +101,7 @@ impl wit::Host for WebSocketsCtx {
     }
 
     fn deserialize_attachment(&mut self, ws: u64) -> wasmtime::Result<Option<Vec<u8>>> {
-        Ok(if self.check(ws).is_ok() {
+        Ok(if self.check_readable(ws).is_ok() {
             self.sockets.attachment(ws)
         } else {
             None
