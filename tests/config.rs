@@ -466,3 +466,23 @@ async fn flags_override_the_file() {
     child.kill().unwrap();
     child.wait().unwrap();
 }
+
+/// The README's config example parses, every documented limit included (the file refuses
+/// unknown keys), and sets what it says.
+#[test]
+fn the_readme_config_example_parses_with_every_limit() {
+    let readme = std::fs::read_to_string(repo_root().join("README.md")).unwrap();
+    let block = readme
+        .split("```jsonc")
+        .nth(1)
+        .expect("a jsonc block in the README")
+        .split("```")
+        .next()
+        .unwrap();
+    let config = dohost::config_file::parse(block, &repo_root()).expect("the README's config");
+    let l = &config.limits;
+    assert_eq!(l.slot_wait, std::time::Duration::from_millis(5000));
+    assert_eq!(l.max_worker_instances, 64);
+    assert_eq!(l.shutdown_timeout, std::time::Duration::from_secs(30));
+    assert_eq!(l.ws_send_queue, 1024);
+}

@@ -173,15 +173,19 @@ impl DurableObject for TestObject {
                     headers: Vec::new(),
                     body: Vec::new(),
                 };
-                Ok(match wit::fetch(&binding, &id, claim.as_deref(), &request) {
-                    Ok(r) => Response::text(format!(
-                        "{} {}",
-                        r.status,
-                        String::from_utf8_lossy(&r.body)
-                    )),
-                    Err(e) => Response::text(format!("call failed: {:?}: {}", e.code, e.message))
-                        .with_status(502),
-                })
+                Ok(
+                    match wit::fetch(&binding, &id, claim.as_deref(), &request) {
+                        Ok(r) => Response::text(format!(
+                            "{} {}",
+                            r.status,
+                            String::from_utf8_lossy(&r.body)
+                        )),
+                        Err(e) => {
+                            Response::text(format!("call failed: {:?}: {}", e.code, e.message))
+                                .with_status(502)
+                        }
+                    },
+                )
             }
             "/relay" => {
                 let binding = req.query_param("binding").unwrap_or_default();
