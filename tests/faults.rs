@@ -451,19 +451,7 @@ async fn a_wait_for_an_instance_slot_is_bounded_and_answered_503_with_retry_afte
     };
     let host = TestHost::start_with(&["lock", "counter"], dir.path(), limits).await;
     let c = client();
-    assert_eq!(post(&c, &host.url("/lock/l/acquire"), "").await.1, "Locked");
-    let waiter = {
-        let c = c.clone();
-        let url = host.url("/lock/l/acquire");
-        tokio::spawn(async move { post(&c, &url, "").await })
-    };
-    wait_until("the second acquire waits", || async {
-        get(&c, &host.url("/lock/l/status"))
-            .await
-            .1
-            .contains("\"waiting\":1")
-    })
-    .await;
+    let waiter = lock_with_waiter(&c, &host, "l").await;
     let r = c
         .get(host.url("/counter/x/increment"))
         .send()
@@ -502,19 +490,7 @@ async fn shutdown_answers_waiting_requests_and_finishes() {
     };
     let host = TestHost::start_with(&["lock"], dir.path(), limits).await;
     let c = client();
-    post(&c, &host.url("/lock/l/acquire"), "").await;
-    let waiter = {
-        let c = c.clone();
-        let url = host.url("/lock/l/acquire");
-        tokio::spawn(async move { post(&c, &url, "").await })
-    };
-    wait_until("the second acquire waits", || async {
-        get(&c, &host.url("/lock/l/status"))
-            .await
-            .1
-            .contains("\"waiting\":1")
-    })
-    .await;
+    let waiter = lock_with_waiter(&c, &host, "l").await;
     tokio::time::timeout(Duration::from_secs(60), host.stop())
         .await
         .expect("shutdown waited for a deferred request");

@@ -315,16 +315,7 @@ async fn a_waiter_that_disconnected_does_not_get_the_lock() {
     };
     let host = TestHost::start_with(&["lock"], dir.path(), limits).await;
     let c = client();
-    assert_eq!(post(&c, &host.url("/lock/l/acquire"), "").await.1, "Locked");
-    let gone = {
-        let c = c.clone();
-        let url = host.url("/lock/l/acquire");
-        tokio::spawn(async move { post(&c, &url, "").await })
-    };
-    wait_until("the second acquire waits", || async {
-        lock_status(&c, &host).await["waiting"] == 1
-    })
-    .await;
+    let gone = lock_with_waiter(&c, &host, "l").await;
     // The client gives up: its connection closes.
     gone.abort();
     let _ = gone.await;
@@ -403,32 +394,13 @@ async fn the_rate_limiter_keeps_its_window_across_eviction() {
     host.stop().await;
 }
 
-type Ws =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
-async fn ws_connect(host: &TestHost, path: &str) -> Ws {
-    let url = format!("ws://{}{}", host.addr, path);
-    let (ws, response) = tokio_tungstenite::connect_async(url)
+/// Sends `text` and answers the next text message.
+async fn ask(ws: &mut Ws, text: &str) -> String {
+    use futures::SinkExt;
+    ws.send(tokio_tungstenite::tungstenite::Message::text(text))
         .await
-        .expect("connect");
-    assert_eq!(response.status(), 101);
-    ws
-}
-
-async fn ws_ask(ws: &mut Ws, text: &str) -> String {
-    use futures::{SinkExt, StreamExt};
-    use tokio_tungstenite::tungstenite::Message;
-    ws.send(Message::text(text)).await.unwrap();
-    loop {
-        let m = tokio::time::timeout(Duration::from_secs(20), ws.next())
-            .await
-            .expect("an answer in time")
-            .expect("open")
-            .expect("valid");
-        if let Message::Text(t) = m {
-            return t.to_string();
-        }
-    }
+        .unwrap();
+    next_text(ws).await
 }
 
 /// Guards against WebSockets that could not pass through a worker or a stub (404): the
@@ -445,14 +417,14 @@ async fn a_websocket_passes_through_the_worker_and_through_another_object() {
     cfg.worker = Some(guest("worker"));
     let host = TestHost::start_clocked(cfg, Arc::new(dohost::scheduler::SystemClock)).await;
     let rt = host.runtime().clone();
-    let mut alice = ws_connect(&host, "/objects/chat-room/room/ws?name=alice").await;
+    let mut alice = connect(&host, "/objects/chat-room/room/ws?name=alice").await;
     assert_eq!(
-        ws_ask(&mut alice, "who").await,
+        ask(&mut alice, "who").await,
         "you are alice, tags [\"user:alice\"]"
     );
-    let mut bob = ws_connect(&host, "/objects/chat-room/room/ws?name=bob").await;
+    let mut bob = connect(&host, "/objects/chat-room/room/ws?name=bob").await;
     assert_eq!(
-        ws_ask(&mut bob, "who").await,
+        ask(&mut bob, "who").await,
         "you are bob, tags [\"user:bob\"]"
     );
     // Hibernation still applies: the room is evicted and a message brings it back.
@@ -468,32 +440,18 @@ async fn a_websocket_passes_through_the_worker_and_through_another_object() {
             .await
             .unwrap();
     }
-    assert_eq!(ws_next(&mut bob).await, "alice: hello");
+    assert_eq!(next_text(&mut bob).await, "alice: hello");
     // Through two hops: the worker calls a test object, which relays to the room.
-    let mut carol = ws_connect(
+    let mut carol = connect(
         &host,
         "/objects/test-object/relay/relay?binding=chat-room&name=room&path=%2Fws%3Fname%3Dcarol",
     )
     .await;
     assert_eq!(
-        ws_ask(&mut carol, "who").await,
+        ask(&mut carol, "who").await,
         "you are carol, tags [\"user:carol\"]"
     );
     host.stop().await;
-}
-
-async fn ws_next(ws: &mut Ws) -> String {
-    use futures::StreamExt;
-    loop {
-        let m = tokio::time::timeout(Duration::from_secs(20), ws.next())
-            .await
-            .expect("a message in time")
-            .expect("open")
-            .expect("valid");
-        if let tokio_tungstenite::tungstenite::Message::Text(t) = m {
-            return t.to_string();
-        }
-    }
 }
 
 /// Guards against the worker's forwarding dropping every request header.

@@ -15,9 +15,6 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
-type Ws =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
 async fn start(dir: &std::path::Path, limits: Limits) -> TestHost {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     TestHost::start_clocked(
@@ -25,31 +22,6 @@ async fn start(dir: &std::path::Path, limits: Limits) -> TestHost {
         clock,
     )
     .await
-}
-
-async fn connect(host: &TestHost, path: &str) -> Ws {
-    let url = format!("ws://{}{}", host.addr, path);
-    let (ws, response) = tokio_tungstenite::connect_async(url)
-        .await
-        .expect("connect");
-    assert_eq!(response.status(), 101);
-    ws
-}
-
-/// The next text message, within ten seconds.
-async fn next_text(ws: &mut Ws) -> String {
-    loop {
-        let m = tokio::time::timeout(Duration::from_secs(10), ws.next())
-            .await
-            .expect("a message in time")
-            .expect("the socket is open")
-            .expect("a valid message");
-        match m {
-            Message::Text(t) => return t.to_string(),
-            Message::Ping(_) | Message::Pong(_) => continue,
-            other => panic!("unexpected {other:?}"),
-        }
-    }
 }
 
 /// The close frame the server sends next.
@@ -366,18 +338,7 @@ async fn messages_sent_just_before_a_close_still_see_the_socket() {
         rt.live_instances() == 0
     })
     .await;
-    assert_eq!(post(&c, &host.url("/lock/l/acquire"), "").await.1, "Locked");
-    let waiter = {
-        let (c, url) = (c.clone(), host.url("/lock/l/acquire"));
-        tokio::spawn(async move { post(&c, &url, "").await })
-    };
-    wait_until("the lock has a waiter", || async {
-        get(&c, &host.url("/lock/l/status"))
-            .await
-            .1
-            .contains("\"waiting\":1")
-    })
-    .await;
+    let waiter = lock_with_waiter(&c, &host, "l").await;
     a.send(Message::text("bye")).await.unwrap();
     a.close(None).await.unwrap();
     let class = rt.class("chat-room").unwrap();

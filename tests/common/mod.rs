@@ -177,3 +177,56 @@ where
     }
     panic!("timed out waiting until {what}");
 }
+
+/// A WebSocket client connection (tokio-tungstenite).
+pub type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// Opens a WebSocket to `path` on the host, expecting 101.
+pub async fn connect(host: &TestHost, path: &str) -> Ws {
+    let url = format!("ws://{}{}", host.addr, path);
+    let (ws, response) = tokio_tungstenite::connect_async(url)
+        .await
+        .expect("connect");
+    assert_eq!(response.status(), 101);
+    ws
+}
+
+/// The next text message, within ten seconds.
+pub async fn next_text(ws: &mut Ws) -> String {
+    use futures::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
+    loop {
+        let m = tokio::time::timeout(std::time::Duration::from_secs(10), ws.next())
+            .await
+            .expect("a message in time")
+            .expect("the socket is open")
+            .expect("a valid message");
+        match m {
+            Message::Text(t) => return t.to_string(),
+            Message::Ping(_) | Message::Pong(_) => continue,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+}
+
+/// Holds the lock `name` and queues a second acquirer behind it; returns the waiter's
+/// request once the lock counts it as waiting.
+pub async fn lock_with_waiter(
+    c: &reqwest::Client,
+    host: &TestHost,
+    name: &str,
+) -> tokio::task::JoinHandle<(u16, String)> {
+    let acquire = host.url(&format!("/lock/{name}/acquire"));
+    assert_eq!(post(c, &acquire, "").await.1, "Locked");
+    let waiter = {
+        let c = c.clone();
+        tokio::spawn(async move { post(&c, &acquire, "").await })
+    };
+    let status = host.url(&format!("/lock/{name}/status"));
+    wait_until("the second acquire waits", || async {
+        get(c, &status).await.1.contains("\"waiting\":1")
+    })
+    .await;
+    waiter
+}
