@@ -6,7 +6,7 @@
 mod common;
 use common::*;
 use dohost::Limits;
-use dohost::scheduler::{Clock, ManualClock};
+use dohost::services::scheduler::{Clock, ManualClock};
 use serde_json::Value;
 use std::sync::Arc;
 use std::time::Duration;

@@ -26,7 +26,7 @@ fn components(classes: &[(&str, &str)]) -> Value {
 }
 
 fn load(path: &Path) -> anyhow::Result<dohost::Config> {
-    dohost::config_file::load(path)
+    dohost::config::file::load(path)
 }
 
 /// Starts a host from a config file; Err is the start-up error.
@@ -479,7 +479,7 @@ fn the_readme_config_example_parses_with_every_limit() {
         .split("```")
         .next()
         .unwrap();
-    let config = dohost::config_file::parse(block, &repo_root()).expect("the README's config");
+    let config = dohost::config::file::parse(block, &repo_root()).expect("the README's config");
     let l = &config.limits;
     assert_eq!(l.slot_wait, std::time::Duration::from_millis(5000));
     assert_eq!(l.max_worker_instances, 64);

@@ -675,7 +675,7 @@ async fn a_full_disk_refuses_writes_with_507_and_recovers_once_space_is_freed() 
     let data = disk.path().join("data");
     let host = TestHost::start(&["test-object"], &data).await;
     let c = client();
-    let health = host.url(dohost::http::HEALTH_PATH);
+    let health = host.url(dohost::edge::HEALTH_PATH);
     assert_eq!(get(&c, &health).await, (200, "ok\n".into()));
     assert_eq!(
         post(&c, &host.url("/test-object/f/put?key=kept"), "1")

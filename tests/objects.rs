@@ -272,7 +272,7 @@ async fn a_name_that_does_not_give_the_id_is_refused() {
 /// restart, before any request) had `name() == None`.
 #[tokio::test]
 async fn an_object_woken_by_its_alarm_keeps_its_name() {
-    use dohost::scheduler::{Clock, ManualClock};
+    use dohost::services::scheduler::{Clock, ManualClock};
     let dir = tempfile::tempdir().unwrap();
     let clock = ManualClock::starting_now();
     let limits = Limits {
@@ -415,7 +415,8 @@ async fn a_websocket_passes_through_the_worker_and_through_another_object() {
         Limits::default(),
     );
     cfg.worker = Some(guest("worker"));
-    let host = TestHost::start_clocked(cfg, Arc::new(dohost::scheduler::SystemClock)).await;
+    let host =
+        TestHost::start_clocked(cfg, Arc::new(dohost::services::scheduler::SystemClock)).await;
     let rt = host.runtime().clone();
     let mut alice = connect(&host, "/objects/chat-room/room/ws?name=alice").await;
     assert_eq!(

@@ -6,7 +6,7 @@
 mod common;
 use common::*;
 use dohost::Limits;
-use dohost::scheduler::{Clock, SystemClock};
+use dohost::services::scheduler::{Clock, SystemClock};
 use futures::{SinkExt, StreamExt};
 use serde_json::Value;
 use std::sync::Arc;

@@ -26,26 +26,14 @@
 //! - [`http`]: the public HTTP routes.
 //! - [`guest_log`]: guest stdout/stderr into the host's log.
 
-pub mod actor;
-pub mod alarms;
-pub mod bindings;
-pub mod committer;
+pub mod backend;
 pub mod config;
-pub mod config_file;
-pub mod db;
-pub mod engine;
-pub mod guest_log;
-pub mod http;
+pub mod edge;
 pub mod id;
-pub mod migrations;
-pub mod objects;
-pub mod objstore;
-pub mod requests;
+pub mod object;
 pub mod runtime;
-pub mod scheduler;
-pub mod sockets;
-pub mod storage;
-pub mod websockets;
+pub mod services;
+pub mod wasm;
 
 pub use config::{ClassConfig, Config, Limits};
 pub use runtime::Runtime;
@@ -80,7 +68,7 @@ pub async fn serve(
             }
         }
     };
-    let app = http::router(runtime.clone());
+    let app = edge::router(runtime.clone());
     let serving = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .into_future();
@@ -106,7 +94,7 @@ pub async fn serve(
 /// Like `run`, with the clock that alarms and guests read (tests pass a manual one).
 pub async fn run_with_clock(
     config: Config,
-    clock: Arc<dyn scheduler::Clock>,
+    clock: Arc<dyn services::scheduler::Clock>,
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {

@@ -137,7 +137,7 @@ struct LimitArgs {
 
 impl LimitArgs {
     fn apply(&self, limits: &mut Limits) -> anyhow::Result<()> {
-        dohost::config_file::FileLimits {
+        dohost::config::file::FileLimits {
             max_key_bytes: self.max_key_bytes,
             max_value_bytes: self.max_value_bytes,
             max_keys_per_call: self.max_keys_per_call,
@@ -190,7 +190,7 @@ fn main() -> ExitCode {
 
 fn run(args: RunArgs) -> anyhow::Result<()> {
     let mut config = match &args.config {
-        Some(file) => dohost::config_file::load(file)?,
+        Some(file) => dohost::config::file::load(file)?,
         None => Config::from_components(&args.components)?,
     };
     if let Some(listen) = args.listen {
@@ -222,19 +222,24 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
 }
 
 fn migrate(args: MigrateArgs) -> anyhow::Result<()> {
-    let mut config = dohost::config_file::load(&args.config)?;
+    let mut config = dohost::config::file::load(&args.config)?;
     if let Some(data) = args.data {
         config.data_dir = data;
     }
-    let db = dohost::db::Db::open(&config.data_dir)?;
+    let db = dohost::backend::redb::Db::open(&config.data_dir)?;
     let bound: Vec<(String, String)> = config
         .classes
         .iter()
         .map(|c| (c.binding.clone(), c.class_name.clone()))
         .collect();
     let migrations = config.migrations.unwrap_or_default();
-    let report =
-        dohost::migrations::migrate(&db, &config.script, &migrations, &bound, args.dry_run)?;
+    let report = dohost::backend::redb::migrate::migrate(
+        &db,
+        &config.script,
+        &migrations,
+        &bound,
+        args.dry_run,
+    )?;
     if args.dry_run {
         println!("dry run: nothing was changed");
     }

@@ -2,7 +2,7 @@
 //! 127.0.0.1:0 with a data directory, talk to it with reqwest.
 #![allow(dead_code)]
 
-use dohost::scheduler::Clock;
+use dohost::services::scheduler::Clock;
 use dohost::{ClassConfig, Config, Limits};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -96,7 +96,7 @@ impl TestHost {
     pub async fn start_observed(guests: &[&str], data: &Path, limits: Limits) -> TestHost {
         Self::start_clocked(
             config(guests, data, limits),
-            Arc::new(dohost::scheduler::SystemClock),
+            Arc::new(dohost::services::scheduler::SystemClock),
         )
         .await
     }

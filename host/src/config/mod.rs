@@ -1,0 +1,184 @@
+//! The host's configuration: classes and where their components are, addresses, limits.
+
+pub mod file;
+pub mod migration;
+
+use anyhow::{Result, bail};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// The script name used when the file (or the zero-config mode) gives none.
+pub const DEFAULT_SCRIPT: &str = "default";
+
+/// Everything `run` needs.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where the public HTTP server listens (used by the CLI; `run` takes a bound listener).
+    pub listen: SocketAddr,
+    /// The data directory: the database and the compiled-code cache.
+    pub data_dir: PathBuf,
+    pub classes: Vec<ClassConfig>,
+    pub limits: Limits,
+    /// The script (worker) name: classes and migration history are kept per script.
+    pub script: String,
+    /// The migrations of a config file; `None` in the zero-config mode, where every
+    /// component is implicitly a class of its own.
+    pub migrations: Option<Vec<crate::config::migration::Migration>>,
+    /// Plain variables handed to every object's constructor.
+    pub vars: Vec<(String, String)>,
+    /// The stateless worker component that receives every public request, if any.
+    pub worker: Option<PathBuf>,
+}
+
+/// One object class: the binding that reaches it, its name and its component file.
+#[derive(Debug, Clone)]
+pub struct ClassConfig {
+    pub binding: String,
+    pub class_name: String,
+    pub component: PathBuf,
+}
+
+/// Every limit, named as in the CLI flags and the README.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Longest storage key, in bytes.
+    pub max_key_bytes: usize,
+    /// Largest storage value, in bytes.
+    pub max_value_bytes: usize,
+    /// Most keys in one get-many / put-many / delete-many call.
+    pub max_keys_per_call: usize,
+    /// Bytes one object may store (keys plus values).
+    pub max_object_bytes: u64,
+    /// Largest HTTP request body, in bytes.
+    pub max_body_bytes: usize,
+    /// CPU time one event (including construction) may use.
+    pub cpu_per_event: Duration,
+    /// Linear memory one instance may grow to, in bytes.
+    pub memory_per_instance: usize,
+    /// How long an object may sit without events before its instance is evicted.
+    pub idle_timeout: Duration,
+    /// Object instances alive at once (sizes the pooling allocator); past it, an event for
+    /// an object without an instance waits for idle instances to be evicted, for at most
+    /// `slot_wait`.
+    pub max_live_objects: u32,
+    /// How long an event waits for an instance slot (or a worker request for a worker
+    /// slot) before it is refused with 503 and `Retry-After`. A wait that can never end
+    /// (every slot held by an object that is itself waiting on a call) is refused at once.
+    pub slot_wait: Duration,
+    /// Worker instances running at once (their own slots, beside `max_live_objects`, so a
+    /// worker waiting on an object never holds a slot that object needs).
+    pub max_worker_instances: u32,
+    /// On shutdown, how long in-flight requests may take to finish before the host stops
+    /// anyway (every acknowledged write is durable already).
+    pub shutdown_timeout: Duration,
+    /// Alarms set sooner than this from now are moved to now plus this.
+    pub min_alarm_interval: Duration,
+    /// How long a deferred request may wait for its answer before the client gets 503.
+    pub deferred_timeout: Duration,
+    /// Largest WebSocket message a client may send, in bytes.
+    pub max_ws_message_bytes: usize,
+    /// Messages queued for one WebSocket client before it counts as too slow and is closed
+    /// with 1013.
+    pub ws_send_queue: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_key_bytes: 2048,
+            max_value_bytes: 128 * 1024,
+            max_keys_per_call: 128,
+            max_object_bytes: 50_000_000_000,
+            max_body_bytes: 32 * 1024 * 1024,
+            cpu_per_event: Duration::from_secs(30),
+            memory_per_instance: 128 * 1024 * 1024,
+            idle_timeout: Duration::from_secs(30),
+            max_live_objects: 1000,
+            slot_wait: Duration::from_secs(5),
+            max_worker_instances: 64,
+            shutdown_timeout: Duration::from_secs(30),
+            min_alarm_interval: Duration::from_secs(30),
+            deferred_timeout: Duration::from_secs(60),
+            max_ws_message_bytes: 1024 * 1024,
+            ws_send_queue: 1024,
+        }
+    }
+}
+
+/// The shape of a binding name: what users type in URLs and the config.
+pub fn valid_binding(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+impl Config {
+    /// The zero-config setup: each file is a class whose binding and class name are the
+    /// file's stem (`counter.wasm` → binding `counter`).
+    pub fn from_components(components: &[PathBuf]) -> Result<Config> {
+        if components.is_empty() {
+            bail!("no component given: dohost run COMPONENT.wasm...");
+        }
+        let mut classes: Vec<ClassConfig> = Vec::new();
+        for path in components {
+            let stem = path
+                .file_stem()
+                .and_then(|s| s.to_str())
+                .unwrap_or_default()
+                .to_string();
+            if !valid_binding(&stem) {
+                bail!(
+                    "{}: the file name gives the binding, and {stem:?} is not a valid binding \
+                     name (use letters, digits, '-' and '_', at most 64)",
+                    path.display()
+                );
+            }
+            if let Some(other) = classes.iter().find(|c| c.binding == stem) {
+                bail!(
+                    "{} and {} would both be served as binding {stem:?}; rename one",
+                    other.component.display(),
+                    path.display()
+                );
+            }
+            classes.push(ClassConfig {
+                binding: stem.clone(),
+                class_name: stem,
+                component: path.clone(),
+            });
+        }
+        Ok(Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8787)),
+            data_dir: PathBuf::from("data"),
+            classes,
+            limits: Limits::default(),
+            script: DEFAULT_SCRIPT.to_string(),
+            migrations: None,
+            vars: Vec::new(),
+            worker: None,
+        })
+    }
+
+    /// Checks the limits make sense together.
+    pub fn validate(&self) -> Result<()> {
+        let l = &self.limits;
+        if l.max_live_objects == 0 {
+            bail!("max_live_objects must be at least 1");
+        }
+        if l.max_worker_instances == 0 {
+            bail!("max_worker_instances must be at least 1");
+        }
+        if l.memory_per_instance < 64 * 1024 {
+            bail!("memory_per_instance must be at least one wasm page (65536 bytes)");
+        }
+        if l.cpu_per_event.is_zero() {
+            bail!("cpu_per_event must be more than zero");
+        }
+        if l.max_keys_per_call == 0 || l.max_key_bytes == 0 {
+            bail!("max_keys_per_call and max_key_bytes must be at least 1");
+        }
+        Ok(())
+    }
+}

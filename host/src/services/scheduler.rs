@@ -1,0 +1,196 @@
+//! The alarm scheduler: knows when each object's alarm is due and wakes the object then;
+//! and the clock it (and the guests' wall clock) reads, injectable so tests need not sleep.
+//! Knows nothing of wasmtime.
+
+use crate::backend::redb::ObjectPrefix;
+use futures::FutureExt;
+use futures::future::BoxFuture;
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::sync::{Notify, watch};
+
+/// Milliseconds since the Unix epoch, and a way to wait for a given one.
+pub trait Clock: Send + Sync + 'static {
+    fn now_ms(&self) -> u64;
+    /// Resolves once `now_ms() >= at`.
+    fn sleep_until(&self, at: u64) -> BoxFuture<'static, ()>;
+}
+
+/// The real clock.
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now_ms(&self) -> u64 {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0)
+    }
+
+    fn sleep_until(&self, at: u64) -> BoxFuture<'static, ()> {
+        let wait = at.saturating_sub(self.now_ms());
+        tokio::time::sleep(Duration::from_millis(wait)).boxed()
+    }
+}
+
+/// A clock that moves only when told to: tests advance it past an alarm instead of
+/// sleeping through the interval.
+pub struct ManualClock {
+    now: watch::Sender<u64>,
+}
+
+impl ManualClock {
+    pub fn new(start_ms: u64) -> Arc<Self> {
+        Arc::new(ManualClock {
+            now: watch::Sender::new(start_ms),
+        })
+    }
+
+    /// Starts at the real current time (guests compute alarm times from it).
+    pub fn starting_now() -> Arc<Self> {
+        Self::new(SystemClock.now_ms())
+    }
+
+    pub fn advance(&self, by: Duration) {
+        self.now.send_modify(|t| *t += by.as_millis() as u64);
+    }
+}
+
+impl Clock for ManualClock {
+    fn now_ms(&self) -> u64 {
+        *self.now.borrow()
+    }
+
+    fn sleep_until(&self, at: u64) -> BoxFuture<'static, ()> {
+        let mut rx = self.now.subscribe();
+        async move {
+            let _ = rx.wait_for(|t| *t >= at).await;
+        }
+        .boxed()
+    }
+}
+
+/// The guests' view of wall-clock time: the host's clock, so that alarm times a guest
+/// computes from "now" agree with the scheduler's.
+pub struct GuestWallClock(pub Arc<dyn Clock>);
+
+impl wasmtime_wasi::HostWallClock for GuestWallClock {
+    fn resolution(&self) -> Duration {
+        Duration::from_millis(1)
+    }
+
+    fn now(&self) -> Duration {
+        Duration::from_millis(self.0.now_ms())
+    }
+}
+
+/// Something that can wake an object for its alarm (the runtime).
+pub trait AlarmWaker: Send + Sync + 'static {
+    fn wake(&self, object: ObjectPrefix, retry_count: u32);
+}
+
+#[derive(Default)]
+struct Queue {
+    by_time: BTreeSet<(u64, ObjectPrefix)>,
+    by_object: HashMap<ObjectPrefix, (u64, u32)>,
+}
+
+impl Queue {
+    fn remove(&mut self, object: &ObjectPrefix) {
+        if let Some((at, _)) = self.by_object.remove(object) {
+            self.by_time.remove(&(at, *object));
+        }
+    }
+
+    fn insert(&mut self, object: ObjectPrefix, at: u64, retry: u32) {
+        self.remove(&object);
+        self.by_time.insert((at, object));
+        self.by_object.insert(object, (at, retry));
+    }
+}
+
+/// Due times of every object's alarm (or its next retry), earliest first.
+pub struct Scheduler {
+    clock: Arc<dyn Clock>,
+    // A std Mutex: held for queue updates only, never across an await.
+    queue: Mutex<Queue>,
+    changed: Notify,
+}
+
+impl Scheduler {
+    pub fn new(clock: Arc<dyn Clock>) -> Arc<Self> {
+        Arc::new(Scheduler {
+            clock,
+            queue: Mutex::new(Queue::default()),
+            changed: Notify::new(),
+        })
+    }
+
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Queue> {
+        self.queue.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The object's alarm is now `at` (None: it has none). Called once the change is durable.
+    pub fn set(&self, object: ObjectPrefix, at: Option<u64>) {
+        {
+            let mut q = self.lock();
+            match at {
+                Some(at) => q.insert(object, at, 0),
+                None => q.remove(&object),
+            }
+        }
+        self.changed.notify_one();
+    }
+
+    /// The alarm failed: run it again at `at`, telling the handler it is retry `retry`.
+    pub fn retry(&self, object: ObjectPrefix, at: u64, retry: u32) {
+        self.lock().insert(object, at, retry);
+        self.changed.notify_one();
+    }
+
+    /// How many alarms are waiting.
+    pub fn pending(&self) -> usize {
+        self.lock().by_object.len()
+    }
+
+    /// Wakes objects as their alarms come due, until `stop` resolves.
+    pub async fn run(self: Arc<Self>, waker: Arc<dyn AlarmWaker>, mut stop: watch::Receiver<bool>) {
+        loop {
+            let changed = self.changed.notified();
+            tokio::pin!(changed);
+            // Register interest before looking, so a change made meanwhile is not missed.
+            changed.as_mut().enable();
+            let now = self.clock.now_ms();
+            let mut due = Vec::new();
+            let next = {
+                let mut q = self.lock();
+                while let Some(&(at, object)) = q.by_time.first() {
+                    if at > now {
+                        break;
+                    }
+                    let retry = q.by_object.get(&object).map_or(0, |(_, r)| *r);
+                    q.remove(&object);
+                    due.push((object, retry));
+                }
+                q.by_time.first().map(|(at, _)| *at)
+            };
+            for (object, retry) in due {
+                waker.wake(object, retry);
+            }
+            let sleep = match next {
+                Some(at) => self.clock.sleep_until(at),
+                None => futures::future::pending().boxed(),
+            };
+            tokio::select! {
+                _ = sleep => {}
+                _ = changed => {}
+                _ = stop.wait_for(|s| *s) => return,
+            }
+        }
+    }
+}

@@ -1,0 +1,395 @@
+//! The host's WebSockets: a registry of every open socket (its object, tags, attachment,
+//! bounded send queue) and the task that runs each connection. Sockets belong to the host,
+//! not to an instance, so they stay open while their object is evicted (hibernation).
+
+use crate::object::{Event, SocketEvent};
+use crate::runtime::{Class, ObjectKey, Runtime};
+use axum::extract::ws::{CloseFrame, Message, WebSocket};
+use futures::{SinkExt, StreamExt};
+use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use tokio::sync::{mpsc, oneshot};
+
+/// Close code for a client that does not read fast enough (1013, "try again later").
+pub const CLOSE_QUEUE_OVERFLOW: u16 = 1013;
+/// Close code for a message over the size limit (1009, "message too big").
+pub const CLOSE_TOO_BIG: u16 = 1009;
+/// At most this many tags per socket, each at most `MAX_TAG_BYTES`.
+pub const MAX_TAGS: usize = 10;
+pub const MAX_TAG_BYTES: usize = 256;
+/// Largest attachment kept with a socket.
+pub const MAX_ATTACHMENT_BYTES: usize = 2048;
+
+/// A message from the host or the object to a client.
+#[derive(Debug, Clone)]
+pub enum Outgoing {
+    Text(String),
+    Binary(Vec<u8>),
+    Close(u16, String),
+}
+
+struct Entry {
+    object: ObjectKey,
+    tags: Vec<String>,
+    attachment: Option<Vec<u8>>,
+    out: mpsc::Sender<Outgoing>,
+    kill: Option<oneshot::Sender<()>>,
+    auto_response_at: Option<u64>,
+    /// The connection ended; the entry stays (attachment, tags) until the object has
+    /// handled the events its client sent before the end, then `remove` drops it.
+    closed: bool,
+}
+
+#[derive(Default)]
+struct Inner {
+    sockets: HashMap<u64, Entry>,
+    by_object: HashMap<ObjectKey, BTreeSet<u64>>,
+    auto_response: HashMap<ObjectKey, (String, String)>,
+}
+
+/// Every open socket.
+pub struct Sockets {
+    // A std Mutex: map updates and non-blocking sends only, never across an await.
+    inner: Mutex<Inner>,
+    next_id: AtomicU64,
+    /// Messages one socket may have queued for its client; past this the client is too
+    /// slow and the socket is closed with [`CLOSE_QUEUE_OVERFLOW`].
+    send_queue: usize,
+}
+
+/// What the connection task needs of a socket just accepted.
+pub struct Accepted {
+    pub id: u64,
+    pub out: mpsc::Receiver<Outgoing>,
+    pub kill: oneshot::Receiver<()>,
+}
+
+impl Sockets {
+    pub fn new(send_queue: usize) -> Self {
+        Sockets {
+            inner: Mutex::default(),
+            next_id: AtomicU64::new(0),
+            send_queue: send_queue.max(1),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Registers a socket of `object`; the connection task takes the returned ends.
+    pub fn register(&self, object: ObjectKey, tags: Vec<String>) -> Accepted {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed) + 1;
+        let (out_tx, out) = mpsc::channel(self.send_queue);
+        let (kill_tx, kill) = oneshot::channel();
+        let mut inner = self.lock();
+        inner.sockets.insert(
+            id,
+            Entry {
+                object,
+                tags,
+                attachment: None,
+                out: out_tx,
+                kill: Some(kill_tx),
+                auto_response_at: None,
+                closed: false,
+            },
+        );
+        inner.by_object.entry(object).or_default().insert(id);
+        Accepted { id, out, kill }
+    }
+
+    /// Forgets a socket (it closed, or its upgrade never happened).
+    pub fn remove(&self, id: u64) {
+        let mut inner = self.lock();
+        if let Some(entry) = inner.sockets.remove(&id)
+            && let Some(set) = inner.by_object.get_mut(&entry.object)
+        {
+            set.remove(&id);
+            if set.is_empty() {
+                inner.by_object.remove(&entry.object);
+            }
+        }
+    }
+
+    /// Marks a socket closed: it is no longer listed and takes no more messages, but its
+    /// tags and attachment stay readable until `remove`.
+    pub fn mark_closed(&self, id: u64) {
+        if let Some(e) = self.lock().sockets.get_mut(&id) {
+            e.closed = true;
+        }
+    }
+
+    /// True when `id` is a socket of `object`, open or closing (its tags and attachment
+    /// are still readable).
+    pub fn owns(&self, object: &ObjectKey, id: u64) -> bool {
+        self.lock()
+            .sockets
+            .get(&id)
+            .is_some_and(|e| e.object == *object)
+    }
+
+    /// True when `id` is an open socket of `object` (one that takes messages).
+    pub fn owns_open(&self, object: &ObjectKey, id: u64) -> bool {
+        self.lock()
+            .sockets
+            .get(&id)
+            .is_some_and(|e| e.object == *object && !e.closed)
+    }
+
+    /// Queues a message for the client without waiting. A full queue means the client is
+    /// not reading: the socket is dropped and the object told (close code 1013).
+    pub fn deliver(&self, id: u64, message: Outgoing) {
+        let mut inner = self.lock();
+        let Some(entry) = inner.sockets.get_mut(&id).filter(|e| !e.closed) else {
+            return;
+        };
+        let closing = matches!(message, Outgoing::Close(..));
+        if entry.out.try_send(message).is_err()
+            && let Some(kill) = entry.kill.take()
+        {
+            tracing::warn!(
+                socket = id,
+                "send queue full: closing a client that does not read"
+            );
+            let _ = kill.send(());
+        }
+        if closing {
+            // Removed once the object has handled what the client sent before the close
+            // (the connection task queues a `Forget` behind those messages).
+            entry.closed = true;
+        }
+    }
+
+    pub fn list(&self, object: &ObjectKey, tag: Option<&str>) -> Vec<u64> {
+        let inner = self.lock();
+        let Some(ids) = inner.by_object.get(object) else {
+            return Vec::new();
+        };
+        ids.iter()
+            .copied()
+            .filter(|id| {
+                inner
+                    .sockets
+                    .get(id)
+                    .is_some_and(|e| !e.closed && tag.is_none_or(|t| e.tags.iter().any(|x| x == t)))
+            })
+            .collect()
+    }
+
+    pub fn tags(&self, id: u64) -> Vec<String> {
+        self.lock()
+            .sockets
+            .get(&id)
+            .map(|e| e.tags.clone())
+            .unwrap_or_default()
+    }
+
+    pub fn set_attachment(&self, id: u64, value: Vec<u8>) -> bool {
+        match self.lock().sockets.get_mut(&id) {
+            Some(e) => {
+                e.attachment = Some(value);
+                true
+            }
+            None => false,
+        }
+    }
+
+    pub fn attachment(&self, id: u64) -> Option<Vec<u8>> {
+        self.lock()
+            .sockets
+            .get(&id)
+            .and_then(|e| e.attachment.clone())
+    }
+
+    pub fn set_auto_response(&self, object: ObjectKey, pair: Option<(String, String)>) {
+        let mut inner = self.lock();
+        match pair {
+            Some(p) => inner.auto_response.insert(object, p),
+            None => inner.auto_response.remove(&object),
+        };
+    }
+
+    pub fn auto_response_at(&self, id: u64) -> Option<u64> {
+        self.lock()
+            .sockets
+            .get(&id)
+            .and_then(|e| e.auto_response_at)
+    }
+
+    /// Answers `text` with the object's auto-response, if it is the request; true if so.
+    fn auto_respond(&self, id: u64, text: &str, now: u64) -> bool {
+        let mut inner = self.lock();
+        let Some(object) = inner.sockets.get(&id).map(|e| e.object) else {
+            return false;
+        };
+        let Some((request, response)) = inner.auto_response.get(&object).cloned() else {
+            return false;
+        };
+        if request != text {
+            return false;
+        }
+        if let Some(e) = inner.sockets.get_mut(&id) {
+            e.auto_response_at = Some(now);
+            let _ = e.out.try_send(Outgoing::Text(response));
+        }
+        true
+    }
+
+    pub fn count(&self) -> usize {
+        self.lock().sockets.len()
+    }
+}
+
+/// Runs one accepted connection until either side closes it: client messages become events
+/// of the object (waking it if evicted), queued messages go to the client.
+pub async fn run_connection(
+    rt: Arc<Runtime>,
+    class: Arc<Class>,
+    object: ObjectKey,
+    accepted: Accepted,
+    socket: WebSocket,
+) {
+    let Accepted { id, mut out, kill } = accepted;
+    let sockets = rt.sockets().clone();
+    let (mut sink, mut stream) = socket.split();
+    let deliver = |event: Event| {
+        if let Err(e) = rt.send(&class, object.id, None, event) {
+            tracing::warn!(socket = id, error = ?e, "cannot deliver a WebSocket event");
+        }
+    };
+    enum End {
+        /// The object closed the socket (it knows; no close event).
+        ClosedByObject(u16, String),
+        /// The client closed, or the connection ended: tell the object.
+        Closed(u16, String, bool),
+        /// A message over the limit.
+        TooBig,
+        /// The client could not keep up.
+        Overflow,
+        /// The connection failed: tell the object, and that it closed.
+        Failed(String),
+    }
+    // The writer, the reader and the overflow signal race; a writer stuck on a client that
+    // does not read is abandoned when the kill comes.
+    let writer = async {
+        loop {
+            let message = match out.recv().await {
+                Some(Outgoing::Text(t)) => Message::Text(t.into()),
+                Some(Outgoing::Binary(b)) => Message::Binary(b.into()),
+                Some(Outgoing::Close(code, reason)) => return End::ClosedByObject(code, reason),
+                None => return End::Closed(1006, "closed".into(), false),
+            };
+            if sink.send(message).await.is_err() {
+                return End::Closed(1006, "the connection broke".into(), false);
+            }
+        }
+    };
+    let reader = async {
+        loop {
+            match stream.next().await {
+                Some(Ok(Message::Text(t))) => {
+                    if !sockets.auto_respond(id, t.as_str(), rt.clock().now_ms()) {
+                        deliver(Event::Socket(Box::new(SocketEvent::Message(
+                            id,
+                            crate::wasm::bindings::types::WebsocketMessage::Text(t.to_string()),
+                        ))));
+                    }
+                }
+                Some(Ok(Message::Binary(b))) => {
+                    deliver(Event::Socket(Box::new(SocketEvent::Message(
+                        id,
+                        crate::wasm::bindings::types::WebsocketMessage::Binary(b.to_vec()),
+                    ))))
+                }
+                Some(Ok(Message::Close(frame))) => {
+                    let (code, reason) = frame
+                        .map(|f| (f.code, f.reason.to_string()))
+                        .unwrap_or((1005, String::new()));
+                    return End::Closed(code, reason, true);
+                }
+                Some(Ok(_)) => {}
+                Some(Err(e)) => {
+                    if is_too_big(&e) {
+                        return End::TooBig;
+                    }
+                    return End::Failed(format!("{e:#}"));
+                }
+                None => {
+                    return End::Closed(
+                        1006,
+                        "the connection closed without a close frame".into(),
+                        false,
+                    );
+                }
+            }
+        }
+    };
+    let kill = async {
+        match kill.await {
+            Ok(()) => End::Overflow,
+            // The sender went with the registry entry: not a kill.
+            Err(_) => std::future::pending().await,
+        }
+    };
+    let end = tokio::select! {
+        e = writer => e,
+        e = reader => e,
+        e = kill => e,
+    };
+    // What to tell the client, and what to tell the object.
+    type Frame = Option<(u16, String)>;
+    type Ended = Option<(u16, String, bool)>;
+    let (frame, ended): (Frame, Ended) = match end {
+        End::ClosedByObject(code, reason) => (Some((code, reason)), None),
+        End::Closed(code, reason, clean) => (None, Some((code, reason, clean))),
+        End::TooBig => (
+            Some((CLOSE_TOO_BIG, "message too big".into())),
+            Some((CLOSE_TOO_BIG, "message too big".into(), false)),
+        ),
+        End::Overflow => (
+            Some((CLOSE_QUEUE_OVERFLOW, "send queue overflow".into())),
+            Some((CLOSE_QUEUE_OVERFLOW, "send queue overflow".into(), false)),
+        ),
+        End::Failed(error) => {
+            deliver(Event::Socket(Box::new(SocketEvent::Error(
+                id,
+                error.clone(),
+            ))));
+            (None, Some((1006, error, false)))
+        }
+    };
+    if let Some((code, reason)) = frame {
+        let frame = Message::Close(Some(CloseFrame {
+            code,
+            reason: reason.into(),
+        }));
+        // Best effort, bounded: a client that does not read may never take the frame.
+        let _ = tokio::time::timeout(std::time::Duration::from_millis(100), sink.send(frame)).await;
+    }
+    // The entry goes only after the object has handled every message queued before this
+    // point (they may read the socket's attachment): the last event for it removes it.
+    sockets.mark_closed(id);
+    let last = match ended {
+        Some((code, reason, was_clean)) => SocketEvent::Close(id, code, reason, was_clean),
+        None => SocketEvent::Forget(id),
+    };
+    if let Err(e) = rt.send(&class, object.id, None, Event::Socket(Box::new(last))) {
+        tracing::warn!(socket = id, error = ?e, "cannot deliver a WebSocket close");
+        sockets.remove(id);
+    }
+}
+
+/// A message over `max_ws_message_bytes` (tungstenite's capacity error, however wrapped).
+fn is_too_big(e: &axum::Error) -> bool {
+    std::iter::successors(Some(e as &(dyn std::error::Error + 'static)), |e| {
+        e.source()
+    })
+    .any(|c| {
+        matches!(
+            c.downcast_ref::<tungstenite::Error>(),
+            Some(tungstenite::Error::Capacity(_))
+        )
+    })
+}

@@ -1,0 +1,450 @@
+//! The wasmtime side: engine settings (pooling allocator, epoch interruption), the linker,
+//! component loading with an on-disk cache of compiled code, and each store's data.
+
+use crate::config::Limits;
+use crate::wasm::bindings::ObjectPre;
+use crate::wasm::guest_log::GuestLog;
+use crate::wasm::storage::StorageCtx;
+use anyhow::{Context, Result, anyhow};
+use sha2::{Digest, Sha256};
+use std::hash::{Hash, Hasher};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+use wasmtime::component::{Component, Linker, ResourceTable};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+
+/// How often the epoch advances: the granularity of the CPU limit and of yielding a busy
+/// guest back to the executor.
+pub const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// Core instances one component may hold: a Rust `wasm32-wasip2` component has a handful
+/// (its module plus wit-component's shims); Python and JavaScript ones a few more.
+const CORE_INSTANCES_PER_COMPONENT: u32 = 20;
+
+/// Builds the engine every class shares.
+pub fn build_engine(limits: &Limits) -> Result<Engine> {
+    let mut pool = PoolingAllocationConfig::new();
+    // Objects and workers have separate slots (see `Runtime::instance_permit`), both here.
+    let n = limits
+        .max_live_objects
+        .saturating_add(limits.max_worker_instances);
+    pool.total_component_instances(n)
+        .total_core_instances(n.saturating_mul(CORE_INSTANCES_PER_COMPONENT))
+        .max_core_instances_per_component(CORE_INSTANCES_PER_COMPONENT)
+        .total_memories(n.saturating_mul(2))
+        .max_memories_per_component(2)
+        .total_tables(n.saturating_mul(CORE_INSTANCES_PER_COMPONENT))
+        .max_tables_per_component(CORE_INSTANCES_PER_COMPONENT)
+        .total_stacks(n)
+        .max_memory_size(limits.memory_per_instance)
+        // Keep no more idle slots than needed so RSS follows the live set.
+        .max_unused_warm_slots(n.min(100));
+    let mut config = Config::new();
+    // Each memory slot normally reserves 4 GiB of address space so bounds checks can be
+    // elided; a pool of many thousand objects would then ask for more than the 128 TiB a
+    // process has. Past this size the slots reserve only the per-instance limit (wasmtime
+    // then checks bounds explicitly).
+    const ADDRESS_SPACE_BUDGET: u64 = 32 << 40;
+    if u64::from(n) * 2 * (4 << 30) > ADDRESS_SPACE_BUDGET {
+        config.memory_reservation(limits.memory_per_instance as u64);
+    }
+    config
+        .wasm_component_model(true)
+        .epoch_interruption(true)
+        .allocation_strategy(InstanceAllocationStrategy::Pooling(pool))
+        .cranelift_opt_level(wasmtime::OptLevel::Speed);
+    Engine::new(&config).map_err(|e| anyhow!("cannot configure the WebAssembly engine: {e:#}"))
+}
+
+/// Keeps the epoch moving while alive.
+pub struct EpochTicker {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl EpochTicker {
+    pub fn start(engine: Engine) -> Result<Self> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("dohost-epoch".into())
+            .spawn(move || {
+                while !flag.load(Ordering::Relaxed) {
+                    std::thread::sleep(EPOCH_TICK);
+                    engine.increment_epoch();
+                }
+            })
+            .context("cannot start the epoch thread")?;
+        Ok(EpochTicker {
+            stop,
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for EpochTicker {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// The linker every object instance is built from: WASI (with no filesystem, network or
+/// host environment granted in each store's context) and dohost's own imports.
+pub fn build_linker(engine: &Engine) -> Result<Linker<ObjectState>> {
+    let mut linker = Linker::new(engine);
+    wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+    crate::wasm::storage::add_to_linker(&mut linker, |s: &mut ObjectState| &mut s.storage)?;
+    crate::wasm::alarms::add_to_linker(&mut linker, |s: &mut ObjectState| &mut s.storage)?;
+    crate::wasm::objects::add_to_linker(&mut linker, |s: &mut ObjectState| &mut s.objects)?;
+    crate::wasm::requests::add_to_linker(&mut linker, |s: &mut ObjectState| &mut s.requests)?;
+    crate::wasm::websockets::add_to_linker(&mut linker, |s: &mut ObjectState| &mut s.websockets)?;
+    Ok(linker)
+}
+
+/// The linker of the stateless worker: WASI as for objects, and only `objects`.
+pub fn build_worker_linker(engine: &Engine) -> Result<Linker<WorkerState>> {
+    let mut linker = Linker::new(engine);
+    wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+    crate::wasm::objects::add_to_linker(&mut linker, |s: &mut WorkerState| &mut s.objects)?;
+    Ok(linker)
+}
+
+/// Pre-links the worker component, checking it exports the worker handler.
+pub fn prepare_worker(
+    linker: &Linker<WorkerState>,
+    component: &Component,
+    path: &Path,
+) -> Result<crate::wasm::bindings::worker::WorkerPre<WorkerState>> {
+    let pre = linker.instantiate_pre(component).map_err(|e| {
+        anyhow!(
+            "{} does not fit dohost's worker world (a worker may import only `objects` and \
+             WASI): {e:#}",
+            path.display()
+        )
+    })?;
+    crate::wasm::bindings::worker::WorkerPre::new(pre).map_err(|e| {
+        anyhow!(
+            "{} is not a dohost worker (it must export dohost:object/worker-handler): {e:#}",
+            path.display()
+        )
+    })
+}
+
+/// What every guest store has: a memory limiter and a CPU budget.
+pub trait GuestState: Send + 'static {
+    fn limiter(&mut self) -> &mut Limiter;
+    fn cpu(&mut self) -> &mut CpuBudget;
+}
+
+/// A store for one guest instance, with the memory limiter and the CPU-limit callback.
+pub fn new_store<T: GuestState>(engine: &Engine, data: T) -> wasmtime::Store<T> {
+    let mut store = wasmtime::Store::new(engine, data);
+    store.limiter(|s| s.limiter());
+    store.epoch_deadline_callback(|mut ctx| {
+        let cpu = ctx.data_mut().cpu();
+        cpu.used_ticks += 1;
+        if cpu.used_ticks >= cpu.max_ticks {
+            Err(CpuLimitExceeded(cpu.limit).into())
+        } else {
+            // Let other objects' tasks run on this thread between slices.
+            Ok(wasmtime::UpdateDeadline::Yield(1))
+        }
+    });
+    start_event(&mut store);
+    store
+}
+
+/// Gives an event its full CPU allowance.
+pub fn start_event<T: GuestState>(store: &mut wasmtime::Store<T>) {
+    store.data_mut().cpu().used_ticks = 0;
+    store.set_epoch_deadline(1);
+}
+
+/// WASI for a guest: no preopened directories, no environment, no arguments, no sockets —
+/// a guest reaches the world only through dohost's imports. Its clock is the host's.
+fn guest_wasi(
+    tag: &Arc<str>,
+    clock: Arc<dyn crate::services::scheduler::Clock>,
+) -> (WasiCtx, GuestLog, GuestLog) {
+    let stdout = GuestLog::new(tag.clone(), "stdout");
+    let stderr = GuestLog::new(tag.clone(), "stderr");
+    let wasi = WasiCtxBuilder::new()
+        .stdout(stdout.clone())
+        .stderr(stderr.clone())
+        .allow_tcp(false)
+        .allow_udp(false)
+        .allow_ip_name_lookup(false)
+        .wall_clock(crate::services::scheduler::GuestWallClock(clock))
+        .build();
+    (wasi, stdout, stderr)
+}
+
+fn budget(limits: &Limits) -> (Limiter, CpuBudget) {
+    let max_ticks = (limits.cpu_per_event.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64;
+    (
+        Limiter {
+            max_memory: limits.memory_per_instance,
+            hit: None,
+        },
+        CpuBudget {
+            used_ticks: 0,
+            max_ticks,
+            limit: limits.cpu_per_event,
+        },
+    )
+}
+
+/// The data of one worker instance's store.
+pub struct WorkerState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    pub limiter: Limiter,
+    pub cpu: CpuBudget,
+    pub objects: crate::wasm::objects::ObjectsCtx,
+    pub stdout: GuestLog,
+    pub stderr: GuestLog,
+}
+
+impl WorkerState {
+    pub fn new(
+        objects: crate::wasm::objects::ObjectsCtx,
+        limits: &Limits,
+        clock: Arc<dyn crate::services::scheduler::Clock>,
+    ) -> Self {
+        let (wasi, stdout, stderr) = guest_wasi(&Arc::from("worker"), clock);
+        let (limiter, cpu) = budget(limits);
+        WorkerState {
+            wasi,
+            table: ResourceTable::new(),
+            limiter,
+            cpu,
+            objects,
+            stdout,
+            stderr,
+        }
+    }
+}
+
+impl WasiView for WorkerState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl GuestState for WorkerState {
+    fn limiter(&mut self) -> &mut Limiter {
+        &mut self.limiter
+    }
+
+    fn cpu(&mut self) -> &mut CpuBudget {
+        &mut self.cpu
+    }
+}
+
+impl GuestState for ObjectState {
+    fn limiter(&mut self) -> &mut Limiter {
+        &mut self.limiter
+    }
+
+    fn cpu(&mut self) -> &mut CpuBudget {
+        &mut self.cpu
+    }
+}
+
+/// Loads a component, compiling it only when the cache in `cache_dir` has no code for this
+/// exact file and engine.
+pub fn load_component(engine: &Engine, path: &Path, cache_dir: &Path) -> Result<Component> {
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    if !bytes.starts_with(b"\0asm") {
+        return Err(anyhow!(
+            "{} is not a WebAssembly file (it does not start with the \\0asm magic)",
+            path.display()
+        ));
+    }
+    let cache_file = cache_path(engine, &bytes, cache_dir);
+    if cache_file.exists() {
+        // SAFETY: the file was written by `precompile_component` of an engine with the same
+        // compatibility hash (part of its name) into the host's own data directory.
+        match unsafe { Component::deserialize_file(engine, &cache_file) } {
+            Ok(c) => return Ok(c),
+            Err(e) => {
+                tracing::warn!(file = %cache_file.display(), error = %e, "ignoring unusable compiled-code cache entry")
+            }
+        }
+    }
+    tracing::info!(
+        component = %path.display(),
+        bytes = bytes.len(),
+        "compiling component (large Python or JavaScript components take seconds; the code \
+         is cached for the next start)"
+    );
+    let started = std::time::Instant::now();
+    let compiled = engine.precompile_component(&bytes).map_err(|e| {
+        anyhow!(
+            "{} is not a valid WebAssembly component: {e:#}",
+            path.display()
+        )
+    })?;
+    tracing::info!(component = %path.display(), elapsed = ?started.elapsed(), "compiled");
+    if let Err(e) = write_cache(&cache_file, &compiled) {
+        tracing::warn!(file = %cache_file.display(), error = %e, "cannot write the compiled-code cache");
+    }
+    // SAFETY: `compiled` was just produced by this engine.
+    unsafe { Component::deserialize(engine, &compiled) }
+        .map_err(|e| anyhow!("cannot load the compiled code of {}: {e:#}", path.display()))
+}
+
+fn cache_path(engine: &Engine, bytes: &[u8], cache_dir: &Path) -> PathBuf {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    engine.precompile_compatibility_hash().hash(&mut h);
+    let digest = Sha256::new()
+        .chain_update(bytes)
+        .chain_update(h.finish().to_le_bytes())
+        .finalize();
+    cache_dir.join(format!("{}.cwasm", hex::encode(&digest[..16])))
+}
+
+fn write_cache(file: &Path, compiled: &[u8]) -> Result<()> {
+    let dir = file.parent().context("cache file has no directory")?;
+    std::fs::create_dir_all(dir)?;
+    // Write then rename, so a crash never leaves a half-written entry under the real name.
+    let tmp = file.with_extension("tmp");
+    std::fs::write(&tmp, compiled)?;
+    std::fs::rename(&tmp, file)?;
+    Ok(())
+}
+
+/// Pre-links a component against the object world, checking it is an object class.
+pub fn prepare(
+    linker: &Linker<ObjectState>,
+    component: &Component,
+    path: &Path,
+) -> Result<ObjectPre<ObjectState>> {
+    let pre = linker.instantiate_pre(component).map_err(|e| {
+        anyhow!(
+            "{} does not fit dohost's object world (does it import something dohost does not \
+             provide?): {e:#}",
+            path.display()
+        )
+    })?;
+    ObjectPre::new(pre).map_err(|e| {
+        anyhow!(
+            "{} is not a dohost object class (it must export dohost:object/handler): {e:#}",
+            path.display()
+        )
+    })
+}
+
+/// The data of one object instance's store.
+pub struct ObjectState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    pub limiter: Limiter,
+    pub storage: StorageCtx,
+    pub objects: crate::wasm::objects::ObjectsCtx,
+    pub requests: crate::wasm::requests::RequestsCtx,
+    pub websockets: crate::wasm::websockets::WebSocketsCtx,
+    pub cpu: CpuBudget,
+    pub stdout: GuestLog,
+    pub stderr: GuestLog,
+}
+
+impl ObjectState {
+    pub fn new(
+        tag: Arc<str>,
+        storage: StorageCtx,
+        objects: crate::wasm::objects::ObjectsCtx,
+        websockets: crate::wasm::websockets::WebSocketsCtx,
+        limits: &Limits,
+        clock: Arc<dyn crate::services::scheduler::Clock>,
+    ) -> Self {
+        let (wasi, stdout, stderr) = guest_wasi(&tag, clock);
+        let (limiter, cpu) = budget(limits);
+        ObjectState {
+            wasi,
+            table: ResourceTable::new(),
+            limiter,
+            storage,
+            objects,
+            requests: Default::default(),
+            websockets,
+            cpu,
+            stdout,
+            stderr,
+        }
+    }
+}
+
+impl WasiView for ObjectState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+/// Epoch ticks an event has run for, against its allowance.
+pub struct CpuBudget {
+    pub used_ticks: u64,
+    pub max_ticks: u64,
+    pub limit: Duration,
+}
+
+/// The trap raised when an event uses up its CPU time.
+#[derive(Debug, thiserror::Error)]
+#[error("CPU time limit of {0:?} per event exceeded")]
+pub struct CpuLimitExceeded(pub Duration);
+
+/// The trap raised when a guest grows its memory past the limit.
+#[derive(Debug, thiserror::Error)]
+#[error("memory limit of {limit} bytes per instance exceeded (asked for {asked} bytes)")]
+pub struct MemoryLimitExceeded {
+    pub limit: usize,
+    pub asked: usize,
+}
+
+/// Caps linear memory per instance; a refused growth traps with `MemoryLimitExceeded` so
+/// the caller is told why instead of seeing Rust's abort on allocation failure.
+pub struct Limiter {
+    max_memory: usize,
+    pub hit: Option<usize>,
+}
+
+impl wasmtime::ResourceLimiter for Limiter {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _max: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.max_memory {
+            self.hit = Some(desired);
+            return Err(MemoryLimitExceeded {
+                limit: self.max_memory,
+                asked: desired,
+            }
+            .into());
+        }
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        _desired: usize,
+        _max: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        // Tables are bounded by the pooling allocator's per-table element limit.
+        Ok(true)
+    }
+}

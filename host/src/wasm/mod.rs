@@ -1,0 +1,11 @@
+//! The wasmtime side: the engine, component loading and caching, each store's state and
+//! limits, the bindings, and one module per WIT interface.
+
+pub mod alarms;
+pub mod bindings;
+pub mod engine;
+pub mod guest_log;
+pub mod objects;
+pub mod requests;
+pub mod storage;
+pub mod websockets;

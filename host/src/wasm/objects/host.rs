@@ -1,0 +1,116 @@
+//! `impl objects::Host for ObjectsCtx`.
+
+use super::ObjectsCtx;
+use crate::runtime::CallError;
+use crate::wasm::bindings::objects::{self as wit, Error, ErrorCode};
+use crate::wasm::bindings::types::{Request, Response};
+
+type Res<T> = wasmtime::Result<Result<T, Error>>;
+
+fn err(code: ErrorCode, message: impl Into<String>) -> Error {
+    Error {
+        code,
+        message: message.into(),
+    }
+}
+
+impl From<CallError> for Error {
+    fn from(e: CallError) -> Self {
+        match e {
+            CallError::UnknownBinding(m) => err(ErrorCode::UnknownBinding, m),
+            CallError::InvalidId(m) => err(ErrorCode::InvalidId, m),
+            CallError::Deadlock(m) => err(ErrorCode::Deadlock, m),
+            CallError::ObjectFailed(m) => err(ErrorCode::ObjectFailed, m),
+            CallError::Unavailable(m) => err(ErrorCode::Unavailable, m),
+        }
+    }
+}
+
+impl ObjectsCtx {
+    fn with_class<T>(
+        &self,
+        binding: &str,
+        f: impl FnOnce(&crate::runtime::Class) -> Result<T, Error>,
+    ) -> Result<T, Error> {
+        let Some(rt) = self.runtime.upgrade() else {
+            return Err(err(ErrorCode::Unavailable, "the host is shutting down"));
+        };
+        match rt.class(binding) {
+            Some(class) => f(class),
+            None => Err(err(
+                ErrorCode::UnknownBinding,
+                format!("no binding named {binding:?}"),
+            )),
+        }
+    }
+}
+
+impl wit::Host for ObjectsCtx {
+    fn id_from_name(&mut self, binding: String, name: String) -> Res<String> {
+        Ok(self.with_class(&binding, |c| {
+            Ok(c.namespace.id_key.id_from_name(&name).to_string())
+        }))
+    }
+
+    fn new_unique_id(&mut self, binding: String) -> Res<String> {
+        Ok(self.with_class(&binding, |c| {
+            c.namespace
+                .id_key
+                .new_unique_id()
+                .map(|id| id.to_string())
+                .map_err(|e| err(ErrorCode::Unavailable, format!("{e:#}")))
+        }))
+    }
+
+    fn id_from_string(&mut self, binding: String, id: String) -> Res<String> {
+        Ok(self.with_class(&binding, |c| {
+            c.namespace
+                .id_key
+                .id_from_string(&id)
+                .map(|id| id.to_string())
+                .map_err(|e| err(ErrorCode::InvalidId, format!("{e} (binding {binding:?})")))
+        }))
+    }
+
+    async fn fetch(
+        &mut self,
+        binding: String,
+        id: String,
+        name: Option<String>,
+        request: Request,
+    ) -> Res<Response> {
+        let Some(rt) = self.runtime.upgrade() else {
+            return Ok(Err(err(
+                ErrorCode::Unavailable,
+                "the host is shutting down",
+            )));
+        };
+        // The client's upgrade goes to the first call that forwards an upgrade request, as
+        // `stub.fetch(request)` does on the original platform.
+        let upgrade = self.upgrade_offered && is_websocket_upgrade(&request);
+        if upgrade {
+            self.upgrade_offered = false;
+        }
+        match rt
+            .call(self.caller, &binding, &id, name, request, upgrade)
+            .await
+        {
+            Ok((response, accepted)) => {
+                // At most one call per event is offered the upgrade.
+                if accepted.is_some() {
+                    self.upgrade = accepted;
+                }
+                Ok(Ok(response))
+            }
+            Err(e) => Ok(Err(Error::from(e))),
+        }
+    }
+}
+
+/// True when the request asks for a WebSocket (`Upgrade: websocket`, any case).
+fn is_websocket_upgrade(request: &Request) -> bool {
+    request
+        .headers
+        .iter()
+        .any(|(k, v)| k.eq_ignore_ascii_case("upgrade") && v.eq_ignore_ascii_case("websocket"))
+}

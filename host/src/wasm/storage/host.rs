@@ -1,0 +1,86 @@
+//! `impl storage::Host for StorageCtx`: converts between WIT types and `ObjectStore`.
+
+use super::StorageCtx;
+use crate::services::objstore::StoreError;
+use crate::wasm::bindings::storage::{self as wit, Error, ErrorCode, ListOptions};
+use bytes::Bytes;
+
+type Res<T> = wasmtime::Result<Result<T, Error>>;
+
+/// A storage failure as the WIT error the guest handles.
+pub fn to_wit(e: StoreError) -> Error {
+    let (code, message) = match e {
+        StoreError::KeyTooLarge(m) => (ErrorCode::KeyTooLarge, m),
+        StoreError::ValueTooLarge(m) => (ErrorCode::ValueTooLarge, m),
+        StoreError::TooManyKeys(m) => (ErrorCode::TooManyKeys, m),
+        StoreError::StorageFull(m) => (ErrorCode::StorageFull, m),
+        StoreError::NoTransaction(m) => (ErrorCode::NoTransaction, m),
+        StoreError::InvalidArgument(m) => (ErrorCode::InvalidArgument, m),
+        StoreError::Internal(m) => (ErrorCode::Internal, m),
+    };
+    Error { code, message }
+}
+
+fn entries(list: Vec<(String, Bytes)>) -> Vec<(String, Vec<u8>)> {
+    list.into_iter().map(|(k, v)| (k, v.to_vec())).collect()
+}
+
+impl wit::Host for StorageCtx {
+    fn get(&mut self, key: String) -> Res<Option<Vec<u8>>> {
+        Ok(self
+            .store
+            .get(&key)
+            .map(|v| v.map(|b| b.to_vec()))
+            .map_err(to_wit))
+    }
+
+    fn get_many(&mut self, keys: Vec<String>) -> Res<Vec<(String, Vec<u8>)>> {
+        Ok(self.store.get_many(&keys).map(entries).map_err(to_wit))
+    }
+
+    fn put(&mut self, key: String, value: Vec<u8>) -> Res<()> {
+        Ok(self.store.put(key, Bytes::from(value)).map_err(to_wit))
+    }
+
+    fn put_many(&mut self, list: Vec<(String, Vec<u8>)>) -> Res<()> {
+        let list = list.into_iter().map(|(k, v)| (k, Bytes::from(v))).collect();
+        Ok(self.store.put_many(list).map_err(to_wit))
+    }
+
+    fn delete(&mut self, key: String) -> Res<bool> {
+        Ok(self.store.delete(key).map_err(to_wit))
+    }
+
+    fn delete_many(&mut self, keys: Vec<String>) -> Res<u32> {
+        Ok(self.store.delete_many(keys).map_err(to_wit))
+    }
+
+    fn list(&mut self, o: ListOptions) -> Res<Vec<(String, Vec<u8>)>> {
+        let found = self.store.list(
+            o.start.as_deref(),
+            o.end.as_deref(),
+            o.prefix.as_deref(),
+            o.reverse,
+            o.limit,
+        );
+        Ok(found.map(entries).map_err(to_wit))
+    }
+
+    fn delete_all(&mut self) -> Res<()> {
+        Ok(self.store.delete_all().map_err(to_wit))
+    }
+
+    fn transaction_begin(&mut self) -> Res<()> {
+        Ok(self.store.begin().map_err(to_wit))
+    }
+
+    fn transaction_commit(&mut self) -> Res<()> {
+        Ok(self.store.commit().map_err(to_wit))
+    }
+
+    fn transaction_rollback(&mut self) -> Res<()> {
+        Ok(self.store.rollback().map_err(to_wit))
+    }
+}
+
+impl crate::wasm::bindings::types::Host for StorageCtx {}

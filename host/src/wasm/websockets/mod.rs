@@ -1,0 +1,57 @@
+//! The WIT `websockets` interface: per-instance state (the socket accepted by the current
+//! fetch, messages queued by the current event) and linker wiring; the host impl is in
+//! `host.rs` and the sockets themselves in `crate::services::sockets`.
+
+mod host;
+
+use crate::runtime::ObjectKey;
+use crate::services::sockets::{Accepted, Outgoing, Sockets};
+use crate::wasm::bindings::websockets as wit;
+use std::sync::Arc;
+use wasmtime::component::{HasSelf, Linker};
+
+pub struct WebSocketsCtx {
+    pub sockets: Arc<Sockets>,
+    pub object: ObjectKey,
+    /// True while a fetch of an upgrade request runs.
+    pub upgrade: bool,
+    /// The socket the current fetch accepted.
+    pub accepted: Option<Accepted>,
+    /// Messages and closes queued by the current event, in order.
+    pub sends: Vec<(u64, Outgoing)>,
+}
+
+impl WebSocketsCtx {
+    pub fn new(sockets: Arc<Sockets>, object: ObjectKey) -> Self {
+        WebSocketsCtx {
+            sockets,
+            object,
+            upgrade: false,
+            accepted: None,
+            sends: Vec::new(),
+        }
+    }
+
+    /// Starts an event; `upgrade` says whether it is a fetch of an upgrade request.
+    pub fn begin(&mut self, upgrade: bool) {
+        self.upgrade = upgrade;
+        self.accepted = None;
+        self.sends.clear();
+    }
+
+    /// Drops what a failed event did: its queued messages, and its accepted socket.
+    pub fn discard(&mut self) {
+        self.sends.clear();
+        if let Some(a) = self.accepted.take() {
+            self.sockets.remove(a.id);
+        }
+    }
+}
+
+/// Adds the websockets import, reached through `get` from the store's data.
+pub fn add_to_linker<T: Send + 'static>(
+    linker: &mut Linker<T>,
+    get: fn(&mut T) -> &mut WebSocketsCtx,
+) -> wasmtime::Result<()> {
+    wit::add_to_linker::<T, HasSelf<WebSocketsCtx>>(linker, get)
+}
