@@ -342,7 +342,7 @@ async fn messages_sent_just_before_a_close_still_see_the_socket() {
     a.send(Message::text("bye")).await.unwrap();
     a.close(None).await.unwrap();
     let class = rt.class("chat-room").unwrap();
-    let room = dohost::runtime::ObjectKey {
+    let room = dohost::id::ObjectKey {
         namespace: class.namespace.number,
         id: class.namespace.id_key.id_from_name("r"),
     };

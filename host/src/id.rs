@@ -17,6 +17,40 @@ const BODY_BYTES: usize = 24;
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ObjectId([u8; ID_BYTES]);
 
+/// One object's address: its class's namespace number and its ID. The backend stores it as
+/// 40 bytes (`to_bytes`), which sort by namespace, then ID.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, PartialOrd, Ord)]
+pub struct ObjectKey {
+    pub namespace: u64,
+    pub id: ObjectId,
+}
+
+/// Bytes in an encoded `ObjectKey`.
+pub const KEY_BYTES: usize = 8 + ID_BYTES;
+
+impl ObjectKey {
+    pub fn to_bytes(&self) -> [u8; KEY_BYTES] {
+        let mut bytes = [0u8; KEY_BYTES];
+        bytes[..8].copy_from_slice(&self.namespace.to_be_bytes());
+        bytes[8..].copy_from_slice(&self.id.0);
+        bytes
+    }
+
+    pub fn from_bytes(bytes: &[u8; KEY_BYTES]) -> Self {
+        ObjectKey {
+            namespace: u64::from_be_bytes(bytes[..8].try_into().expect("8 bytes")),
+            id: ObjectId(bytes[8..].try_into().expect("32 bytes")),
+        }
+    }
+}
+
+/// A class's namespace: the number that prefixes its objects' data and its ID key.
+#[derive(Clone)]
+pub struct Namespace {
+    pub number: u64,
+    pub id_key: IdKey,
+}
+
 /// Why a string is not an ID of this namespace.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum IdError {

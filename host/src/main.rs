@@ -226,20 +226,15 @@ fn migrate(args: MigrateArgs) -> anyhow::Result<()> {
     if let Some(data) = args.data {
         config.data_dir = data;
     }
-    let db = dohost::backend::redb::Db::open(&config.data_dir)?;
+    let db = dohost::backend::redb::RedbStorage::open(&config.data_dir)?;
     let bound: Vec<(String, String)> = config
         .classes
         .iter()
         .map(|c| (c.binding.clone(), c.class_name.clone()))
         .collect();
     let migrations = config.migrations.unwrap_or_default();
-    let report = dohost::backend::redb::migrate::migrate(
-        &db,
-        &config.script,
-        &migrations,
-        &bound,
-        args.dry_run,
-    )?;
+    let report =
+        dohost::backend::Storage::migrate(&db, &config.script, &migrations, &bound, args.dry_run)?;
     if args.dry_run {
         println!("dry run: nothing was changed");
     }

@@ -1,13 +1,11 @@
-//! Group commit: one thread applies the writes of many events, across objects, in one redb
-//! write transaction and one fsync, then releases each event's outputs. After an I/O
-//! failure (a full disk) it refuses writes quickly and reopens the database until a commit
-//! succeeds again.
+//! Group commit: one thread applies the writes of many events, across objects, in one
+//! backend transaction and one sync, then releases each event's outputs. After an I/O
+//! failure (a full disk) it refuses writes quickly and asks the backend to recover until a
+//! commit succeeds again.
 
-use crate::backend::redb::{ALARM_RETRIES, ALARMS, Db, KV, NAMES, OBJECT_SIZES, ObjectPrefix};
-use crate::services::objstore::{ObjectShared, WriteSet};
+use crate::backend::{FailureKind, Storage, Write, WriteSet};
+use crate::id::ObjectKey;
 use anyhow::{Context, Result};
-use redb::ReadableTable;
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -18,9 +16,10 @@ use tokio::sync::{mpsc, oneshot};
 const MAX_BATCH_JOBS: usize = 4096;
 const MAX_BATCH_BYTES: u64 = 64 << 20;
 
-/// While storage is failing, how often the committer closes and reopens the database to
-/// see whether it works again; batches in between are refused at once. A reopen may have
-/// to check the whole file, so it is not tried for every batch.
+/// While storage is failing, how often the committer asks the backend to recover (redb:
+/// close and reopen the database) to see whether it works again; batches in between are
+/// refused at once. A recovery may have to check the whole file, so it is not tried for
+/// every batch.
 pub const RECOVERY_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Why a commit did not become durable.
@@ -60,9 +59,21 @@ impl CommitError {
 
 pub type CommitResult = Result<(), CommitError>;
 
+/// The object a commit belongs to, as the committer sees it: its in-flight writes, which
+/// become durable (or are discarded) when the batch ends.
+pub trait CommitTarget: Send + Sync + 'static {
+    fn object(&self) -> ObjectKey;
+    /// Bumped by a failed commit: jobs of an older generation are refused.
+    fn generation(&self) -> u64;
+    /// Commit `seq` is durable; the object now stores `committed_bytes`.
+    fn finish_commit(&self, seq: u64, writes: &WriteSet, committed_bytes: u64);
+    /// A commit of `generation` failed: everything in flight is dropped.
+    fn fail_commit(&self, generation: u64);
+}
+
 /// The writes of one event, on their way to disk.
 pub struct CommitJob {
-    pub shared: Arc<ObjectShared>,
+    pub target: Arc<dyn CommitTarget>,
     pub generation: u64,
     pub seq: u64,
     pub writes: WriteSet,
@@ -72,7 +83,7 @@ pub struct CommitJob {
 /// Told, on the committer thread, what became durable (the alarm scheduler listens).
 pub trait CommitListener: Send + Sync + 'static {
     /// `object`'s alarm is now `at` (None: deleted), as of a durable commit.
-    fn alarm_committed(&self, object: ObjectPrefix, at: Option<u64>);
+    fn alarm_committed(&self, object: ObjectKey, at: Option<u64>);
 }
 
 /// Whether writes can be made durable right now, for health checks.
@@ -103,7 +114,7 @@ pub struct Committer {
 
 impl Committer {
     pub fn start(
-        db: Db,
+        storage: Arc<dyn Storage>,
         listener: Arc<dyn CommitListener>,
         health: Arc<StorageHealth>,
     ) -> Result<(mpsc::UnboundedSender<CommitJob>, Committer)> {
@@ -112,7 +123,7 @@ impl Committer {
             .name("dohost-committer".into())
             .spawn(move || {
                 let mut state = State {
-                    db,
+                    storage,
                     listener,
                     health,
                     failing: None,
@@ -137,7 +148,7 @@ impl Committer {
 }
 
 struct State {
-    db: Db,
+    storage: Arc<dyn Storage>,
     listener: Arc<dyn CommitListener>,
     health: Arc<StorageHealth>,
     /// Set while storage fails: the error, and when the database was last reopened.
@@ -169,7 +180,7 @@ impl State {
         // Commits of an object whose earlier commit failed belong to a discarded history.
         let (live, stale): (Vec<_>, Vec<_>) = batch
             .drain(..)
-            .partition(|job| job.shared.generation() == job.generation);
+            .partition(|job| job.target.generation() == job.generation);
         for job in stale {
             let _ = job.done.send(Err(CommitError::new(
                 CommitErrorKind::Stale,
@@ -182,39 +193,59 @@ impl State {
         if let Err(e) = self.ready() {
             return fail(live, e);
         }
-        match apply(&self.db, &live) {
+        let writes: Vec<Write<'_>> = live
+            .iter()
+            .map(|job| Write {
+                object: job.target.object(),
+                writes: &job.writes,
+            })
+            .collect();
+        let result = self.storage.commit_batch(&writes);
+        drop(writes);
+        match result {
             Ok(sizes) => {
                 if let Some((e, _)) = self.failing.take() {
                     tracing::info!(after = %e, "storage works again: writes are accepted");
                     self.health.set(None);
                 }
                 for job in live {
+                    let object = job.target.object();
                     // The scheduler learns of an alarm only once it is durable, so an alarm
                     // set by an event that never committed cannot fire.
                     if let Some(alarm) = job.writes.alarm {
-                        self.listener.alarm_committed(job.shared.prefix, alarm);
+                        self.listener.alarm_committed(object, alarm);
                     }
-                    let size = sizes.get(&job.shared.prefix).copied().unwrap_or(0);
-                    job.shared.finish_commit(job.seq, &job.writes, size);
+                    let size = sizes.get(&object).copied().unwrap_or(0);
+                    job.target.finish_commit(job.seq, &job.writes, size);
                     let _ = job.done.send(Ok(()));
                 }
             }
-            Err(e) => {
-                let error = classify(&e);
-                if error.kind == CommitErrorKind::DiskFull || is_io(&e) {
+            Err(failure) => {
+                let error = match failure.kind {
+                    FailureKind::DiskFull => CommitError::new(
+                        CommitErrorKind::DiskFull,
+                        "the disk is full; nothing was written (free space: writes are \
+                         accepted again without a restart)",
+                    ),
+                    _ => CommitError::new(
+                        CommitErrorKind::Failed,
+                        format!("storage commit failed: {:#}", failure.error),
+                    ),
+                };
+                if failure.kind == FailureKind::Other {
+                    tracing::error!(error = %format!("{:#}", failure.error), jobs = live.len(), "group commit failed");
+                } else {
                     // Once per failure, not per batch: a full disk can refuse thousands.
                     if self.failing.is_none() {
                         tracing::error!(
-                            error = %format!("{e:#}"),
+                            error = %format!("{:#}", failure.error),
                             "storage failed: writes are refused until it works again \
-                             (reads still work; the database is reopened every {:?})",
+                             (reads still work; recovery is tried every {:?})",
                             RECOVERY_INTERVAL
                         );
                         self.health.set(Some(error.clone()));
                     }
                     self.failing = Some((error.clone(), Instant::now()));
-                } else {
-                    tracing::error!(error = %format!("{e:#}"), jobs = live.len(), "group commit failed");
                 }
                 fail(live, error);
             }
@@ -231,8 +262,8 @@ impl State {
             return Err(error.clone());
         }
         *last = Instant::now();
-        if let Err(e) = self.db.reopen() {
-            tracing::debug!(error = %format!("{e:#}"), "reopening the database failed");
+        if let Err(e) = self.storage.recover() {
+            tracing::debug!(error = %format!("{e:#}"), "storage has not recovered yet");
             return Err(error.clone());
         }
         Ok(())
@@ -241,138 +272,7 @@ impl State {
 
 fn fail(jobs: Vec<CommitJob>, error: CommitError) {
     for job in jobs {
-        job.shared.fail_commit(job.generation);
+        job.target.fail_commit(job.generation);
         let _ = job.done.send(Err(error.clone()));
     }
-}
-
-/// The redb storage error under an anyhow error, whichever redb call it came from.
-fn storage_error(e: &anyhow::Error) -> Option<&redb::StorageError> {
-    e.chain().find_map(|c| {
-        if let Some(s) = c.downcast_ref::<redb::StorageError>() {
-            return Some(s);
-        }
-        match c.downcast_ref::<redb::CommitError>() {
-            Some(redb::CommitError::Storage(s)) => return Some(s),
-            Some(_) => return None,
-            None => {}
-        }
-        match c.downcast_ref::<redb::TransactionError>() {
-            Some(redb::TransactionError::Storage(s)) => return Some(s),
-            Some(_) => return None,
-            None => {}
-        }
-        match c.downcast_ref::<redb::TableError>() {
-            Some(redb::TableError::Storage(s)) => Some(s),
-            _ => None,
-        }
-    })
-}
-
-/// An I/O failure, or redb's refusal after one: both need the database reopened.
-fn is_io(e: &anyhow::Error) -> bool {
-    matches!(
-        storage_error(e),
-        Some(redb::StorageError::Io(_) | redb::StorageError::PreviousIo)
-    )
-}
-
-/// ENOSPC and EDQUOT: no space left, or over a disk quota.
-const DISK_FULL_ERRNOS: [i32; 2] = [28, 122];
-
-fn classify(e: &anyhow::Error) -> CommitError {
-    let full = matches!(
-        storage_error(e),
-        Some(redb::StorageError::Io(io))
-            if io.kind() == std::io::ErrorKind::StorageFull
-                || io.raw_os_error().is_some_and(|n| DISK_FULL_ERRNOS.contains(&n))
-    );
-    if full {
-        CommitError::new(
-            CommitErrorKind::DiskFull,
-            "the disk is full; nothing was written (free space: writes are accepted again \
-             without a restart)",
-        )
-    } else {
-        CommitError::new(
-            CommitErrorKind::Failed,
-            format!("storage commit failed: {e:#}"),
-        )
-    }
-}
-
-/// Applies the jobs in order in one durable transaction; returns each object's new size.
-fn apply(db: &Db, jobs: &[CommitJob]) -> Result<HashMap<ObjectPrefix, u64>> {
-    let txn = db.begin_write()?;
-    let mut sizes: HashMap<ObjectPrefix, u64> = HashMap::new();
-    {
-        let mut kv = txn.open_table(KV)?;
-        let mut size_table = txn.open_table(OBJECT_SIZES)?;
-        let mut alarms = txn.open_table(ALARMS)?;
-        let mut retries = txn.open_table(ALARM_RETRIES)?;
-        let mut names = txn.open_table(NAMES)?;
-        for job in jobs {
-            let prefix = job.shared.prefix;
-            let size = match sizes.get(&prefix) {
-                Some(s) => *s,
-                None => size_table
-                    .get(prefix.0.as_slice())?
-                    .map(|v| v.value())
-                    .unwrap_or(0),
-            };
-            let mut size = size as i128;
-            if job.writes.clear {
-                let lo = prefix.0.to_vec();
-                let hi = prefix.end();
-                kv.retain_in::<&[u8], _>(lo.as_slice()..hi.as_slice(), |_, _| false)?;
-                size = 0;
-            }
-            for (key, value) in &job.writes.map {
-                let full = prefix.key(key);
-                let old = match value {
-                    Some(v) => kv
-                        .insert(full.as_slice(), v.as_ref())?
-                        .map(|o| o.value().len()),
-                    None => kv.remove(full.as_slice())?.map(|o| o.value().len()),
-                };
-                if let Some(old_len) = old {
-                    size -= (key.len() + old_len) as i128;
-                }
-                if let Some(v) = value {
-                    size += (key.len() + v.len()) as i128;
-                }
-            }
-            match job.writes.alarm {
-                Some(Some(at)) => {
-                    alarms.insert(prefix.0.as_slice(), at)?;
-                }
-                Some(None) => {
-                    alarms.remove(prefix.0.as_slice())?;
-                }
-                None => {}
-            }
-            // A new (or deleted) alarm ends any retry of the old one.
-            match (job.writes.alarm, job.writes.alarm_retry) {
-                (_, Some(retry)) => {
-                    retries.insert(prefix.0.as_slice(), retry.encode().as_slice())?;
-                }
-                (Some(_), None) => {
-                    retries.remove(prefix.0.as_slice())?;
-                }
-                (None, None) => {}
-            }
-            if let Some(name) = &job.writes.name {
-                names.insert(prefix.0.as_slice(), name.as_ref())?;
-            }
-            let size = size.max(0) as u64;
-            if size == 0 {
-                size_table.remove(prefix.0.as_slice())?;
-            } else {
-                size_table.insert(prefix.0.as_slice(), size)?;
-            }
-            sizes.insert(prefix, size);
-        }
-    }
-    txn.commit().context("fsync of the group commit")?;
-    Ok(sizes)
 }

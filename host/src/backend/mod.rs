@@ -1,5 +1,190 @@
-//! The storage backend: what is durable, and the committer that makes it so. Knows nothing
-//! of wasmtime or of objects' instances.
+//! The storage backend: what is durable, behind the `Storage` trait (redb embedded by
+//! default), and the committer that makes writes durable in groups. Knows nothing of
+//! wasmtime or of objects' instances.
 
 pub mod committer;
 pub mod redb;
+
+use crate::config::migration::Migration;
+use crate::id::{Namespace, ObjectKey};
+use bytes::Bytes;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+/// Everything dohost keeps durably: objects' data, alarms and names, classes and the
+/// migration history. One implementation per backend; everything above it is unaware of
+/// which one runs.
+pub trait Storage: Send + Sync + 'static {
+    /// One stored value of an object.
+    fn get(&self, object: &ObjectKey, key: &str) -> anyhow::Result<Option<Bytes>>;
+
+    /// Calls `visit` with the object's stored entries within `[lower, upper)` (user-key
+    /// bytes; `None` is unbounded), in byte order or reversed, until it returns false.
+    fn scan(
+        &self,
+        object: &ObjectKey,
+        lower: &[u8],
+        upper: Option<&[u8]>,
+        reverse: bool,
+        visit: &mut dyn FnMut(String, Bytes) -> bool,
+    ) -> anyhow::Result<()>;
+
+    /// The object's durable alarm.
+    fn get_alarm(&self, object: &ObjectKey) -> anyhow::Result<Option<u64>>;
+
+    /// The object's size and stored name.
+    fn object_meta(&self, object: &ObjectKey) -> anyhow::Result<ObjectMeta>;
+
+    /// Every durable alarm (loaded at start).
+    fn all_alarms(&self) -> anyhow::Result<Vec<StoredAlarm>>;
+
+    /// The namespace of `class` in `script`, created on first use (zero-config mode).
+    fn ensure_class(&self, script: &str, class: &str) -> anyhow::Result<Namespace>;
+
+    /// The namespace of `class` in `script`, if the class exists.
+    fn class(&self, script: &str, class: &str) -> anyhow::Result<Option<Namespace>>;
+
+    /// Applies the migrations of `script` not yet applied, all or nothing, and checks that
+    /// every bound `(binding, class)` exists. With `dry_run` nothing is written.
+    fn migrate(
+        &self,
+        script: &str,
+        migrations: &[Migration],
+        bound: &[(String, String)],
+        dry_run: bool,
+    ) -> anyhow::Result<MigrationReport>;
+
+    /// Applies the writes in order, atomically and durably (one transaction, one sync);
+    /// answers each written object's new size.
+    fn commit_batch(&self, batch: &[Write<'_>]) -> Result<HashMap<ObjectKey, u64>, Failure>;
+
+    /// After a failed commit: makes commits possible again if the cause is gone (redb must
+    /// be reopened after an I/O error); an error while it is not.
+    fn recover(&self) -> anyhow::Result<()>;
+}
+
+/// One object's writes within a batch.
+pub struct Write<'a> {
+    pub object: ObjectKey,
+    pub writes: &'a WriteSet,
+}
+
+/// Why a batch was not committed (nothing of it was).
+#[derive(Debug)]
+pub struct Failure {
+    pub kind: FailureKind,
+    pub error: anyhow::Error,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureKind {
+    /// No space left (or over a quota): it will work once space is freed.
+    DiskFull,
+    /// Another I/O failure: `recover` may be needed before the next commit.
+    Io,
+    /// The backend refused the batch for another reason.
+    Other,
+}
+
+/// An object's size and name as stored.
+#[derive(Debug, Clone, Default)]
+pub struct ObjectMeta {
+    /// Bytes stored by the object (keys plus values) as of its last durable commit.
+    pub size: u64,
+    /// The name its ID was derived from, recorded the first time it was reached by name.
+    pub name: Option<String>,
+}
+
+/// A durable alarm, with its pending retry if it is failing.
+#[derive(Debug, Clone)]
+pub struct StoredAlarm {
+    pub object: ObjectKey,
+    pub at: u64,
+    pub retry: Option<AlarmRetry>,
+}
+
+/// A failing alarm's next attempt.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct AlarmRetry {
+    /// Failed attempts so far (the handler sees this as its retry count).
+    pub count: u32,
+    /// When the next attempt is due (ms since the Unix epoch).
+    pub at: u64,
+}
+
+/// What `migrate` did (or, in a dry run, would do).
+#[derive(Debug, Default)]
+pub struct MigrationReport {
+    /// Tags already applied before this run.
+    pub already_applied: Vec<String>,
+    /// One line per step applied now, e.g. "v2: rename class OldCounter to Counter".
+    pub steps: Vec<String>,
+}
+
+impl std::fmt::Display for MigrationReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.already_applied.is_empty() {
+            writeln!(f, "no migrations applied before")?;
+        } else {
+            writeln!(f, "already applied: {}", self.already_applied.join(", "))?;
+        }
+        if self.steps.is_empty() {
+            writeln!(f, "nothing to apply")?;
+        }
+        for s in &self.steps {
+            writeln!(f, "{s}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Writes of one event or one transaction. `clear` means everything beneath was deleted
+/// before the writes in `map` (`delete-all`).
+#[derive(Debug, Default, Clone)]
+pub struct WriteSet {
+    pub clear: bool,
+    pub map: BTreeMap<String, Option<Bytes>>,
+    /// An upper bound on the bytes these writes add (keys plus values of every put).
+    pub added_bytes: u64,
+    /// A change to the alarm: `Some(Some(t))` sets it to t, `Some(None)` deletes it (either
+    /// also ends a pending retry of the old alarm).
+    pub alarm: Option<Option<u64>>,
+    /// The alarm failed and runs again as this retry (written by the host, not the guest).
+    pub alarm_retry: Option<AlarmRetry>,
+    /// The object's name, recorded the first time the object is reached by name.
+    pub name: Option<Arc<str>>,
+}
+
+impl WriteSet {
+    pub fn is_empty(&self) -> bool {
+        !self.clear
+            && self.map.is_empty()
+            && self.alarm.is_none()
+            && self.alarm_retry.is_none()
+            && self.name.is_none()
+    }
+
+    /// What these writes say of `key`: `Some(None)` deleted, `Some(Some(v))` written,
+    /// `None` untouched.
+    pub fn lookup(&self, key: &str) -> Option<Option<&Bytes>> {
+        match self.map.get(key) {
+            Some(v) => Some(v.as_ref()),
+            None if self.clear => Some(None),
+            None => None,
+        }
+    }
+
+    /// Applies `top` (a committed inner transaction) on this set.
+    pub fn absorb(&mut self, top: WriteSet) {
+        if top.clear {
+            self.clear = true;
+            self.map = top.map;
+        } else {
+            self.map.extend(top.map);
+        }
+        self.added_bytes += top.added_bytes;
+        if top.alarm.is_some() {
+            self.alarm = top.alarm;
+        }
+    }
+}

@@ -1,73 +1,29 @@
-//! The public HTTP edge: the default routes `/{binding}/{name}/{path}`, request and response
-//! conversion, and errors that tell the caller what went wrong.
+//! The public HTTP edge: the health check, the default routes `/{binding}/{name}/{path}`, the
+//! worker entry, and WebSocket upgrades. Conversion, errors and each socket's connection
+//! task are its rooms.
 
-use crate::object::EventError;
-use crate::runtime::{Runtime, Upgrade};
+mod convert;
+mod error;
+mod socket;
+
+pub use error::{HttpError, RETRY_AFTER_SECS};
+
+use crate::runtime::{FetchError, Runtime, Via};
+use crate::services::sockets::Upgrade;
 use crate::wasm::bindings::types as wit;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{FromRequestParts, Request, State};
-use axum::http::{HeaderName, HeaderValue, StatusCode, header};
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use convert::{read_body, to_http, to_wit};
+use error::fetch_error;
 use std::sync::Arc;
 
 /// Longest object name accepted in a URL, in bytes; names are hashed into IDs, so this only
 /// bounds the work a hostile URL can cause.
 pub const MAX_NAME_BYTES: usize = 2048;
-
-/// What the edge answers when it cannot deliver a request, or the object failed.
-#[derive(Debug, thiserror::Error)]
-pub enum HttpError {
-    #[error("{0}")]
-    NotFound(String),
-    #[error("{0}")]
-    BadRequest(String),
-    #[error("request body is larger than the limit of {0} bytes (max_body_bytes)")]
-    BodyTooLarge(usize),
-    #[error("object error: {0}")]
-    ObjectFailed(String),
-    #[error("{0}")]
-    Unavailable(String),
-    #[error("the write could not be made durable: {0}")]
-    CommitFailed(String),
-    /// The disk is full: writes are refused until space is freed (reads still work).
-    #[error("the write could not be made durable: {0}")]
-    InsufficientStorage(String),
-}
-
-/// What `Retry-After` tells a client refused for lack of capacity (a slot, a worker): the
-/// condition is usually gone within a second.
-pub const RETRY_AFTER_SECS: u32 = 1;
-
-impl IntoResponse for HttpError {
-    fn into_response(self) -> Response {
-        let status = match &self {
-            HttpError::NotFound(_) => StatusCode::NOT_FOUND,
-            HttpError::BadRequest(_) => StatusCode::BAD_REQUEST,
-            HttpError::BodyTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            HttpError::ObjectFailed(_) | HttpError::CommitFailed(_) => {
-                StatusCode::INTERNAL_SERVER_ERROR
-            }
-            HttpError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-            HttpError::InsufficientStorage(_) => StatusCode::INSUFFICIENT_STORAGE,
-        };
-        let mut body = self.to_string();
-        body.push('\n');
-        let mut response = (
-            status,
-            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
-            body,
-        )
-            .into_response();
-        if status == StatusCode::SERVICE_UNAVAILABLE {
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
-        }
-        response
-    }
-}
 
 /// Where the health check answers; `.` cannot start a binding, so no object is shadowed.
 pub const HEALTH_PATH: &str = "/.well-known/dohost/health";
@@ -148,24 +104,20 @@ async fn handle(State(rt): State<Arc<Runtime>>, req: Request) -> Result<Response
     let body = read_body(&rt, &parts, body).await?;
     let request = to_wit(&parts, rest.unwrap_or(""), body)?;
     let id = class.namespace.id_key.id_from_name(&name);
-    let outcome = rt
-        .fetch(&class, id, Some(name), request, upgrade.is_some(), true)
-        .await;
-    let accepted = outcome.accepted;
-    // The output gate: nothing leaves before the writes it may depend on are durable.
-    if let Some(durable) = outcome.durable
-        && let Err(e) = durable.await
-    {
-        forget(&rt, accepted);
-        return Err(commit_error(e));
-    }
-    match outcome.result {
-        Ok(response) => respond(rt, response, accepted, upgrade),
-        Err(e) => {
-            forget(&rt, accepted);
-            Err(event_error(e))
-        }
-    }
+    // The answer comes back only once the writes behind it are durable (the output gate
+    // is in `Runtime::fetch`).
+    let (response, accepted) = rt
+        .fetch(
+            &class,
+            id,
+            Some(name),
+            request,
+            upgrade.is_some(),
+            Via::Edge,
+        )
+        .await
+        .map_err(fetch_error)?;
+    respond(rt, response, accepted, upgrade)
 }
 
 /// With a worker configured, every public request goes to it, path and all.
@@ -181,7 +133,7 @@ async fn handle_with_worker(
     let (response, accepted) = rt
         .run_worker(request, upgrade.is_some())
         .await
-        .map_err(event_error)?;
+        .map_err(|e| fetch_error(FetchError::Event(e)))?;
     respond(rt, response, accepted, upgrade)
 }
 
@@ -202,15 +154,7 @@ fn respond(
                 .max_message_size(limit)
                 .max_frame_size(limit)
                 .on_failed_upgrade(move |_| sockets.remove(socket_id))
-                .on_upgrade(move |socket| {
-                    crate::services::sockets::run_connection(
-                        rt,
-                        accepted.class,
-                        accepted.object,
-                        accepted.socket,
-                        socket,
-                    )
-                }))
+                .on_upgrade(move |socket| socket::run_connection(rt, accepted, socket)))
         }
         (101, accepted, _) => {
             forget(&rt, accepted);
@@ -230,122 +174,4 @@ fn forget(rt: &Runtime, accepted: Option<Upgrade>) {
     if let Some(a) = accepted {
         rt.sockets().remove(a.socket.id);
     }
-}
-
-/// A refused write: 507 when the disk is full (it will pass once space is freed), else 500.
-fn commit_error(e: crate::backend::committer::CommitError) -> HttpError {
-    match e.kind {
-        crate::backend::committer::CommitErrorKind::DiskFull => {
-            HttpError::InsufficientStorage(e.to_string())
-        }
-        _ => HttpError::CommitFailed(e.to_string()),
-    }
-}
-
-fn event_error(e: EventError) -> HttpError {
-    match e {
-        EventError::Failed(m) => HttpError::ObjectFailed(m),
-        EventError::Unavailable(m) => HttpError::Unavailable(m),
-    }
-}
-
-async fn read_body(
-    rt: &Runtime,
-    parts: &axum::http::request::Parts,
-    body: Body,
-) -> Result<bytes::Bytes, HttpError> {
-    let limit = rt.limits().max_body_bytes;
-    if let Some(len) = parts
-        .headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok())
-        && len > limit as u64
-    {
-        return Err(HttpError::BodyTooLarge(limit));
-    }
-    axum::body::to_bytes(body, limit).await.map_err(|e| {
-        // Only a body over the limit is a 413; a malformed one (a bad chunk size, a
-        // connection cut mid-body) is the client's mistake of another kind.
-        if error_chain(&e).any(|c| c.is::<http_body_util::LengthLimitError>()) {
-            HttpError::BodyTooLarge(limit)
-        } else {
-            HttpError::BadRequest(format!("the request body could not be read: {e}"))
-        }
-    })
-}
-
-/// An error and its sources, outermost first.
-fn error_chain<'a>(
-    e: &'a (dyn std::error::Error + 'static),
-) -> impl Iterator<Item = &'a (dyn std::error::Error + 'static)> {
-    std::iter::successors(Some(e), |e| e.source())
-}
-
-/// The request as a guest sees it: `path` (without its leading `/`) under the original
-/// host, the query kept. The Host header must be a plain authority (host and port): it is
-/// spliced into the URL, so a `/`, `?`, `#` or `@` in it would rewrite what the object sees.
-fn to_wit(
-    parts: &axum::http::request::Parts,
-    path: &str,
-    body: bytes::Bytes,
-) -> Result<wit::Request, HttpError> {
-    let host = match parts.uri.authority() {
-        Some(authority) => authority.as_str(),
-        None => match parts.headers.get(header::HOST) {
-            Some(h) => h.to_str().unwrap_or("\u{0}"),
-            None => "localhost",
-        },
-    };
-    let valid = host
-        .parse::<axum::http::uri::Authority>()
-        .is_ok_and(|a| a.as_str() == host && !host.contains('@'));
-    if !valid {
-        return Err(HttpError::BadRequest(format!(
-            "invalid Host header {host:?}: expected a host name or address, with an optional port"
-        )));
-    }
-    let mut url = format!("http://{host}/{path}");
-    if let Some(q) = parts.uri.query() {
-        url.push('?');
-        url.push_str(q);
-    }
-    let headers = parts
-        .headers
-        .iter()
-        .filter_map(|(k, v)| Some((k.as_str().to_string(), v.to_str().ok()?.to_string())))
-        .collect();
-    Ok(wit::Request {
-        method: parts.method.as_str().to_string(),
-        url,
-        headers,
-        body: body.to_vec(),
-    })
-}
-
-fn to_http(r: wit::Response) -> Result<Response, HttpError> {
-    let status = StatusCode::from_u16(r.status)
-        .ok()
-        .filter(|s| (200..=599).contains(&s.as_u16()))
-        .ok_or_else(|| {
-            HttpError::ObjectFailed(format!(
-                "the object answered with status {}, which is not a valid final status (200-599)",
-                r.status
-            ))
-        })?;
-    let mut response = Response::new(Body::from(r.body));
-    *response.status_mut() = status;
-    let headers = response.headers_mut();
-    for (k, v) in r.headers {
-        match (
-            HeaderName::try_from(k.as_str()),
-            HeaderValue::try_from(v.as_str()),
-        ) {
-            (Ok(name), Ok(value)) => {
-                headers.append(name, value);
-            }
-            _ => tracing::warn!(header = %k, "dropping an invalid response header from an object"),
-        }
-    }
-    Ok(response)
 }

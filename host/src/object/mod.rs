@@ -2,18 +2,28 @@
 //! events from a mailbox one at a time, to the end, then hands their writes to the
 //! committer and their outputs back gated on durability.
 
+use crate::backend::committer::CommitTarget;
 use crate::backend::committer::{CommitError, CommitErrorKind, CommitJob, CommitResult};
-use crate::runtime::{Class, ObjectKey, Runtime, Services, Upgrade};
-use crate::services::objstore::{ObjectShared, ObjectStore};
+use crate::backend::{ObjectMeta, Storage};
+use crate::config::Limits;
+use crate::id::{Namespace, ObjectKey};
+use crate::services::objstore::StorageLimits;
+use crate::services::objstore::{InflightWrites, ObjectStore};
+use crate::services::scheduler::{Clock, Scheduler};
+use crate::services::slots::Slots;
+use crate::services::sockets::{Sockets, Upgrade};
+use crate::wasm::bindings::ObjectPre;
 use crate::wasm::bindings::{Object, types as wit};
 use crate::wasm::engine::{
     CpuLimitExceeded, MemoryLimitExceeded, ObjectState, new_store, start_event,
 };
+use crate::wasm::objects::ObjectCalls;
 use crate::wasm::storage::StorageCtx;
 use futures::FutureExt;
 use futures::future::{BoxFuture, Shared};
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::time::Instant;
@@ -73,6 +83,63 @@ pub enum EventError {
     Unavailable(String),
 }
 
+/// One object class, ready to instantiate.
+pub struct Class {
+    pub binding: String,
+    pub class_name: String,
+    pub namespace: Namespace,
+    pub vars: Vec<(String, String)>,
+    pub pre: ObjectPre<ObjectState>,
+}
+
+/// What every actor needs of the host, handed down once at start rather than the whole
+/// runtime.
+pub struct ObjectEnv {
+    pub engine: wasmtime::Engine,
+    pub limits: Limits,
+    pub storage_limits: Arc<StorageLimits>,
+    pub clock: Arc<dyn Clock>,
+    pub sockets: Arc<Sockets>,
+    pub slots: Arc<Slots>,
+    pub scheduler: Arc<Scheduler>,
+    pub counters: Counters,
+    /// How instances reach other objects (the runtime).
+    pub calls: Arc<dyn ObjectCalls>,
+}
+
+/// Counts the host reports (tests and, later, metrics read them).
+#[derive(Default)]
+pub struct Counters {
+    /// Alarm handlers that completed successfully.
+    pub alarm_runs: AtomicU64,
+    /// Alarm attempts that failed (each retry counts).
+    pub alarm_failures: AtomicU64,
+    /// HTTP requests whose event ran on the request's own task rather than the mailbox.
+    pub inline_events: AtomicU64,
+}
+
+/// The registry that holds an actor, which an idle actor asks to let it go.
+pub trait Registry: Send + Sync + 'static {
+    /// Removes the actor if nothing is queued for it (under the registry's lock, which
+    /// every send takes too); true when it was removed and must end.
+    fn remove_if_idle(
+        &self,
+        key: &ObjectKey,
+        actor_id: u64,
+        rx: &mut mpsc::UnboundedReceiver<Event>,
+    ) -> bool;
+}
+
+/// What an actor reads and commits through; taken away at shutdown, so that the database
+/// closes once the last actor is gone.
+#[derive(Clone)]
+pub struct ActorStorage {
+    pub db: Arc<dyn Storage>,
+    pub commits: mpsc::UnboundedSender<CommitJob>,
+    /// Held by every actor; shutdown waits until all clones are dropped.
+    pub alive: mpsc::Sender<()>,
+}
+
 /// A constructed instance of the object.
 struct Live {
     store: Store<ObjectState>,
@@ -85,15 +152,16 @@ struct Live {
 }
 
 pub struct Actor {
-    rt: Arc<Runtime>,
-    services: Services,
+    env: Arc<ObjectEnv>,
+    storage: ActorStorage,
     class: Arc<Class>,
     key: ObjectKey,
     name: Option<String>,
     /// The name is in the database (or there is none to store).
     name_stored: bool,
     tag: Arc<str>,
-    shared: Option<Arc<ObjectShared>>,
+    /// Its writes on their way to disk (made with the first instance, kept across them).
+    inflight: Option<Arc<InflightWrites>>,
     live: Option<Live>,
     last_commit: Option<Durable>,
     /// Clients waiting on deferred responses, by handle, with their deadline.
@@ -220,8 +288,8 @@ pub enum SocketEvent {
 
 impl Actor {
     pub fn new(
-        rt: Arc<Runtime>,
-        services: Services,
+        env: Arc<ObjectEnv>,
+        storage: ActorStorage,
         class: Arc<Class>,
         key: ObjectKey,
         name: Option<String>,
@@ -232,14 +300,14 @@ impl Actor {
             None => format!("{}/{short}", class.binding).into(),
         };
         Actor {
-            rt,
-            services,
+            env,
+            storage,
             class,
             key,
             name_stored: name.is_none(),
             name,
             tag,
-            shared: None,
+            inflight: None,
             live: None,
             last_commit: None,
             deferred: HashMap::new(),
@@ -258,7 +326,7 @@ impl Actor {
             let own = data.websockets.accepted.take().map(|a| a.id);
             let forwarded = data.objects.take_upgrade().map(|u| u.socket.id);
             for id in own.into_iter().chain(forwarded) {
-                self.rt.sockets().remove(id);
+                self.env.sockets.remove(id);
             }
         }
         for (_, (reply, _)) in self.deferred.drain() {
@@ -317,7 +385,7 @@ impl Actor {
                 let _ = reply.send(Outcome::failed(EventError::Unavailable(format!(
                     "the object did not answer this deferred request within {:?} \
                      (deferred_timeout)",
-                    self.rt.limits().deferred_timeout
+                    self.env.limits.deferred_timeout
                 ))));
             }
             if let Some(live) = self.live.as_mut() {
@@ -347,9 +415,14 @@ impl Actor {
     /// The actor's task: runs the mailbox's events in order, gives the instance up under
     /// pressure, expires deferred requests, and ends the actor after `idle_timeout` without
     /// events (its writes durable first).
-    pub async fn run(cell: Arc<ActorCell>, mut rx: mpsc::UnboundedReceiver<Event>, actor_id: u64) {
-        let rt = cell.actor.lock().await.rt.clone();
-        let idle = rt.limits().idle_timeout;
+    pub async fn run(
+        cell: Arc<ActorCell>,
+        mut rx: mpsc::UnboundedReceiver<Event>,
+        actor_id: u64,
+        registry: Arc<dyn Registry>,
+    ) {
+        let env = cell.actor.lock().await.env.clone();
+        let idle = env.limits.idle_timeout;
         loop {
             // Fast path for a busy object: its next event is already queued, so skip arming
             // the idle timer and the pressure wake-up (a busy object keeps its instance
@@ -373,7 +446,7 @@ impl Actor {
                     actor.deferred.values().map(|(_, d)| *d).min(),
                 )
             };
-            let pressure = rt.pressure();
+            let pressure = env.slots.pressure();
             let received = tokio::select! {
                 r = tokio::time::timeout(idle, rx.recv()) => r,
                 _ = pressure.notified(), if may_give_up => {
@@ -408,7 +481,7 @@ impl Actor {
                     // Evict only once our writes are durable: a new actor for this ID reads
                     // from the database alone.
                     actor.settle().await;
-                    if rt.remove_if_idle(&actor.key, actor_id, &mut rx) {
+                    if registry.remove_if_idle(&actor.key, actor_id, &mut rx) {
                         tracing::debug!(object = %actor.tag, "evicted idle object");
                         actor.closed = true;
                         break;
@@ -455,7 +528,7 @@ impl Actor {
             self.alarm_failed(retry, &why);
             return;
         }
-        let now = self.rt.clock().now_ms();
+        let now = self.env.clock.now_ms();
         let live = self.live.as_mut().expect("instance just ensured");
         match live.store.data().storage.store.get_alarm() {
             Ok(Some(at)) if at <= now => {}
@@ -489,7 +562,7 @@ impl Actor {
                 }
                 let durable = self.commit_writes();
                 self.release_outputs(&durable);
-                self.rt.count_alarm_run();
+                self.env.counters.alarm_runs.fetch_add(1, Ordering::Relaxed);
             }
             Ok(Err(message)) => {
                 // A failed alarm's writes are dropped so that its retry starts from the
@@ -513,19 +586,22 @@ impl Actor {
     }
 
     fn alarm_failed(&mut self, retry: u32, why: &str) {
-        self.rt.count_alarm_failure();
-        let Some(shared) = self.shared.clone() else {
+        self.env
+            .counters
+            .alarm_failures
+            .fetch_add(1, Ordering::Relaxed);
+        let Some(inflight) = self.inflight.clone() else {
             return;
         };
         if retry < MAX_ALARM_RETRIES {
             let delay = ALARM_RETRY_BASE_MS << retry;
             tracing::warn!(object = %self.tag, retry = retry + 1, delay_ms = delay, "alarm failed: {why}; retrying");
-            let at = self.rt.clock().now_ms() + delay;
-            self.rt.scheduler().retry(shared.prefix, at, retry + 1);
+            let at = self.env.clock.now_ms() + delay;
+            self.env.scheduler.retry(inflight.object, at, retry + 1);
             // Stored too, so that a restart resumes the same attempt instead of starting
             // the count again.
-            self.submit(crate::services::objstore::WriteSet {
-                alarm_retry: Some(crate::backend::redb::AlarmRetry {
+            self.submit(crate::backend::WriteSet {
+                alarm_retry: Some(crate::backend::AlarmRetry {
                     count: retry + 1,
                     at,
                 }),
@@ -534,19 +610,19 @@ impl Actor {
         } else {
             tracing::error!(object = %self.tag, "alarm failed {} times, giving up: {why}", retry + 1);
             // Delete it durably, so that a restart does not bring it back.
-            self.submit(crate::services::objstore::WriteSet {
+            self.submit(crate::backend::WriteSet {
                 alarm: Some(None),
                 ..Default::default()
             });
         }
     }
 
-    fn shared(&mut self) -> anyhow::Result<Arc<ObjectShared>> {
-        if let Some(s) = &self.shared {
+    fn inflight(&mut self) -> anyhow::Result<Arc<InflightWrites>> {
+        if let Some(s) = &self.inflight {
             return Ok(s.clone());
         }
-        let prefix = crate::backend::redb::ObjectPrefix::new(self.key.namespace, &self.key.id);
-        let (size, stored_name) = self.services.db.object_meta(&prefix)?;
+        let meta = self.storage.db.object_meta(&self.key)?;
+        let (size, stored_name) = (meta.size, meta.name);
         match (&self.name, stored_name) {
             (Some(_), Some(_)) => self.name_stored = true,
             // Woken by an alarm or a socket: the object keeps the name it was reached by.
@@ -557,9 +633,9 @@ impl Actor {
             }
             (_, None) => {}
         }
-        let shared = ObjectShared::new(prefix, size);
-        self.shared = Some(shared.clone());
-        Ok(shared)
+        let inflight = InflightWrites::new(self.key, size);
+        self.inflight = Some(inflight.clone());
+        Ok(inflight)
     }
 
     /// Runs a WebSocket handler: like any event, its writes commit together and its sends
@@ -567,7 +643,7 @@ impl Actor {
     async fn socket_event(&mut self, event: SocketEvent) {
         let closed = match &event {
             SocketEvent::Forget(ws) => {
-                self.rt.sockets().remove(*ws);
+                self.env.sockets.remove(*ws);
                 return;
             }
             SocketEvent::Close(ws, ..) => Some(*ws),
@@ -575,7 +651,7 @@ impl Actor {
         };
         self.run_socket_handler(event).await;
         if let Some(ws) = closed {
-            self.rt.sockets().remove(ws);
+            self.env.sockets.remove(ws);
         }
     }
 
@@ -658,7 +734,7 @@ impl Actor {
         }
         let outbox = self.outbox.get_or_insert_with(|| {
             let (tx, mut rx) = mpsc::unbounded_channel::<OutboxBatch>();
-            let sockets = self.rt.sockets().clone();
+            let sockets = self.env.sockets.clone();
             tokio::spawn(async move {
                 while let Some((durable, sends)) = rx.recv().await {
                     if let Some(d) = durable
@@ -717,7 +793,6 @@ impl Actor {
                 let deferred = data.requests.deferred;
                 data.requests.current = None;
                 let own = data.websockets.accepted.take().map(|socket| Upgrade {
-                    class: self.class.clone(),
                     object: self.key,
                     socket,
                 });
@@ -726,7 +801,7 @@ impl Actor {
                 let accepted = match (own, forwarded) {
                     (Some(own), forwarded) => {
                         if let Some(f) = forwarded {
-                            self.rt.sockets().remove(f.socket.id);
+                            self.env.sockets.remove(f.socket.id);
                         }
                         Some(own)
                     }
@@ -735,9 +810,9 @@ impl Actor {
                 let durable = self.commit_writes();
                 if deferred {
                     if let Some(a) = accepted {
-                        self.rt.sockets().remove(a.socket.id);
+                        self.env.sockets.remove(a.socket.id);
                     }
-                    let deadline = Instant::now() + self.rt.limits().deferred_timeout;
+                    let deadline = Instant::now() + self.env.limits.deferred_timeout;
                     self.deferred.insert(handle, (reply, deadline));
                 } else {
                     let _ = reply.send(Outcome {
@@ -756,7 +831,7 @@ impl Actor {
                 // uncommitted writes) is dropped and the next event builds a fresh one.
                 live.store.data_mut().websockets.discard();
                 if let Some(u) = live.store.data_mut().objects.take_upgrade() {
-                    self.rt.sockets().remove(u.socket.id);
+                    self.env.sockets.remove(u.socket.id);
                 }
                 self.drop_instance("an event trapped");
                 let _ = reply.send(Outcome::failed(EventError::Failed(why)));
@@ -764,21 +839,21 @@ impl Actor {
         }
     }
 
-    fn submit(&mut self, writes: crate::services::objstore::WriteSet) -> Option<Durable> {
+    fn submit(&mut self, writes: crate::backend::WriteSet) -> Option<Durable> {
         let shared = self
-            .shared
+            .inflight
             .clone()
             .expect("an instance implies shared state");
         let (generation, seq) = shared.begin_commit(&writes);
         let (done, rx) = oneshot::channel();
         let job = CommitJob {
-            shared,
+            target: shared as Arc<dyn CommitTarget>,
             generation,
             seq,
             writes,
             done,
         };
-        let durable: Durable = if self.services.commits.send(job).is_err() {
+        let durable: Durable = if self.storage.commits.send(job).is_err() {
             futures::future::ready(Err(CommitError::new(
                 CommitErrorKind::Stopped,
                 "the host is shutting down",
@@ -805,7 +880,7 @@ impl Actor {
     /// constructor) if needed.
     async fn ensure_live(&mut self) -> Result<(), EventError> {
         let shared = self
-            .shared()
+            .inflight()
             .map_err(|e| EventError::Failed(format!("cannot read the object's storage: {e:#}")))?;
         let generation = shared.generation();
         if self
@@ -819,31 +894,30 @@ impl Actor {
             // The failed commit may have been the one recording the name.
             self.name_stored = self.name.is_none()
                 || matches!(
-                    self.services.db.object_meta(&shared.prefix),
-                    Ok((_, Some(_)))
+                    self.storage.db.object_meta(&self.key),
+                    Ok(ObjectMeta { name: Some(_), .. })
                 );
         }
         if self.live.is_some() {
             return Ok(());
         }
-        let limits = self.rt.limits();
-        let store_limits = self.rt.storage_limits();
-        let permit = self.rt.instance_permit().await?;
-        let clock = self.rt.clock().clone();
+        let limits = &self.env.limits;
+        let store_limits = self.env.storage_limits.clone();
+        let permit = self
+            .env
+            .slots
+            .object_permit()
+            .await
+            .map_err(|e| EventError::Unavailable(e.0))?;
+        let clock = self.env.clock.clone();
         let ctx = StorageCtx {
-            store: ObjectStore::new(
-                self.services.db.clone(),
-                shared,
-                store_limits,
-                clock.clone(),
-            ),
+            store: ObjectStore::new(self.storage.db.clone(), shared, store_limits, clock.clone()),
         };
-        let objects =
-            crate::wasm::objects::ObjectsCtx::new(Arc::downgrade(&self.rt), Some(self.key));
+        let objects = crate::wasm::objects::ObjectsCtx::new(self.env.calls.clone(), Some(self.key));
         let websockets =
-            crate::wasm::websockets::WebSocketsCtx::new(self.rt.sockets().clone(), self.key);
+            crate::wasm::websockets::WebSocketsCtx::new(self.env.sockets.clone(), self.key);
         let mut store: Store<ObjectState> = new_store(
-            self.rt.engine(),
+            &self.env.engine,
             ObjectState::new(self.tag.clone(), ctx, objects, websockets, limits, clock),
         );
         let bindings = match self.class.pre.instantiate_async(&mut store).await {

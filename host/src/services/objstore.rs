@@ -2,7 +2,9 @@
 //! way to disk, the current event's writes and any open transactions, merged so that reads
 //! always see the object's own writes. Knows nothing of wasmtime.
 
-use crate::backend::redb::{Db, ObjectPrefix};
+use crate::backend::committer::CommitTarget;
+use crate::backend::{Storage, WriteSet};
+use crate::id::ObjectKey;
 use crate::services::scheduler::Clock;
 use bytes::Bytes;
 use std::collections::BTreeMap;
@@ -44,59 +46,10 @@ impl StoreError {
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
-/// Writes of one event or one transaction. `clear` means everything beneath was deleted
-/// before the writes in `map` (`delete-all`).
-#[derive(Debug, Default, Clone)]
-pub struct WriteSet {
-    pub clear: bool,
-    pub map: BTreeMap<String, Option<Bytes>>,
-    /// An upper bound on the bytes these writes add (keys plus values of every put).
-    pub added_bytes: u64,
-    /// A change to the alarm: `Some(Some(t))` sets it to t, `Some(None)` deletes it (either
-    /// also ends a pending retry of the old alarm).
-    pub alarm: Option<Option<u64>>,
-    /// The alarm failed and runs again as this retry (written by the host, not the guest).
-    pub alarm_retry: Option<crate::backend::redb::AlarmRetry>,
-    /// The object's name, recorded the first time the object is reached by name.
-    pub name: Option<Arc<str>>,
-}
-
-impl WriteSet {
-    pub fn is_empty(&self) -> bool {
-        !self.clear
-            && self.map.is_empty()
-            && self.alarm.is_none()
-            && self.alarm_retry.is_none()
-            && self.name.is_none()
-    }
-
-    fn lookup(&self, key: &str) -> Option<Option<&Bytes>> {
-        match self.map.get(key) {
-            Some(v) => Some(v.as_ref()),
-            None if self.clear => Some(None),
-            None => None,
-        }
-    }
-
-    /// Applies `top` (a committed inner transaction) on this set.
-    fn absorb(&mut self, top: WriteSet) {
-        if top.clear {
-            self.clear = true;
-            self.map = top.map;
-        } else {
-            self.map.extend(top.map);
-        }
-        self.added_bytes += top.added_bytes;
-        if top.alarm.is_some() {
-            self.alarm = top.alarm;
-        }
-    }
-}
-
-/// The part of an object's storage state that the committer also touches: writes handed to
-/// it but not yet durable. Lives as long as the object's actor.
-pub struct ObjectShared {
-    pub prefix: ObjectPrefix,
+/// An object's writes handed to the committer but not yet durable (reads must see them),
+/// shared by its actor and the committer. Lives as long as the object's actor.
+pub struct InflightWrites {
+    pub object: ObjectKey,
     // A std Mutex: held only for map updates, never across an await or a disk write.
     inflight: Mutex<Inflight>,
 }
@@ -116,10 +69,10 @@ pub struct Inflight {
     pub committed_bytes: u64,
 }
 
-impl ObjectShared {
-    pub fn new(prefix: ObjectPrefix, committed_bytes: u64) -> Arc<Self> {
-        Arc::new(ObjectShared {
-            prefix,
+impl InflightWrites {
+    pub fn new(object: ObjectKey, committed_bytes: u64) -> Arc<Self> {
+        Arc::new(InflightWrites {
+            object,
             inflight: Mutex::new(Inflight {
                 committed_bytes,
                 ..Inflight::default()
@@ -194,10 +147,28 @@ impl ObjectShared {
     }
 }
 
+impl CommitTarget for InflightWrites {
+    fn object(&self) -> ObjectKey {
+        self.object
+    }
+
+    fn generation(&self) -> u64 {
+        InflightWrites::generation(self)
+    }
+
+    fn finish_commit(&self, seq: u64, writes: &WriteSet, committed_bytes: u64) {
+        InflightWrites::finish_commit(self, seq, writes, committed_bytes)
+    }
+
+    fn fail_commit(&self, generation: u64) {
+        InflightWrites::fail_commit(self, generation)
+    }
+}
+
 /// One object's storage as its instance sees it during an event.
 pub struct ObjectStore {
-    db: Db,
-    shared: Arc<ObjectShared>,
+    storage: Arc<dyn Storage>,
+    shared: Arc<InflightWrites>,
     limits: Arc<StorageLimits>,
     clock: Arc<dyn Clock>,
     event: WriteSet,
@@ -257,13 +228,13 @@ fn successor(prefix: &[u8]) -> Option<Vec<u8>> {
 
 impl ObjectStore {
     pub fn new(
-        db: Db,
-        shared: Arc<ObjectShared>,
+        storage: Arc<dyn Storage>,
+        shared: Arc<InflightWrites>,
         limits: Arc<StorageLimits>,
         clock: Arc<dyn Clock>,
     ) -> Self {
         ObjectStore {
-            db,
+            storage,
             shared,
             limits,
             clock,
@@ -361,8 +332,8 @@ impl ObjectStore {
         }
         // The in-flight view was consulted first: the committer removes a write from it only
         // after the write is readable from the database, so nothing falls between the two.
-        self.db
-            .get(&self.shared.prefix, key)
+        self.storage
+            .get(&self.shared.object, key)
             .map_err(StoreError::internal)
     }
 
@@ -503,13 +474,13 @@ impl ObjectStore {
         };
         if !hide_db {
             let upper = range.upper.clone();
-            self.db
+            self.storage
                 .scan(
-                    &self.shared.prefix,
+                    &self.shared.object,
                     range.lower.as_bytes(),
                     upper.as_deref(),
                     reverse,
-                    |k, v| {
+                    &mut |k, v| {
                         let replaced = drain(Some(&k), &mut out, &mut next_overlay);
                         if out.len() >= limit {
                             return false;
@@ -539,8 +510,8 @@ impl ObjectStore {
         if let Some((_, alarm)) = self.shared.lock().alarm {
             return Ok(alarm);
         }
-        self.db
-            .get_alarm(&self.shared.prefix)
+        self.storage
+            .get_alarm(&self.shared.object)
             .map_err(StoreError::internal)
     }
 
@@ -603,7 +574,7 @@ impl ObjectStore {
         self.event = WriteSet::default();
     }
 
-    pub fn shared(&self) -> &Arc<ObjectShared> {
+    pub fn shared(&self) -> &Arc<InflightWrites> {
         &self.shared
     }
 }

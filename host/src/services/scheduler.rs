@@ -2,7 +2,7 @@
 //! and the clock it (and the guests' wall clock) reads, injectable so tests need not sleep.
 //! Knows nothing of wasmtime.
 
-use crate::backend::redb::ObjectPrefix;
+use crate::id::ObjectKey;
 use futures::FutureExt;
 use futures::future::BoxFuture;
 use std::collections::{BTreeSet, HashMap};
@@ -87,23 +87,23 @@ impl wasmtime_wasi::HostWallClock for GuestWallClock {
 
 /// Something that can wake an object for its alarm (the runtime).
 pub trait AlarmWaker: Send + Sync + 'static {
-    fn wake(&self, object: ObjectPrefix, retry_count: u32);
+    fn wake(&self, object: ObjectKey, retry_count: u32);
 }
 
 #[derive(Default)]
 struct Queue {
-    by_time: BTreeSet<(u64, ObjectPrefix)>,
-    by_object: HashMap<ObjectPrefix, (u64, u32)>,
+    by_time: BTreeSet<(u64, ObjectKey)>,
+    by_object: HashMap<ObjectKey, (u64, u32)>,
 }
 
 impl Queue {
-    fn remove(&mut self, object: &ObjectPrefix) {
+    fn remove(&mut self, object: &ObjectKey) {
         if let Some((at, _)) = self.by_object.remove(object) {
             self.by_time.remove(&(at, *object));
         }
     }
 
-    fn insert(&mut self, object: ObjectPrefix, at: u64, retry: u32) {
+    fn insert(&mut self, object: ObjectKey, at: u64, retry: u32) {
         self.remove(&object);
         self.by_time.insert((at, object));
         self.by_object.insert(object, (at, retry));
@@ -136,7 +136,7 @@ impl Scheduler {
     }
 
     /// The object's alarm is now `at` (None: it has none). Called once the change is durable.
-    pub fn set(&self, object: ObjectPrefix, at: Option<u64>) {
+    pub fn set(&self, object: ObjectKey, at: Option<u64>) {
         {
             let mut q = self.lock();
             match at {
@@ -148,7 +148,7 @@ impl Scheduler {
     }
 
     /// The alarm failed: run it again at `at`, telling the handler it is retry `retry`.
-    pub fn retry(&self, object: ObjectPrefix, at: u64, retry: u32) {
+    pub fn retry(&self, object: ObjectKey, at: u64, retry: u32) {
         self.lock().insert(object, at, retry);
         self.changed.notify_one();
     }

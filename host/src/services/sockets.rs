@@ -1,14 +1,11 @@
 //! The host's WebSockets: a registry of every open socket (its object, tags, attachment,
-//! bounded send queue) and the task that runs each connection. Sockets belong to the host,
+//! bounded send queue); the edge runs each connection. Sockets belong to the host,
 //! not to an instance, so they stay open while their object is evicted (hibernation).
 
-use crate::object::{Event, SocketEvent};
-use crate::runtime::{Class, ObjectKey, Runtime};
-use axum::extract::ws::{CloseFrame, Message, WebSocket};
-use futures::{SinkExt, StreamExt};
+use crate::id::ObjectKey;
 use std::collections::{BTreeSet, HashMap};
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use tokio::sync::{mpsc, oneshot};
 
 /// Close code for a client that does not read fast enough (1013, "try again later").
@@ -56,6 +53,13 @@ pub struct Sockets {
     /// Messages one socket may have queued for its client; past this the client is too
     /// slow and the socket is closed with [`CLOSE_QUEUE_OVERFLOW`].
     send_queue: usize,
+}
+
+/// A socket an object accepted for a client's upgrade request (the object's own, or one a
+/// callee accepted for it), on its way to the edge that connects the client.
+pub struct Upgrade {
+    pub object: ObjectKey,
+    pub socket: Accepted,
 }
 
 /// What the connection task needs of a socket just accepted.
@@ -219,7 +223,7 @@ impl Sockets {
     }
 
     /// Answers `text` with the object's auto-response, if it is the request; true if so.
-    fn auto_respond(&self, id: u64, text: &str, now: u64) -> bool {
+    pub fn auto_respond(&self, id: u64, text: &str, now: u64) -> bool {
         let mut inner = self.lock();
         let Some(object) = inner.sockets.get(&id).map(|e| e.object) else {
             return false;
@@ -240,156 +244,4 @@ impl Sockets {
     pub fn count(&self) -> usize {
         self.lock().sockets.len()
     }
-}
-
-/// Runs one accepted connection until either side closes it: client messages become events
-/// of the object (waking it if evicted), queued messages go to the client.
-pub async fn run_connection(
-    rt: Arc<Runtime>,
-    class: Arc<Class>,
-    object: ObjectKey,
-    accepted: Accepted,
-    socket: WebSocket,
-) {
-    let Accepted { id, mut out, kill } = accepted;
-    let sockets = rt.sockets().clone();
-    let (mut sink, mut stream) = socket.split();
-    let deliver = |event: Event| {
-        if let Err(e) = rt.send(&class, object.id, None, event) {
-            tracing::warn!(socket = id, error = ?e, "cannot deliver a WebSocket event");
-        }
-    };
-    enum End {
-        /// The object closed the socket (it knows; no close event).
-        ClosedByObject(u16, String),
-        /// The client closed, or the connection ended: tell the object.
-        Closed(u16, String, bool),
-        /// A message over the limit.
-        TooBig,
-        /// The client could not keep up.
-        Overflow,
-        /// The connection failed: tell the object, and that it closed.
-        Failed(String),
-    }
-    // The writer, the reader and the overflow signal race; a writer stuck on a client that
-    // does not read is abandoned when the kill comes.
-    let writer = async {
-        loop {
-            let message = match out.recv().await {
-                Some(Outgoing::Text(t)) => Message::Text(t.into()),
-                Some(Outgoing::Binary(b)) => Message::Binary(b.into()),
-                Some(Outgoing::Close(code, reason)) => return End::ClosedByObject(code, reason),
-                None => return End::Closed(1006, "closed".into(), false),
-            };
-            if sink.send(message).await.is_err() {
-                return End::Closed(1006, "the connection broke".into(), false);
-            }
-        }
-    };
-    let reader = async {
-        loop {
-            match stream.next().await {
-                Some(Ok(Message::Text(t))) => {
-                    if !sockets.auto_respond(id, t.as_str(), rt.clock().now_ms()) {
-                        deliver(Event::Socket(Box::new(SocketEvent::Message(
-                            id,
-                            crate::wasm::bindings::types::WebsocketMessage::Text(t.to_string()),
-                        ))));
-                    }
-                }
-                Some(Ok(Message::Binary(b))) => {
-                    deliver(Event::Socket(Box::new(SocketEvent::Message(
-                        id,
-                        crate::wasm::bindings::types::WebsocketMessage::Binary(b.to_vec()),
-                    ))))
-                }
-                Some(Ok(Message::Close(frame))) => {
-                    let (code, reason) = frame
-                        .map(|f| (f.code, f.reason.to_string()))
-                        .unwrap_or((1005, String::new()));
-                    return End::Closed(code, reason, true);
-                }
-                Some(Ok(_)) => {}
-                Some(Err(e)) => {
-                    if is_too_big(&e) {
-                        return End::TooBig;
-                    }
-                    return End::Failed(format!("{e:#}"));
-                }
-                None => {
-                    return End::Closed(
-                        1006,
-                        "the connection closed without a close frame".into(),
-                        false,
-                    );
-                }
-            }
-        }
-    };
-    let kill = async {
-        match kill.await {
-            Ok(()) => End::Overflow,
-            // The sender went with the registry entry: not a kill.
-            Err(_) => std::future::pending().await,
-        }
-    };
-    let end = tokio::select! {
-        e = writer => e,
-        e = reader => e,
-        e = kill => e,
-    };
-    // What to tell the client, and what to tell the object.
-    type Frame = Option<(u16, String)>;
-    type Ended = Option<(u16, String, bool)>;
-    let (frame, ended): (Frame, Ended) = match end {
-        End::ClosedByObject(code, reason) => (Some((code, reason)), None),
-        End::Closed(code, reason, clean) => (None, Some((code, reason, clean))),
-        End::TooBig => (
-            Some((CLOSE_TOO_BIG, "message too big".into())),
-            Some((CLOSE_TOO_BIG, "message too big".into(), false)),
-        ),
-        End::Overflow => (
-            Some((CLOSE_QUEUE_OVERFLOW, "send queue overflow".into())),
-            Some((CLOSE_QUEUE_OVERFLOW, "send queue overflow".into(), false)),
-        ),
-        End::Failed(error) => {
-            deliver(Event::Socket(Box::new(SocketEvent::Error(
-                id,
-                error.clone(),
-            ))));
-            (None, Some((1006, error, false)))
-        }
-    };
-    if let Some((code, reason)) = frame {
-        let frame = Message::Close(Some(CloseFrame {
-            code,
-            reason: reason.into(),
-        }));
-        // Best effort, bounded: a client that does not read may never take the frame.
-        let _ = tokio::time::timeout(std::time::Duration::from_millis(100), sink.send(frame)).await;
-    }
-    // The entry goes only after the object has handled every message queued before this
-    // point (they may read the socket's attachment): the last event for it removes it.
-    sockets.mark_closed(id);
-    let last = match ended {
-        Some((code, reason, was_clean)) => SocketEvent::Close(id, code, reason, was_clean),
-        None => SocketEvent::Forget(id),
-    };
-    if let Err(e) = rt.send(&class, object.id, None, Event::Socket(Box::new(last))) {
-        tracing::warn!(socket = id, error = ?e, "cannot deliver a WebSocket close");
-        sockets.remove(id);
-    }
-}
-
-/// A message over `max_ws_message_bytes` (tungstenite's capacity error, however wrapped).
-fn is_too_big(e: &axum::Error) -> bool {
-    std::iter::successors(Some(e as &(dyn std::error::Error + 'static)), |e| {
-        e.source()
-    })
-    .any(|c| {
-        matches!(
-            c.downcast_ref::<tungstenite::Error>(),
-            Some(tungstenite::Error::Capacity(_))
-        )
-    })
 }

@@ -2,7 +2,10 @@
 //! in order, all in one transaction, at start; a config that drops, reorders or edits an
 //! applied tag, or binds a class no migration created, is refused and nothing changes.
 
-use super::{Db, MIGRATIONS, class_in, class_key};
+use super::RedbStorage;
+use super::classes::{class_in, class_key, create_class, delete_class, move_class};
+use super::tables::MIGRATIONS;
+use crate::backend::MigrationReport;
 use crate::config::migration::Migration;
 use anyhow::{Result, bail};
 use redb::ReadableTable;
@@ -16,42 +19,16 @@ struct Applied {
     digest: String,
 }
 
-/// What `migrate` did (or, in a dry run, would do).
-#[derive(Debug, Default)]
-pub struct Report {
-    /// Tags already applied before this run.
-    pub already_applied: Vec<String>,
-    /// One line per step applied now, e.g. "v2: rename class OldCounter to Counter".
-    pub steps: Vec<String>,
-}
-
-impl std::fmt::Display for Report {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        if self.already_applied.is_empty() {
-            writeln!(f, "no migrations applied before")?;
-        } else {
-            writeln!(f, "already applied: {}", self.already_applied.join(", "))?;
-        }
-        if self.steps.is_empty() {
-            writeln!(f, "nothing to apply")?;
-        }
-        for s in &self.steps {
-            writeln!(f, "{s}")?;
-        }
-        Ok(())
-    }
-}
-
 /// Applies the migrations of `script` not yet applied and checks that every bound class
 /// exists; `bound` lists (binding, class). With `dry_run` nothing is written. On any error
 /// nothing is changed.
 pub fn migrate(
-    db: &Db,
+    db: &RedbStorage,
     script: &str,
     migrations: &[Migration],
     bound: &[(String, String)],
     dry_run: bool,
-) -> Result<Report> {
+) -> Result<MigrationReport> {
     let mut seen = HashSet::new();
     for m in migrations {
         if m.tag.is_empty() {
@@ -96,7 +73,7 @@ pub fn migrate(
         }
     }
     let bound_classes: HashSet<&str> = bound.iter().map(|(_, c)| c.as_str()).collect();
-    let mut report = Report {
+    let mut report = MigrationReport {
         already_applied: applied.iter().map(|a| a.tag.clone()).collect(),
         steps: Vec::new(),
     };
@@ -107,7 +84,7 @@ pub fn migrate(
             if class_in(&txn, script, class)?.is_some() {
                 bail!("migration {tag:?}: new class {class:?} already exists");
             }
-            super::create_class(&txn, script, class)?;
+            create_class(&txn, script, class)?;
             report.steps.push(format!("{tag}: create class {class}"));
         }
         for r in &m.renamed_classes {
@@ -126,7 +103,7 @@ pub fn migrate(
                     r.to
                 );
             }
-            super::move_class(&txn, &class_key(script, &r.from), &class_key(script, &r.to))?;
+            move_class(&txn, &class_key(script, &r.from), &class_key(script, &r.to))?;
             report.steps.push(format!(
                 "{tag}: rename class {} to {} (data and alarms kept)",
                 r.from, r.to
@@ -146,7 +123,7 @@ pub fn migrate(
                     t.to
                 );
             }
-            super::move_class(
+            move_class(
                 &txn,
                 &class_key(&t.from_script, &t.from),
                 &class_key(script, &t.to),
@@ -171,7 +148,7 @@ pub fn migrate(
                     binding.unwrap_or_default()
                 );
             }
-            super::delete_class(&txn, &class_key(script, class))?;
+            delete_class(&txn, &class_key(script, class))?;
             report
                 .steps
                 .push(format!("{tag}: delete class {class} and all its data"));

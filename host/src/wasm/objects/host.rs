@@ -1,7 +1,8 @@
 //! `impl objects::Host for ObjectsCtx`.
 
+use super::CallError;
 use super::ObjectsCtx;
-use crate::runtime::CallError;
+use crate::id::IdKey;
 use crate::wasm::bindings::objects::{self as wit, Error, ErrorCode};
 use crate::wasm::bindings::types::{Request, Response};
 
@@ -27,16 +28,13 @@ impl From<CallError> for Error {
 }
 
 impl ObjectsCtx {
-    fn with_class<T>(
+    fn with_key<T>(
         &self,
         binding: &str,
-        f: impl FnOnce(&crate::runtime::Class) -> Result<T, Error>,
+        f: impl FnOnce(IdKey) -> Result<T, Error>,
     ) -> Result<T, Error> {
-        let Some(rt) = self.runtime.upgrade() else {
-            return Err(err(ErrorCode::Unavailable, "the host is shutting down"));
-        };
-        match rt.class(binding) {
-            Some(class) => f(class),
+        match self.calls.id_key(binding) {
+            Some(key) => f(key),
             None => Err(err(
                 ErrorCode::UnknownBinding,
                 format!("no binding named {binding:?}"),
@@ -47,26 +45,20 @@ impl ObjectsCtx {
 
 impl wit::Host for ObjectsCtx {
     fn id_from_name(&mut self, binding: String, name: String) -> Res<String> {
-        Ok(self.with_class(&binding, |c| {
-            Ok(c.namespace.id_key.id_from_name(&name).to_string())
-        }))
+        Ok(self.with_key(&binding, |c| Ok(c.id_from_name(&name).to_string())))
     }
 
     fn new_unique_id(&mut self, binding: String) -> Res<String> {
-        Ok(self.with_class(&binding, |c| {
-            c.namespace
-                .id_key
-                .new_unique_id()
+        Ok(self.with_key(&binding, |c| {
+            c.new_unique_id()
                 .map(|id| id.to_string())
                 .map_err(|e| err(ErrorCode::Unavailable, format!("{e:#}")))
         }))
     }
 
     fn id_from_string(&mut self, binding: String, id: String) -> Res<String> {
-        Ok(self.with_class(&binding, |c| {
-            c.namespace
-                .id_key
-                .id_from_string(&id)
+        Ok(self.with_key(&binding, |c| {
+            c.id_from_string(&id)
                 .map(|id| id.to_string())
                 .map_err(|e| err(ErrorCode::InvalidId, format!("{e} (binding {binding:?})")))
         }))
@@ -79,22 +71,16 @@ impl wit::Host for ObjectsCtx {
         name: Option<String>,
         request: Request,
     ) -> Res<Response> {
-        let Some(rt) = self.runtime.upgrade() else {
-            return Ok(Err(err(
-                ErrorCode::Unavailable,
-                "the host is shutting down",
-            )));
-        };
         // The client's upgrade goes to the first call that forwards an upgrade request, as
         // `stub.fetch(request)` does on the original platform.
         let upgrade = self.upgrade_offered && is_websocket_upgrade(&request);
         if upgrade {
             self.upgrade_offered = false;
         }
-        match rt
-            .call(self.caller, &binding, &id, name, request, upgrade)
-            .await
-        {
+        let call = self
+            .calls
+            .call(self.caller, binding, id, name, request, upgrade);
+        match call.await {
             Ok((response, accepted)) => {
                 // At most one call per event is offered the upgrade.
                 if accepted.is_some() {

@@ -1,16 +1,48 @@
 //! The WIT `objects` interface (IDs and calls to other objects): its per-store state and
-//! linker wiring. The host impl is in `host.rs`; calls go through `Runtime::call`.
+//! linker wiring. The host impl is in `host.rs`; calls go through `ObjectCalls`, which the
+//! runtime implements.
 
 mod host;
 
-use crate::runtime::{ObjectKey, Runtime, Upgrade};
+use crate::id::{IdKey, ObjectKey};
+use crate::services::sockets::Upgrade;
 use crate::wasm::bindings::objects as wit;
-use std::sync::Weak;
+use crate::wasm::bindings::types::{Request, Response};
+use futures::future::BoxFuture;
+use std::sync::Arc;
 use wasmtime::component::{HasSelf, Linker};
 
-/// Who is calling, for deadlock detection, and the runtime to call through.
+/// Why a call from one object (or the worker) to another failed; the caller may handle it.
+#[derive(Debug, Clone)]
+pub enum CallError {
+    UnknownBinding(String),
+    InvalidId(String),
+    Deadlock(String),
+    ObjectFailed(String),
+    Unavailable(String),
+}
+
+/// What the objects interface needs of the host: bindings' ID keys, and calls.
+pub trait ObjectCalls: Send + Sync + 'static {
+    /// The ID key of `binding`, if it exists (None also while the host stops).
+    fn id_key(&self, binding: &str) -> Option<IdKey>;
+
+    /// A call from `caller` (None: the worker) to object `id` of `binding`; with `upgrade`
+    /// the callee may accept the caller's client's WebSocket (it comes back with the 101).
+    fn call(
+        &self,
+        caller: Option<ObjectKey>,
+        binding: String,
+        id: String,
+        name: Option<String>,
+        request: Request,
+        upgrade: bool,
+    ) -> BoxFuture<'static, Result<(Response, Option<Upgrade>), CallError>>;
+}
+
+/// Who is calling, for deadlock detection, and the host to call through.
 pub struct ObjectsCtx {
-    pub runtime: Weak<Runtime>,
+    calls: Arc<dyn ObjectCalls>,
     /// The calling object; None for the stateless worker (nothing ever waits on a worker).
     pub caller: Option<ObjectKey>,
     /// The current event's client asked for a WebSocket upgrade that no call has passed on
@@ -21,9 +53,9 @@ pub struct ObjectsCtx {
 }
 
 impl ObjectsCtx {
-    pub fn new(runtime: Weak<Runtime>, caller: Option<ObjectKey>) -> Self {
+    pub fn new(calls: Arc<dyn ObjectCalls>, caller: Option<ObjectKey>) -> Self {
         ObjectsCtx {
-            runtime,
+            calls,
             caller,
             upgrade_offered: false,
             upgrade: None,

@@ -4,7 +4,7 @@
 
 mod host;
 
-use crate::runtime::ObjectKey;
+use crate::id::ObjectKey;
 use crate::services::sockets::{Accepted, Outgoing, Sockets};
 use crate::wasm::bindings::websockets as wit;
 use std::sync::Arc;

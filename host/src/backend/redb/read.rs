@@ -1,0 +1,127 @@
+//! The read side of object storage in redb.
+
+use super::RedbStorage;
+use super::tables::{ALARM_RETRIES, ALARMS, KV, NAMES, OBJECT_SIZES, ObjectPrefix, decode_retry};
+use crate::backend::{ObjectMeta, StoredAlarm};
+use crate::id::{KEY_BYTES, ObjectKey};
+use anyhow::{Context, Result};
+use bytes::Bytes;
+use redb::ReadableTable;
+use std::ops::Bound;
+
+/// One entry of a redb range over `KV`.
+type RangeItem<'a> = Result<
+    (
+        redb::AccessGuard<'a, &'static [u8]>,
+        redb::AccessGuard<'a, &'static [u8]>,
+    ),
+    redb::StorageError,
+>;
+
+impl RedbStorage {
+    pub(super) fn read_value(&self, object: &ObjectKey, key: &str) -> Result<Option<Bytes>> {
+        let prefix = ObjectPrefix::of(object);
+        let txn = self.begin_read()?;
+        let table = txn.open_table(KV)?;
+        let found = table.get(prefix.key(key).as_slice())?;
+        Ok(found.map(|v| Bytes::copy_from_slice(v.value())))
+    }
+
+    pub(super) fn read_alarm(&self, object: &ObjectKey) -> Result<Option<u64>> {
+        let prefix = ObjectPrefix::of(object);
+        let txn = self.begin_read()?;
+        let table = txn.open_table(ALARMS)?;
+        let found = table.get(prefix.0.as_slice())?;
+        Ok(found.map(|v| v.value()))
+    }
+
+    pub(super) fn read_all_alarms(&self) -> Result<Vec<StoredAlarm>> {
+        let txn = self.begin_read()?;
+        let table = txn.open_table(ALARMS)?;
+        let retries = txn.open_table(ALARM_RETRIES)?;
+        let mut out = Vec::new();
+        for item in table.iter()? {
+            let (k, v) = item?;
+            let prefix: [u8; KEY_BYTES] = k
+                .value()
+                .try_into()
+                .context("an alarm record has a malformed key: the database is corrupt")?;
+            let retry = retries
+                .get(prefix.as_slice())?
+                .map(|r| decode_retry(r.value()))
+                .transpose()?;
+            out.push(StoredAlarm {
+                object: ObjectPrefix(prefix).object(),
+                at: v.value(),
+                retry,
+            });
+        }
+        Ok(out)
+    }
+
+    pub(super) fn read_meta(&self, object: &ObjectKey) -> Result<ObjectMeta> {
+        let prefix = ObjectPrefix::of(object);
+        let txn = self.begin_read()?;
+        let size = txn
+            .open_table(OBJECT_SIZES)?
+            .get(prefix.0.as_slice())?
+            .map(|v| v.value())
+            .unwrap_or(0);
+        let name = txn
+            .open_table(NAMES)?
+            .get(prefix.0.as_slice())?
+            .map(|v| v.value().to_string());
+        Ok(ObjectMeta { size, name })
+    }
+
+    pub(super) fn read_range(
+        &self,
+        object: &ObjectKey,
+        lower: &[u8],
+        upper: Option<&[u8]>,
+        reverse: bool,
+        visit: &mut dyn FnMut(String, Bytes) -> bool,
+    ) -> Result<()> {
+        let prefix = ObjectPrefix::of(object);
+        let txn = self.begin_read()?;
+        let table = txn.open_table(KV)?;
+        let mut lo = prefix.0.to_vec();
+        lo.extend_from_slice(lower);
+        let hi = match upper {
+            Some(u) => {
+                let mut hi = prefix.0.to_vec();
+                hi.extend_from_slice(u);
+                hi
+            }
+            None => prefix.end(),
+        };
+        if lo >= hi {
+            return Ok(());
+        }
+        let range = table.range::<&[u8]>((
+            Bound::Included(lo.as_slice()),
+            Bound::Excluded(hi.as_slice()),
+        ))?;
+        let mut step = |item: RangeItem<'_>| -> Result<bool> {
+            let (k, v) = item?;
+            let user_key = std::str::from_utf8(&k.value()[KEY_BYTES..])
+                .context("a stored key is not UTF-8: the database is corrupt")?
+                .to_string();
+            Ok(visit(user_key, Bytes::copy_from_slice(v.value())))
+        };
+        if reverse {
+            for item in range.rev() {
+                if !step(item)? {
+                    break;
+                }
+            }
+        } else {
+            for item in range {
+                if !step(item)? {
+                    break;
+                }
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,110 @@
+//! Requests and responses between HTTP and the WIT types: the body read within its limit,
+//! the URL the object sees, the object's answer checked.
+
+use super::HttpError;
+use crate::runtime::Runtime;
+use crate::wasm::bindings::types as wit;
+use axum::body::Body;
+use axum::http::{HeaderName, HeaderValue, StatusCode, header};
+use axum::response::Response;
+
+pub async fn read_body(
+    rt: &Runtime,
+    parts: &axum::http::request::Parts,
+    body: Body,
+) -> Result<bytes::Bytes, HttpError> {
+    let limit = rt.limits().max_body_bytes;
+    if let Some(len) = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+        && len > limit as u64
+    {
+        return Err(HttpError::BodyTooLarge(limit));
+    }
+    axum::body::to_bytes(body, limit).await.map_err(|e| {
+        // Only a body over the limit is a 413; a malformed one (a bad chunk size, a
+        // connection cut mid-body) is the client's mistake of another kind.
+        if error_chain(&e).any(|c| c.is::<http_body_util::LengthLimitError>()) {
+            HttpError::BodyTooLarge(limit)
+        } else {
+            HttpError::BadRequest(format!("the request body could not be read: {e}"))
+        }
+    })
+}
+
+/// An error and its sources, outermost first.
+fn error_chain<'a>(
+    e: &'a (dyn std::error::Error + 'static),
+) -> impl Iterator<Item = &'a (dyn std::error::Error + 'static)> {
+    std::iter::successors(Some(e), |e| e.source())
+}
+
+/// The request as a guest sees it: `path` (without its leading `/`) under the original
+/// host, the query kept. The Host header must be a plain authority (host and port): it is
+/// spliced into the URL, so a `/`, `?`, `#` or `@` in it would rewrite what the object sees.
+pub fn to_wit(
+    parts: &axum::http::request::Parts,
+    path: &str,
+    body: bytes::Bytes,
+) -> Result<wit::Request, HttpError> {
+    let host = match parts.uri.authority() {
+        Some(authority) => authority.as_str(),
+        None => match parts.headers.get(header::HOST) {
+            Some(h) => h.to_str().unwrap_or("\u{0}"),
+            None => "localhost",
+        },
+    };
+    let valid = host
+        .parse::<axum::http::uri::Authority>()
+        .is_ok_and(|a| a.as_str() == host && !host.contains('@'));
+    if !valid {
+        return Err(HttpError::BadRequest(format!(
+            "invalid Host header {host:?}: expected a host name or address, with an optional port"
+        )));
+    }
+    let mut url = format!("http://{host}/{path}");
+    if let Some(q) = parts.uri.query() {
+        url.push('?');
+        url.push_str(q);
+    }
+    let headers = parts
+        .headers
+        .iter()
+        .filter_map(|(k, v)| Some((k.as_str().to_string(), v.to_str().ok()?.to_string())))
+        .collect();
+    Ok(wit::Request {
+        method: parts.method.as_str().to_string(),
+        url,
+        headers,
+        body: body.to_vec(),
+    })
+}
+
+pub fn to_http(r: wit::Response) -> Result<Response, HttpError> {
+    let status = StatusCode::from_u16(r.status)
+        .ok()
+        .filter(|s| (200..=599).contains(&s.as_u16()))
+        .ok_or_else(|| {
+            HttpError::ObjectFailed(format!(
+                "the object answered with status {}, which is not a valid final status (200-599)",
+                r.status
+            ))
+        })?;
+    let mut response = Response::new(Body::from(r.body));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    for (k, v) in r.headers {
+        match (
+            HeaderName::try_from(k.as_str()),
+            HeaderValue::try_from(v.as_str()),
+        ) {
+            (Ok(name), Ok(value)) => {
+                headers.append(name, value);
+            }
+            _ => tracing::warn!(header = %k, "dropping an invalid response header from an object"),
+        }
+    }
+    Ok(response)
+}

@@ -1,0 +1,183 @@
+//! Start-up: compile (or load from cache) every class, open storage, apply migrations,
+//! register classes, load alarms, and start the committer, the epoch ticker and the
+//! scheduler.
+
+use super::calls::RuntimeCalls;
+use super::{Background, LocalPlacement, Runtime};
+use crate::backend::Storage;
+use crate::backend::committer::{CommitListener, Committer, StorageHealth};
+use crate::backend::redb::RedbStorage;
+use crate::config::Config;
+use crate::id::ObjectKey;
+use crate::object::{ActorStorage, Class, Counters, Event, ObjectEnv};
+use crate::services::calls::CallGraph;
+use crate::services::objstore::StorageLimits;
+use crate::services::scheduler::{AlarmWaker, Clock, Scheduler, SystemClock};
+use crate::services::slots::Slots;
+use crate::services::sockets::Sockets;
+use crate::wasm::bindings::ObjectPre;
+use crate::wasm::engine::{self, EpochTicker, ObjectState};
+use anyhow::{Context, Result};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex, RwLock, Weak};
+use tokio::sync::{mpsc, watch};
+
+/// Tells the scheduler of alarms once they are durable.
+struct SchedulerListener(Arc<Scheduler>);
+
+impl CommitListener for SchedulerListener {
+    fn alarm_committed(&self, object: ObjectKey, at: Option<u64>) {
+        self.0.set(object, at);
+    }
+}
+
+/// Wakes objects for the scheduler without keeping the runtime alive.
+struct RuntimeWaker(Weak<Runtime>);
+
+impl AlarmWaker for RuntimeWaker {
+    fn wake(&self, object: ObjectKey, retry_count: u32) {
+        let Some(rt) = self.0.upgrade() else { return };
+        if let Err(e) = rt.deliver(object, Event::Alarm { retry: retry_count }) {
+            tracing::warn!(error = ?e, "cannot deliver an alarm; left in place");
+        }
+    }
+}
+
+impl Runtime {
+    /// Opens the database, compiles (or loads from cache) every class and starts the
+    /// background threads. Errors name the file or setting to fix.
+    pub fn start(config: &Config) -> Result<Arc<Runtime>> {
+        Self::start_with_clock(config, Arc::new(SystemClock))
+    }
+
+    /// Like `start`, with the clock alarms and guests read (tests pass a manual one). Must be
+    /// called within a tokio runtime: it spawns the alarm scheduler.
+    pub fn start_with_clock(config: &Config, clock: Arc<dyn Clock>) -> Result<Arc<Runtime>> {
+        config.validate()?;
+        let engine = engine::build_engine(&config.limits)?;
+        let linker = engine::build_linker(&engine)?;
+        let cache_dir = config.data_dir.join("cache");
+        // One compilation per distinct file, even when several bindings share a class.
+        let mut compiled: HashMap<PathBuf, ObjectPre<ObjectState>> = HashMap::new();
+        for class in &config.classes {
+            if !compiled.contains_key(&class.component) {
+                let component = engine::load_component(&engine, &class.component, &cache_dir)?;
+                let pre = engine::prepare(&linker, &component, &class.component)?;
+                compiled.insert(class.component.clone(), pre);
+            }
+        }
+        let worker = match &config.worker {
+            Some(path) => {
+                let wl = engine::build_worker_linker(&engine)?;
+                let component = engine::load_component(&engine, path, &cache_dir)?;
+                Some(engine::prepare_worker(&wl, &component, path)?)
+            }
+            None => None,
+        };
+        let db: Arc<dyn Storage> = Arc::new(RedbStorage::open(&config.data_dir)?);
+        if let Some(migrations) = &config.migrations {
+            let bound: Vec<(String, String)> = config
+                .classes
+                .iter()
+                .map(|c| (c.binding.clone(), c.class_name.clone()))
+                .collect();
+            let report = db.migrate(&config.script, migrations, &bound, false)?;
+            for step in &report.steps {
+                tracing::info!("migration applied: {step}");
+            }
+        }
+        let mut classes = HashMap::new();
+        for class in &config.classes {
+            let namespace = match &config.migrations {
+                None => db
+                    .ensure_class(&config.script, &class.class_name)
+                    .with_context(|| format!("cannot register class {}", class.class_name))?,
+                Some(_) => db
+                    .class(&config.script, &class.class_name)?
+                    .with_context(|| format!("class {} does not exist", class.class_name))?,
+            };
+            classes.insert(
+                class.binding.clone(),
+                Arc::new(Class {
+                    binding: class.binding.clone(),
+                    class_name: class.class_name.clone(),
+                    namespace,
+                    vars: config.vars.clone(),
+                    pre: compiled[&class.component].clone(),
+                }),
+            );
+        }
+        let scheduler = Scheduler::new(clock.clone());
+        for alarm in db.all_alarms()? {
+            match alarm.retry {
+                // A retry pending at the last stop resumes as the same attempt.
+                Some(r) => scheduler.retry(alarm.object, r.at, r.count),
+                None => scheduler.set(alarm.object, Some(alarm.at)),
+            }
+        }
+        let by_namespace = classes
+            .values()
+            .map(|c| (c.namespace.number, c.clone()))
+            .collect();
+        let storage_health = Arc::new(StorageHealth::default());
+        let (commits, committer) = Committer::start(
+            db.clone(),
+            Arc::new(SchedulerListener(scheduler.clone())),
+            storage_health.clone(),
+        )?;
+        let ticker = EpochTicker::start(engine.clone())?;
+        let (alive_tx, alive_rx) = mpsc::channel(1);
+        let l = &config.limits;
+        let (stop_scheduler, stop_rx) = watch::channel(false);
+        let calls = Arc::new(CallGraph::default());
+        let runtime = Arc::new_cyclic(|weak: &Weak<Runtime>| Runtime {
+            classes,
+            by_namespace,
+            env: Arc::new(ObjectEnv {
+                engine,
+                limits: config.limits.clone(),
+                storage_limits: Arc::new(StorageLimits {
+                    max_key_bytes: l.max_key_bytes,
+                    max_value_bytes: l.max_value_bytes,
+                    max_keys_per_call: l.max_keys_per_call,
+                    max_object_bytes: l.max_object_bytes,
+                    min_alarm_interval_ms: l.min_alarm_interval.as_millis() as u64,
+                }),
+                clock,
+                sockets: Arc::new(Sockets::new(l.ws_send_queue)),
+                slots: Arc::new(Slots::new(
+                    l.max_live_objects,
+                    l.max_worker_instances,
+                    l.slot_wait,
+                    calls.clone(),
+                )),
+                scheduler: scheduler.clone(),
+                counters: Counters::default(),
+                calls: Arc::new(RuntimeCalls(weak.clone())),
+            }),
+            calls,
+            placement: Arc::new(LocalPlacement),
+            actors: Mutex::new(HashMap::new()),
+            next_actor: AtomicU64::new(1),
+            storage: RwLock::new(Some(ActorStorage {
+                db,
+                commits,
+                alive: alive_tx,
+            })),
+            alive: tokio::sync::Mutex::new(alive_rx),
+            background: Mutex::new(Some(Background {
+                committer,
+                _ticker: ticker,
+                stop_scheduler,
+            })),
+            storage_health,
+            worker,
+            vars: config.vars.clone(),
+        });
+        let waker = Arc::new(RuntimeWaker(Arc::downgrade(&runtime)));
+        tokio::spawn(scheduler.run(waker, stop_rx));
+        Ok(runtime)
+    }
+}

@@ -1,0 +1,59 @@
+//! The stateless worker: a fresh instance per public request, in a worker slot of its own.
+
+use super::Runtime;
+use crate::object::EventError;
+use crate::services::sockets::Upgrade;
+use crate::wasm::bindings::types as wit;
+use crate::wasm::engine::{self, WorkerState};
+use crate::wasm::objects::ObjectsCtx;
+use std::sync::Arc;
+
+impl Runtime {
+    /// Runs a public request through a fresh instance of the worker component. With
+    /// `upgrade`, the worker may pass the client's WebSocket upgrade on to an object through
+    /// `objects.fetch`; the socket that object accepted comes back with the response.
+    pub async fn run_worker(
+        self: &Arc<Self>,
+        request: wit::Request,
+        upgrade: bool,
+    ) -> Result<(wit::Response, Option<Upgrade>), EventError> {
+        let pre = self
+            .worker
+            .as_ref()
+            .ok_or_else(|| EventError::Unavailable("no worker is configured".into()))?;
+        let _permit = self
+            .env
+            .slots
+            .worker_permit()
+            .await
+            .map_err(|e| EventError::Unavailable(e.0))?;
+        let mut objects = ObjectsCtx::new(self.env.calls.clone(), None);
+        objects.begin(upgrade);
+        let mut store = engine::new_store(
+            &self.env.engine,
+            WorkerState::new(objects, &self.env.limits, self.env.clock.clone()),
+        );
+        let result = async {
+            let worker = pre.instantiate_async(&mut store).await?;
+            worker
+                .dohost_object_worker_handler()
+                .call_fetch(&mut store, &request, &self.vars)
+                .await
+        }
+        .await;
+        store.data().stdout.flush_partial();
+        store.data().stderr.flush_partial();
+        let forwarded = store.data_mut().objects.take_upgrade();
+        match result {
+            Ok(response) => Ok((response, forwarded)),
+            Err(e) => {
+                if let Some(u) = forwarded {
+                    self.env.sockets.remove(u.socket.id);
+                }
+                let why = crate::object::describe_failure(&e, store.data().limiter.hit);
+                tracing::warn!(error = %format!("{e:?}"), "worker failed: {why}");
+                Err(EventError::Failed(format!("the worker failed: {why}")))
+            }
+        }
+    }
+}
