@@ -4,6 +4,7 @@
 pub mod alarms;
 pub mod bindings;
 pub mod engine;
+pub mod failure;
 pub mod guest_log;
 pub mod objects;
 pub mod requests;

@@ -1,0 +1,258 @@
+//! The one way an event runs on the instance (start, call the handler, flush the guest's
+//! logs, a trap discards the instance), and how each kind of event ends: a fetch answers
+//! (now or deferred), an alarm clears itself or is retried, a socket event just commits.
+
+use super::*;
+
+/// Which handler an event calls, with its arguments.
+enum Handler {
+    Fetch(wit::Request),
+    Alarm(wit::AlarmInfo),
+    Socket(SocketEvent),
+}
+
+/// What the handler returned.
+enum Returned {
+    Response(wit::Response),
+    Alarm(Result<(), String>),
+    Done,
+}
+
+impl Actor {
+    /// Runs one event on the live instance: starts it (CPU budget, per-interface state),
+    /// calls the handler and flushes the guest's logs. A trap drops the instance, and with
+    /// it the event's uncommitted writes, sends and accepted sockets, and answers why; the
+    /// next event builds a fresh instance from storage. Committing is the caller's.
+    async fn run_event(
+        &mut self,
+        handler: Handler,
+        fetch: Option<u64>,
+        upgrade: bool,
+        what: &str,
+    ) -> Result<Returned, String> {
+        self.begin_event(fetch, upgrade);
+        let live = self
+            .live
+            .as_mut()
+            .expect("an event runs on a live instance");
+        let h = live.bindings.dohost_object_handler().durable_object();
+        let (store, handle) = (&mut live.store, live.handle);
+        let result = match handler {
+            Handler::Fetch(request) => h
+                .call_fetch(&mut *store, handle, &request)
+                .await
+                .map(Returned::Response),
+            Handler::Alarm(info) => h
+                .call_alarm(&mut *store, handle, info)
+                .await
+                .map(Returned::Alarm),
+            Handler::Socket(SocketEvent::Message(ws, m)) => h
+                .call_websocket_message(&mut *store, handle, ws, &m)
+                .await
+                .map(|()| Returned::Done),
+            Handler::Socket(SocketEvent::Close(ws, code, reason, clean)) => h
+                .call_websocket_close(&mut *store, handle, ws, code, &reason, clean)
+                .await
+                .map(|()| Returned::Done),
+            Handler::Socket(SocketEvent::Error(ws, error)) => h
+                .call_websocket_error(&mut *store, handle, ws, &error)
+                .await
+                .map(|()| Returned::Done),
+            // Handled by the actor without the instance; nothing to call.
+            Handler::Socket(SocketEvent::Forget(_)) => Ok(Returned::Done),
+        };
+        store.data().stdout.flush_partial();
+        store.data().stderr.flush_partial();
+        match result {
+            Ok(returned) => Ok(returned),
+            Err(err) => {
+                let why = describe_failure(&err, store.data().limiter.hit);
+                tracing::warn!(object = %self.tag, error = %format!("{err:?}"), "{what} failed: {why}; instance discarded");
+                self.drop_instance(&format!("{what} trapped"));
+                Err(why)
+            }
+        }
+    }
+
+    pub(super) async fn fetch(
+        &mut self,
+        request: wit::Request,
+        upgrade: bool,
+        reply: oneshot::Sender<Outcome>,
+    ) {
+        if let Err(e) = self.ensure_live().await {
+            let _ = reply.send(Outcome::failed(e));
+            return;
+        }
+        self.next_handle += 1;
+        let handle = self.next_handle;
+        match self
+            .run_event(Handler::Fetch(request), Some(handle), upgrade, "event")
+            .await
+        {
+            Ok(Returned::Response(response)) => self.answer(response, handle, reply),
+            Ok(_) => unreachable!("a fetch returns a response"),
+            Err(why) => {
+                let _ = reply.send(Outcome::failed(EventError::Failed(why)));
+            }
+        }
+    }
+
+    /// Ends a successful fetch: commits its writes, and answers the client now, or later if
+    /// the fetch deferred its answer.
+    fn answer(&mut self, response: wit::Response, handle: u64, reply: oneshot::Sender<Outcome>) {
+        let live = self.live.as_mut().expect("event ran on an instance");
+        let data = live.store.data_mut();
+        let deferred = data.requests.deferred;
+        data.requests.current = None;
+        let own = data.websockets.accepted.take().map(|socket| Upgrade {
+            object: self.key,
+            socket,
+        });
+        let forwarded = data.objects.take_upgrade();
+        // The object's own socket wins over one a callee accepted for it.
+        let accepted = match (own, forwarded) {
+            (Some(own), forwarded) => {
+                if let Some(f) = forwarded {
+                    self.env.sockets.remove(f.socket.id);
+                }
+                Some(own)
+            }
+            (None, forwarded) => forwarded,
+        };
+        let durable = self.commit_writes();
+        if deferred {
+            if let Some(a) = accepted {
+                self.env.sockets.remove(a.socket.id);
+            }
+            let deadline = Instant::now() + self.env.limits.deferred_timeout;
+            self.deferred.insert(handle, (reply, deadline));
+        } else {
+            let _ = reply.send(Outcome {
+                result: Ok(response),
+                durable: durable.clone(),
+                accepted,
+            });
+        }
+        // After the reply is registered: the event may have answered itself.
+        self.release_outputs(&durable);
+    }
+
+    pub(super) async fn alarm(&mut self, retry: u32) {
+        if let Err(e) = self.ensure_live().await {
+            let why = match e {
+                EventError::Failed(m) | EventError::Unavailable(m) => m,
+            };
+            self.alarm_failed(retry, &why);
+            return;
+        }
+        let now = self.env.clock.now_ms();
+        let live = self.live.as_mut().expect("instance just ensured");
+        match live.store.data().storage.store.get_alarm() {
+            Ok(Some(at)) if at <= now => {}
+            // Replaced by a later one, or deleted, since it was scheduled: nothing to do.
+            Ok(_) => return,
+            Err(e) => {
+                self.alarm_failed(retry, &format!("{e:?}"));
+                return;
+            }
+        }
+        let info = wit::AlarmInfo {
+            retry_count: retry,
+            is_retry: retry > 0,
+        };
+        match self
+            .run_event(Handler::Alarm(info), None, false, "alarm handler")
+            .await
+        {
+            Ok(Returned::Alarm(Ok(()))) => {
+                let live = self.live.as_mut().expect("the handler returned");
+                let store = &mut live.store.data_mut().storage.store;
+                if !store.event_changed_alarm() {
+                    // Done: clear it, atomically with the handler's writes.
+                    let _ = store.delete_alarm();
+                }
+                let durable = self.commit_writes();
+                self.release_outputs(&durable);
+                self.env.counters.alarm_runs.fetch_add(1, Ordering::Relaxed);
+            }
+            Ok(Returned::Alarm(Err(message))) => {
+                // A failed alarm's writes are dropped so that its retry starts from the
+                // same state.
+                let live = self.live.as_mut().expect("the handler returned");
+                let data = live.store.data_mut();
+                data.storage.store.discard_event();
+                data.websockets.discard();
+                // Answers given by a failed handler are withdrawn with its writes.
+                for (handle, _) in std::mem::take(&mut data.requests.responses) {
+                    data.requests.pending.insert(handle);
+                }
+                self.alarm_failed(retry, &message);
+            }
+            Ok(_) => unreachable!("an alarm handler returns a result"),
+            Err(why) => self.alarm_failed(retry, &why),
+        }
+    }
+
+    pub(super) fn alarm_failed(&mut self, retry: u32, why: &str) {
+        self.env
+            .counters
+            .alarm_failures
+            .fetch_add(1, Ordering::Relaxed);
+        let Some(inflight) = self.inflight.clone() else {
+            return;
+        };
+        if retry < MAX_ALARM_RETRIES {
+            let delay = ALARM_RETRY_BASE_MS << retry;
+            tracing::warn!(object = %self.tag, retry = retry + 1, delay_ms = delay, "alarm failed: {why}; retrying");
+            let at = self.env.clock.now_ms() + delay;
+            self.env.scheduler.retry(inflight.object, at, retry + 1);
+            // Stored too, so that a restart resumes the same attempt instead of starting
+            // the count again.
+            self.submit(crate::backend::WriteSet {
+                alarm_retry: Some(crate::backend::AlarmRetry {
+                    count: retry + 1,
+                    at,
+                }),
+                ..Default::default()
+            });
+        } else {
+            tracing::error!(object = %self.tag, "alarm failed {} times, giving up: {why}", retry + 1);
+            // Delete it durably, so that a restart does not bring it back.
+            self.submit(crate::backend::WriteSet {
+                alarm: Some(None),
+                ..Default::default()
+            });
+        }
+    }
+    /// Runs a WebSocket handler: like any event, its writes commit together and its sends
+    /// leave once they are durable; a trap discards the instance.
+
+    pub(super) async fn socket_event(&mut self, event: SocketEvent) {
+        let closed = match &event {
+            SocketEvent::Forget(ws) => {
+                self.env.sockets.remove(*ws);
+                return;
+            }
+            SocketEvent::Close(ws, ..) => Some(*ws),
+            _ => None,
+        };
+        match self.ensure_live().await {
+            Ok(()) => {
+                let ran = self
+                    .run_event(Handler::Socket(event), None, false, "WebSocket handler")
+                    .await;
+                if ran.is_ok() {
+                    let durable = self.commit_writes();
+                    self.release_outputs(&durable);
+                }
+            }
+            Err(e) => {
+                tracing::warn!(object = %self.tag, error = ?e, "WebSocket event lost: no instance");
+            }
+        }
+        if let Some(ws) = closed {
+            self.env.sockets.remove(ws);
+        }
+    }
+}

@@ -1,0 +1,160 @@
+//! The instance's lifecycle: built on demand (constructor included) in a slot of its own,
+//! rebuilt after a failed commit, dropped on a trap, under pressure or when idle.
+
+use super::*;
+
+impl Actor {
+    /// Makes sure a constructed instance exists, building one (and running the
+    /// constructor) if needed.
+    pub(super) async fn ensure_live(&mut self) -> Result<(), EventError> {
+        let shared = self
+            .inflight()
+            .map_err(|e| EventError::Failed(format!("cannot read the object's storage: {e:#}")))?;
+        let generation = shared.generation();
+        if self
+            .live
+            .as_ref()
+            .is_some_and(|l| l.generation != generation)
+        {
+            // A commit of this object failed: rebuild from what is on disk.
+            self.live = None;
+            self.last_commit = None;
+            // The failed commit may have been the one recording the name.
+            self.name_stored = self.name.is_none()
+                || matches!(
+                    self.storage.db.object_meta(&self.key),
+                    Ok(ObjectMeta { name: Some(_), .. })
+                );
+        }
+        if self.live.is_some() {
+            return Ok(());
+        }
+        let limits = &self.env.limits;
+        let store_limits = self.env.storage_limits.clone();
+        let permit = self
+            .env
+            .slots
+            .object_permit()
+            .await
+            .map_err(|e| EventError::Unavailable(e.0))?;
+        let clock = self.env.clock.clone();
+        let ctx = StorageCtx {
+            store: ObjectStore::new(self.storage.db.clone(), shared, store_limits, clock.clone()),
+        };
+        let objects = crate::wasm::objects::ObjectsCtx::new(self.env.calls.clone(), Some(self.key));
+        let websockets =
+            crate::wasm::websockets::WebSocketsCtx::new(self.env.sockets.clone(), self.key);
+        let mut store: Store<ObjectState> = new_store(
+            &self.env.engine,
+            ObjectState::new(self.tag.clone(), ctx, objects, websockets, limits, clock),
+        );
+        let bindings = match self.class.pre.instantiate_async(&mut store).await {
+            Ok(b) => b,
+            Err(e) => {
+                let msg = format!("{e:#}");
+                tracing::error!(object = %self.tag, error = %msg, "cannot instantiate");
+                // Slots are counted before instantiation, so the pool should never be full;
+                // if it is anyway, it is capacity (503), not a broken object.
+                if e.downcast_ref::<wasmtime::PoolConcurrencyLimitError>()
+                    .is_some()
+                {
+                    return Err(EventError::Unavailable(format!(
+                        "too many live objects (max_live_objects = {}); try again shortly",
+                        limits.max_live_objects
+                    )));
+                }
+                return Err(EventError::Failed(format!(
+                    "cannot instantiate the object: {msg}"
+                )));
+            }
+        };
+        let ctx = wit::ObjectContext {
+            id: self.key.id.to_string(),
+            name: self.name.clone(),
+            binding: self.class.binding.clone(),
+            class_name: self.class.class_name.clone(),
+            env: self.class.vars.clone(),
+        };
+        let constructed = bindings
+            .dohost_object_handler()
+            .durable_object()
+            .call_constructor(&mut store, &ctx)
+            .await;
+        match constructed {
+            Ok(handle) => {
+                self.live = Some(Live {
+                    store,
+                    bindings,
+                    handle,
+                    generation,
+                    _permit: permit,
+                });
+                Ok(())
+            }
+            Err(err) => {
+                store.data().stdout.flush_partial();
+                store.data().stderr.flush_partial();
+                let why = describe_failure(&err, store.data().limiter.hit);
+                tracing::warn!(object = %self.tag, error = %format!("{err:?}"), "constructor failed: {why}");
+                Err(EventError::Failed(format!("the constructor failed: {why}")))
+            }
+        }
+    }
+
+    pub(super) fn inflight(&mut self) -> anyhow::Result<Arc<InflightWrites>> {
+        if let Some(s) = &self.inflight {
+            return Ok(s.clone());
+        }
+        let meta = self.storage.db.object_meta(&self.key)?;
+        let (size, stored_name) = (meta.size, meta.name);
+        match (&self.name, stored_name) {
+            (Some(_), Some(_)) => self.name_stored = true,
+            // Woken by an alarm or a socket: the object keeps the name it was reached by.
+            (None, Some(stored)) => {
+                self.tag = format!("{}/{stored}", self.class.binding).into();
+                self.name = Some(stored);
+                self.name_stored = true;
+            }
+            (_, None) => {}
+        }
+        let inflight = InflightWrites::new(self.key, size);
+        self.inflight = Some(inflight.clone());
+        Ok(inflight)
+    }
+
+    /// Discards the instance; clients waiting on its deferred responses get 503, since the
+    /// in-memory state that would have answered them is gone.
+    pub(super) fn drop_instance(&mut self, why: &str) {
+        // A socket accepted by an event that never finished has no connection to serve it.
+        if let Some(mut live) = self.live.take() {
+            let data = live.store.data_mut();
+            let own = data.websockets.accepted.take().map(|a| a.id);
+            let forwarded = data.objects.take_upgrade().map(|u| u.socket.id);
+            for id in own.into_iter().chain(forwarded) {
+                self.env.sockets.remove(id);
+            }
+        }
+        for (_, (reply, _)) in self.deferred.drain() {
+            let _ = reply.send(Outcome::failed(EventError::Unavailable(format!(
+                "the object was reset before answering this deferred request ({why})"
+            ))));
+        }
+    }
+
+    /// Starts an event on the live instance: the CPU budget, and per-interface state
+    /// (`upgrade`: the event is a fetch whose client asked for a WebSocket).
+    pub(super) fn begin_event(&mut self, fetch: Option<u64>, upgrade: bool) {
+        if !self.deferred.is_empty() {
+            self.forget_gone_deferred();
+        }
+        let live = self
+            .live
+            .as_mut()
+            .expect("an event runs on a live instance");
+        start_event(&mut live.store);
+        let data = live.store.data_mut();
+        data.requests.begin(fetch);
+        data.websockets.begin(upgrade);
+        data.objects.begin(upgrade);
+    }
+}

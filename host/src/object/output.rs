@@ -1,0 +1,162 @@
+//! What an event leaves behind: its writes handed to the committer, its deferred answers
+//! and WebSocket sends released once durable, and deferred requests that expired or whose
+//! client left.
+
+use super::*;
+
+impl Actor {
+    /// Hands a successful event's writes to the committer; returns what its outputs wait on
+    /// (its own commit, or the latest earlier one when it wrote nothing: it may have read
+    /// writes that are not durable yet).
+    pub(super) fn commit_writes(&mut self) -> Option<Durable> {
+        let mut writes = self
+            .live
+            .as_mut()
+            .and_then(|l| l.store.data_mut().storage.store.take_event_writes());
+        if !self.name_stored
+            && let Some(name) = &self.name
+        {
+            // The first event of an object reached by name records the name with its
+            // writes (its outputs wait for that, like for any write).
+            writes.get_or_insert_with(Default::default).name = Some(Arc::from(name.as_str()));
+            self.name_stored = true;
+        }
+        match writes {
+            None => self.last_commit.clone(),
+            Some(writes) => self.submit(writes),
+        }
+    }
+
+    pub(super) fn submit(&mut self, writes: crate::backend::WriteSet) -> Option<Durable> {
+        let shared = self
+            .inflight
+            .clone()
+            .expect("an instance implies shared state");
+        let (generation, seq) = shared.begin_commit(&writes);
+        let (done, rx) = oneshot::channel();
+        let job = CommitJob {
+            target: shared as Arc<dyn CommitTarget>,
+            generation,
+            seq,
+            writes,
+            done,
+        };
+        let durable: Durable = if self.storage.commits.send(job).is_err() {
+            futures::future::ready(Err(CommitError::new(
+                CommitErrorKind::Stopped,
+                "the host is shutting down",
+            )))
+            .boxed()
+            .shared()
+        } else {
+            async move {
+                rx.await.unwrap_or_else(|_| {
+                    Err(CommitError::new(
+                        CommitErrorKind::Stopped,
+                        "the committer stopped before this write",
+                    ))
+                })
+            }
+            .boxed()
+            .shared()
+        };
+        self.last_commit = Some(durable.clone());
+        Some(durable)
+    }
+
+    /// Releases a successful event's outputs besides its reply, gated on `durable`.
+    pub(super) fn release_outputs(&mut self, durable: &Option<Durable>) {
+        self.release_responses(durable);
+        self.release_sends(durable);
+    }
+
+    /// Releases the answers given to deferred requests during the event just ended, gated
+    /// on that event's durability.
+    pub(super) fn release_responses(&mut self, durable: &Option<Durable>) {
+        let Some(live) = self.live.as_mut() else {
+            return;
+        };
+        let responses = std::mem::take(&mut live.store.data_mut().requests.responses);
+        for (handle, response) in responses {
+            if let Some((reply, _)) = self.deferred.remove(&handle) {
+                let _ = reply.send(Outcome {
+                    result: Ok(response),
+                    durable: durable.clone(),
+                    accepted: None,
+                });
+            }
+        }
+    }
+
+    /// Hands the event's WebSocket sends to the object's outbox, which releases them in
+    /// order, each batch once its event's writes are durable.
+    pub(super) fn release_sends(&mut self, durable: &Option<Durable>) {
+        let Some(live) = self.live.as_mut() else {
+            return;
+        };
+        let sends = std::mem::take(&mut live.store.data_mut().websockets.sends);
+        if sends.is_empty() {
+            return;
+        }
+        let outbox = self.outbox.get_or_insert_with(|| {
+            let (tx, mut rx) = mpsc::unbounded_channel::<OutboxBatch>();
+            let sockets = self.env.sockets.clone();
+            tokio::spawn(async move {
+                while let Some((durable, sends)) = rx.recv().await {
+                    if let Some(d) = durable
+                        && d.await.is_err()
+                    {
+                        // The writes behind these messages were lost: so are they.
+                        continue;
+                    }
+                    for (ws, message) in sends {
+                        sockets.deliver(ws, message);
+                    }
+                }
+            });
+            tx
+        });
+        let _ = outbox.send((durable.clone(), sends));
+    }
+
+    /// Forgets deferred requests whose client went away (its connection closed): the
+    /// object's `respond` and `is-open` then see them as gone, like expired ones.
+    pub(super) fn forget_gone_deferred(&mut self) {
+        let mut gone = Vec::new();
+        self.deferred.retain(|handle, (reply, _)| {
+            let open = !reply.is_closed();
+            if !open {
+                gone.push(*handle);
+            }
+            open
+        });
+        if let Some(live) = self.live.as_mut() {
+            for handle in gone {
+                live.store.data_mut().requests.pending.remove(&handle);
+            }
+        }
+    }
+
+    /// Answers the deferred requests whose deadline passed with 503.
+    pub(super) fn expire_deferred(&mut self) {
+        let now = Instant::now();
+        let expired: Vec<u64> = self
+            .deferred
+            .iter()
+            .filter(|(_, (_, deadline))| *deadline <= now)
+            .map(|(h, _)| *h)
+            .collect();
+        for handle in expired {
+            if let Some((reply, _)) = self.deferred.remove(&handle) {
+                let _ = reply.send(Outcome::failed(EventError::Unavailable(format!(
+                    "the object did not answer this deferred request within {:?} \
+                     (deferred_timeout)",
+                    self.env.limits.deferred_timeout
+                ))));
+            }
+            if let Some(live) = self.live.as_mut() {
+                live.store.data_mut().requests.pending.remove(&handle);
+            }
+        }
+    }
+}
