@@ -225,9 +225,10 @@ impl Actor {
             });
         }
     }
-    /// Runs a WebSocket handler: like any event, its writes commit together and its sends
-    /// leave once they are durable; a trap discards the instance.
 
+    /// Runs a WebSocket handler: like any event, its writes commit together and its sends
+    /// leave once they are durable; a trap discards the instance. A socket's registry entry
+    /// goes once its close (or the object's own close) has been handled.
     pub(super) async fn socket_event(&mut self, event: SocketEvent) {
         let closed = match &event {
             SocketEvent::Forget(ws) => {
