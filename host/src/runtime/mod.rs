@@ -3,6 +3,7 @@
 //! objects, the worker and placement are its other rooms.
 
 mod calls;
+mod deliver;
 mod placement;
 mod start;
 mod worker;
@@ -11,20 +12,18 @@ pub use placement::{LocalPlacement, Owner, Placement};
 
 use crate::backend::committer::{CommitError, Committer, StorageHealth};
 use crate::config::Limits;
-use crate::id::{ObjectId, ObjectKey};
-use crate::object::{
-    Actor, ActorCell, ActorStorage, Class, Event, EventError, ObjectEnv, Outcome, Registry,
-};
+use crate::id::ObjectKey;
+use crate::object::{ActorCell, ActorStorage, Class, Event, EventError, ObjectEnv, Registry};
 use crate::services::calls::CallGraph;
 use crate::services::scheduler::{Clock, Scheduler};
-use crate::services::sockets::{Sockets, Upgrade};
-use crate::wasm::bindings::types as wit;
+use crate::services::sockets::Sockets;
 use crate::wasm::bindings::worker::WorkerPre;
-use crate::wasm::engine::{EpochTicker, WorkerState};
+use crate::wasm::engine::EpochTicker;
+use crate::wasm::state::WorkerState;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, watch};
 
 struct ActorHandle {
     tx: mpsc::UnboundedSender<Event>,
@@ -171,156 +170,6 @@ impl Runtime {
         }
     }
 
-    /// Delivers an HTTP request to the object and answers once its response may leave: the
-    /// output gate is here, so no caller can answer before the writes behind the response
-    /// are durable. A request via the edge that finds the object live, idle and with
-    /// nothing queued runs on the caller's task (see `ActorCell`).
-    pub async fn fetch(
-        self: &Arc<Self>,
-        class: &Arc<Class>,
-        id: ObjectId,
-        name: Option<String>,
-        request: wit::Request,
-        upgrade: bool,
-        via: Via,
-    ) -> Result<(wit::Response, Option<Upgrade>), FetchError> {
-        let outcome = self.run_fetch(class, id, name, request, upgrade, via).await;
-        let accepted = outcome.accepted;
-        let forget = |a: Option<Upgrade>| {
-            if let Some(a) = a {
-                self.env.sockets.remove(a.socket.id);
-            }
-        };
-        if let Some(durable) = outcome.durable
-            && let Err(e) = durable.await
-        {
-            forget(accepted);
-            return Err(FetchError::Commit(e));
-        }
-        match outcome.result {
-            Ok(response) => Ok((response, accepted)),
-            Err(e) => {
-                forget(accepted);
-                Err(FetchError::Event(e))
-            }
-        }
-    }
-
-    /// Runs the request's event; its outcome is not durable yet.
-    async fn run_fetch(
-        self: &Arc<Self>,
-        class: &Arc<Class>,
-        id: ObjectId,
-        name: Option<String>,
-        request: wit::Request,
-        upgrade: bool,
-        via: Via,
-    ) -> Outcome {
-        let key = ObjectKey {
-            namespace: class.namespace.number,
-            id,
-        };
-        let cell = match via {
-            Via::Edge => self.lock_actors().get(&key).map(|h| h.cell.clone()),
-            Via::Call => None,
-        };
-        let request = match cell {
-            Some(cell) => match cell.try_fetch_inline(request, upgrade).await {
-                Ok(rx) => {
-                    self.env
-                        .counters
-                        .inline_events
-                        .fetch_add(1, Ordering::Relaxed);
-                    // Not held while waiting: a deferred answer's sender lives in the
-                    // actor, which must be free to go (and drop it) when its task ends.
-                    drop(cell);
-                    return rx.await.unwrap_or_else(|_| stopped());
-                }
-                Err(request) => request,
-            },
-            None => request,
-        };
-        let (reply, rx) = oneshot::channel();
-        let event = Event::Fetch {
-            request: Box::new(request),
-            upgrade,
-            reply,
-        };
-        if let Err(e) = self.send(class, id, name, event) {
-            return Outcome::failed(e);
-        }
-        rx.await.unwrap_or_else(|_| stopped())
-    }
-
-    /// Queues an event (a socket's message, an alarm) for the object at `key`.
-    pub fn deliver(self: &Arc<Self>, key: ObjectKey, event: Event) -> Result<(), EventError> {
-        let class = self
-            .by_namespace
-            .get(&key.namespace)
-            .cloned()
-            .ok_or_else(|| {
-                EventError::Unavailable(format!(
-                    "no class of namespace {} is served here",
-                    key.namespace
-                ))
-            })?;
-        self.send(&class, key.id, None, event)
-    }
-
-    /// Queues `event` for the object's actor, spawning the actor if there is none. All
-    /// sends happen under the registry lock, which is what makes eviction race-free: an
-    /// actor removes itself only while holding the lock and seeing an empty mailbox.
-    fn send(
-        self: &Arc<Self>,
-        class: &Arc<Class>,
-        id: ObjectId,
-        name: Option<String>,
-        event: Event,
-    ) -> Result<(), EventError> {
-        let key = ObjectKey {
-            namespace: class.namespace.number,
-            id,
-        };
-        if let Owner::Elsewhere(node) = self.placement.owner(&key) {
-            return Err(EventError::Unavailable(format!(
-                "this object is served by node {node}"
-            )));
-        }
-        let mut actors = self.lock_actors();
-        let event = match actors.get(&key) {
-            Some(handle) => match handle.send(event) {
-                Ok(()) => return Ok(()),
-                // The actor died (its task panicked): replace it.
-                Err(mpsc::error::SendError(event)) => {
-                    actors.remove(&key);
-                    event
-                }
-            },
-            None => event,
-        };
-        let storage = self
-            .storage
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
-            .ok_or_else(|| EventError::Unavailable("the host is shutting down".to_string()))?;
-        let (tx, rx) = mpsc::unbounded_channel();
-        let actor = Actor::new(self.env.clone(), storage, class.clone(), key, name);
-        let cell = Arc::new(ActorCell::new(actor));
-        let actor_id = self.next_actor.fetch_add(1, Ordering::Relaxed);
-        let handle = ActorHandle {
-            tx,
-            actor_id,
-            cell: cell.clone(),
-        };
-        let _ = handle.send(event);
-        actors.insert(key, handle);
-        drop(actors);
-        let registry: Arc<dyn Registry> = self.clone();
-        tokio::spawn(Actor::run(cell, rx, actor_id, registry));
-        Ok(())
-    }
-
     /// Stops every actor (each finishes its queued events and waits for its commits),
     /// then the committer and the epoch thread. The database is closed when this returns.
     pub async fn shutdown(&self) {
@@ -375,11 +224,4 @@ impl Registry for Runtime {
         rx.close();
         true
     }
-}
-
-/// The outcome of a request whose object went away without answering it.
-fn stopped() -> Outcome {
-    Outcome::failed(EventError::Failed(
-        "the object stopped before answering".to_string(),
-    ))
 }

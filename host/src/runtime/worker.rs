@@ -4,8 +4,8 @@ use super::Runtime;
 use crate::object::EventError;
 use crate::services::sockets::Upgrade;
 use crate::wasm::bindings::types as wit;
-use crate::wasm::engine::{self, WorkerState};
 use crate::wasm::objects::ObjectsCtx;
+use crate::wasm::state::{self, WorkerState};
 use std::sync::Arc;
 
 impl Runtime {
@@ -29,7 +29,7 @@ impl Runtime {
             .map_err(|e| EventError::Unavailable(e.0))?;
         let mut objects = ObjectsCtx::new(self.env.calls.clone(), None);
         objects.begin(upgrade);
-        let mut store = engine::new_store(
+        let mut store = state::new_store(
             &self.env.engine,
             WorkerState::new(objects, &self.env.limits, self.env.clock.clone()),
         );

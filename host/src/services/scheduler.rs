@@ -1,6 +1,5 @@
 //! The alarm scheduler: knows when each object's alarm is due and wakes the object then;
 //! and the clock it (and the guests' wall clock) reads, injectable so tests need not sleep.
-//! Knows nothing of wasmtime.
 
 use crate::id::ObjectKey;
 use futures::FutureExt;
@@ -68,20 +67,6 @@ impl Clock for ManualClock {
             let _ = rx.wait_for(|t| *t >= at).await;
         }
         .boxed()
-    }
-}
-
-/// The guests' view of wall-clock time: the host's clock, so that alarm times a guest
-/// computes from "now" agree with the scheduler's.
-pub struct GuestWallClock(pub Arc<dyn Clock>);
-
-impl wasmtime_wasi::HostWallClock for GuestWallClock {
-    fn resolution(&self) -> Duration {
-        Duration::from_millis(1)
-    }
-
-    fn now(&self) -> Duration {
-        Duration::from_millis(self.0.now_ms())
     }
 }
 

@@ -1,6 +1,6 @@
 //! Why a guest call failed, in a sentence for the caller (details go to the log).
 
-use crate::wasm::engine::{CpuLimitExceeded, MemoryLimitExceeded};
+use crate::wasm::state::{CpuLimitExceeded, MemoryLimitExceeded};
 
 /// A short account of why an event failed, for the caller; the full error goes to the log.
 pub fn describe_failure(err: &wasmtime::Error, memory_hit: Option<usize>) -> String {

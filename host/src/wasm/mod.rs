@@ -8,5 +8,6 @@ pub mod failure;
 pub mod guest_log;
 pub mod objects;
 pub mod requests;
+pub mod state;
 pub mod storage;
 pub mod websockets;

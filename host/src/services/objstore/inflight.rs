@@ -1,0 +1,128 @@
+//! An object's writes handed to the committer and not yet durable: reads must see them,
+//! and a failed commit drops them all (the object is then rebuilt from disk).
+
+use crate::backend::WriteSet;
+use crate::backend::committer::CommitTarget;
+use crate::id::ObjectKey;
+use bytes::Bytes;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+/// An object's writes handed to the committer but not yet durable (reads must see them),
+/// shared by its actor and the committer. Lives as long as the object's actor.
+pub struct InflightWrites {
+    pub object: ObjectKey,
+    // A std Mutex: held only for map updates, never across an await or a disk write.
+    inflight: Mutex<Inflight>,
+}
+
+#[derive(Default)]
+pub struct Inflight {
+    /// Bumped when a commit of this object fails: queued commits of the old generation
+    /// are refused and the actor rebuilds the instance from disk.
+    pub generation: u64,
+    next_seq: u64,
+    pub(super) entries: BTreeMap<String, (u64, Option<Bytes>)>,
+    pub(super) clear_seq: Option<u64>,
+    pub(super) added_bytes: u64,
+    /// The latest alarm change handed to the committer and not yet durable.
+    pub(super) alarm: Option<(u64, Option<u64>)>,
+    /// Bytes stored by the object as of its last durable commit.
+    pub committed_bytes: u64,
+}
+
+impl InflightWrites {
+    pub fn new(object: ObjectKey, committed_bytes: u64) -> Arc<Self> {
+        Arc::new(InflightWrites {
+            object,
+            inflight: Mutex::new(Inflight {
+                committed_bytes,
+                ..Inflight::default()
+            }),
+        })
+    }
+
+    pub fn lock(&self) -> MutexGuard<'_, Inflight> {
+        // A poisoned lock means a panic in a few lines of map code; the data is still
+        // consistent enough to keep serving, so take it.
+        self.inflight.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn generation(&self) -> u64 {
+        self.lock().generation
+    }
+
+    /// Registers an event's writes as in flight; returns (generation, sequence number).
+    pub fn begin_commit(&self, writes: &WriteSet) -> (u64, u64) {
+        let mut inf = self.lock();
+        inf.next_seq += 1;
+        let seq = inf.next_seq;
+        if writes.clear {
+            inf.entries.clear();
+            inf.clear_seq = Some(seq);
+        }
+        for (k, v) in &writes.map {
+            inf.entries.insert(k.clone(), (seq, v.clone()));
+        }
+        inf.added_bytes += writes.added_bytes;
+        if let Some(alarm) = writes.alarm {
+            inf.alarm = Some((seq, alarm));
+        }
+        (inf.generation, seq)
+    }
+
+    /// The commit `seq` is durable: drop what it wrote from the in-flight view (unless a
+    /// later commit overwrote it) and record the object's new size.
+    pub fn finish_commit(&self, seq: u64, writes: &WriteSet, committed_bytes: u64) {
+        let mut inf = self.lock();
+        for k in writes.map.keys() {
+            if inf.entries.get(k).is_some_and(|(s, _)| *s == seq) {
+                inf.entries.remove(k);
+            }
+        }
+        if inf.clear_seq == Some(seq) {
+            inf.clear_seq = None;
+        }
+        inf.added_bytes = inf.added_bytes.saturating_sub(writes.added_bytes);
+        inf.committed_bytes = committed_bytes;
+        if inf.alarm.is_some_and(|(s, _)| s == seq) {
+            inf.alarm = None;
+        }
+    }
+
+    /// A commit of generation `generation` failed: forget everything in flight.
+    pub fn fail_commit(&self, generation: u64) {
+        let mut inf = self.lock();
+        if inf.generation == generation {
+            inf.generation += 1;
+            inf.entries.clear();
+            inf.clear_seq = None;
+            inf.added_bytes = 0;
+            inf.alarm = None;
+        }
+    }
+
+    /// True when nothing is waiting to become durable.
+    pub fn is_settled(&self) -> bool {
+        let inf = self.lock();
+        inf.entries.is_empty() && inf.clear_seq.is_none() && inf.alarm.is_none()
+    }
+}
+
+impl CommitTarget for InflightWrites {
+    fn object(&self) -> ObjectKey {
+        self.object
+    }
+
+    fn generation(&self) -> u64 {
+        InflightWrites::generation(self)
+    }
+
+    fn finish_commit(&self, seq: u64, writes: &WriteSet, committed_bytes: u64) {
+        InflightWrites::finish_commit(self, seq, writes, committed_bytes)
+    }
+
+    fn fail_commit(&self, generation: u64) {
+        InflightWrites::fail_commit(self, generation)
+    }
+}

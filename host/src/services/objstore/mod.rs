@@ -1,0 +1,261 @@
+//! One object's view of its storage: its durable data in redb, the writes still on their
+//! way to disk, the current event's writes and any open transactions, merged so that reads
+//! always see the object's own writes. Knows nothing of wasmtime. Rooms: `inflight` (the
+//! writes on their way to disk), `list` (the merged, ordered listing), `checks` (limits).
+
+mod checks;
+mod inflight;
+mod list;
+
+pub use inflight::InflightWrites;
+
+use crate::backend::{Storage, WriteSet};
+use crate::services::scheduler::Clock;
+use bytes::Bytes;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// Storage limits, each configurable (see `Limits` in the config).
+#[derive(Debug, Clone)]
+pub struct StorageLimits {
+    pub max_key_bytes: usize,
+    pub max_value_bytes: usize,
+    pub max_keys_per_call: usize,
+    pub max_object_bytes: u64,
+    /// Alarms sooner than this from now are moved to now plus this, in milliseconds.
+    pub min_alarm_interval_ms: u64,
+}
+
+/// Open transactions one event may nest; a guest looping on `transaction-begin` would
+/// otherwise grow the host's memory without bound.
+pub const MAX_TRANSACTION_DEPTH: usize = 64;
+
+/// What a storage call can fail with (the WIT `error`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreError {
+    KeyTooLarge(String),
+    ValueTooLarge(String),
+    TooManyKeys(String),
+    StorageFull(String),
+    NoTransaction(String),
+    InvalidArgument(String),
+    Internal(String),
+}
+
+impl StoreError {
+    fn internal(e: anyhow::Error) -> Self {
+        StoreError::Internal(format!("storage failed: {e:#}"))
+    }
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// One object's storage as its instance sees it during an event.
+pub struct ObjectStore {
+    storage: Arc<dyn Storage>,
+    shared: Arc<InflightWrites>,
+    limits: Arc<StorageLimits>,
+    clock: Arc<dyn Clock>,
+    event: WriteSet,
+    txns: Vec<WriteSet>,
+}
+
+impl ObjectStore {
+    pub fn new(
+        storage: Arc<dyn Storage>,
+        shared: Arc<InflightWrites>,
+        limits: Arc<StorageLimits>,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        ObjectStore {
+            storage,
+            shared,
+            limits,
+            clock,
+            event: WriteSet::default(),
+            txns: Vec::new(),
+        }
+    }
+
+    fn top(&mut self) -> &mut WriteSet {
+        self.txns.last_mut().unwrap_or(&mut self.event)
+    }
+
+    pub fn get(&self, key: &str) -> StoreResult<Option<Bytes>> {
+        self.check_key(key)?;
+        for layer in self.txns.iter().rev().chain(std::iter::once(&self.event)) {
+            if let Some(found) = layer.lookup(key) {
+                return Ok(found.cloned());
+            }
+        }
+        {
+            let inf = self.shared.lock();
+            if let Some((_, v)) = inf.entries.get(key) {
+                return Ok(v.clone());
+            }
+            if inf.clear_seq.is_some() {
+                return Ok(None);
+            }
+        }
+        // The in-flight view was consulted first: the committer removes a write from it only
+        // after the write is readable from the database, so nothing falls between the two.
+        self.storage
+            .get(&self.shared.object, key)
+            .map_err(StoreError::internal)
+    }
+
+    pub fn get_many(&self, keys: &[String]) -> StoreResult<Vec<(String, Bytes)>> {
+        self.check_count(keys.len())?;
+        keys.iter().try_for_each(|k| self.check_key(k))?;
+        let mut found = BTreeMap::new();
+        for k in keys {
+            if let Some(v) = self.get(k)? {
+                found.insert(k.clone(), v);
+            }
+        }
+        Ok(found.into_iter().collect())
+    }
+
+    pub fn put(&mut self, key: String, value: Bytes) -> StoreResult<()> {
+        self.check_key(&key)?;
+        self.check_value(&key, &value)?;
+        self.check_quota(&[(&key, value.len())])?;
+        let top = self.top();
+        top.added_bytes += (key.len() + value.len()) as u64;
+        top.map.insert(key, Some(value));
+        Ok(())
+    }
+
+    pub fn put_many(&mut self, entries: Vec<(String, Bytes)>) -> StoreResult<()> {
+        // Validate everything first: a refused call changes nothing.
+        self.check_count(entries.len())?;
+        for (k, v) in &entries {
+            self.check_key(k)?;
+            self.check_value(k, v)?;
+        }
+        let sizes: Vec<(&str, usize)> =
+            entries.iter().map(|(k, v)| (k.as_str(), v.len())).collect();
+        self.check_quota(&sizes)?;
+        let top = self.top();
+        for (k, v) in entries {
+            top.added_bytes += (k.len() + v.len()) as u64;
+            top.map.insert(k, Some(v));
+        }
+        Ok(())
+    }
+
+    pub fn delete(&mut self, key: String) -> StoreResult<bool> {
+        let existed = self.get(&key)?.is_some();
+        self.top().map.insert(key, None);
+        Ok(existed)
+    }
+
+    pub fn delete_many(&mut self, keys: Vec<String>) -> StoreResult<u32> {
+        self.check_count(keys.len())?;
+        keys.iter().try_for_each(|k| self.check_key(k))?;
+        let mut count = 0;
+        for k in keys {
+            // A key listed twice counts once: the second delete finds it gone.
+            if self.delete(k)? {
+                count += 1;
+            }
+        }
+        Ok(count)
+    }
+
+    pub fn delete_all(&mut self) -> StoreResult<()> {
+        let top = self.top();
+        top.clear = true;
+        top.map.clear();
+        Ok(())
+    }
+
+    /// The pending alarm, seeing this event's and in-flight changes.
+    pub fn get_alarm(&self) -> StoreResult<Option<u64>> {
+        for layer in self.txns.iter().rev().chain(std::iter::once(&self.event)) {
+            if let Some(alarm) = layer.alarm {
+                return Ok(alarm);
+            }
+        }
+        if let Some((_, alarm)) = self.shared.lock().alarm {
+            return Ok(alarm);
+        }
+        self.storage
+            .get_alarm(&self.shared.object)
+            .map_err(StoreError::internal)
+    }
+
+    /// Sets the alarm, no sooner than the minimum interval from now; returns the time set.
+    pub fn set_alarm(&mut self, at: u64) -> StoreResult<u64> {
+        let earliest = self
+            .clock
+            .now_ms()
+            .saturating_add(self.limits.min_alarm_interval_ms);
+        let at = at.max(earliest);
+        self.top().alarm = Some(Some(at));
+        Ok(at)
+    }
+
+    pub fn delete_alarm(&mut self) -> StoreResult<()> {
+        self.top().alarm = Some(None);
+        Ok(())
+    }
+
+    /// True when the current event (transactions included) changed the alarm.
+    pub fn event_changed_alarm(&self) -> bool {
+        self.event.alarm.is_some() || self.txns.iter().any(|t| t.alarm.is_some())
+    }
+
+    pub fn begin(&mut self) -> StoreResult<()> {
+        if self.txns.len() >= MAX_TRANSACTION_DEPTH {
+            return Err(StoreError::InvalidArgument(format!(
+                "transactions nest at most {MAX_TRANSACTION_DEPTH} deep"
+            )));
+        }
+        self.txns.push(WriteSet::default());
+        Ok(())
+    }
+
+    pub fn commit(&mut self) -> StoreResult<()> {
+        let top = self.txns.pop().ok_or_else(no_transaction)?;
+        match self.txns.last_mut() {
+            Some(parent) => parent.absorb(top),
+            None => self.event.absorb(top),
+        }
+        Ok(())
+    }
+
+    pub fn rollback(&mut self) -> StoreResult<()> {
+        self.txns.pop().ok_or_else(no_transaction)?;
+        Ok(())
+    }
+
+    /// Ends the event: open transactions are rolled back, and the event's writes are
+    /// returned for commit (None when it wrote nothing).
+    pub fn take_event_writes(&mut self) -> Option<WriteSet> {
+        self.txns.clear();
+        let writes = std::mem::take(&mut self.event);
+        (!writes.is_empty()).then_some(writes)
+    }
+
+    /// Drops the current event's writes (the event failed).
+    pub fn discard_event(&mut self) {
+        self.txns.clear();
+        self.event = WriteSet::default();
+    }
+
+    pub fn shared(&self) -> &Arc<InflightWrites> {
+        &self.shared
+    }
+}
+
+fn no_transaction() -> StoreError {
+    StoreError::NoTransaction("no transaction is open".to_string())
+}
+
+pub(super) fn truncate(key: &str) -> &str {
+    match key.char_indices().nth(40) {
+        Some((i, _)) => &key[..i],
+        None => key,
+    }
+}

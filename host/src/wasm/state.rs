@@ -1,0 +1,259 @@
+//! Each guest store's data: WASI with nothing granted, dohost's per-interface contexts, the
+//! memory limiter and the CPU budget; and the guests' wall clock.
+
+use crate::config::Limits;
+use crate::services::scheduler::Clock;
+use crate::wasm::guest_log::GuestLog;
+use crate::wasm::storage::StorageCtx;
+use std::sync::Arc;
+use std::time::Duration;
+use wasmtime::Engine;
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+
+/// How often the epoch advances: the granularity of the CPU limit and of yielding a busy
+/// guest back to the executor.
+pub const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// The guests' view of wall-clock time: the host's clock, so that alarm times a guest
+/// computes from "now" agree with the scheduler's.
+pub struct GuestWallClock(pub Arc<dyn Clock>);
+
+impl wasmtime_wasi::HostWallClock for GuestWallClock {
+    fn resolution(&self) -> Duration {
+        Duration::from_millis(1)
+    }
+
+    fn now(&self) -> Duration {
+        Duration::from_millis(self.0.now_ms())
+    }
+}
+
+/// What every guest store has: a memory limiter and a CPU budget.
+pub trait GuestState: Send + 'static {
+    fn limiter(&mut self) -> &mut Limiter;
+    fn cpu(&mut self) -> &mut CpuBudget;
+}
+
+/// A store for one guest instance, with the memory limiter and the CPU-limit callback.
+pub fn new_store<T: GuestState>(engine: &Engine, data: T) -> wasmtime::Store<T> {
+    let mut store = wasmtime::Store::new(engine, data);
+    store.limiter(|s| s.limiter());
+    store.epoch_deadline_callback(|mut ctx| {
+        let cpu = ctx.data_mut().cpu();
+        cpu.used_ticks += 1;
+        if cpu.used_ticks >= cpu.max_ticks {
+            Err(CpuLimitExceeded(cpu.limit).into())
+        } else {
+            // Let other objects' tasks run on this thread between slices.
+            Ok(wasmtime::UpdateDeadline::Yield(1))
+        }
+    });
+    start_event(&mut store);
+    store
+}
+
+/// Gives an event its full CPU allowance.
+pub fn start_event<T: GuestState>(store: &mut wasmtime::Store<T>) {
+    store.data_mut().cpu().used_ticks = 0;
+    store.set_epoch_deadline(1);
+}
+
+/// WASI for a guest: no preopened directories, no environment, no arguments, no sockets —
+/// a guest reaches the world only through dohost's imports. Its clock is the host's.
+fn guest_wasi(
+    tag: &Arc<str>,
+    clock: Arc<dyn crate::services::scheduler::Clock>,
+) -> (WasiCtx, GuestLog, GuestLog) {
+    let stdout = GuestLog::new(tag.clone(), "stdout");
+    let stderr = GuestLog::new(tag.clone(), "stderr");
+    let wasi = WasiCtxBuilder::new()
+        .stdout(stdout.clone())
+        .stderr(stderr.clone())
+        .allow_tcp(false)
+        .allow_udp(false)
+        .allow_ip_name_lookup(false)
+        .wall_clock(GuestWallClock(clock))
+        .build();
+    (wasi, stdout, stderr)
+}
+
+fn budget(limits: &Limits) -> (Limiter, CpuBudget) {
+    let max_ticks = (limits.cpu_per_event.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64;
+    (
+        Limiter {
+            max_memory: limits.memory_per_instance,
+            hit: None,
+        },
+        CpuBudget {
+            used_ticks: 0,
+            max_ticks,
+            limit: limits.cpu_per_event,
+        },
+    )
+}
+
+/// The data of one worker instance's store.
+pub struct WorkerState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    pub limiter: Limiter,
+    pub cpu: CpuBudget,
+    pub objects: crate::wasm::objects::ObjectsCtx,
+    pub stdout: GuestLog,
+    pub stderr: GuestLog,
+}
+
+impl WorkerState {
+    pub fn new(
+        objects: crate::wasm::objects::ObjectsCtx,
+        limits: &Limits,
+        clock: Arc<dyn crate::services::scheduler::Clock>,
+    ) -> Self {
+        let (wasi, stdout, stderr) = guest_wasi(&Arc::from("worker"), clock);
+        let (limiter, cpu) = budget(limits);
+        WorkerState {
+            wasi,
+            table: ResourceTable::new(),
+            limiter,
+            cpu,
+            objects,
+            stdout,
+            stderr,
+        }
+    }
+}
+
+impl WasiView for WorkerState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl GuestState for WorkerState {
+    fn limiter(&mut self) -> &mut Limiter {
+        &mut self.limiter
+    }
+
+    fn cpu(&mut self) -> &mut CpuBudget {
+        &mut self.cpu
+    }
+}
+
+impl GuestState for ObjectState {
+    fn limiter(&mut self) -> &mut Limiter {
+        &mut self.limiter
+    }
+
+    fn cpu(&mut self) -> &mut CpuBudget {
+        &mut self.cpu
+    }
+}
+
+/// The data of one object instance's store.
+pub struct ObjectState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    pub limiter: Limiter,
+    pub storage: StorageCtx,
+    pub objects: crate::wasm::objects::ObjectsCtx,
+    pub requests: crate::wasm::requests::RequestsCtx,
+    pub websockets: crate::wasm::websockets::WebSocketsCtx,
+    pub cpu: CpuBudget,
+    pub stdout: GuestLog,
+    pub stderr: GuestLog,
+}
+
+impl ObjectState {
+    pub fn new(
+        tag: Arc<str>,
+        storage: StorageCtx,
+        objects: crate::wasm::objects::ObjectsCtx,
+        websockets: crate::wasm::websockets::WebSocketsCtx,
+        limits: &Limits,
+        clock: Arc<dyn crate::services::scheduler::Clock>,
+    ) -> Self {
+        let (wasi, stdout, stderr) = guest_wasi(&tag, clock);
+        let (limiter, cpu) = budget(limits);
+        ObjectState {
+            wasi,
+            table: ResourceTable::new(),
+            limiter,
+            storage,
+            objects,
+            requests: Default::default(),
+            websockets,
+            cpu,
+            stdout,
+            stderr,
+        }
+    }
+}
+
+impl WasiView for ObjectState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+/// Epoch ticks an event has run for, against its allowance.
+pub struct CpuBudget {
+    pub used_ticks: u64,
+    pub max_ticks: u64,
+    pub limit: Duration,
+}
+
+/// The trap raised when an event uses up its CPU time.
+#[derive(Debug, thiserror::Error)]
+#[error("CPU time limit of {0:?} per event exceeded")]
+pub struct CpuLimitExceeded(pub Duration);
+
+/// The trap raised when a guest grows its memory past the limit.
+#[derive(Debug, thiserror::Error)]
+#[error("memory limit of {limit} bytes per instance exceeded (asked for {asked} bytes)")]
+pub struct MemoryLimitExceeded {
+    pub limit: usize,
+    pub asked: usize,
+}
+
+/// Caps linear memory per instance; a refused growth traps with `MemoryLimitExceeded` so
+/// the caller is told why instead of seeing Rust's abort on allocation failure.
+pub struct Limiter {
+    max_memory: usize,
+    pub hit: Option<usize>,
+}
+
+impl wasmtime::ResourceLimiter for Limiter {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _max: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.max_memory {
+            self.hit = Some(desired);
+            return Err(MemoryLimitExceeded {
+                limit: self.max_memory,
+                asked: desired,
+            }
+            .into());
+        }
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        _desired: usize,
+        _max: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        // Tables are bounded by the pooling allocator's per-table element limit.
+        Ok(true)
+    }
+}
