@@ -18,7 +18,19 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 pub struct Error {
     message: String,
     storage: Option<StorageErrorCode>,
+    call: Option<CallErrorCode>,
 }
+
+/// Why a call to another object failed (the WIT `objects.error-code`): `Deadlock`,
+/// `UnknownBinding`, `InvalidId`, `ObjectFailed` or `Unavailable`.
+///
+/// ```ignore
+/// match stub.fetch(req) {
+///     Err(e) if e.call_code() == Some(CallErrorCode::Unavailable) => { /* retry later */ }
+///     other => { other?; }
+/// }
+/// ```
+pub use crate::__private::bindings::dohost::object::objects::ErrorCode as CallErrorCode;
 
 impl Error {
     /// An error with this message.
@@ -26,12 +38,28 @@ impl Error {
         Error {
             message: message.to_string(),
             storage: None,
+            call: None,
+        }
+    }
+
+    /// A failed call to another object, keeping the host's error code.
+    pub(crate) fn call(code: CallErrorCode, message: impl fmt::Display) -> Self {
+        Error {
+            message: message.to_string(),
+            storage: None,
+            call: Some(code),
         }
     }
 
     /// The storage error code, when storage refused the call.
     pub fn storage_code(&self) -> Option<StorageErrorCode> {
         self.storage
+    }
+
+    /// The call error code, when a call to another object failed: a guest can tell a
+    /// deadlock from an unknown binding or an object that is unavailable for now.
+    pub fn call_code(&self) -> Option<CallErrorCode> {
+        self.call
     }
 }
 
@@ -55,6 +83,7 @@ impl<E: std::error::Error + Send + Sync + 'static> From<E> for Error {
         Error {
             message: err.to_string(),
             storage,
+            call: None,
         }
     }
 }

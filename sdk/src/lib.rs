@@ -1,4 +1,4 @@
-//! Write Durable Objects for [dohost](https://github.com/) in Rust.
+//! Write Durable Objects for dohost (Durable Objects on your own machines) in Rust.
 //!
 //! A Durable Object is a type that implements [`DurableObject`] and carries the
 //! [`durable_object`] attribute. Compiled for `wasm32-wasip2`, the crate becomes a
@@ -55,7 +55,7 @@ pub mod objects;
 pub mod storage;
 
 pub use dohost_sdk_macros::{durable_object, worker};
-pub use error::{Error, Result, StorageError, StorageErrorCode};
+pub use error::{CallErrorCode, Error, Result, StorageError, StorageErrorCode};
 pub use http::{Request, Response};
 pub use objects::{Deferred, Namespace, ObjectId, Stub};
 pub use storage::{AlarmTime, ListOptions, Storage, Transaction};

@@ -43,7 +43,7 @@ pub struct Stub {
 }
 
 fn call_err(e: wit::Error) -> Error {
-    Error::msg(e.message)
+    Error::call(e.code, e.message)
 }
 
 impl Namespace {

@@ -3,7 +3,10 @@
 
 use crate::object::{Event, SocketEvent};
 use crate::runtime::Runtime;
-use crate::services::sockets::{Accepted, CLOSE_QUEUE_OVERFLOW, CLOSE_TOO_BIG, Outgoing, Upgrade};
+use crate::services::sockets::{
+    Accepted, CLOSE_ABNORMAL, CLOSE_NO_STATUS, CLOSE_QUEUE_OVERFLOW, CLOSE_TOO_BIG, Outgoing,
+    Upgrade,
+};
 use crate::wasm::bindings::types::WebsocketMessage;
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
 use futures::{SinkExt, StreamExt};
@@ -43,10 +46,10 @@ pub async fn run_connection(rt: Arc<Runtime>, upgrade: Upgrade, socket: WebSocke
                 Some(Outgoing::Text(t)) => Message::Text(t.into()),
                 Some(Outgoing::Binary(b)) => Message::Binary(b.into()),
                 Some(Outgoing::Close(code, reason)) => return End::ClosedByObject(code, reason),
-                None => return End::Closed(1006, "closed".into(), false),
+                None => return End::Closed(CLOSE_ABNORMAL, "closed".into(), false),
             };
             if sink.send(message).await.is_err() {
-                return End::Closed(1006, "the connection broke".into(), false);
+                return End::Closed(CLOSE_ABNORMAL, "the connection broke".into(), false);
             }
         }
     };
@@ -67,7 +70,7 @@ pub async fn run_connection(rt: Arc<Runtime>, upgrade: Upgrade, socket: WebSocke
                 Some(Ok(Message::Close(frame))) => {
                     let (code, reason) = frame
                         .map(|f| (f.code, f.reason.to_string()))
-                        .unwrap_or((1005, String::new()));
+                        .unwrap_or((CLOSE_NO_STATUS, String::new()));
                     return End::Closed(code, reason, true);
                 }
                 Some(Ok(_)) => {}
@@ -79,7 +82,7 @@ pub async fn run_connection(rt: Arc<Runtime>, upgrade: Upgrade, socket: WebSocke
                 }
                 None => {
                     return End::Closed(
-                        1006,
+                        CLOSE_ABNORMAL,
                         "the connection closed without a close frame".into(),
                         false,
                     );
@@ -118,7 +121,7 @@ pub async fn run_connection(rt: Arc<Runtime>, upgrade: Upgrade, socket: WebSocke
                 id,
                 error.clone(),
             ))));
-            (None, Some((1006, error, false)))
+            (None, Some((CLOSE_ABNORMAL, error, false)))
         }
     };
     if let Some((code, reason)) = frame {

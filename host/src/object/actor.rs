@@ -12,7 +12,7 @@ impl Actor {
         name: Option<String>,
     ) -> Self {
         let short = &key.id.to_string()[..12];
-        let tag: Arc<str> = match &name {
+        let label: Arc<str> = match &name {
             Some(n) => format!("{}/{n}", class.binding).into(),
             None => format!("{}/{short}", class.binding).into(),
         };
@@ -23,7 +23,7 @@ impl Actor {
             key,
             name_stored: name.is_none(),
             name,
-            tag,
+            label,
             inflight: None,
             live: None,
             last_commit: None,
@@ -104,7 +104,7 @@ impl Actor {
                     // from the database alone.
                     actor.settle().await;
                     if registry.remove_if_idle(&actor.key, actor_id, &mut rx) {
-                        tracing::debug!(object = %actor.tag, "evicted idle object");
+                        tracing::debug!(object = %actor.label, "evicted idle object");
                         actor.closed = true;
                         break;
                     }

@@ -67,7 +67,7 @@ impl Actor {
             Ok(returned) => Ok(returned),
             Err(err) => {
                 let why = describe_failure(&err, store.data().limiter.hit);
-                tracing::warn!(object = %self.tag, error = %format!("{err:?}"), "{what} failed: {why}; instance discarded");
+                tracing::warn!(object = %self.label, error = %format!("{err:?}"), "{what} failed: {why}; instance discarded");
                 self.drop_instance(&format!("{what} trapped"));
                 Err(why)
             }
@@ -204,7 +204,7 @@ impl Actor {
         };
         if retry < MAX_ALARM_RETRIES {
             let delay = ALARM_RETRY_BASE_MS << retry;
-            tracing::warn!(object = %self.tag, retry = retry + 1, delay_ms = delay, "alarm failed: {why}; retrying");
+            tracing::warn!(object = %self.label, retry = retry + 1, delay_ms = delay, "alarm failed: {why}; retrying");
             let at = self.env.clock.now_ms() + delay;
             self.env.scheduler.retry(inflight.object, at, retry + 1);
             // Stored too, so that a restart resumes the same attempt instead of starting
@@ -217,7 +217,7 @@ impl Actor {
                 ..Default::default()
             });
         } else {
-            tracing::error!(object = %self.tag, "alarm failed {} times, giving up: {why}", retry + 1);
+            tracing::error!(object = %self.label, "alarm failed {} times, giving up: {why}", retry + 1);
             // Delete it durably, so that a restart does not bring it back.
             self.submit(crate::backend::WriteSet {
                 alarm: Some(None),
@@ -249,7 +249,7 @@ impl Actor {
                 }
             }
             Err(e) => {
-                tracing::warn!(object = %self.tag, error = ?e, "WebSocket event lost: no instance");
+                tracing::warn!(object = %self.label, error = ?e, "WebSocket event lost: no instance");
             }
         }
         if let Some(ws) = closed {

@@ -46,13 +46,13 @@ impl Actor {
             crate::wasm::websockets::WebSocketsCtx::new(self.env.sockets.clone(), self.key);
         let mut store: Store<ObjectState> = new_store(
             &self.env.engine,
-            ObjectState::new(self.tag.clone(), ctx, objects, websockets, limits, clock),
+            ObjectState::new(self.label.clone(), ctx, objects, websockets, limits, clock),
         );
         let bindings = match self.class.pre.instantiate_async(&mut store).await {
             Ok(b) => b,
             Err(e) => {
                 let msg = format!("{e:#}");
-                tracing::error!(object = %self.tag, error = %msg, "cannot instantiate");
+                tracing::error!(object = %self.label, error = %msg, "cannot instantiate");
                 // Slots are counted before instantiation, so the pool should never be full;
                 // if it is anyway, it is capacity (503), not a broken object.
                 if e.downcast_ref::<wasmtime::PoolConcurrencyLimitError>()
@@ -82,7 +82,7 @@ impl Actor {
             .await;
         match constructed {
             Ok(handle) => {
-                self.live = Some(Live {
+                self.live = Some(Instance {
                     store,
                     bindings,
                     handle,
@@ -95,7 +95,7 @@ impl Actor {
                 store.data().stdout.flush_partial();
                 store.data().stderr.flush_partial();
                 let why = describe_failure(&err, store.data().limiter.hit);
-                tracing::warn!(object = %self.tag, error = %format!("{err:?}"), "constructor failed: {why}");
+                tracing::warn!(object = %self.label, error = %format!("{err:?}"), "constructor failed: {why}");
                 Err(EventError::Failed(format!("the constructor failed: {why}")))
             }
         }
@@ -111,7 +111,7 @@ impl Actor {
             (Some(_), Some(_)) => self.name_stored = true,
             // Woken by an alarm or a socket: the object keeps the name it was reached by.
             (None, Some(stored)) => {
-                self.tag = format!("{}/{stored}", self.class.binding).into();
+                self.label = format!("{}/{stored}", self.class.binding).into();
                 self.name = Some(stored);
                 self.name_stored = true;
             }

@@ -151,7 +151,7 @@ pub struct ActorStorage {
 }
 
 /// A constructed instance of the object.
-struct Live {
+struct Instance {
     store: Store<ObjectState>,
     bindings: Object,
     handle: ResourceAny,
@@ -169,10 +169,11 @@ pub struct Actor {
     name: Option<String>,
     /// The name is in the database (or there is none to store).
     name_stored: bool,
-    tag: Arc<str>,
+    /// How the host log names the object: `binding/name`, or `binding/` and the ID's start.
+    label: Arc<str>,
     /// Its writes on their way to disk (made with the first instance, kept across them).
     inflight: Option<Arc<InflightWrites>>,
-    live: Option<Live>,
+    live: Option<Instance>,
     last_commit: Option<Durable>,
     /// Clients waiting on deferred responses, by handle, with their deadline.
     deferred: HashMap<u64, (oneshot::Sender<Outcome>, Instant)>,

@@ -8,6 +8,14 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::sync::{mpsc, oneshot};
 
+/// Close code for a normal close (1000), the one code below 3000 an object may send.
+pub const CLOSE_NORMAL: u16 = 1000;
+/// The close codes an application may send besides `CLOSE_NORMAL` (RFC 6455, 7.4.2).
+pub const CLOSE_APPLICATION: std::ops::RangeInclusive<u16> = 3000..=4999;
+/// Reported when a close frame carried no code (1005; never sent on the wire).
+pub const CLOSE_NO_STATUS: u16 = 1005;
+/// Reported when the connection ended without a close frame (1006; never sent).
+pub const CLOSE_ABNORMAL: u16 = 1006;
 /// Close code for a client that does not read fast enough (1013, "try again later").
 pub const CLOSE_QUEUE_OVERFLOW: u16 = 1013;
 /// Close code for a message over the size limit (1009, "message too big").

@@ -9,26 +9,7 @@ use proc_macro::TokenStream;
 use quote::quote;
 use syn::{Item, parse_macro_input, spanned::Spanned};
 
-/// Exports the annotated type as this component's Durable Object class.
-///
-/// The type must implement `dohost_sdk::DurableObject`. Put the attribute on exactly one
-/// struct or enum per component crate (a component exports one class).
-///
-/// ```ignore
-/// use dohost_sdk::{durable_object, DurableObject, Env, Request, Response, Result, State};
-///
-/// #[durable_object]
-/// pub struct Hello { state: State }
-///
-/// impl DurableObject for Hello {
-///     fn new(state: State, _env: Env) -> Self { Hello { state } }
-///     fn fetch(&mut self, _req: Request) -> Result<Response> {
-///         Ok(Response::text("hello"))
-///     }
-/// }
-/// ```
-/// Checks an attribute's use and returns the annotated type's name: no arguments, and a
-/// non-generic struct or enum (a component exports one concrete type).
+/// The type an export attribute sits on, or an error spanned where the fix goes.
 fn exported_type<'a>(
     args: TokenStream,
     item: &'a Item,
@@ -61,6 +42,26 @@ fn exported_type<'a>(
     Ok(ident)
 }
 
+/// Exports the annotated type as this component's Durable Object class.
+///
+/// The type must implement `dohost_sdk::DurableObject`. Put the attribute on exactly one
+/// struct or enum per component crate (a component exports one class).
+///
+/// ```ignore
+/// use dohost_sdk::{durable_object, DurableObject, Env, Request, Response, Result, State};
+///
+/// #[durable_object]
+/// pub struct Hello { state: State }
+///
+/// impl DurableObject for Hello {
+///     fn new(state: State, _env: Env) -> Self { Hello { state } }
+///     fn fetch(&mut self, _req: Request) -> Result<Response> {
+///         Ok(Response::text("hello"))
+///     }
+/// }
+/// ```
+/// Checks an attribute's use and returns the annotated type's name: no arguments, and a
+/// non-generic struct or enum (a component exports one concrete type).
 #[proc_macro_attribute]
 pub fn durable_object(args: TokenStream, input: TokenStream) -> TokenStream {
     let item = parse_macro_input!(input as Item);

@@ -1,7 +1,9 @@
 //! `impl websockets::Host for WebSocketsCtx`.
 
 use super::WebSocketsCtx;
-use crate::services::sockets::{MAX_ATTACHMENT_BYTES, MAX_TAG_BYTES, MAX_TAGS, Outgoing};
+use crate::services::sockets::{
+    CLOSE_APPLICATION, CLOSE_NORMAL, MAX_ATTACHMENT_BYTES, MAX_TAG_BYTES, MAX_TAGS, Outgoing,
+};
 use crate::wasm::bindings::types::WebsocketMessage;
 use crate::wasm::bindings::websockets as wit;
 
@@ -64,7 +66,7 @@ impl wit::Host for WebSocketsCtx {
         if let Err(e) = self.check(ws) {
             return Ok(Err(e));
         }
-        if !(code == 1000 || (3000..=4999).contains(&code)) {
+        if !(code == CLOSE_NORMAL || CLOSE_APPLICATION.contains(&code)) {
             return Ok(Err(format!("close code {code} is not 1000 or 3000-4999")));
         }
         if reason.len() > 123 {
