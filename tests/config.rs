@@ -486,3 +486,29 @@ fn the_readme_config_example_parses_with_every_limit() {
     assert_eq!(l.shutdown_timeout, std::time::Duration::from_secs(30));
     assert_eq!(l.ws_send_queue, 1024);
 }
+
+/// Every limit flag's help shows its default from `Limits::default()` (the one definition),
+/// so help cannot drift from the code.
+#[test]
+fn run_help_shows_every_limit_with_its_default() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_dohost"))
+        .args(["run", "--help"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).replace('\n', " ");
+    let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    for (id, value) in dohost::Limits::default().flag_defaults() {
+        let flag = format!("--{}", id.replace('_', "-"));
+        let at = text
+            .find(&format!("{flag} <"))
+            .unwrap_or_else(|| panic!("run --help does not show {flag}"));
+        let next = text[at + 2..]
+            .find(" --")
+            .map_or(text.len(), |n| at + 2 + n);
+        assert!(
+            text[at..next].contains(&format!("[default: {value}]")),
+            "{flag}: {}",
+            &text[at..next]
+        );
+    }
+}

@@ -5,26 +5,25 @@
 //! gives it transactional storage in an embedded redb database, durable before any output.
 //!
 //! ## Layout
-//! - [`config`]: classes, addresses and every limit; [`config_file`]: the wrangler.json-shaped
-//!   file; [`migrations`]: class migrations.
-//! - [`runtime`]: the registry of live objects, one actor each; start-up and shutdown.
-//! - [`actor`]: an object's actor: its wasmtime store, its mailbox, the output gate.
-//! - [`engine`]: wasmtime settings, component loading and caching, store data, CPU and
-//!   memory limits.
-//! - [`bindings`]: the one `bindgen!` of the WIT package.
-//! - [`storage`], [`alarms`]: the WIT storage and alarms interfaces, over [`objstore`].
-//! - [`objects`]: the WIT objects interface (IDs, calls to other objects, deadlock checks);
-//!   [`requests`]: deferred responses.
-//! - [`websockets`]: the WIT websockets interface, over [`sockets`] (the registry of open
-//!   sockets and each connection's task; sockets outlive instances).
-//! - [`scheduler`]: when each alarm is due, and the injectable clock.
-//! - [`objstore`]: an object's storage view (durable data, in-flight and event writes,
-//!   transactions); knows nothing of wasmtime.
-//! - [`committer`]: group commit of many events in one redb transaction and one fsync.
-//! - [`db`]: the redb tables, schema version and class namespaces.
-//! - [`id`]: object IDs.
-//! - [`http`]: the public HTTP routes.
-//! - [`guest_log`]: guest stdout/stderr into the host's log.
+//! Folders are floors; imports only point down the list (a request can be followed by
+//! reading it top to bottom):
+//! - [`edge`]: the public HTTP routes and their errors, request/response conversion, the
+//!   health check, and each WebSocket connection's task.
+//! - [`runtime`]: the registry (object key → actor), start-up, delivery (the output gate
+//!   is in `Runtime::fetch`), calls between objects, the worker, and the `Placement` seam
+//!   (`LocalPlacement` today; a cluster later).
+//! - [`object`]: an object's actor: its mailbox loop, the inline fast path, the instance
+//!   lifecycle, one `run_event` path for every kind of event, and its outputs (commits,
+//!   deferred answers, the socket outbox). It is handed an `ObjectEnv`, not the runtime.
+//! - [`wasm`]: the engine and component cache, each store's state and limits, the one
+//!   `bindgen!`, and one module per WIT interface (`storage`, `alarms`, `objects`,
+//!   `requests`, `websockets`).
+//! - [`services`]: no wasmtime: the object store (an object's view of its storage), the
+//!   alarm scheduler and its clock, the socket registry, the call graph, instance slots.
+//! - [`backend`]: the `Storage` trait (redb behind it today: tables, reads, group commits,
+//!   classes, migrations) and the committer, which knows only the trait.
+//! - [`config`]: classes, addresses and every limit; the wrangler.json-shaped file;
+//!   migration entries. [`id`]: object IDs, keys and namespaces.
 
 pub mod backend;
 pub mod config;

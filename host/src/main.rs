@@ -1,7 +1,7 @@
 //! The `dohost` command: parses arguments, sets up logging and calls the library.
 
 use anyhow::Context;
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use dohost::{Config, Limits};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -75,62 +75,62 @@ struct MigrateArgs {
     dry_run: bool,
 }
 
-/// Every limit; unset flags keep the config file's value or the default shown.
+/// Every limit; unset flags keep the config file's value or the default shown (each help
+/// line gets its default from `Limits::default()`, the one definition).
 #[derive(Args)]
 struct LimitArgs {
-    /// Longest storage key, in bytes [default: 2048].
+    /// Longest storage key, in bytes.
     #[arg(long)]
     max_key_bytes: Option<usize>,
-    /// Largest storage value, in bytes [default: 131072].
+    /// Largest storage value, in bytes.
     #[arg(long)]
     max_value_bytes: Option<usize>,
-    /// Most keys in one get-many, put-many or delete-many call [default: 128].
+    /// Most keys in one get-many, put-many or delete-many call.
     #[arg(long)]
     max_keys_per_call: Option<usize>,
-    /// Bytes one object may store, keys plus values [default: 50000000000].
+    /// Bytes one object may store, keys plus values.
     #[arg(long)]
     max_object_bytes: Option<u64>,
-    /// Largest HTTP request body, in bytes [default: 33554432].
+    /// Largest HTTP request body, in bytes.
     #[arg(long)]
     max_body_bytes: Option<usize>,
-    /// CPU time one event may use, in milliseconds [default: 30000].
+    /// CPU time one event may use, in milliseconds.
     #[arg(long)]
     cpu_ms: Option<u64>,
-    /// Linear memory one instance may use, in bytes [default: 134217728].
+    /// Linear memory one instance may use, in bytes.
     #[arg(long)]
     memory_bytes: Option<usize>,
-    /// Seconds without events before an object's instance is evicted [default: 30].
+    /// Seconds without events before an object's instance is evicted.
     #[arg(long)]
     idle_secs: Option<f64>,
-    /// Object instances alive at once [default: 1000].
+    /// Object instances alive at once.
     #[arg(long)]
     max_live_objects: Option<u32>,
     /// How long an event waits for a free instance slot before it is refused with 503 and
-    /// Retry-After, in milliseconds [default: 5000].
+    /// Retry-After, in milliseconds.
     #[arg(long)]
     slot_wait_ms: Option<u64>,
-    /// Worker instances running at once (slots of their own) [default: 64].
+    /// Worker instances running at once (slots of their own).
     #[arg(long)]
     max_worker_instances: Option<u32>,
     /// On SIGTERM or Ctrl-C, seconds in-flight requests may take before the host stops
-    /// anyway [default: 30].
+    /// anyway.
     #[arg(long)]
     shutdown_timeout_secs: Option<u64>,
     /// Minimum alarm interval, in milliseconds: an alarm set sooner than this from now is
-    /// moved to now plus this (the original platform's figure; lower it for development)
-    /// [default: 30000].
+    /// moved to now plus this (the original platform's figure; lower it for development).
     #[arg(long)]
     min_alarm_interval: Option<u64>,
     /// How long a deferred request waits for its answer before the client gets 503, in
-    /// milliseconds [default: 60000].
+    /// milliseconds.
     #[arg(long)]
     deferred_timeout_ms: Option<u64>,
     /// Largest WebSocket message a client may send, in bytes; a bigger one closes the
-    /// socket with code 1009 [default: 1048576].
+    /// socket with code 1009.
     #[arg(long)]
     max_ws_message_bytes: Option<usize>,
     /// Messages queued for one WebSocket client before it counts as too slow and is closed
-    /// with code 1013 [default: 1024].
+    /// with code 1013.
     #[arg(long)]
     ws_send_queue: Option<usize>,
 }
@@ -166,7 +166,7 @@ impl LimitArgs {
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = parse_cli();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -186,6 +186,21 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Parses the command line, with each limit's default appended to its help from
+/// `Limits::default()`, so that the help cannot drift from the code.
+fn parse_cli() -> Cli {
+    let defaults = Limits::default().flag_defaults();
+    let command = Cli::command().mut_subcommand("run", |run| {
+        defaults.iter().fold(run, |run, (id, value)| {
+            run.mut_arg(*id, |arg| {
+                let help = arg.get_help().map(|h| h.to_string()).unwrap_or_default();
+                arg.help(format!("{help} [default: {value}]"))
+            })
+        })
+    });
+    Cli::from_arg_matches(&command.get_matches()).unwrap_or_else(|e| e.exit())
 }
 
 fn run(args: RunArgs) -> anyhow::Result<()> {

@@ -106,6 +106,46 @@ impl Default for Limits {
     }
 }
 
+impl Limits {
+    /// Each limit's value as its `dohost run` flag spells it (the flag's argument id, and
+    /// the value in the flag's unit): the CLI help shows these for the defaults.
+    pub fn flag_defaults(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("max_key_bytes", self.max_key_bytes.to_string()),
+            ("max_value_bytes", self.max_value_bytes.to_string()),
+            ("max_keys_per_call", self.max_keys_per_call.to_string()),
+            ("max_object_bytes", self.max_object_bytes.to_string()),
+            ("max_body_bytes", self.max_body_bytes.to_string()),
+            ("cpu_ms", self.cpu_per_event.as_millis().to_string()),
+            ("memory_bytes", self.memory_per_instance.to_string()),
+            ("idle_secs", self.idle_timeout.as_secs_f64().to_string()),
+            ("max_live_objects", self.max_live_objects.to_string()),
+            ("slot_wait_ms", self.slot_wait.as_millis().to_string()),
+            (
+                "max_worker_instances",
+                self.max_worker_instances.to_string(),
+            ),
+            (
+                "shutdown_timeout_secs",
+                self.shutdown_timeout.as_secs().to_string(),
+            ),
+            (
+                "min_alarm_interval",
+                self.min_alarm_interval.as_millis().to_string(),
+            ),
+            (
+                "deferred_timeout_ms",
+                self.deferred_timeout.as_millis().to_string(),
+            ),
+            (
+                "max_ws_message_bytes",
+                self.max_ws_message_bytes.to_string(),
+            ),
+            ("ws_send_queue", self.ws_send_queue.to_string()),
+        ]
+    }
+}
+
 /// The shape of a binding name: what users type in URLs and the config.
 pub fn valid_binding(name: &str) -> bool {
     !name.is_empty()
