@@ -16,10 +16,23 @@ impl Actor {
         if !self.name_stored
             && let Some(name) = &self.name
         {
-            // The first event of an object reached by name records the name with its
-            // writes (its outputs wait for that, like for any write).
-            writes.get_or_insert_with(Default::default).name = Some(Arc::from(name.as_str()));
             self.name_stored = true;
+            let name: Arc<str> = Arc::from(name.as_str());
+            match writes.as_mut() {
+                // The name rides with the first event's writes.
+                Some(w) => w.name = Some(name),
+                None => {
+                    // A first event that wrote nothing: the name is recorded on its own, and
+                    // the answer does not wait for it (nothing in it depends on the name),
+                    // so a first read costs no fsync.
+                    let gate = self.last_commit.clone();
+                    self.submit(crate::backend::WriteSet {
+                        name: Some(name),
+                        ..Default::default()
+                    });
+                    return gate;
+                }
+            }
         }
         match writes {
             None => self.last_commit.clone(),
