@@ -11,9 +11,13 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// [`Error::msg`] makes one from a message. Returned from `fetch` it becomes a 500 response
 /// carrying the message.
 ///
-/// ```ignore
+/// ```no_run
+/// # use dohost_sdk::{Error, Request, Result};
+/// # fn handle(req: Request) -> Result<()> {
 /// let n: i64 = req.text()?.parse()?;
 /// if n < 0 { return Err(Error::msg("n must not be negative")); }
+/// # Ok(())
+/// # }
 /// ```
 pub struct Error {
     message: String,
@@ -24,11 +28,15 @@ pub struct Error {
 /// Why a call to another object failed (the WIT `objects.error-code`): `Deadlock`,
 /// `UnknownBinding`, `InvalidId`, `ObjectFailed` or `Unavailable`.
 ///
-/// ```ignore
+/// ```no_run
+/// # use dohost_sdk::{CallErrorCode, Request, Result, Stub};
+/// # fn call(stub: &Stub, req: Request) -> Result<()> {
 /// match stub.fetch(req) {
 ///     Err(e) if e.call_code() == Some(CallErrorCode::Unavailable) => { /* retry later */ }
 ///     other => { other?; }
 /// }
+/// # Ok(())
+/// # }
 /// ```
 pub use crate::__private::bindings::dohost::object::objects::ErrorCode as CallErrorCode;
 
@@ -90,11 +98,15 @@ impl<E: std::error::Error + Send + Sync + 'static> From<E> for Error {
 
 /// Why storage refused a call. Nothing was changed by the call that failed.
 ///
-/// ```ignore
-/// match storage.put("k", &big) {
-///     Err(e) if e.code == StorageErrorCode::ValueTooLarge => { /* split it */ }
+/// ```no_run
+/// # use dohost_sdk::{Result, Storage, StorageErrorCode};
+/// # fn save(storage: &Storage, big: &[u8]) -> Result<()> {
+/// match storage.put("k", big) {
+///     Err(e) if e.storage_code() == Some(StorageErrorCode::ValueTooLarge) => { /* split it */ }
 ///     other => other?,
 /// }
+/// # Ok(())
+/// # }
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StorageError {
@@ -114,8 +126,12 @@ impl std::error::Error for StorageError {}
 
 /// The kinds of [`StorageError`]; each limit is configurable on the host.
 ///
-/// ```ignore
-/// assert_eq!(err.code, StorageErrorCode::KeyTooLarge);
+/// ```no_run
+/// # use dohost_sdk::{Storage, StorageErrorCode};
+/// # fn check(storage: &Storage) {
+/// let err = storage.put(&"k".repeat(4096), &1).unwrap_err();
+/// assert_eq!(err.storage_code(), Some(StorageErrorCode::KeyTooLarge));
+/// # }
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum StorageErrorCode {

@@ -10,15 +10,20 @@ use serde::de::DeserializeOwned;
 /// With the default routes, a request to `/{binding}/{name}/increment?by=2` reaches the
 /// object named `name` as `/increment?by=2`.
 ///
-/// ```ignore
+/// ```no_run
+/// # use dohost_sdk::{Request, Response, Result};
+/// # #[derive(serde::Deserialize)] struct Item { name: String }
+/// # struct Shop;
+/// # impl Shop {
 /// fn fetch(&mut self, req: Request) -> Result<Response> {
 ///     let by: i64 = req.query_param("by").map(|s| s.parse()).transpose()?.unwrap_or(1);
 ///     match (req.method(), req.path()) {
-///         ("POST", "/items") => { let item: Item = req.json()?; /* ... */ }
+///         ("POST", "/items") => { let item: Item = req.json()?; println!("{} x{by}", item.name); }
 ///         _ => {}
 ///     }
 ///     Ok(Response::text("ok"))
 /// }
+/// # }
 /// ```
 #[derive(Debug, Clone)]
 pub struct Request {
@@ -191,7 +196,8 @@ fn percent_decode(s: &str) -> String {
 
 /// An object's answer to a request.
 ///
-/// ```ignore
+/// ```no_run
+/// # use dohost_sdk::Response;
 /// Response::text("Not found").with_status(404);
 /// Response::json(&serde_json::json!({ "ok": true }));
 /// Response::bytes(vec![1, 2, 3]).with_header("content-type", "application/octet-stream");

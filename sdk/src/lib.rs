@@ -6,7 +6,7 @@
 //! events (HTTP requests, alarms, WebSocket messages) delivered one at a time, with private
 //! transactional [`Storage`].
 //!
-//! ```ignore
+//! ```no_run,standalone_crate
 //! use dohost_sdk::{durable_object, DurableObject, Env, Request, Response, Result, State};
 //!
 //! #[durable_object]
@@ -70,7 +70,10 @@ use std::collections::HashMap;
 /// panics (or exceeds its CPU or memory limit) they are discarded, the caller gets an error
 /// and the next event gets a fresh instance built by `new`.
 ///
-/// ```ignore
+/// ```no_run,standalone_crate
+/// # use dohost_sdk::{durable_object, AlarmInfo, DurableObject, Env, Request, Response, Result, State, WebSocket};
+/// # #[durable_object]
+/// # pub struct Hello { state: State }
 /// impl DurableObject for Hello {
 ///     fn new(state: State, env: Env) -> Self { Hello { state } }
 ///     fn fetch(&mut self, req: Request) -> Result<Response> {
@@ -113,11 +116,17 @@ pub trait DurableObject: Sized + 'static {
 
 /// What an object knows about itself, and the door to its storage.
 ///
-/// ```ignore
+/// ```no_run,standalone_crate
+/// # use dohost_sdk::{durable_object, AlarmInfo, DurableObject, Env, Request, Response, Result, State, WebSocket};
+/// # #[durable_object]
+/// # pub struct Hello { state: State }
+/// # impl DurableObject for Hello {
 /// fn new(state: State, _env: Env) -> Self {
 ///     println!("starting {} ({:?})", state.id(), state.name());
 ///     Self { state }
 /// }
+/// # fn fetch(&mut self, _req: Request) -> Result<Response> { Ok(Response::text("")) }
+/// # }
 /// ```
 #[derive(Debug, Clone)]
 pub struct State {
@@ -165,8 +174,11 @@ impl State {
 
 /// Plain variables from the configuration (`vars`).
 ///
-/// ```ignore
+/// ```no_run
+/// # fn f(env: &dohost_sdk::Env) {
 /// let greeting = env.var("GREETING").unwrap_or("hello");
+/// # let _ = greeting;
+/// # }
 /// ```
 #[derive(Debug, Clone, Default)]
 pub struct Env {
@@ -194,7 +206,8 @@ impl Env {
 /// and routes it to objects (the seed's Worker Integration). Instances are not tied to an
 /// object and may run concurrently; keep no state in them.
 ///
-/// ```ignore
+/// ```no_run,standalone_crate
+/// # use dohost_sdk::{worker, Env, Request, Response, Result, Worker};
 /// #[worker]
 /// struct Router;
 ///
@@ -212,11 +225,18 @@ pub trait Worker: 'static {
 
 /// Passed to [`DurableObject::alarm`].
 ///
-/// ```ignore
+/// ```no_run,standalone_crate
+/// # use dohost_sdk::{durable_object, AlarmInfo, DurableObject, Env, Request, Response, Result, State, WebSocket};
+/// # #[durable_object]
+/// # pub struct Hello { state: State }
+/// # impl DurableObject for Hello {
+/// # fn new(state: State, _env: Env) -> Self { Hello { state } }
+/// # fn fetch(&mut self, _req: Request) -> Result<Response> { Ok(Response::text("")) }
 /// fn alarm(&mut self, info: AlarmInfo) -> Result<()> {
 ///     if info.is_retry { println!("retry number {}", info.retry_count); }
 ///     Ok(())
 /// }
+/// # }
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AlarmInfo {
@@ -228,10 +248,17 @@ pub struct AlarmInfo {
 
 /// One of the object's WebSockets, stable across hibernation.
 ///
-/// ```ignore
+/// ```no_run,standalone_crate
+/// # use dohost_sdk::{durable_object, AlarmInfo, DurableObject, Env, Request, Response, Result, State, WebSocket};
+/// # #[durable_object]
+/// # pub struct Hello { state: State }
+/// # impl DurableObject for Hello {
+/// # fn new(state: State, _env: Env) -> Self { Hello { state } }
+/// # fn fetch(&mut self, _req: Request) -> Result<Response> { Ok(Response::text("")) }
 /// fn websocket_close(&mut self, ws: WebSocket, code: u16, _r: String, _c: bool) {
 ///     println!("socket {} closed with {code}", ws.id());
 /// }
+/// # }
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct WebSocket {
@@ -297,11 +324,15 @@ impl State {
     /// fetch with [`Response::websocket`]. The host holds the connection: it stays open when
     /// the object is evicted, and a message brings the object back.
     ///
-    /// ```ignore
+    /// ```no_run
+    /// # use dohost_sdk::{Request, Response, Result, State};
+    /// # struct Room { state: State }
+    /// # impl Room { fn fetch(&mut self, req: Request) -> Result<Response> {
     /// if req.header("upgrade") == Some("websocket") {
     ///     let ws = self.state.accept_websocket(&req, &["room:lobby"])?;
     ///     return Ok(Response::websocket(ws));
     /// }
+    /// # Ok(Response::text("")) } }
     /// ```
     pub fn accept_websocket(&self, req: &Request, tags: &[&str]) -> Result<WebSocket> {
         let _ = req;
@@ -328,11 +359,14 @@ impl State {
 
 /// A WebSocket message as it arrived.
 ///
-/// ```ignore
+/// ```no_run
+/// # use dohost_sdk::WebSocketMessage;
+/// # fn f(message: WebSocketMessage) {
 /// match message {
 ///     WebSocketMessage::Text(t) => println!("{t}"),
 ///     WebSocketMessage::Binary(b) => println!("{} bytes", b.len()),
 /// }
+/// # }
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum WebSocketMessage {

@@ -8,10 +8,15 @@ use std::fmt;
 
 /// The objects reached through one binding: `env.namespace("COUNTER")`.
 ///
-/// ```ignore
+/// ```no_run
+/// # use dohost_sdk::{Env, Request, Result};
+/// # fn f(env: &Env) -> Result<()> {
 /// let counter = env.namespace("counter");
 /// let stub = counter.get(&counter.id_from_name("global")?);
 /// let response = stub.fetch(Request::new("GET", "http://counter/increment"))?;
+/// # let _ = response;
+/// # Ok(())
+/// # }
 /// ```
 #[derive(Debug, Clone)]
 pub struct Namespace {
@@ -20,10 +25,14 @@ pub struct Namespace {
 
 /// An object ID of one binding: 64 lowercase hex characters.
 ///
-/// ```ignore
+/// ```no_run
+/// # fn f(ns: &dohost_sdk::Namespace) -> dohost_sdk::Result<()> {
 /// let id = ns.id_from_name("user-123")?;
 /// assert_eq!(id, ns.id_from_name("user-123")?);
 /// let again = ns.id_from_string(&id.to_string())?;
+/// # let _ = again;
+/// # Ok(())
+/// # }
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct ObjectId {
@@ -34,8 +43,13 @@ pub struct ObjectId {
 
 /// A handle to call one object.
 ///
-/// ```ignore
-/// let text = stub.fetch(Request::new("GET", "http://x/get"))?.text()?;
+/// ```no_run
+/// # use dohost_sdk::{Request, Result, Stub};
+/// # fn f(stub: &Stub) -> Result<()> {
+/// let text = stub.fetch(Request::new("GET", "http://x/get"))?.text_body()?.to_string();
+/// # let _ = text;
+/// # Ok(())
+/// # }
 /// ```
 #[derive(Debug, Clone)]
 pub struct Stub {
@@ -132,13 +146,22 @@ impl Stub {
 /// A request whose answer was deferred: answer it from a later event with
 /// [`Deferred::respond`]. Get one with [`State::defer`](crate::State::defer).
 ///
-/// ```ignore
+/// ```no_run
+/// # use dohost_sdk::{Deferred, Response, Result, State};
+/// # use std::collections::VecDeque;
+/// # struct Lock { state: State, queue: VecDeque<Deferred> }
+/// # impl Lock {
+/// # fn in_fetch(&mut self) -> Result<Response> {
 /// // in fetch:
 /// let waiting = self.state.defer().expect("in a fetch");
 /// self.queue.push_back(waiting);
 /// return Ok(Response::deferred());
+/// # }
+/// # fn later(&mut self) {
 /// // later, in another event:
 /// if let Some(next) = self.queue.pop_front() { next.respond(Response::text("Locked")); }
+/// # }
+/// # }
 /// ```
 #[derive(Debug, PartialEq, Eq)]
 pub struct Deferred {

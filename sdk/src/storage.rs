@@ -17,11 +17,17 @@ use std::collections::BTreeMap;
 /// handler returns, and the event's response leaves the host only once those writes are on
 /// disk. Reads see the object's own writes immediately.
 ///
-/// ```ignore
+/// ```no_run
+/// # use dohost_sdk::{Result, State};
+/// # #[derive(serde::Serialize, serde::Deserialize)] struct User { name: String }
+/// # struct O { state: State }
+/// # impl O { fn f(&self) -> Result<()> {
 /// let storage = self.state.storage();
 /// storage.put("user:1", &User { name: "ada".into() })?;
 /// let user: Option<User> = storage.get("user:1")?;
 /// storage.delete("user:1")?;
+/// # let _ = user;
+/// # Ok(()) } }
 /// ```
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Storage {
@@ -30,9 +36,15 @@ pub struct Storage {
 
 /// Which keys [`Storage::list`] returns. All options combine.
 ///
-/// ```ignore
+/// ```no_run
+/// # use dohost_sdk::{ListOptions, Result, Storage};
+/// # #[derive(serde::Deserialize)] struct User { name: String }
+/// # fn f(storage: &Storage) -> Result<()> {
 /// let page: Vec<(String, User)> = storage.list(ListOptions::new().prefix("user:").limit(100))?;
 /// let last = storage.list::<User>(ListOptions::new().prefix("user:").reverse(true).limit(1))?;
+/// # let _ = (page, last);
+/// # Ok(())
+/// # }
 /// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ListOptions {
@@ -220,12 +232,17 @@ impl Storage {
     /// Runs `f` in a transaction: its writes are kept if it returns `Ok` (and did not call
     /// [`Transaction::rollback`]) and discarded otherwise. Transactions nest.
     ///
-    /// ```ignore
+    /// ```no_run
+    /// # use dohost_sdk::{Result, Storage};
+    /// # fn f(storage: &Storage) -> Result<()> {
     /// let balance = storage.transaction(|txn| {
     ///     let balance: i64 = txn.get("balance")?.unwrap_or(0);
     ///     txn.put("balance", &(balance + 100))?;
     ///     Ok(balance + 100)
     /// })?;
+    /// # let _ = balance;
+    /// # Ok(())
+    /// # }
     /// ```
     pub fn transaction<R>(&self, f: impl FnOnce(&Transaction) -> Result<R>) -> Result<R> {
         wit::transaction_begin().map_err(storage_err)?;
@@ -246,9 +263,14 @@ impl Storage {
 /// A point in time for [`Storage::set_alarm`]: a `SystemTime` or milliseconds since the
 /// Unix epoch.
 ///
-/// ```ignore
+/// ```no_run
+/// # use dohost_sdk::{Result, Storage};
+/// # use std::time::{Duration, SystemTime};
+/// # fn f(storage: &Storage) -> Result<()> {
 /// storage.set_alarm(SystemTime::now() + Duration::from_secs(3600))?;
 /// storage.set_alarm(1_700_000_000_000u64)?;
+/// # Ok(())
+/// # }
 /// ```
 pub trait AlarmTime {
     /// Milliseconds since the Unix epoch (times before it count as 0).
@@ -274,8 +296,13 @@ impl Storage {
     /// event fails, the alarm stays as it was. A time sooner than the host's minimum alarm
     /// interval from now is moved to now plus that interval.
     ///
-    /// ```ignore
+    /// ```no_run
+    /// # use dohost_sdk::{Result, Storage};
+    /// # use std::time::{Duration, SystemTime};
+    /// # fn f(storage: &Storage) -> Result<()> {
     /// storage.set_alarm(SystemTime::now() + Duration::from_secs(60 * 60))?;
+    /// # Ok(())
+    /// # }
     /// ```
     pub fn set_alarm(&self, at: impl AlarmTime) -> Result<()> {
         wit_alarms::set_alarm(at.epoch_millis()).map_err(storage_err)
@@ -295,12 +322,17 @@ impl Storage {
 /// The handle a [`Storage::transaction`] closure receives: every [`Storage`] method, plus
 /// [`rollback`](Transaction::rollback).
 ///
-/// ```ignore
+/// ```no_run
+/// # use dohost_sdk::{Result, Storage};
+/// # fn f(storage: &Storage) -> Result<()> {
+/// # let something_wrong = false;
 /// storage.transaction(|txn| {
 ///     txn.put("a", &1)?;
 ///     if something_wrong { txn.rollback(); }
 ///     Ok(())
 /// })?;
+/// # Ok(())
+/// # }
 /// ```
 pub struct Transaction {
     storage: Storage,
