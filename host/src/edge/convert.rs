@@ -1,7 +1,7 @@
 //! Requests and responses between HTTP and the WIT types: the body read within its limit,
 //! the URL the object sees, the object's answer checked.
 
-use super::HttpError;
+use super::error::HttpError;
 use crate::runtime::Runtime;
 use crate::wasm::bindings::types as wit;
 use axum::body::Body;

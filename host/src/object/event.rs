@@ -3,6 +3,7 @@
 //! (now or deferred), an alarm clears itself or is retried, a socket event just commits.
 
 use super::*;
+use crate::wasm::failure::describe_failure;
 
 /// Which handler an event calls, with its arguments.
 enum Handler {

@@ -2,6 +2,7 @@
 //! rebuilt after a failed commit, dropped on a trap, under pressure or when idle.
 
 use super::*;
+use crate::wasm::failure::describe_failure;
 
 impl Actor {
     /// Makes sure a constructed instance exists, building one (and running the

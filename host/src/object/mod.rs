@@ -12,8 +12,6 @@ mod event;
 mod instance;
 mod output;
 
-pub use crate::wasm::failure::describe_failure;
-
 use crate::backend::committer::CommitTarget;
 use crate::backend::committer::{CommitError, CommitErrorKind, CommitJob, CommitResult};
 use crate::backend::{ObjectMeta, Storage};

@@ -50,7 +50,7 @@ impl Runtime {
                 if let Some(u) = forwarded {
                     self.env.sockets.remove(u.socket.id);
                 }
-                let why = crate::object::describe_failure(&e, store.data().limiter.hit);
+                let why = crate::wasm::failure::describe_failure(&e, store.data().limiter.hit);
                 tracing::warn!(error = %format!("{e:?}"), "worker failed: {why}");
                 Err(EventError::Failed(format!("the worker failed: {why}")))
             }

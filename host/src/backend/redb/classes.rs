@@ -1,7 +1,7 @@
 //! Classes in redb: each class's namespace number and ID key, created, moved (renames and
 //! transfers keep a class's objects) and deleted with everything its objects stored.
 
-use super::RedbStorage;
+use super::handle::RedbStorage;
 use super::tables::{
     ALARM_RETRIES, ALARMS, CLASSES, KV, META, NAMES, NEXT_NAMESPACE, OBJECT_SIZES,
 };

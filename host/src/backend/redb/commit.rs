@@ -1,7 +1,7 @@
 //! The write side of redb: one batch of objects' writes in one transaction and one fsync,
 //! and what kind of failure a failed one was.
 
-use super::RedbStorage;
+use super::handle::RedbStorage;
 use super::tables::{ALARM_RETRIES, ALARMS, KV, NAMES, OBJECT_SIZES, ObjectPrefix, encode_retry};
 use crate::backend::{Failure, FailureKind, Write};
 use crate::id::ObjectKey;

@@ -2,8 +2,8 @@
 //! in order, all in one transaction, at start; a config that drops, reorders or edits an
 //! applied tag, or binds a class no migration created, is refused and nothing changes.
 
-use super::RedbStorage;
 use super::classes::{class_in, class_key, create_class, delete_class, move_class};
+use super::handle::RedbStorage;
 use super::tables::MIGRATIONS;
 use crate::backend::MigrationReport;
 use crate::config::migration::Migration;

@@ -1,6 +1,6 @@
 //! The read side of object storage in redb.
 
-use super::RedbStorage;
+use super::handle::RedbStorage;
 use super::tables::{ALARM_RETRIES, ALARMS, KV, NAMES, OBJECT_SIZES, ObjectPrefix, decode_retry};
 use crate::backend::{ObjectMeta, StoredAlarm};
 use crate::id::{KEY_BYTES, ObjectKey};
