@@ -8,7 +8,8 @@
 //! Folders are floors; imports only point down the list (a request can be followed by
 //! reading it top to bottom):
 //! - [`edge`]: the public HTTP routes and their errors, request/response conversion, the
-//!   health check, and each WebSocket connection's task.
+//!   health check, and each WebSocket connection's task. It sees the runtime only through
+//!   the small `Dispatch` trait (bindings, requests, sockets).
 //! - [`runtime`]: the registry (object key → actor), start-up, delivery (the output gate
 //!   is in `Runtime::fetch`), calls between objects, the worker, and the `Placement` seam
 //!   (`LocalPlacement` today; a cluster later).
@@ -67,7 +68,7 @@ pub async fn serve(
             }
         }
     };
-    let app = edge::router(runtime.clone());
+    let app = edge::router(runtime.clone() as Arc<dyn runtime::Dispatch>);
     let serving = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .into_future();

@@ -2,14 +2,14 @@
 //! the URL the object sees, the object's answer checked.
 
 use super::error::HttpError;
-use crate::runtime::Runtime;
+use crate::runtime::Dispatch;
 use crate::wasm::bindings::types as wit;
 use axum::body::Body;
 use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::response::Response;
 
 pub async fn read_body(
-    rt: &Runtime,
+    rt: &dyn Dispatch,
     parts: &axum::http::request::Parts,
     body: Body,
 ) -> Result<bytes::Bytes, HttpError> {

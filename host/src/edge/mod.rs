@@ -8,7 +8,7 @@ mod socket;
 
 pub use error::{HttpError, RETRY_AFTER_SECS};
 
-use crate::runtime::{FetchError, Runtime, Via};
+use crate::runtime::{Dispatch, FetchError};
 use crate::services::sockets::Upgrade;
 use crate::wasm::bindings::types as wit;
 use axum::Router;
@@ -29,7 +29,7 @@ pub const MAX_NAME_BYTES: usize = 2048;
 pub const HEALTH_PATH: &str = "/.well-known/dohost/health";
 
 /// The public router.
-pub fn router(runtime: Arc<Runtime>) -> Router {
+pub fn router(runtime: Arc<dyn Dispatch>) -> Router {
     Router::new()
         .route(HEALTH_PATH, axum::routing::get(health))
         .fallback(handle)
@@ -38,7 +38,7 @@ pub fn router(runtime: Arc<Runtime>) -> Router {
 
 /// 200 "ok" while the host can make writes durable; 503 with the reason while it cannot
 /// (the disk is full, say), so that a health check notices what reads alone would not.
-async fn health(State(rt): State<Arc<Runtime>>) -> Response {
+async fn health(State(rt): State<Arc<dyn Dispatch>>) -> Response {
     match rt.storage_health() {
         None => (StatusCode::OK, "ok\n").into_response(),
         Some(problem) => (
@@ -50,7 +50,7 @@ async fn health(State(rt): State<Arc<Runtime>>) -> Response {
     }
 }
 
-async fn handle(State(rt): State<Arc<Runtime>>, req: Request) -> Result<Response, HttpError> {
+async fn handle(State(rt): State<Arc<dyn Dispatch>>, req: Request) -> Result<Response, HttpError> {
     let (mut parts, body) = req.into_parts();
     // A WebSocket upgrade is offered to the object (or the worker, which may pass it on
     // to an object) like any request; the object accepts it through its websockets import
@@ -80,12 +80,13 @@ async fn handle(State(rt): State<Arc<Runtime>>, req: Request) -> Result<Response
             rt.bindings().join(", ")
         )));
     }
-    let Some(class) = rt.class(binding).cloned() else {
+    if !rt.has_binding(binding) {
         return Err(HttpError::NotFound(format!(
             "unknown binding {binding:?}; bindings: {}",
             rt.bindings().join(", ")
         )));
-    };
+    }
+    let binding = binding.to_string();
     if name.is_empty() {
         return Err(HttpError::BadRequest(format!(
             "missing object name: use /{binding}/{{name}}/{{path}}"
@@ -101,20 +102,14 @@ async fn handle(State(rt): State<Arc<Runtime>>, req: Request) -> Result<Response
             name.len()
         )));
     }
-    let body = read_body(&rt, &parts, body).await?;
-    let request = to_wit(&parts, rest.unwrap_or(""), body)?;
-    let id = class.namespace.id_key.id_from_name(&name);
+    let rest = rest.map(str::to_string);
+    let body = read_body(&*rt, &parts, body).await?;
+    let request = to_wit(&parts, rest.as_deref().unwrap_or(""), body)?;
     // The answer comes back only once the writes behind it are durable (the output gate
     // is in `Runtime::fetch`).
     let (response, accepted) = rt
-        .fetch(
-            &class,
-            id,
-            Some(name),
-            request,
-            upgrade.is_some(),
-            Via::Edge,
-        )
+        .clone()
+        .fetch_named(binding, name, request, upgrade.is_some())
         .await
         .map_err(fetch_error)?;
     respond(rt, response, accepted, upgrade)
@@ -122,15 +117,16 @@ async fn handle(State(rt): State<Arc<Runtime>>, req: Request) -> Result<Response
 
 /// With a worker configured, every public request goes to it, path and all.
 async fn handle_with_worker(
-    rt: Arc<Runtime>,
+    rt: Arc<dyn Dispatch>,
     parts: axum::http::request::Parts,
     body: Body,
     upgrade: Option<WebSocketUpgrade>,
 ) -> Result<Response, HttpError> {
-    let body = read_body(&rt, &parts, body).await?;
+    let body = read_body(&*rt, &parts, body).await?;
     let path = parts.uri.path().trim_start_matches('/').to_string();
     let request = to_wit(&parts, &path, body)?;
     let (response, accepted) = rt
+        .clone()
         .run_worker(request, upgrade.is_some())
         .await
         .map_err(|e| fetch_error(FetchError::Event(e)))?;
@@ -140,7 +136,7 @@ async fn handle_with_worker(
 /// Sends an answer: a 101 connects the client to the socket an object accepted (its own,
 /// or through the worker or other objects); any other status drops such a socket.
 fn respond(
-    rt: Arc<Runtime>,
+    rt: Arc<dyn Dispatch>,
     response: wit::Response,
     accepted: Option<Upgrade>,
     upgrade: Option<WebSocketUpgrade>,
@@ -157,20 +153,20 @@ fn respond(
                 .on_upgrade(move |socket| socket::run_connection(rt, accepted, socket)))
         }
         (101, accepted, _) => {
-            forget(&rt, accepted);
+            forget(&*rt, accepted);
             Err(HttpError::ObjectFailed(
                 "the object answered 101 without accepting the WebSocket".into(),
             ))
         }
         (_, accepted, _) => {
-            forget(&rt, accepted);
+            forget(&*rt, accepted);
             to_http(response)
         }
     }
 }
 
 /// Drops a socket accepted for a request that is not answered with 101 after all.
-fn forget(rt: &Runtime, accepted: Option<Upgrade>) {
+fn forget(rt: &dyn Dispatch, accepted: Option<Upgrade>) {
     if let Some(a) = accepted {
         rt.sockets().remove(a.socket.id);
     }

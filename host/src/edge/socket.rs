@@ -2,7 +2,7 @@
 //! object (waking it if evicted); what the object sends goes to the client.
 
 use crate::object::{Event, SocketEvent};
-use crate::runtime::Runtime;
+use crate::runtime::Dispatch;
 use crate::services::sockets::{
     Accepted, CLOSE_ABNORMAL, CLOSE_NO_STATUS, CLOSE_QUEUE_OVERFLOW, CLOSE_TOO_BIG, Outgoing,
     Upgrade,
@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 /// Runs one accepted connection until either side closes it: client messages become events
 /// of the object (waking it if evicted), queued messages go to the client.
-pub async fn run_connection(rt: Arc<Runtime>, upgrade: Upgrade, socket: WebSocket) {
+pub async fn run_connection(rt: Arc<dyn Dispatch>, upgrade: Upgrade, socket: WebSocket) {
     let Upgrade {
         object,
         socket: Accepted { id, mut out, kill },
@@ -22,7 +22,7 @@ pub async fn run_connection(rt: Arc<Runtime>, upgrade: Upgrade, socket: WebSocke
     let sockets = rt.sockets().clone();
     let (mut sink, mut stream) = socket.split();
     let deliver = |event: Event| {
-        if let Err(e) = rt.deliver(object, event) {
+        if let Err(e) = rt.clone().deliver(object, event) {
             tracing::warn!(socket = id, error = ?e, "cannot deliver a WebSocket event");
         }
     };
@@ -57,7 +57,7 @@ pub async fn run_connection(rt: Arc<Runtime>, upgrade: Upgrade, socket: WebSocke
         loop {
             match stream.next().await {
                 Some(Ok(Message::Text(t))) => {
-                    if !sockets.auto_respond(id, t.as_str(), rt.clock().now_ms()) {
+                    if !sockets.auto_respond(id, t.as_str(), rt.now_ms()) {
                         deliver(Event::Socket(Box::new(SocketEvent::Message(
                             id,
                             WebsocketMessage::Text(t.to_string()),
@@ -139,7 +139,7 @@ pub async fn run_connection(rt: Arc<Runtime>, upgrade: Upgrade, socket: WebSocke
         Some((code, reason, was_clean)) => SocketEvent::Close(id, code, reason, was_clean),
         None => SocketEvent::Forget(id),
     };
-    if let Err(e) = rt.deliver(object, Event::Socket(Box::new(last))) {
+    if let Err(e) = rt.clone().deliver(object, Event::Socket(Box::new(last))) {
         tracing::warn!(socket = id, error = ?e, "cannot deliver a WebSocket close");
         sockets.remove(id);
     }

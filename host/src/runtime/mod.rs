@@ -4,10 +4,12 @@
 
 mod calls;
 mod deliver;
+mod dispatch;
 mod placement;
 mod start;
 mod worker;
 
+pub use dispatch::{Answer, Dispatch};
 pub use placement::{LocalPlacement, Owner, Placement};
 
 use crate::backend::committer::{CommitError, Committer, StorageHealth};

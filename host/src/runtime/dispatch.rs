@@ -1,0 +1,118 @@
+//! What the edge may ask of the runtime, as a small trait: the edge knows bindings, requests
+//! and sockets, never actors, classes or storage.
+
+use super::{FetchError, Runtime, Via};
+use crate::config::Limits;
+use crate::id::ObjectKey;
+use crate::object::{Event, EventError};
+use crate::services::sockets::{Sockets, Upgrade};
+use crate::wasm::bindings::types as wit;
+use futures::FutureExt;
+use futures::future::BoxFuture;
+use std::sync::Arc;
+
+/// The answer to a request: the response and, for a 101, the socket to connect.
+pub type Answer = (wit::Response, Option<Upgrade>);
+
+pub trait Dispatch: Send + Sync + 'static {
+    /// The bindings served, sorted.
+    fn bindings(&self) -> Vec<String>;
+
+    fn has_binding(&self, binding: &str) -> bool;
+
+    /// True when a worker receives every public request.
+    fn has_worker(&self) -> bool;
+
+    fn limits(&self) -> &Limits;
+
+    /// None while writes can be made durable; otherwise why not.
+    fn storage_health(&self) -> Option<String>;
+
+    fn sockets(&self) -> &Arc<Sockets>;
+
+    /// The host's clock, in milliseconds since the Unix epoch.
+    fn now_ms(&self) -> u64;
+
+    /// A request for object `name` of `binding` (which exists), answered once the writes
+    /// behind the answer are durable.
+    fn fetch_named(
+        self: Arc<Self>,
+        binding: String,
+        name: String,
+        request: wit::Request,
+        upgrade: bool,
+    ) -> BoxFuture<'static, Result<Answer, FetchError>>;
+
+    /// A public request through the worker.
+    fn run_worker(
+        self: Arc<Self>,
+        request: wit::Request,
+        upgrade: bool,
+    ) -> BoxFuture<'static, Result<Answer, EventError>>;
+
+    /// An event (a socket's message or close) for the object at `key`.
+    fn deliver(self: Arc<Self>, key: ObjectKey, event: Event) -> Result<(), EventError>;
+}
+
+impl Dispatch for Runtime {
+    fn bindings(&self) -> Vec<String> {
+        Runtime::bindings(self)
+            .into_iter()
+            .map(str::to_string)
+            .collect()
+    }
+
+    fn has_binding(&self, binding: &str) -> bool {
+        self.class(binding).is_some()
+    }
+
+    fn has_worker(&self) -> bool {
+        Runtime::has_worker(self)
+    }
+
+    fn limits(&self) -> &Limits {
+        Runtime::limits(self)
+    }
+
+    fn storage_health(&self) -> Option<String> {
+        Runtime::storage_health(self)
+    }
+
+    fn sockets(&self) -> &Arc<Sockets> {
+        Runtime::sockets(self)
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.clock().now_ms()
+    }
+
+    fn fetch_named(
+        self: Arc<Self>,
+        binding: String,
+        name: String,
+        request: wit::Request,
+        upgrade: bool,
+    ) -> BoxFuture<'static, Result<Answer, FetchError>> {
+        async move {
+            let class = self.class(&binding).cloned().ok_or_else(|| {
+                FetchError::Event(EventError::Failed(format!("no binding {binding:?}")))
+            })?;
+            let id = class.namespace.id_key.id_from_name(&name);
+            self.fetch(&class, id, Some(name), request, upgrade, Via::Edge)
+                .await
+        }
+        .boxed()
+    }
+
+    fn run_worker(
+        self: Arc<Self>,
+        request: wit::Request,
+        upgrade: bool,
+    ) -> BoxFuture<'static, Result<Answer, EventError>> {
+        async move { Runtime::run_worker(&self, request, upgrade).await }.boxed()
+    }
+
+    fn deliver(self: Arc<Self>, key: ObjectKey, event: Event) -> Result<(), EventError> {
+        Runtime::deliver(&self, key, event)
+    }
+}
