@@ -712,6 +712,11 @@ async fn a_full_disk_refuses_writes_with_507_and_recovers_once_space_is_freed() 
     assert!(body.contains("disk is full"), "{body}");
 
     std::fs::remove_file(filler).unwrap();
+    // Health recovers on its own, without a write to try.
+    wait_until("health recovers", || async {
+        get(&c, &health).await.0 == 200
+    })
+    .await;
     wait_until("writes are accepted again", || async {
         post(&c, &host.url("/test-object/f/put?key=after"), "2")
             .await

@@ -103,6 +103,8 @@ struct Real {
     object: ObjectKey,
     inflight: Arc<InflightWrites>,
     store: ObjectStore,
+    /// The generation the store was built against (as an actor's instance is).
+    built_on: u64,
     /// Commits handed over and not yet durable, oldest first: (generation, seq, writes).
     queued: VecDeque<(u64, u64, WriteSet)>,
 }
@@ -130,6 +132,7 @@ fn run(storage: &Arc<RedbStorage>, object: ObjectKey, ops: &[Op]) -> Result<(), 
         storage: storage.clone(),
         object,
         store: Real::store(storage, &inflight),
+        built_on: inflight.generation(),
         inflight,
         queued: VecDeque::new(),
     };
@@ -216,7 +219,10 @@ fn run(storage: &Arc<RedbStorage>, object: ObjectKey, ops: &[Op]) -> Result<(), 
                 // Open transactions are rolled back when the event ends.
                 model.layers.truncate(1);
                 if let Some(writes) = real.store.take_event_writes() {
-                    let (generation, seq) = real.inflight.begin_commit(&writes);
+                    let (generation, seq) = real
+                        .inflight
+                        .begin_commit(&writes, Some(real.built_on))
+                        .expect("no commit failed since the store was built");
                     real.queued.push_back((generation, seq, writes));
                     model.inflight.push_back(model.layers[0].clone());
                 } else {
@@ -242,6 +248,7 @@ fn run(storage: &Arc<RedbStorage>, object: ObjectKey, ops: &[Op]) -> Result<(), 
                     real.queued.clear();
                     // The actor rebuilds: a fresh store over what is durable.
                     real.store = Real::store(&real.storage, &real.inflight);
+                    real.built_on = real.inflight.generation();
                     model.inflight.clear();
                     model.layers = vec![model.durable.clone()];
                 }

@@ -222,7 +222,7 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    rt.block_on(async move {
+    let served = rt.block_on(async move {
         let runtime = dohost::Runtime::start(&config)?;
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
@@ -233,7 +233,11 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
             "dohost is serving"
         );
         dohost::serve(runtime, listener, shutdown_signal()).await
-    })
+    });
+    // `serve` is bounded; a background thread stuck past its deadline (a hung disk under
+    // the committer) must not keep the process alive either. Nothing acknowledged waits.
+    rt.shutdown_timeout(std::time::Duration::from_secs(1));
+    served
 }
 
 fn migrate(args: MigrateArgs) -> anyhow::Result<()> {

@@ -21,6 +21,8 @@ const MAX_BATCH_BYTES: u64 = 64 << 20;
 /// refused at once. A recovery may have to check the whole file, so it is not tried for
 /// every batch.
 pub const RECOVERY_INTERVAL: Duration = Duration::from_secs(1);
+/// While storage fails and no write comes, how often the committer looks at the clock.
+const FAILING_POLL: Duration = Duration::from_millis(100);
 
 /// Why a commit did not become durable.
 #[derive(Debug, Clone)]
@@ -158,7 +160,25 @@ struct State {
 impl State {
     fn run(&mut self, mut rx: mpsc::UnboundedReceiver<CommitJob>) {
         let mut batch = Vec::new();
-        while let Some(first) = rx.blocking_recv() {
+        loop {
+            let first = if self.failing.is_some() {
+                // While storage fails, look again every so often even when no write comes,
+                // so that health recovers once space is freed.
+                match rx.try_recv() {
+                    Ok(job) => job,
+                    Err(mpsc::error::TryRecvError::Disconnected) => break,
+                    Err(mpsc::error::TryRecvError::Empty) => {
+                        std::thread::sleep(FAILING_POLL);
+                        self.check_recovered();
+                        continue;
+                    }
+                }
+            } else {
+                match rx.blocking_recv() {
+                    Some(job) => job,
+                    None => break,
+                }
+            };
             let mut bytes = first.writes.added_bytes;
             batch.push(first);
             // Everything that queued up while the previous fsync ran joins this one.
@@ -248,6 +268,27 @@ impl State {
                     self.failing = Some((error.clone(), Instant::now()));
                 }
                 fail(live, error);
+            }
+        }
+    }
+
+    /// While failing and idle: once the backend recovers, an empty commit shows whether
+    /// writes work again.
+    fn check_recovered(&mut self) {
+        if self.ready().is_err() {
+            return;
+        }
+        match self.storage.commit_batch(&[]) {
+            Ok(_) => {
+                if let Some((e, _)) = self.failing.take() {
+                    tracing::info!(after = %e, "storage works again: writes are accepted");
+                    self.health.set(None);
+                }
+            }
+            Err(_) => {
+                if let Some((_, last)) = &mut self.failing {
+                    *last = Instant::now();
+                }
             }
         }
     }

@@ -200,30 +200,34 @@ impl Actor {
             .counters
             .alarm_failures
             .fetch_add(1, Ordering::Relaxed);
-        let Some(inflight) = self.inflight.clone() else {
-            return;
-        };
+        // Without the object's storage state (it could not even be read) the retry is still
+        // scheduled; it just cannot be stored (nor the alarm deleted) this time.
+        let stored = self.inflight.is_some();
         if retry < MAX_ALARM_RETRIES {
             let delay = ALARM_RETRY_BASE_MS << retry;
             tracing::warn!(object = %self.label, retry = retry + 1, delay_ms = delay, "alarm failed: {why}; retrying");
             let at = self.env.clock.now_ms() + delay;
-            self.env.scheduler.retry(inflight.object, at, retry + 1);
+            self.env.scheduler.retry(self.key, at, retry + 1);
             // Stored too, so that a restart resumes the same attempt instead of starting
             // the count again.
-            self.submit(crate::backend::WriteSet {
-                alarm_retry: Some(crate::backend::AlarmRetry {
-                    count: retry + 1,
-                    at,
-                }),
-                ..Default::default()
-            });
+            if stored {
+                self.submit(crate::backend::WriteSet {
+                    alarm_retry: Some(crate::backend::AlarmRetry {
+                        count: retry + 1,
+                        at,
+                    }),
+                    ..Default::default()
+                });
+            }
         } else {
             tracing::error!(object = %self.label, "alarm failed {} times, giving up: {why}", retry + 1);
             // Delete it durably, so that a restart does not bring it back.
-            self.submit(crate::backend::WriteSet {
-                alarm: Some(None),
-                ..Default::default()
-            });
+            if stored {
+                self.submit(crate::backend::WriteSet {
+                    alarm: Some(None),
+                    ..Default::default()
+                });
+            }
         }
     }
 

@@ -17,8 +17,9 @@ impl Actor {
             .as_ref()
             .is_some_and(|l| l.generation != generation)
         {
-            // A commit of this object failed: rebuild from what is on disk.
-            self.live = None;
+            // A commit of this object failed: rebuild from what is on disk (deferred
+            // requests lose the memory that would answer them: 503 now).
+            self.drop_instance("an earlier write of this object failed to commit");
             self.last_commit = None;
             // The failed commit may have been the one recording the name.
             self.name_stored = self.name.is_none()

@@ -45,7 +45,18 @@ impl Actor {
             .inflight
             .clone()
             .expect("an instance implies shared state");
-        let (generation, seq) = shared.begin_commit(&writes);
+        let built_on = self.live.as_ref().map(|l| l.generation);
+        let Some((generation, seq)) = shared.begin_commit(&writes, built_on) else {
+            let stale: Durable = futures::future::ready(Err(CommitError::new(
+                CommitErrorKind::Stale,
+                "an earlier write of this object failed to commit while this event ran; its \
+                 writes were dropped",
+            )))
+            .boxed()
+            .shared();
+            self.last_commit = Some(stale.clone());
+            return Some(stale);
+        };
         let (done, rx) = oneshot::channel();
         let job = CommitJob {
             target: shared as Arc<dyn CommitTarget>,

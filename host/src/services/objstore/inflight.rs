@@ -53,8 +53,14 @@ impl InflightWrites {
     }
 
     /// Registers an event's writes as in flight; returns (generation, sequence number).
-    pub fn begin_commit(&self, writes: &WriteSet) -> (u64, u64) {
+    /// `expected` is the generation the writes were computed against (the instance's):
+    /// after a failed commit they may rest on values that never became durable, so they
+    /// are refused (None) rather than registered.
+    pub fn begin_commit(&self, writes: &WriteSet, expected: Option<u64>) -> Option<(u64, u64)> {
         let mut inf = self.lock();
+        if expected.is_some_and(|g| g != inf.generation) {
+            return None;
+        }
         inf.next_seq += 1;
         let seq = inf.next_seq;
         if writes.clear {
@@ -68,7 +74,7 @@ impl InflightWrites {
         if let Some(alarm) = writes.alarm {
             inf.alarm = Some((seq, alarm));
         }
-        (inf.generation, seq)
+        Some((inf.generation, seq))
     }
 
     /// The commit `seq` is durable: drop what it wrote from the in-flight view (unless a
