@@ -4,8 +4,7 @@
 use crate::object::{Event, SocketEvent};
 use crate::runtime::Dispatch;
 use crate::services::sockets::{
-    Accepted, CLOSE_ABNORMAL, CLOSE_NO_STATUS, CLOSE_QUEUE_OVERFLOW, CLOSE_TOO_BIG, Outgoing,
-    Upgrade,
+    CLOSE_ABNORMAL, CLOSE_NO_STATUS, CLOSE_QUEUE_OVERFLOW, CLOSE_TOO_BIG, Outgoing, Upgrade,
 };
 use crate::wasm::bindings::types::WebsocketMessage;
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
@@ -17,8 +16,9 @@ use std::sync::Arc;
 pub async fn run_connection(rt: Arc<dyn Dispatch>, upgrade: Upgrade, socket: WebSocket) {
     let Upgrade {
         object,
-        socket: Accepted { id, mut out, kill },
+        socket: accepted,
     } = upgrade;
+    let (id, mut out, kill) = accepted.connect();
     let sockets = rt.sockets().clone();
     let (mut sink, mut stream) = socket.split();
     let deliver = |event: Event| {

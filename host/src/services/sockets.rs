@@ -4,8 +4,8 @@
 
 use crate::id::ObjectKey;
 use std::collections::{BTreeSet, HashMap};
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
 use tokio::sync::{mpsc, oneshot};
 
 /// Close code for a normal close (1000), the one code below 3000 an object may send.
@@ -71,10 +71,32 @@ pub struct Upgrade {
 }
 
 /// What the connection task needs of a socket just accepted.
+/// Until a connection task takes its channels (`connect`), dropping it removes the socket
+/// from the registry: an upgrade that never completes (its client left, its event failed,
+/// an answer other than 101) leaves nothing behind.
 pub struct Accepted {
     pub id: u64,
-    pub out: mpsc::Receiver<Outgoing>,
-    pub kill: oneshot::Receiver<()>,
+    channels: Option<(mpsc::Receiver<Outgoing>, oneshot::Receiver<()>)>,
+    registry: Weak<Sockets>,
+}
+
+impl Accepted {
+    /// Hands the socket to its connection task, which removes it when the connection ends:
+    /// its ID, the messages for the client, and the signal that the client is too slow.
+    pub fn connect(mut self) -> (u64, mpsc::Receiver<Outgoing>, oneshot::Receiver<()>) {
+        let (out, kill) = self.channels.take().expect("connected once");
+        (self.id, out, kill)
+    }
+}
+
+impl Drop for Accepted {
+    fn drop(&mut self) {
+        if self.channels.is_some()
+            && let Some(registry) = self.registry.upgrade()
+        {
+            registry.remove(self.id);
+        }
+    }
 }
 
 impl Sockets {
@@ -91,7 +113,7 @@ impl Sockets {
     }
 
     /// Registers a socket of `object`; the connection task takes the returned ends.
-    pub fn register(&self, object: ObjectKey, tags: Vec<String>) -> Accepted {
+    pub fn register(self: &Arc<Self>, object: ObjectKey, tags: Vec<String>) -> Accepted {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed) + 1;
         let (out_tx, out) = mpsc::channel(self.send_queue);
         let (kill_tx, kill) = oneshot::channel();
@@ -109,7 +131,11 @@ impl Sockets {
             },
         );
         inner.by_object.entry(object).or_default().insert(id);
-        Accepted { id, out, kill }
+        Accepted {
+            id,
+            channels: Some((out, kill)),
+            registry: Arc::downgrade(self),
+        }
     }
 
     /// Forgets a socket (it closed, or its upgrade never happened).
@@ -251,5 +277,29 @@ impl Sockets {
 
     pub fn count(&self) -> usize {
         self.lock().sockets.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::id::IdKey;
+
+    /// Guards against sockets left in the registry by upgrades that never completed (the
+    /// client left while the answer waited for durability, say).
+    #[test]
+    fn an_accepted_socket_never_connected_leaves_the_registry_when_dropped() {
+        let sockets = Arc::new(Sockets::new(4));
+        let object = ObjectKey {
+            namespace: 1,
+            id: IdKey::new([1; 32]).id_from_name("room"),
+        };
+        let accepted = sockets.register(object, vec!["t".into()]);
+        assert_eq!(sockets.list(&object, None), vec![accepted.id]);
+        drop(accepted);
+        assert_eq!(sockets.count(), 0);
+        let accepted = sockets.register(object, Vec::new());
+        let (id, _out, _kill) = accepted.connect();
+        assert_eq!(sockets.list(&object, None), vec![id], "a connected socket stays");
     }
 }
