@@ -300,6 +300,10 @@ mod tests {
         assert_eq!(sockets.count(), 0);
         let accepted = sockets.register(object, Vec::new());
         let (id, _out, _kill) = accepted.connect();
-        assert_eq!(sockets.list(&object, None), vec![id], "a connected socket stays");
+        assert_eq!(
+            sockets.list(&object, None),
+            vec![id],
+            "a connected socket stays"
+        );
     }
 }
