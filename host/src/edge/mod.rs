@@ -142,32 +142,18 @@ fn respond(
     upgrade: Option<WebSocketUpgrade>,
 ) -> Result<Response, HttpError> {
     match (response.status, accepted, upgrade) {
+        // A failed upgrade drops the closure, and with it the socket (out of the registry).
         (101, Some(accepted), Some(ws)) => {
-            let socket_id = accepted.socket.id;
-            let sockets = rt.sockets().clone();
             let limit = rt.limits().max_ws_message_bytes;
             Ok(ws
                 .max_message_size(limit)
                 .max_frame_size(limit)
-                .on_failed_upgrade(move |_| sockets.remove(socket_id))
                 .on_upgrade(move |socket| socket::run_connection(rt, accepted, socket)))
         }
-        (101, accepted, _) => {
-            forget(&*rt, accepted);
-            Err(HttpError::ObjectFailed(
-                "the object answered 101 without accepting the WebSocket".into(),
-            ))
-        }
-        (_, accepted, _) => {
-            forget(&*rt, accepted);
-            to_http(response)
-        }
-    }
-}
-
-/// Drops a socket accepted for a request that is not answered with 101 after all.
-fn forget(rt: &dyn Dispatch, accepted: Option<Upgrade>) {
-    if let Some(a) = accepted {
-        rt.sockets().remove(a.socket.id);
+        (101, _, _) => Err(HttpError::ObjectFailed(
+            "the object answered 101 without accepting the WebSocket".into(),
+        )),
+        // Any other answer drops a socket accepted along the way.
+        _ => to_http(response),
     }
 }

@@ -111,21 +111,12 @@ impl Actor {
             socket,
         });
         let forwarded = data.objects.take_upgrade();
-        // The object's own socket wins over one a callee accepted for it.
-        let accepted = match (own, forwarded) {
-            (Some(own), forwarded) => {
-                if let Some(f) = forwarded {
-                    self.env.sockets.remove(f.socket.id);
-                }
-                Some(own)
-            }
-            (None, forwarded) => forwarded,
-        };
+        // The object's own socket wins over one a callee accepted for it (the other is
+        // dropped, which removes it; so is either when the answer is deferred).
+        let accepted = own.or(forwarded);
         let durable = self.commit_writes();
         if deferred {
-            if let Some(a) = accepted {
-                self.env.sockets.remove(a.socket.id);
-            }
+            drop(accepted);
             let deadline = Instant::now() + self.env.limits.deferred_timeout;
             self.deferred.insert(handle, (reply, deadline));
         } else {

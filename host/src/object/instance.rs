@@ -127,15 +127,8 @@ impl Actor {
     /// Discards the instance; clients waiting on its deferred responses get 503, since the
     /// in-memory state that would have answered them is gone.
     pub(super) fn drop_instance(&mut self, why: &str) {
-        // A socket accepted by an event that never finished has no connection to serve it.
-        if let Some(mut live) = self.live.take() {
-            let data = live.store.data_mut();
-            let own = data.websockets.accepted.take().map(|a| a.id);
-            let forwarded = data.objects.take_upgrade().map(|u| u.socket.id);
-            for id in own.into_iter().chain(forwarded) {
-                self.env.sockets.remove(id);
-            }
-        }
+        // A socket accepted by an event that never finished goes with the store.
+        self.live = None;
         for (_, (reply, _)) in self.deferred.drain() {
             let _ = reply.send(Outcome::failed(EventError::Unavailable(format!(
                 "the object was reset before answering this deferred request ({why})"

@@ -60,14 +60,9 @@ impl Runtime {
             .fetch(&class, id, name, request, upgrade, Via::Call)
             .await
         {
-            // Only a 101 hands its socket on; `fetch` already dropped it otherwise.
+            // Only a 101 hands its socket on; any other answer drops it.
             Ok((response, accepted)) if response.status == 101 => Ok((response, accepted)),
-            Ok((response, accepted)) => {
-                if let Some(a) = accepted {
-                    self.env.sockets.remove(a.socket.id);
-                }
-                Ok((response, None))
-            }
+            Ok((response, _)) => Ok((response, None)),
             Err(FetchError::Commit(e)) => Err(CallError::ObjectFailed(format!(
                 "the called object's write failed: {e}"
             ))),

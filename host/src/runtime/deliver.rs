@@ -24,25 +24,17 @@ impl Runtime {
         upgrade: bool,
         via: Via,
     ) -> Result<(wit::Response, Option<Upgrade>), FetchError> {
+        // A socket accepted for an answer that never leaves is dropped with it (which
+        // removes it from the registry).
         let outcome = self.run_fetch(class, id, name, request, upgrade, via).await;
-        let accepted = outcome.accepted;
-        let forget = |a: Option<Upgrade>| {
-            if let Some(a) = a {
-                self.env.sockets.remove(a.socket.id);
-            }
-        };
         if let Some(durable) = outcome.durable
             && let Err(e) = durable.await
         {
-            forget(accepted);
             return Err(FetchError::Commit(e));
         }
         match outcome.result {
-            Ok(response) => Ok((response, accepted)),
-            Err(e) => {
-                forget(accepted);
-                Err(FetchError::Event(e))
-            }
+            Ok(response) => Ok((response, outcome.accepted)),
+            Err(e) => Err(FetchError::Event(e)),
         }
     }
 

@@ -47,9 +47,6 @@ impl Runtime {
         match result {
             Ok(response) => Ok((response, forwarded)),
             Err(e) => {
-                if let Some(u) = forwarded {
-                    self.env.sockets.remove(u.socket.id);
-                }
                 let why = crate::wasm::failure::describe_failure(&e, store.data().limiter.hit);
                 tracing::warn!(error = %format!("{e:?}"), "worker failed: {why}");
                 Err(EventError::Failed(format!("the worker failed: {why}")))

@@ -42,9 +42,8 @@ impl WebSocketsCtx {
     /// Drops what a failed event did: its queued messages, and its accepted socket.
     pub fn discard(&mut self) {
         self.sends.clear();
-        if let Some(a) = self.accepted.take() {
-            self.sockets.remove(a.id);
-        }
+        // Dropping an accepted socket removes it from the registry.
+        self.accepted = None;
     }
 }
 
