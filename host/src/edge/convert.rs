@@ -35,7 +35,7 @@ pub async fn read_body(
 }
 
 /// An error and its sources, outermost first.
-fn error_chain<'a>(
+pub(super) fn error_chain<'a>(
     e: &'a (dyn std::error::Error + 'static),
 ) -> impl Iterator<Item = &'a (dyn std::error::Error + 'static)> {
     std::iter::successors(Some(e), |e| e.source())

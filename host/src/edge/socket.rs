@@ -1,6 +1,7 @@
 //! One WebSocket connection at the edge: client messages become events of the socket's
 //! object (waking it if evicted); what the object sends goes to the client.
 
+use super::convert::error_chain;
 use crate::object::{Event, SocketEvent};
 use crate::runtime::Dispatch;
 use crate::services::sockets::{
@@ -147,10 +148,7 @@ pub async fn run_connection(rt: Arc<dyn Dispatch>, upgrade: Upgrade, socket: Web
 
 /// A message over `max_ws_message_bytes` (tungstenite's capacity error, however wrapped).
 fn is_too_big(e: &axum::Error) -> bool {
-    std::iter::successors(Some(e as &(dyn std::error::Error + 'static)), |e| {
-        e.source()
-    })
-    .any(|c| {
+    error_chain(e).any(|c| {
         matches!(
             c.downcast_ref::<tungstenite::Error>(),
             Some(tungstenite::Error::Capacity(_))
