@@ -132,3 +132,28 @@ impl CommitTarget for InflightWrites {
         InflightWrites::fail_commit(self, generation)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::id::IdKey;
+
+    /// Guards against an event that ran across a failed commit committing writes that may
+    /// rest on values that never became durable.
+    #[test]
+    fn writes_built_before_a_failed_commit_are_refused() {
+        let object = ObjectKey {
+            namespace: 1,
+            id: IdKey::new([2; 32]).id_from_name("o"),
+        };
+        let inflight = InflightWrites::new(object, 0);
+        let mut writes = WriteSet::default();
+        writes.map.insert("k".into(), Some(Bytes::from_static(b"v")));
+        let built_on = inflight.generation();
+        let (generation, _) = inflight.begin_commit(&writes, Some(built_on)).unwrap();
+        inflight.fail_commit(generation);
+        assert_eq!(inflight.begin_commit(&writes, Some(built_on)), None);
+        assert!(inflight.is_settled(), "a refused commit registers nothing");
+        assert!(inflight.begin_commit(&writes, Some(inflight.generation())).is_some());
+    }
+}
