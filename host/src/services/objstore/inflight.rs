@@ -148,12 +148,18 @@ mod tests {
         };
         let inflight = InflightWrites::new(object, 0);
         let mut writes = WriteSet::default();
-        writes.map.insert("k".into(), Some(Bytes::from_static(b"v")));
+        writes
+            .map
+            .insert("k".into(), Some(Bytes::from_static(b"v")));
         let built_on = inflight.generation();
         let (generation, _) = inflight.begin_commit(&writes, Some(built_on)).unwrap();
         inflight.fail_commit(generation);
         assert_eq!(inflight.begin_commit(&writes, Some(built_on)), None);
         assert!(inflight.is_settled(), "a refused commit registers nothing");
-        assert!(inflight.begin_commit(&writes, Some(inflight.generation())).is_some());
+        assert!(
+            inflight
+                .begin_commit(&writes, Some(inflight.generation()))
+                .is_some()
+        );
     }
 }
