@@ -2,7 +2,8 @@
 //!
 //! An object class is a WebAssembly component (see `wit/dohost.wit`); dohost serves it over
 //! HTTP, runs exactly one live instance per object ID, delivers its events one at a time and
-//! gives it transactional storage in an embedded redb database, durable before any output.
+//! gives it transactional storage — an embedded redb database, or PostgreSQL — durable
+//! before any output.
 //!
 //! ## Layout
 //! Folders are floors; imports only point down the list (a request can be followed by
@@ -21,8 +22,9 @@
 //!   `requests`, `websockets`).
 //! - [`services`]: no wasmtime: the object store (an object's view of its storage), the
 //!   alarm scheduler and its clock, the socket registry, the call graph, instance slots.
-//! - [`backend`]: the `Storage` trait (redb behind it today: tables, reads, group commits,
-//!   classes, migrations) and the committer, which knows only the trait.
+//! - [`backend`]: the `Storage` trait and its two backends (redb embedded; PostgreSQL with
+//!   fenced commits), the migration rules they share, and the committer, which knows only
+//!   the trait.
 //! - [`config`]: classes, addresses and every limit; the wrangler.json-shaped file;
 //!   migration entries. [`id`]: object IDs, keys and namespaces.
 
@@ -54,9 +56,26 @@ pub async fn serve(
     let grace = runtime.limits().shutdown_timeout;
     // When the stop was asked for, so both halves below share one deadline.
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(None);
-    let shutdown = async move {
-        shutdown.await;
-        let _ = stop_tx.send(Some(tokio::time::Instant::now() + grace));
+    // Another process taking over the storage stops this one as a shutdown would, and
+    // makes `serve` fail.
+    let fenced = Arc::new(std::sync::OnceLock::<Arc<str>>::new());
+    let shutdown = {
+        let (runtime, fenced) = (runtime.clone(), fenced.clone());
+        async move {
+            tokio::select! {
+                () = shutdown => {}
+                why = runtime.fenced() => {
+                    tracing::error!(
+                        error = %why,
+                        "another dohost took over this storage: stopping (this process can \
+                         no longer write; point each dohost at its own database, or run a \
+                         cluster)"
+                    );
+                    let _ = fenced.set(why);
+                }
+            }
+            let _ = stop_tx.send(Some(tokio::time::Instant::now() + grace));
+        }
     };
     let stop_at = || {
         let mut rx = stop_rx.clone();
@@ -80,6 +99,9 @@ pub async fn serve(
         (served, ()) = async { tokio::join!(serving, stopping) } => Some(served),
         _ = async { tokio::time::sleep_until(stop_at().await).await } => None,
     };
+    if let Some(why) = fenced.get() {
+        anyhow::bail!("fenced off the storage by another dohost: {why}");
+    }
     match finished {
         Some(served) => served.map_err(Into::into),
         None => {

@@ -51,6 +51,11 @@ struct RunArgs {
     #[arg(long, env = "DOHOST_DATA")]
     data: Option<PathBuf>,
 
+    /// Keep objects' data in PostgreSQL instead of redb under --data:
+    /// postgres://USER[:PASSWORD]@HOST:PORT/DB [default: the config's dohost.storage].
+    #[arg(long, env = "DOHOST_STORAGE", value_name = "URL")]
+    storage: Option<String>,
+
     /// A stateless worker component that receives every public request instead of the
     /// default routes, and reaches objects through its `objects` import.
     #[arg(long, value_name = "WORKER.wasm")]
@@ -69,6 +74,11 @@ struct MigrateArgs {
     /// Data directory [default: the config's dohost.data_dir, or ./data].
     #[arg(long)]
     data: Option<PathBuf>,
+
+    /// The PostgreSQL database to migrate instead of redb under --data [default: the
+    /// config's dohost.storage].
+    #[arg(long, env = "DOHOST_STORAGE", value_name = "URL")]
+    storage: Option<String>,
 
     /// Print what would be applied and change nothing.
     #[arg(long)]
@@ -214,6 +224,9 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
     if let Some(data) = args.data {
         config.data_dir = data;
     }
+    if args.storage.is_some() {
+        config.storage = args.storage;
+    }
     if let Some(worker) = args.worker {
         config.worker = Some(worker);
     }
@@ -245,7 +258,15 @@ fn migrate(args: MigrateArgs) -> anyhow::Result<()> {
     if let Some(data) = args.data {
         config.data_dir = data;
     }
-    let db = dohost::backend::redb::RedbStorage::open(&config.data_dir)?;
+    if args.storage.is_some() {
+        config.storage = args.storage;
+    }
+    let db = dohost::backend::open(
+        config.storage.as_deref(),
+        &config.data_dir,
+        // Migrating takes no shards: a running node keeps serving.
+        None,
+    )?;
     let bound: Vec<(String, String)> = config
         .classes
         .iter()
@@ -253,7 +274,7 @@ fn migrate(args: MigrateArgs) -> anyhow::Result<()> {
         .collect();
     let migrations = config.migrations.unwrap_or_default();
     let report =
-        dohost::backend::Storage::migrate(&db, &config.script, &migrations, &bound, args.dry_run)?;
+        db.migrate(&config.script, &migrations, &bound, args.dry_run)?;
     if args.dry_run {
         println!("dry run: nothing was changed");
     }

@@ -50,6 +50,7 @@ pub fn config(guests: &[&str], data: &Path, limits: Limits) -> Config {
     Config {
         listen: "127.0.0.1:0".parse().unwrap(),
         data_dir: data.to_path_buf(),
+        storage: None,
         classes: guests
             .iter()
             .map(|g| ClassConfig {

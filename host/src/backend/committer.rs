@@ -1,7 +1,7 @@
 //! Group commit: one thread applies the writes of many events, across objects, in one
 //! backend transaction and one sync, then releases each event's outputs. After an I/O
-//! failure (a full disk) it refuses writes quickly and asks the backend to recover until a
-//! commit succeeds again.
+//! failure (a full disk, a lost database) it refuses writes quickly and asks the backend to
+//! recover until a commit succeeds again; once fenced by another node it refuses for good.
 
 use crate::backend::{FailureKind, Storage, Write, WriteSet};
 use crate::id::ObjectKey;
@@ -37,6 +37,15 @@ pub enum CommitErrorKind {
     DiskFull,
     /// The disk failed otherwise, or the database refused the write.
     Failed,
+    /// The database could not be reached: nothing was written; it will work once the
+    /// host has reconnected.
+    Unavailable,
+    /// The connection was lost while the database committed: the write may or may not
+    /// be durable (the object is rebuilt from what is).
+    Unknown,
+    /// Another dohost took over this object's storage: nothing was written, and this host
+    /// stops.
+    Fenced,
     /// An earlier write of the same object failed, so this one belongs to a discarded
     /// history.
     Stale,
@@ -86,6 +95,8 @@ pub struct CommitJob {
 pub trait CommitListener: Send + Sync + 'static {
     /// `object`'s alarm is now `at` (None: deleted), as of a durable commit.
     fn alarm_committed(&self, object: ObjectKey, at: Option<u64>);
+    /// Another node fenced this one off its storage: it must stop serving.
+    fn fenced(&self, why: &str);
 }
 
 /// Whether writes can be made durable right now, for health checks.
@@ -247,12 +258,40 @@ impl State {
                         "the disk is full; nothing was written (free space: writes are \
                          accepted again without a restart)",
                     ),
-                    _ => CommitError::new(
+                    FailureKind::Unreachable => CommitError::new(
+                        CommitErrorKind::Unavailable,
+                        format!(
+                            "the database is unreachable; nothing was written (try again: \
+                             the host reconnects): {:#}",
+                            failure.error
+                        ),
+                    ),
+                    FailureKind::Unknown => CommitError::new(
+                        CommitErrorKind::Unknown,
+                        format!(
+                            "the connection to the database was lost during COMMIT: this \
+                             write may or may not be durable: {:#}",
+                            failure.error
+                        ),
+                    ),
+                    FailureKind::Fenced => CommitError::new(
+                        CommitErrorKind::Fenced,
+                        format!(
+                            "another dohost took over this storage; nothing was written: {:#}",
+                            failure.error
+                        ),
+                    ),
+                    FailureKind::Io | FailureKind::Other => CommitError::new(
                         CommitErrorKind::Failed,
                         format!("storage commit failed: {:#}", failure.error),
                     ),
                 };
-                if failure.kind == FailureKind::Other {
+                if failure.kind == FailureKind::Fenced {
+                    // Not a failure to recover from: another node owns the data now.
+                    self.listener.fenced(&error.message);
+                    self.health.set(Some(error.clone()));
+                    self.failing = Some((error.clone(), Instant::now()));
+                } else if failure.kind == FailureKind::Other {
                     tracing::error!(error = %format!("{:#}", failure.error), jobs = live.len(), "group commit failed");
                 } else {
                     // Once per failure, not per batch: a full disk can refuse thousands.
@@ -299,6 +338,9 @@ impl State {
         let Some((error, last)) = &mut self.failing else {
             return Ok(());
         };
+        if error.kind == CommitErrorKind::Fenced {
+            return Err(error.clone());
+        }
         if last.elapsed() < RECOVERY_INTERVAL {
             return Err(error.clone());
         }

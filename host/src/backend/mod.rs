@@ -1,39 +1,51 @@
 //! The storage backend: what is durable, behind the `Storage` trait (redb embedded by
-//! default), and the committer that makes writes durable in groups. Knows nothing of
-//! wasmtime or of objects' instances.
+//! default, PostgreSQL when configured), and the committer that makes writes durable in
+//! groups. Knows nothing of wasmtime or of objects' instances.
 
 pub mod committer;
+pub mod migrate;
+pub mod postgres;
 pub mod redb;
 
 use crate::config::migration::Migration;
 use crate::id::{Namespace, ObjectKey};
 use bytes::Bytes;
+use futures::future::BoxFuture;
 use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
 use std::sync::Arc;
+
+/// A boxed future borrowing the storage: object reads are async, since a database
+/// backend answers over the network.
+pub type ReadFuture<'a, T> = BoxFuture<'a, anyhow::Result<T>>;
 
 /// Everything dohost keeps durably: objects' data, alarms and names, classes and the
 /// migration history. One implementation per backend; everything above it is unaware of
 /// which one runs.
+///
+/// Object reads are async (awaited by a running event); the rest is called by the
+/// committer thread or at start, and blocks.
 pub trait Storage: Send + Sync + 'static {
     /// One stored value of an object.
-    fn get(&self, object: &ObjectKey, key: &str) -> anyhow::Result<Option<Bytes>>;
+    fn get<'a>(&'a self, object: &'a ObjectKey, key: &'a str) -> ReadFuture<'a, Option<Bytes>>;
 
-    /// Calls `visit` with the object's stored entries within `[lower, upper)` (user-key
-    /// bytes; `None` is unbounded), in byte order or reversed, until it returns false.
-    fn scan(
-        &self,
-        object: &ObjectKey,
-        lower: &[u8],
-        upper: Option<&[u8]>,
+    /// The object's stored entries within `[lower, upper)` (user-key bytes; `None` is
+    /// unbounded), in byte order or reversed, at most `limit` of them.
+    fn scan<'a>(
+        &'a self,
+        object: &'a ObjectKey,
+        lower: &'a [u8],
+        upper: Option<&'a [u8]>,
         reverse: bool,
-        visit: &mut dyn FnMut(String, Bytes) -> bool,
-    ) -> anyhow::Result<()>;
+        limit: usize,
+    ) -> ReadFuture<'a, Vec<(String, Bytes)>>;
 
     /// The object's durable alarm.
-    fn get_alarm(&self, object: &ObjectKey) -> anyhow::Result<Option<u64>>;
+    fn get_alarm<'a>(&'a self, object: &'a ObjectKey) -> ReadFuture<'a, Option<u64>>;
 
-    /// The object's size and stored name.
-    fn object_meta(&self, object: &ObjectKey) -> anyhow::Result<ObjectMeta>;
+    /// The object's size and stored name, and (for a backend whose reads are remote) all
+    /// of its data when it is small, read at activation.
+    fn load<'a>(&'a self, object: &'a ObjectKey) -> ReadFuture<'a, ObjectMeta>;
 
     /// Every durable alarm (loaded at start).
     fn all_alarms(&self) -> anyhow::Result<Vec<StoredAlarm>>;
@@ -59,8 +71,31 @@ pub trait Storage: Send + Sync + 'static {
     fn commit_batch(&self, batch: &[Write<'_>]) -> Result<HashMap<ObjectKey, u64>, Failure>;
 
     /// After a failed commit: makes commits possible again if the cause is gone (redb must
-    /// be reopened after an I/O error); an error while it is not.
+    /// be reopened after an I/O error, a database reconnected); an error while it is not.
     fn recover(&self) -> anyhow::Result<()>;
+}
+
+/// Opens the configured backend: PostgreSQL when `url` is given, else redb under
+/// `data_dir`. A serving node names itself as `owner` and takes every shard, fencing off
+/// any other process that wrote to that database; a tool (`migrate`) passes None and
+/// cannot commit objects' writes.
+pub fn open(
+    url: Option<&str>,
+    data_dir: &Path,
+    owner: Option<&str>,
+) -> anyhow::Result<Arc<dyn Storage>> {
+    Ok(match url {
+        Some(url) => Arc::new(postgres::PostgresStorage::open(url, owner)?),
+        None => Arc::new(redb::RedbStorage::open(data_dir)?),
+    })
+}
+
+/// How this process names itself as a shard's owner: host name and process ID.
+pub fn node_name() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "unknown".to_string());
+    format!("{host}:{}", std::process::id())
 }
 
 /// One object's writes within a batch.
@@ -82,6 +117,15 @@ pub enum FailureKind {
     DiskFull,
     /// Another I/O failure: `recover` may be needed before the next commit.
     Io,
+    /// The database could not be reached before the batch was sent: nothing was applied;
+    /// `recover` reconnects.
+    Unreachable,
+    /// The connection was lost after COMMIT was sent: the batch may or may not have been
+    /// applied.
+    Unknown,
+    /// Another node took over a shard this batch writes (its epoch in `shard_fence` is
+    /// newer than ours): nothing was applied, and this node must stop writing.
+    Fenced,
     /// The backend refused the batch for another reason.
     Other,
 }
@@ -93,6 +137,16 @@ pub struct ObjectMeta {
     pub size: u64,
     /// The name its ID was derived from, recorded the first time it was reached by name.
     pub name: Option<String>,
+    /// Everything the object stores, when the backend read it all at once (small objects
+    /// of a remote backend): reads are then answered from memory.
+    pub preload: Option<Preload>,
+}
+
+/// A small object's whole durable state, read in one query at activation.
+#[derive(Debug, Clone, Default)]
+pub struct Preload {
+    pub entries: BTreeMap<String, Bytes>,
+    pub alarm: Option<u64>,
 }
 
 /// A durable alarm, with its pending retry if it is failing.

@@ -47,6 +47,8 @@ struct DohostSection {
     worker: Option<PathBuf>,
     listen: Option<SocketAddr>,
     data_dir: Option<PathBuf>,
+    /// A PostgreSQL URL to keep objects' data in (else redb under `data_dir`).
+    storage: Option<String>,
     #[serde(default)]
     limits: FileLimits,
 }
@@ -198,6 +200,7 @@ pub fn parse(text: &str, base: &Path) -> Result<Config> {
                 .data_dir
                 .unwrap_or_else(|| PathBuf::from("data")),
         ),
+        storage: file.dohost.storage,
         classes,
         limits,
         script,

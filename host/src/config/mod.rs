@@ -16,8 +16,12 @@ pub const DEFAULT_SCRIPT: &str = "default";
 pub struct Config {
     /// Where the public HTTP server listens (used by the CLI; `run` takes a bound listener).
     pub listen: SocketAddr,
-    /// The data directory: the database and the compiled-code cache.
+    /// The data directory: the database (unless `storage` names one) and the
+    /// compiled-code cache.
     pub data_dir: PathBuf,
+    /// A PostgreSQL URL (`postgres://USER@HOST:PORT/DB`) to keep objects' data in; `None`
+    /// keeps it in redb under `data_dir`.
+    pub storage: Option<String>,
     pub classes: Vec<ClassConfig>,
     pub limits: Limits,
     /// The script (worker) name: classes and migration history are kept per script.
@@ -192,6 +196,7 @@ impl Config {
         Ok(Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 8787)),
             data_dir: PathBuf::from("data"),
+            storage: None,
             classes,
             limits: Limits::default(),
             script: DEFAULT_SCRIPT.to_string(),

@@ -61,7 +61,8 @@ impl IntoResponse for HttpError {
 }
 
 /// A refused request: an event's failure, or a write refused (507 when the disk is full:
-/// it will pass once space is freed; 500 otherwise).
+/// it will pass once space is freed; 503 when nothing was written and a retry may pass;
+/// 500 otherwise, an unknown outcome included).
 pub fn fetch_error(e: FetchError) -> HttpError {
     match e {
         FetchError::Event(EventError::Failed(m)) => HttpError::ObjectFailed(m),
@@ -73,6 +74,14 @@ pub fn fetch_error(e: FetchError) -> HttpError {
 fn commit_error(e: CommitError) -> HttpError {
     match e.kind {
         CommitErrorKind::DiskFull => HttpError::InsufficientStorage(e.to_string()),
-        _ => HttpError::CommitFailed(e.to_string()),
+        // Nothing was written and a retry can succeed (here once reconnected, or on the
+        // node that took over).
+        CommitErrorKind::Unavailable | CommitErrorKind::Fenced => {
+            HttpError::Unavailable(e.to_string())
+        }
+        CommitErrorKind::Failed
+        | CommitErrorKind::Unknown
+        | CommitErrorKind::Stale
+        | CommitErrorKind::Stopped => HttpError::CommitFailed(e.to_string()),
     }
 }

@@ -140,7 +140,7 @@ impl Actor {
         }
         let now = self.env.clock.now_ms();
         let live = self.live.as_mut().expect("instance just ensured");
-        match live.store.data().storage.store.get_alarm() {
+        match live.store.data().storage.store.get_alarm().await {
             Ok(Some(at)) if at <= now => {}
             // Replaced by a later one, or deleted, since it was scheduled: nothing to do.
             Ok(_) => return,

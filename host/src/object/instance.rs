@@ -8,25 +8,29 @@ impl Actor {
     /// Makes sure a constructed instance exists, building one (and running the
     /// constructor) if needed.
     pub(super) async fn ensure_live(&mut self) -> Result<(), EventError> {
-        let shared = self
-            .inflight()
-            .map_err(|e| EventError::Failed(format!("cannot read the object's storage: {e:#}")))?;
+        let unreadable =
+            |e: anyhow::Error| EventError::Failed(format!("cannot read the object's storage: {e:#}"));
+        let shared = self.inflight().await.map_err(unreadable)?;
         let generation = shared.generation();
         if self
             .live
             .as_ref()
             .is_some_and(|l| l.generation != generation)
         {
-            // A commit of this object failed: rebuild from what is on disk (deferred
+            // A commit of this object failed: rebuild from what is durable (deferred
             // requests lose the memory that would answer them: 503 now).
             self.drop_instance("an earlier write of this object failed to commit");
             self.last_commit = None;
-            // The failed commit may have been the one recording the name.
-            self.name_stored = self.name.is_none()
-                || matches!(
-                    self.storage.db.object_meta(&self.key),
-                    Ok(ObjectMeta { name: Some(_), .. })
-                );
+            // The failed commit may have been the one recording the name, and may or may
+            // not have been applied (a connection lost after COMMIT): read it all again.
+            let meta = self
+                .storage
+                .db
+                .load(&self.key)
+                .await
+                .map_err(unreadable)?;
+            self.name_stored = self.name.is_none() || meta.name.is_some();
+            shared.reload(meta.size, meta.preload);
         }
         if self.live.is_some() {
             return Ok(());
@@ -103,11 +107,11 @@ impl Actor {
         }
     }
 
-    pub(super) fn inflight(&mut self) -> anyhow::Result<Arc<InflightWrites>> {
+    pub(super) async fn inflight(&mut self) -> anyhow::Result<Arc<InflightWrites>> {
         if let Some(s) = &self.inflight {
             return Ok(s.clone());
         }
-        let meta = self.storage.db.object_meta(&self.key)?;
+        let meta = self.storage.db.load(&self.key).await?;
         let (size, stored_name) = (meta.size, meta.name);
         match (&self.name, stored_name) {
             (Some(_), Some(_)) => self.name_stored = true,
@@ -119,7 +123,7 @@ impl Actor {
             }
             (_, None) => {}
         }
-        let inflight = InflightWrites::new(self.key, size);
+        let inflight = InflightWrites::new(self.key, size, meta.preload);
         self.inflight = Some(inflight.clone());
         Ok(inflight)
     }

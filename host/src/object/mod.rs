@@ -14,7 +14,7 @@ mod output;
 
 use crate::backend::committer::CommitTarget;
 use crate::backend::committer::{CommitError, CommitErrorKind, CommitJob, CommitResult};
-use crate::backend::{ObjectMeta, Storage};
+use crate::backend::Storage;
 use crate::config::Limits;
 use crate::id::{Namespace, ObjectKey};
 use crate::services::objstore::StorageLimits;

@@ -84,6 +84,8 @@ pub struct Runtime {
     alive: tokio::sync::Mutex<mpsc::Receiver<()>>,
     background: Mutex<Option<Background>>,
     storage_health: Arc<StorageHealth>,
+    /// Set once another process took over the storage (its shards' epochs).
+    fenced: tokio::sync::watch::Receiver<Option<Arc<str>>>,
     worker: Option<WorkerPre<WorkerState>>,
     vars: Vec<(String, String)>,
 }
@@ -121,6 +123,21 @@ impl Runtime {
     /// None while writes can be made durable; otherwise why not (the disk is full, ...).
     pub fn storage_health(&self) -> Option<String> {
         self.storage_health.problem().map(|e| e.to_string())
+    }
+
+    /// Resolves once another process has fenced this one off its storage, with why: the
+    /// host must then stop serving (its writes are refused).
+    pub async fn fenced(&self) -> Arc<str> {
+        let mut rx = self.fenced.clone();
+        let why = match rx.wait_for(|f| f.is_some()).await {
+            Ok(why) => why.clone(),
+            Err(_) => None,
+        };
+        match why {
+            Some(why) => why,
+            // The committer is gone: never fenced.
+            None => std::future::pending().await,
+        }
     }
 
     /// Every open WebSocket.

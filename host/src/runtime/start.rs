@@ -4,9 +4,8 @@
 
 use super::calls::RuntimeCalls;
 use super::{Background, LocalPlacement, Runtime};
-use crate::backend::Storage;
 use crate::backend::committer::{CommitListener, Committer, StorageHealth};
-use crate::backend::redb::RedbStorage;
+use crate::backend::{self, Storage};
 use crate::config::Config;
 use crate::id::ObjectKey;
 use crate::object::{ActorStorage, Class, Counters, Event, ObjectEnv};
@@ -25,12 +24,26 @@ use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, RwLock, Weak};
 use tokio::sync::{mpsc, watch};
 
-/// Tells the scheduler of alarms once they are durable.
-struct SchedulerListener(Arc<Scheduler>);
+/// What the committer tells the rest of the host: alarms once they are durable (to the
+/// scheduler), and being fenced off the storage (to whoever serves).
+struct CommitEvents {
+    scheduler: Arc<Scheduler>,
+    fenced: watch::Sender<Option<Arc<str>>>,
+}
 
-impl CommitListener for SchedulerListener {
+impl CommitListener for CommitEvents {
     fn alarm_committed(&self, object: ObjectKey, at: Option<u64>) {
-        self.0.set(object, at);
+        self.scheduler.set(object, at);
+    }
+
+    fn fenced(&self, why: &str) {
+        self.fenced.send_if_modified(|f| {
+            let first = f.is_none();
+            if first {
+                *f = Some(why.into());
+            }
+            first
+        });
     }
 }
 
@@ -77,7 +90,11 @@ impl Runtime {
             }
             None => None,
         };
-        let db: Arc<dyn Storage> = Arc::new(RedbStorage::open(&config.data_dir)?);
+        let db: Arc<dyn Storage> = backend::open(
+            config.storage.as_deref(),
+            &config.data_dir,
+            Some(&backend::node_name()),
+        )?;
         if let Some(migrations) = &config.migrations {
             let bound: Vec<(String, String)> = config
                 .classes
@@ -123,9 +140,13 @@ impl Runtime {
             .map(|c| (c.namespace.number, c.clone()))
             .collect();
         let storage_health = Arc::new(StorageHealth::default());
+        let (fenced_tx, fenced) = watch::channel(None);
         let (commits, committer) = Committer::start(
             db.clone(),
-            Arc::new(SchedulerListener(scheduler.clone())),
+            Arc::new(CommitEvents {
+                scheduler: scheduler.clone(),
+                fenced: fenced_tx,
+            }),
             storage_health.clone(),
         )?;
         let ticker = EpochTicker::start(engine.clone())?;
@@ -174,6 +195,7 @@ impl Runtime {
                 stop_scheduler,
             })),
             storage_health,
+            fenced,
             worker,
             vars: config.vars.clone(),
         });

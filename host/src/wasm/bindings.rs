@@ -1,10 +1,10 @@
 //! The host's bindings of the `dohost:object` WIT package: the object world, and the worker
 //! world sharing its types and its `objects` import.
 //!
-//! Imports are synchronous and trappable — storage answers from memory or a quick redb
-//! read, so there is nothing to await, and the outer `wasmtime::Result` is kept for host
-//! bugs while the WIT `result` carries what the guest should handle — except `objects.fetch`,
-//! which waits for another object. Exports are async so that epoch interruption can yield a
+//! Imports are trappable — the outer `wasmtime::Result` is kept for host bugs while the WIT
+//! `result` carries what the guest should handle — and synchronous, except those that may
+//! wait: `objects.fetch` (another object) and the storage reads (a database backend answers
+//! over the network). Exports are async so that epoch interruption can yield a
 //! long-running guest back to the executor.
 
 wasmtime::component::bindgen!({
@@ -12,6 +12,14 @@ wasmtime::component::bindgen!({
     path: "../wit",
     imports: {
         "dohost:object/objects.fetch": async | trappable,
+        "dohost:object/storage.get": async | trappable,
+        "dohost:object/storage.get-many": async | trappable,
+        "dohost:object/storage.put": async | trappable,
+        "dohost:object/storage.put-many": async | trappable,
+        "dohost:object/storage.delete": async | trappable,
+        "dohost:object/storage.delete-many": async | trappable,
+        "dohost:object/storage.list": async | trappable,
+        "dohost:object/alarms.get-alarm": async | trappable,
         default: trappable,
     },
     exports: { default: async },

@@ -10,35 +10,40 @@ pub mod tables;
 
 pub use handle::RedbStorage;
 
-use crate::backend::{Failure, MigrationReport, ObjectMeta, Storage, StoredAlarm, Write};
+use crate::backend::{
+    Failure, MigrationReport, ObjectMeta, ReadFuture, Storage, StoredAlarm, Write,
+};
 use crate::config::migration::Migration;
 use crate::id::{Namespace, ObjectKey};
 use anyhow::Result;
 use bytes::Bytes;
 use std::collections::HashMap;
 
+// Reads answer at once from redb's cache or the page cache: the futures are ready.
 impl Storage for RedbStorage {
-    fn get(&self, object: &ObjectKey, key: &str) -> Result<Option<Bytes>> {
-        self.read_value(object, key)
+    fn get<'a>(&'a self, object: &'a ObjectKey, key: &'a str) -> ReadFuture<'a, Option<Bytes>> {
+        Box::pin(std::future::ready(self.read_value(object, key)))
     }
 
-    fn scan(
-        &self,
-        object: &ObjectKey,
-        lower: &[u8],
-        upper: Option<&[u8]>,
+    fn scan<'a>(
+        &'a self,
+        object: &'a ObjectKey,
+        lower: &'a [u8],
+        upper: Option<&'a [u8]>,
         reverse: bool,
-        visit: &mut dyn FnMut(String, Bytes) -> bool,
-    ) -> Result<()> {
-        self.read_range(object, lower, upper, reverse, visit)
+        limit: usize,
+    ) -> ReadFuture<'a, Vec<(String, Bytes)>> {
+        Box::pin(std::future::ready(
+            self.read_range(object, lower, upper, reverse, limit),
+        ))
     }
 
-    fn get_alarm(&self, object: &ObjectKey) -> Result<Option<u64>> {
-        self.read_alarm(object)
+    fn get_alarm<'a>(&'a self, object: &'a ObjectKey) -> ReadFuture<'a, Option<u64>> {
+        Box::pin(std::future::ready(self.read_alarm(object)))
     }
 
-    fn object_meta(&self, object: &ObjectKey) -> Result<ObjectMeta> {
-        self.read_meta(object)
+    fn load<'a>(&'a self, object: &'a ObjectKey) -> ReadFuture<'a, ObjectMeta> {
+        Box::pin(std::future::ready(self.read_meta(object)))
     }
 
     fn all_alarms(&self) -> Result<Vec<StoredAlarm>> {

@@ -71,7 +71,11 @@ impl RedbStorage {
             .open_table(NAMES)?
             .get(prefix.0.as_slice())?
             .map(|v| v.value().to_string());
-        Ok(ObjectMeta { size, name })
+        Ok(ObjectMeta {
+            size,
+            name,
+            preload: None,
+        })
     }
 
     pub(super) fn read_range(
@@ -80,8 +84,8 @@ impl RedbStorage {
         lower: &[u8],
         upper: Option<&[u8]>,
         reverse: bool,
-        visit: &mut dyn FnMut(String, Bytes) -> bool,
-    ) -> Result<()> {
+        limit: usize,
+    ) -> Result<Vec<(String, Bytes)>> {
         let prefix = ObjectPrefix::of(object);
         let txn = self.begin_read()?;
         let table = txn.open_table(KV)?;
@@ -95,8 +99,9 @@ impl RedbStorage {
             }
             None => prefix.end(),
         };
-        if lo >= hi {
-            return Ok(());
+        let mut out = Vec::new();
+        if lo >= hi || limit == 0 {
+            return Ok(out);
         }
         let range = table.range::<&[u8]>((
             Bound::Included(lo.as_slice()),
@@ -107,7 +112,8 @@ impl RedbStorage {
             let user_key = std::str::from_utf8(&k.value()[KEY_BYTES..])
                 .context("a stored key is not UTF-8: the database is corrupt")?
                 .to_string();
-            Ok(visit(user_key, Bytes::copy_from_slice(v.value())))
+            out.push((user_key, Bytes::copy_from_slice(v.value())));
+            Ok(out.len() < limit)
         };
         if reverse {
             for item in range.rev() {
@@ -122,6 +128,6 @@ impl RedbStorage {
                 }
             }
         }
-        Ok(())
+        Ok(out)
     }
 }

@@ -44,7 +44,7 @@ impl ObjectStore {
     /// Refuses writes that would take the object over its quota. The estimate counts every
     /// not-yet-durable put at full size; only when that says "over" is the exact old size of
     /// the overwritten keys subtracted, so the common path costs no extra read.
-    pub(super) fn check_quota(&self, entries: &[(&str, usize)]) -> StoreResult<()> {
+    pub(super) async fn check_quota(&self, entries: &[(&str, usize)]) -> StoreResult<()> {
         let adding: u64 = entries.iter().map(|(k, v)| (k.len() + v) as u64).sum();
         let (committed, inflight) = {
             let inf = self.shared.lock();
@@ -56,7 +56,7 @@ impl ObjectStore {
         }
         let mut replaced = 0u64;
         for (k, _) in entries {
-            if let Some(old) = self.get(k)? {
+            if let Some(old) = self.get(k).await? {
                 replaced += (k.len() + old.len()) as u64;
             }
         }

@@ -1,7 +1,8 @@
 //! An object's writes handed to the committer and not yet durable: reads must see them,
-//! and a failed commit drops them all (the object is then rebuilt from disk).
+//! and a failed commit drops them all (the object is then rebuilt from disk). Also holds
+//! the object's durable data when the backend preloaded it (kept current by each commit).
 
-use crate::backend::WriteSet;
+use crate::backend::{Preload, WriteSet};
 use crate::backend::committer::CommitTarget;
 use crate::id::ObjectKey;
 use bytes::Bytes;
@@ -29,17 +30,29 @@ pub struct Inflight {
     pub(super) alarm: Option<(u64, Option<u64>)>,
     /// Bytes stored by the object as of its last durable commit.
     pub committed_bytes: u64,
+    /// Everything durable, when the backend preloaded it: reads need not reach the
+    /// backend. Coherent because this node is the object's only writer and every commit
+    /// applies its writes here; dropped when a commit fails (its outcome may be unknown).
+    pub(super) durable: Option<Preload>,
 }
 
 impl InflightWrites {
-    pub fn new(object: ObjectKey, committed_bytes: u64) -> Arc<Self> {
+    pub fn new(object: ObjectKey, committed_bytes: u64, durable: Option<Preload>) -> Arc<Self> {
         Arc::new(InflightWrites {
             object,
             inflight: Mutex::new(Inflight {
                 committed_bytes,
+                durable,
                 ..Inflight::default()
             }),
         })
+    }
+
+    /// After a failed commit, the object's state as read again from the backend.
+    pub fn reload(&self, committed_bytes: u64, durable: Option<Preload>) {
+        let mut inf = self.lock();
+        inf.committed_bytes = committed_bytes;
+        inf.durable = durable;
     }
 
     pub fn lock(&self) -> MutexGuard<'_, Inflight> {
@@ -91,6 +104,20 @@ impl InflightWrites {
         }
         inf.added_bytes = inf.added_bytes.saturating_sub(writes.added_bytes);
         inf.committed_bytes = committed_bytes;
+        if let Some(durable) = &mut inf.durable {
+            if writes.clear {
+                durable.entries.clear();
+            }
+            for (k, v) in &writes.map {
+                match v {
+                    Some(v) => durable.entries.insert(k.clone(), v.clone()),
+                    None => durable.entries.remove(k),
+                };
+            }
+            if let Some(alarm) = writes.alarm {
+                durable.alarm = alarm;
+            }
+        }
         if inf.alarm.is_some_and(|(s, _)| s == seq) {
             inf.alarm = None;
         }
@@ -105,6 +132,9 @@ impl InflightWrites {
             inf.clear_seq = None;
             inf.added_bytes = 0;
             inf.alarm = None;
+            // The batch may have been applied (a connection lost after COMMIT): what is
+            // durable is known again only once read back.
+            inf.durable = None;
         }
     }
 
@@ -146,7 +176,7 @@ mod tests {
             namespace: 1,
             id: IdKey::new([2; 32]).id_from_name("o"),
         };
-        let inflight = InflightWrites::new(object, 0);
+        let inflight = InflightWrites::new(object, 0, None);
         let mut writes = WriteSet::default();
         writes
             .map

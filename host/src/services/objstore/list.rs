@@ -58,7 +58,7 @@ fn successor(prefix: &[u8]) -> Option<Vec<u8>> {
 }
 
 impl ObjectStore {
-    pub fn list(
+    pub async fn list(
         &self,
         start: Option<&str>,
         end: Option<&str>,
@@ -76,11 +76,19 @@ impl ObjectStore {
         // Merge every not-yet-durable layer, bottom up, into one overlay of the range.
         let mut overlay: BTreeMap<String, Option<Bytes>> = BTreeMap::new();
         let mut hide_db;
+        let mut durable = None;
         {
             let inf = self.shared.lock();
             hide_db = inf.clear_seq.is_some();
             for (k, (_, v)) in range.select(&inf.entries) {
                 overlay.insert(k.clone(), v.clone());
+            }
+            if !hide_db && let Some(d) = &inf.durable {
+                let found: Vec<(String, Bytes)> = range
+                    .select(&d.entries)
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect();
+                durable = Some(found);
             }
         }
         for layer in std::iter::once(&self.event).chain(self.txns.iter()) {
@@ -94,64 +102,61 @@ impl ObjectStore {
         }
         debug_assert!(overlay.keys().all(|k| range.contains(k)));
 
-        let mut out = Vec::new();
-        let mut pending: Box<dyn Iterator<Item = (String, Option<Bytes>)>> = if reverse {
-            Box::new(overlay.into_iter().rev())
-        } else {
-            Box::new(overlay.into_iter())
-        };
-        let mut next_overlay = pending.next();
-        let before = |a: &str, b: &str| if reverse { a > b } else { a < b };
-        // Emits overlay entries that sort before `db_key` (all of them when None); an
-        // overlay entry equal to `db_key` replaces it. Returns whether db_key was replaced.
-        let mut drain = |db_key: Option<&str>,
-                         out: &mut Vec<(String, Bytes)>,
-                         next: &mut Option<(String, Option<Bytes>)>|
-         -> bool {
-            while let Some((k, v)) = next.as_ref() {
-                if out.len() >= limit {
-                    return true;
+        // Each overlay entry hides or replaces at most one stored entry, so the first
+        // `limit + overlay` stored entries hold every stored entry of the answer.
+        let want = limit.saturating_add(overlay.len());
+        let stored = match (hide_db, durable) {
+            (true, _) => Vec::new(),
+            (false, Some(mut all)) => {
+                if reverse {
+                    all.reverse();
                 }
-                match db_key {
-                    Some(d) if !before(k, d) && k.as_str() != d => return false,
-                    _ => {}
-                }
-                let same = db_key == Some(k.as_str());
-                if let Some(v) = v {
-                    out.push((k.clone(), v.clone()));
-                }
-                *next = pending.next();
-                if same {
-                    return true;
-                }
+                all.truncate(want);
+                all
             }
-            false
-        };
-        if !hide_db {
-            let upper = range.upper.clone();
-            self.storage
+            (false, None) => self
+                .storage
                 .scan(
                     &self.shared.object,
                     range.lower.as_bytes(),
-                    upper.as_deref(),
+                    range.upper.as_deref(),
                     reverse,
-                    &mut |k, v| {
-                        let replaced = drain(Some(&k), &mut out, &mut next_overlay);
-                        if out.len() >= limit {
-                            return false;
-                        }
-                        if !replaced {
-                            out.push((k, v));
-                        }
-                        out.len() < limit
-                    },
+                    want,
                 )
-                .map_err(StoreError::internal)?;
+                .await
+                .map_err(StoreError::internal)?,
+        };
+        // When the scan was cut, keys past its last one are unknown: answer only up to it
+        // (there are at least `limit` answers before it).
+        let boundary = (stored.len() >= want)
+            .then(|| stored.last().map(|(k, _)| k.clone()))
+            .flatten();
+        let mut merged: BTreeMap<String, Bytes> = stored.into_iter().collect();
+        for (k, v) in overlay {
+            match v {
+                Some(v) => merged.insert(k, v),
+                None => merged.remove(&k),
+            };
         }
-        if out.len() < limit {
-            drain(None, &mut out, &mut next_overlay);
-        }
-        out.truncate(limit);
+        let within = |k: &String| match &boundary {
+            None => true,
+            Some(b) if reverse => k >= b,
+            Some(b) => k <= b,
+        };
+        let out: Vec<(String, Bytes)> = if reverse {
+            merged
+                .into_iter()
+                .rev()
+                .take_while(|(k, _)| within(k))
+                .take(limit)
+                .collect()
+        } else {
+            merged
+                .into_iter()
+                .take_while(|(k, _)| within(k))
+                .take(limit)
+                .collect()
+        };
         Ok(out)
     }
 }

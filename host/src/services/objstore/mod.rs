@@ -1,4 +1,4 @@
-//! One object's view of its storage: its durable data in redb, the writes still on their
+//! One object's view of its storage: its durable data in the backend, the writes still on their
 //! way to disk, the current event's writes and any open transactions, merged so that reads
 //! always see the object's own writes. Knows nothing of wasmtime. Rooms: `inflight` (the
 //! writes on their way to disk), `list` (the merged, ordered listing), `checks` (limits).
@@ -81,7 +81,7 @@ impl ObjectStore {
         self.txns.last_mut().unwrap_or(&mut self.event)
     }
 
-    pub fn get(&self, key: &str) -> StoreResult<Option<Bytes>> {
+    pub async fn get(&self, key: &str) -> StoreResult<Option<Bytes>> {
         self.check_key(key)?;
         for layer in self.txns.iter().rev().chain(std::iter::once(&self.event)) {
             if let Some(found) = layer.lookup(key) {
@@ -96,37 +96,42 @@ impl ObjectStore {
             if inf.clear_seq.is_some() {
                 return Ok(None);
             }
+            if let Some(durable) = &inf.durable {
+                return Ok(durable.entries.get(key).cloned());
+            }
         }
         // The in-flight view was consulted first: the committer removes a write from it only
-        // after the write is readable from the database, so nothing falls between the two.
+        // after the write is readable from the backend, and no other write of this object
+        // can start while its event runs, so nothing falls between the two.
         self.storage
             .get(&self.shared.object, key)
+            .await
             .map_err(StoreError::internal)
     }
 
-    pub fn get_many(&self, keys: &[String]) -> StoreResult<Vec<(String, Bytes)>> {
+    pub async fn get_many(&self, keys: &[String]) -> StoreResult<Vec<(String, Bytes)>> {
         self.check_count(keys.len())?;
         keys.iter().try_for_each(|k| self.check_key(k))?;
         let mut found = BTreeMap::new();
         for k in keys {
-            if let Some(v) = self.get(k)? {
+            if let Some(v) = self.get(k).await? {
                 found.insert(k.clone(), v);
             }
         }
         Ok(found.into_iter().collect())
     }
 
-    pub fn put(&mut self, key: String, value: Bytes) -> StoreResult<()> {
+    pub async fn put(&mut self, key: String, value: Bytes) -> StoreResult<()> {
         self.check_key(&key)?;
         self.check_value(&key, &value)?;
-        self.check_quota(&[(&key, value.len())])?;
+        self.check_quota(&[(&key, value.len())]).await?;
         let top = self.top();
         top.added_bytes += (key.len() + value.len()) as u64;
         top.map.insert(key, Some(value));
         Ok(())
     }
 
-    pub fn put_many(&mut self, entries: Vec<(String, Bytes)>) -> StoreResult<()> {
+    pub async fn put_many(&mut self, entries: Vec<(String, Bytes)>) -> StoreResult<()> {
         // Validate everything first: a refused call changes nothing.
         self.check_count(entries.len())?;
         for (k, v) in &entries {
@@ -135,7 +140,7 @@ impl ObjectStore {
         }
         let sizes: Vec<(&str, usize)> =
             entries.iter().map(|(k, v)| (k.as_str(), v.len())).collect();
-        self.check_quota(&sizes)?;
+        self.check_quota(&sizes).await?;
         let top = self.top();
         for (k, v) in entries {
             top.added_bytes += (k.len() + v.len()) as u64;
@@ -144,19 +149,19 @@ impl ObjectStore {
         Ok(())
     }
 
-    pub fn delete(&mut self, key: String) -> StoreResult<bool> {
-        let existed = self.get(&key)?.is_some();
+    pub async fn delete(&mut self, key: String) -> StoreResult<bool> {
+        let existed = self.get(&key).await?.is_some();
         self.top().map.insert(key, None);
         Ok(existed)
     }
 
-    pub fn delete_many(&mut self, keys: Vec<String>) -> StoreResult<u32> {
+    pub async fn delete_many(&mut self, keys: Vec<String>) -> StoreResult<u32> {
         self.check_count(keys.len())?;
         keys.iter().try_for_each(|k| self.check_key(k))?;
         let mut count = 0;
         for k in keys {
             // A key listed twice counts once: the second delete finds it gone.
-            if self.delete(k)? {
+            if self.delete(k).await? {
                 count += 1;
             }
         }
@@ -171,17 +176,24 @@ impl ObjectStore {
     }
 
     /// The pending alarm, seeing this event's and in-flight changes.
-    pub fn get_alarm(&self) -> StoreResult<Option<u64>> {
+    pub async fn get_alarm(&self) -> StoreResult<Option<u64>> {
         for layer in self.txns.iter().rev().chain(std::iter::once(&self.event)) {
             if let Some(alarm) = layer.alarm {
                 return Ok(alarm);
             }
         }
-        if let Some((_, alarm)) = self.shared.lock().alarm {
-            return Ok(alarm);
+        {
+            let inf = self.shared.lock();
+            if let Some((_, alarm)) = inf.alarm {
+                return Ok(alarm);
+            }
+            if let Some(durable) = &inf.durable {
+                return Ok(durable.alarm);
+            }
         }
         self.storage
             .get_alarm(&self.shared.object)
+            .await
             .map_err(StoreError::internal)
     }
 

@@ -15,8 +15,8 @@ impl wit::Host for StorageCtx {
             .map_err(to_wit))
     }
 
-    fn get_alarm(&mut self) -> Res<Option<u64>> {
-        Ok(self.store.get_alarm().map_err(to_wit))
+    async fn get_alarm(&mut self) -> Res<Option<u64>> {
+        Ok(self.store.get_alarm().await.map_err(to_wit))
     }
 
     fn delete_alarm(&mut self) -> Res<()> {

@@ -26,36 +26,37 @@ fn entries(list: Vec<(String, Bytes)>) -> Vec<(String, Vec<u8>)> {
 }
 
 impl wit::Host for StorageCtx {
-    fn get(&mut self, key: String) -> Res<Option<Vec<u8>>> {
+    async fn get(&mut self, key: String) -> Res<Option<Vec<u8>>> {
         Ok(self
             .store
             .get(&key)
+            .await
             .map(|v| v.map(|b| b.to_vec()))
             .map_err(to_wit))
     }
 
-    fn get_many(&mut self, keys: Vec<String>) -> Res<Vec<(String, Vec<u8>)>> {
-        Ok(self.store.get_many(&keys).map(entries).map_err(to_wit))
+    async fn get_many(&mut self, keys: Vec<String>) -> Res<Vec<(String, Vec<u8>)>> {
+        Ok(self.store.get_many(&keys).await.map(entries).map_err(to_wit))
     }
 
-    fn put(&mut self, key: String, value: Vec<u8>) -> Res<()> {
-        Ok(self.store.put(key, Bytes::from(value)).map_err(to_wit))
+    async fn put(&mut self, key: String, value: Vec<u8>) -> Res<()> {
+        Ok(self.store.put(key, Bytes::from(value)).await.map_err(to_wit))
     }
 
-    fn put_many(&mut self, list: Vec<(String, Vec<u8>)>) -> Res<()> {
+    async fn put_many(&mut self, list: Vec<(String, Vec<u8>)>) -> Res<()> {
         let list = list.into_iter().map(|(k, v)| (k, Bytes::from(v))).collect();
-        Ok(self.store.put_many(list).map_err(to_wit))
+        Ok(self.store.put_many(list).await.map_err(to_wit))
     }
 
-    fn delete(&mut self, key: String) -> Res<bool> {
-        Ok(self.store.delete(key).map_err(to_wit))
+    async fn delete(&mut self, key: String) -> Res<bool> {
+        Ok(self.store.delete(key).await.map_err(to_wit))
     }
 
-    fn delete_many(&mut self, keys: Vec<String>) -> Res<u32> {
-        Ok(self.store.delete_many(keys).map_err(to_wit))
+    async fn delete_many(&mut self, keys: Vec<String>) -> Res<u32> {
+        Ok(self.store.delete_many(keys).await.map_err(to_wit))
     }
 
-    fn list(&mut self, o: ListOptions) -> Res<Vec<(String, Vec<u8>)>> {
+    async fn list(&mut self, o: ListOptions) -> Res<Vec<(String, Vec<u8>)>> {
         let found = self.store.list(
             o.start.as_deref(),
             o.end.as_deref(),
@@ -63,6 +64,7 @@ impl wit::Host for StorageCtx {
             o.reverse,
             o.limit,
         );
+        let found = found.await;
         Ok(found.map(entries).map_err(to_wit))
     }
 
