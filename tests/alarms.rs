@@ -41,9 +41,8 @@ async fn barrier(c: &reqwest::Client, host: &TestHost, n: u32) {
     .await;
 }
 
-#[tokio::test]
-async fn an_alarm_fires_once_and_is_cleared() {
-    let dir = tempfile::tempdir().unwrap();
+async fn an_alarm_fires_once_and_is_cleared(backend: Backend) {
+    let dir = backend.data_dir();
     let clock = ManualClock::starting_now();
     let host = start(dir.path(), &clock, limits()).await;
     let c = client();
@@ -74,9 +73,8 @@ async fn an_alarm_fires_once_and_is_cleared() {
     host.stop().await;
 }
 
-#[tokio::test]
-async fn replacing_and_deleting() {
-    let dir = tempfile::tempdir().unwrap();
+async fn replacing_and_deleting(backend: Backend) {
+    let dir = backend.data_dir();
     let clock = ManualClock::starting_now();
     let host = start(dir.path(), &clock, limits()).await;
     let c = client();
@@ -101,9 +99,8 @@ async fn replacing_and_deleting() {
     host.stop().await;
 }
 
-#[tokio::test]
-async fn an_alarm_wakes_an_evicted_object_and_rearms() {
-    let dir = tempfile::tempdir().unwrap();
+async fn an_alarm_wakes_an_evicted_object_and_rearms(backend: Backend) {
+    let dir = backend.data_dir();
     let clock = ManualClock::starting_now();
     let limits = Limits {
         idle_timeout: Duration::from_millis(50),
@@ -133,9 +130,8 @@ async fn an_alarm_wakes_an_evicted_object_and_rearms() {
     host.stop().await;
 }
 
-#[tokio::test]
-async fn an_alarm_due_while_the_host_was_down_fires_after_restart() {
-    let dir = tempfile::tempdir().unwrap();
+async fn an_alarm_due_while_the_host_was_down_fires_after_restart(backend: Backend) {
+    let dir = backend.data_dir();
     let clock = ManualClock::starting_now();
     let host = start(dir.path(), &clock, limits()).await;
     let c = client();
@@ -151,9 +147,8 @@ async fn an_alarm_due_while_the_host_was_down_fires_after_restart() {
     host.stop().await;
 }
 
-#[tokio::test]
-async fn a_failing_handler_is_retried_with_growing_delays() {
-    let dir = tempfile::tempdir().unwrap();
+async fn a_failing_handler_is_retried_with_growing_delays(backend: Backend) {
+    let dir = backend.data_dir();
     let clock = ManualClock::starting_now();
     let host = start(dir.path(), &clock, limits()).await;
     let rt = host.runtime().clone();
@@ -188,9 +183,8 @@ async fn a_failing_handler_is_retried_with_growing_delays() {
     host.stop().await;
 }
 
-#[tokio::test]
-async fn a_handler_failing_every_time_is_given_up_after_six_retries() {
-    let dir = tempfile::tempdir().unwrap();
+async fn a_handler_failing_every_time_is_given_up_after_six_retries(backend: Backend) {
+    let dir = backend.data_dir();
     let clock = ManualClock::starting_now();
     let host = start(dir.path(), &clock, limits()).await;
     let rt = host.runtime().clone();
@@ -210,9 +204,8 @@ async fn a_handler_failing_every_time_is_given_up_after_six_retries() {
     host.stop().await;
 }
 
-#[tokio::test]
-async fn an_alarm_set_by_a_trapped_event_never_fires() {
-    let dir = tempfile::tempdir().unwrap();
+async fn an_alarm_set_by_a_trapped_event_never_fires(backend: Backend) {
+    let dir = backend.data_dir();
     let clock = ManualClock::starting_now();
     let host = start(dir.path(), &clock, limits()).await;
     let c = client();
@@ -228,9 +221,8 @@ async fn an_alarm_set_by_a_trapped_event_never_fires() {
     host.stop().await;
 }
 
-#[tokio::test]
-async fn the_minimum_interval_moves_early_alarms_later() {
-    let dir = tempfile::tempdir().unwrap();
+async fn the_minimum_interval_moves_early_alarms_later(backend: Backend) {
+    let dir = backend.data_dir();
     let clock = ManualClock::starting_now();
     let host = start(dir.path(), &clock, Limits::default()).await;
     let c = client();
@@ -243,9 +235,8 @@ async fn the_minimum_interval_moves_early_alarms_later() {
     host.stop().await;
 }
 
-#[tokio::test]
-async fn ten_thousand_alarms_due_in_the_same_second_all_fire_once() {
-    let dir = tempfile::tempdir().unwrap();
+async fn ten_thousand_alarms_due_in_the_same_second_all_fire_once(backend: Backend) {
+    let dir = backend.data_dir();
     let clock = ManualClock::starting_now();
     let host = start(dir.path(), &clock, limits()).await;
     let rt = host.runtime().clone();
@@ -298,9 +289,8 @@ async fn ten_thousand_alarms_due_in_the_same_second_all_fire_once() {
 
 /// Guards against a pending retry forgotten on restart: the alarm fired again at once with
 /// `retry_count` 0 instead of resuming as the retry it was.
-#[tokio::test]
-async fn a_pending_retry_resumes_after_a_restart() {
-    let dir = tempfile::tempdir().unwrap();
+async fn a_pending_retry_resumes_after_a_restart(backend: Backend) {
+    let dir = backend.data_dir();
     let clock = ManualClock::starting_now();
     let host = start(dir.path(), &clock, limits()).await;
     let rt = host.runtime().clone();
@@ -340,3 +330,16 @@ async fn a_pending_retry_resumes_after_a_restart() {
     assert_eq!(s["history"][0]["retry_count"], 3);
     host.stop().await;
 }
+
+on_both_backends!(
+    an_alarm_fires_once_and_is_cleared,
+    replacing_and_deleting,
+    an_alarm_wakes_an_evicted_object_and_rearms,
+    an_alarm_due_while_the_host_was_down_fires_after_restart,
+    a_failing_handler_is_retried_with_growing_delays,
+    a_handler_failing_every_time_is_given_up_after_six_retries,
+    an_alarm_set_by_a_trapped_event_never_fires,
+    the_minimum_interval_moves_early_alarms_later,
+    ten_thousand_alarms_due_in_the_same_second_all_fire_once,
+    a_pending_retry_resumes_after_a_restart,
+);

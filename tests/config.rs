@@ -25,8 +25,13 @@ fn components(classes: &[(&str, &str)]) -> Value {
     Value::Object(map)
 }
 
+/// Loads a config file; on the Postgres runs, with the database behind its directory.
 fn load(path: &Path) -> anyhow::Result<dohost::Config> {
-    dohost::config::file::load(path)
+    let mut config = dohost::config::file::load(path)?;
+    if let Some(url) = database_of(path) {
+        config.storage = Some(url);
+    }
+    Ok(config)
 }
 
 /// Starts a host from a config file; Err is the start-up error.
@@ -91,9 +96,8 @@ async fn a_commented_config_serves_its_bindings_with_vars() {
     host.stop().await;
 }
 
-#[tokio::test]
-async fn rename_keeps_ids_data_and_alarms() {
-    let dir = tempfile::tempdir().unwrap();
+async fn rename_keeps_ids_data_and_alarms(backend: Backend) {
+    let dir = backend.data_dir();
     let comps = components(&[
         ("Probe", "test-object"),
         ("Tester", "test-object"),
@@ -151,9 +155,8 @@ async fn rename_keeps_ids_data_and_alarms() {
     host.stop().await;
 }
 
-#[tokio::test]
-async fn delete_removes_a_class_and_its_data() {
-    let dir = tempfile::tempdir().unwrap();
+async fn delete_removes_a_class_and_its_data(backend: Backend) {
+    let dir = backend.data_dir();
     let comps = components(&[("Keep", "test-object"), ("Gone", "test-object")]);
     let v1 = json!([{ "tag": "v1", "new_classes": ["Keep", "Gone"] }]);
     let both = json!([{"name": "K", "class_name": "Keep"}, {"name": "G", "class_name": "Gone"}]);
@@ -203,9 +206,8 @@ async fn delete_removes_a_class_and_its_data() {
     host.stop().await;
 }
 
-#[tokio::test]
-async fn transfer_moves_a_class_in_from_another_script() {
-    let dir = tempfile::tempdir().unwrap();
+async fn transfer_moves_a_class_in_from_another_script(backend: Backend) {
+    let dir = backend.data_dir();
     let comps = components(&[("Legacy", "test-object"), ("Modern", "test-object")]);
     let path = write_config(
         dir.path(),
@@ -237,9 +239,8 @@ async fn transfer_moves_a_class_in_from_another_script() {
     host.stop().await;
 }
 
-#[tokio::test]
-async fn history_edits_and_bad_references_are_refused_and_change_nothing() {
-    let dir = tempfile::tempdir().unwrap();
+async fn history_edits_and_bad_references_are_refused_and_change_nothing(backend: Backend) {
+    let dir = backend.data_dir();
     let comps = components(&[
         ("A", "test-object"),
         ("B", "test-object"),
@@ -512,3 +513,10 @@ fn run_help_shows_every_limit_with_its_default() {
         );
     }
 }
+
+on_both_backends!(
+    rename_keeps_ids_data_and_alarms,
+    delete_removes_a_class_and_its_data,
+    transfer_moves_a_class_in_from_another_script,
+    history_edits_and_bad_references_are_refused_and_change_nothing,
+);

@@ -36,9 +36,8 @@ async fn seed_sequence_and_not_found() {
     host.stop().await;
 }
 
-#[tokio::test]
-async fn thousand_concurrent_increments_on_one_object() {
-    let dir = tempfile::tempdir().unwrap();
+async fn thousand_concurrent_increments_on_one_object(backend: Backend) {
+    let dir = backend.data_dir();
     let host = TestHost::start(&["counter"], dir.path()).await;
     let c = client();
     let mut tasks = Vec::new();
@@ -76,9 +75,8 @@ async fn names_are_independent() {
     host.stop().await;
 }
 
-#[tokio::test]
-async fn values_survive_a_restart() {
-    let dir = tempfile::tempdir().unwrap();
+async fn values_survive_a_restart(backend: Backend) {
+    let dir = backend.data_dir();
     let host = TestHost::start(&["counter", "storage-demo"], dir.path()).await;
     let c = client();
     for i in 0..5 {
@@ -163,3 +161,8 @@ async fn clients_each_see_their_own_increments_in_order_while_others_queue() {
     );
     host.stop().await;
 }
+
+on_both_backends!(
+    thousand_concurrent_increments_on_one_object,
+    values_survive_a_restart,
+);

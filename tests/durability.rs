@@ -17,6 +17,7 @@ fn spawn_host_with(data: &std::path::Path, guests: &[&str], flags: &[&str]) -> (
     let mut child = Command::new(env!("CARGO_BIN_EXE_dohost"))
         .args(["run", "--listen", "127.0.0.1:0", "--data"])
         .arg(data)
+        .args(storage_args(data))
         .args(flags)
         .args(guests.iter().map(|g| guest(g)))
         .env("RUST_LOG", "info")
@@ -42,9 +43,8 @@ fn spawn_host_with(data: &std::path::Path, guests: &[&str], flags: &[&str]) -> (
     (child, addr)
 }
 
-#[tokio::test]
-async fn acknowledged_increments_survive_sigkill() {
-    let dir = tempfile::tempdir().unwrap();
+async fn acknowledged_increments_survive_sigkill(backend: Backend) {
+    let dir = backend.data_dir();
     let data = dir.path().join("data");
     let (mut child, addr) = spawn_host(&data);
     let c = client();
@@ -98,9 +98,8 @@ async fn acknowledged_increments_survive_sigkill() {
 
 /// Guards against a host that SIGTERM could not stop: shutdown waited for every in-flight
 /// request, and one that never ends kept the process alive.
-#[tokio::test]
-async fn sigterm_stops_the_host_within_the_shutdown_timeout() {
-    let dir = tempfile::tempdir().unwrap();
+async fn sigterm_stops_the_host_within_the_shutdown_timeout(backend: Backend) {
+    let dir = backend.data_dir();
     let flags = ["--shutdown-timeout-secs", "1", "--cpu-ms", "3600000"];
     let (mut child, addr) = spawn_host_with(&dir.path().join("data"), &["test-object"], &flags);
     let c = client();
@@ -142,3 +141,8 @@ async fn sigterm_stops_the_host_within_the_shutdown_timeout() {
     assert!(exit.success(), "{exit:?}");
     spinning.abort();
 }
+
+on_both_backends!(
+    acknowledged_increments_survive_sigkill,
+    sigterm_stops_the_host_within_the_shutdown_timeout,
+);

@@ -46,9 +46,8 @@ async fn a_panic_fails_one_request_and_the_next_gets_a_fresh_instance() {
     host.stop().await;
 }
 
-#[tokio::test]
-async fn a_trap_after_writes_leaves_storage_untouched() {
-    let dir = tempfile::tempdir().unwrap();
+async fn a_trap_after_writes_leaves_storage_untouched(backend: Backend) {
+    let dir = backend.data_dir();
     let host = TestHost::start(&["test-object"], dir.path()).await;
     let c = client();
     let (s, _) = post(&c, &host.url("/test-object/w/write-then-panic?key=k"), "").await;
@@ -251,9 +250,8 @@ async fn an_object_kept_busy_is_not_evicted_as_idle() {
     host.stop().await;
 }
 
-#[tokio::test]
-async fn idle_objects_are_evicted_and_come_back_from_storage() {
-    let dir = tempfile::tempdir().unwrap();
+async fn idle_objects_are_evicted_and_come_back_from_storage(backend: Backend) {
+    let dir = backend.data_dir();
     let limits = Limits {
         idle_timeout: Duration::from_millis(50),
         ..Limits::default()
@@ -738,3 +736,8 @@ async fn a_full_disk_refuses_writes_with_507_and_recovers_once_space_is_freed() 
     );
     host.stop().await;
 }
+
+on_both_backends!(
+    a_trap_after_writes_leaves_storage_untouched,
+    idle_objects_are_evicted_and_come_back_from_storage,
+);

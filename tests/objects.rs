@@ -270,10 +270,9 @@ async fn a_name_that_does_not_give_the_id_is_refused() {
 
 /// Guards against names kept only in memory: an object woken by its alarm (here after a
 /// restart, before any request) had `name() == None`.
-#[tokio::test]
-async fn an_object_woken_by_its_alarm_keeps_its_name() {
+async fn an_object_woken_by_its_alarm_keeps_its_name(backend: Backend) {
     use dohost::services::scheduler::{Clock, ManualClock};
-    let dir = tempfile::tempdir().unwrap();
+    let dir = backend.data_dir();
     let clock = ManualClock::starting_now();
     let limits = Limits {
         min_alarm_interval: Duration::from_secs(10),
@@ -351,9 +350,8 @@ async fn a_timed_out_waiter_is_not_counted_as_waiting() {
 
 /// Guards against the lock unlocking itself: `locked` lived only in the instance, and a
 /// held lock with no waiters was evicted (or lost on restart).
-#[tokio::test]
-async fn a_held_lock_stays_held_across_eviction_and_restart() {
-    let dir = tempfile::tempdir().unwrap();
+async fn a_held_lock_stays_held_across_eviction_and_restart(backend: Backend) {
+    let dir = backend.data_dir();
     let host = TestHost::start_observed(&["lock"], dir.path(), Limits::default()).await;
     let rt = host.runtime().clone();
     let c = client();
@@ -376,9 +374,8 @@ async fn a_held_lock_stays_held_across_eviction_and_restart() {
 }
 
 /// Guards against the rate limiter's window resetting when its instance is evicted.
-#[tokio::test]
-async fn the_rate_limiter_keeps_its_window_across_eviction() {
-    let dir = tempfile::tempdir().unwrap();
+async fn the_rate_limiter_keeps_its_window_across_eviction(backend: Backend) {
+    let dir = backend.data_dir();
     let host = TestHost::start_observed(&["rate-limiter"], dir.path(), Limits::default()).await;
     let rt = host.runtime().clone();
     let c = client();
@@ -477,3 +474,9 @@ async fn the_worker_forwards_request_headers() {
     assert_eq!(echo["query"], "q=1");
     host.stop().await;
 }
+
+on_both_backends!(
+    an_object_woken_by_its_alarm_keeps_its_name,
+    a_held_lock_stays_held_across_eviction_and_restart,
+    the_rate_limiter_keeps_its_window_across_eviction,
+);

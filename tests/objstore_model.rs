@@ -2,12 +2,16 @@
 //! lists (every option), nested transactions committed or rolled back, events ending with
 //! their writes in flight, commits becoming durable in order, and a commit failing (the
 //! object then rebuilt from what is durable), checked at every read against a plain
-//! `BTreeMap`. In-process over a real redb file: no HTTP, no guest. Seeded, so a run is
-//! reproducible; proptest shrinks a failure to a short sequence.
+//! `BTreeMap`. In-process, no HTTP, no guest: over a real redb file, read through and
+//! preloaded (the path PostgreSQL takes for small objects), and over a real PostgreSQL.
+//! Seeded, so a run is reproducible; proptest shrinks a failure to a short sequence.
+
+mod common;
 
 use bytes::Bytes;
+use dohost::backend::postgres::PostgresStorage;
 use dohost::backend::redb::RedbStorage;
-use dohost::backend::{Storage, Write, WriteSet};
+use dohost::backend::{Preload, Storage, Write, WriteSet};
 use dohost::id::{IdKey, ObjectKey};
 use dohost::services::objstore::{InflightWrites, ObjectStore, StorageLimits};
 use dohost::services::scheduler::ManualClock;
@@ -99,7 +103,10 @@ impl Model {
 }
 
 struct Real {
-    storage: Arc<RedbStorage>,
+    storage: Arc<dyn Storage>,
+    /// Whether the object's durable data is held in memory (preloaded), as a remote
+    /// backend does for small objects.
+    preload: bool,
     object: ObjectKey,
     inflight: Arc<InflightWrites>,
     store: ObjectStore,
@@ -120,16 +127,44 @@ fn limits() -> Arc<StorageLimits> {
 }
 
 impl Real {
-    fn store(storage: &Arc<RedbStorage>, inflight: &Arc<InflightWrites>) -> ObjectStore {
-        let storage: Arc<dyn Storage> = storage.clone();
-        ObjectStore::new(storage, inflight.clone(), limits(), ManualClock::new(0))
+    fn store(storage: &Arc<dyn Storage>, inflight: &Arc<InflightWrites>) -> ObjectStore {
+        ObjectStore::new(storage.clone(), inflight.clone(), limits(), ManualClock::new(0))
     }
 }
 
-fn run(storage: &Arc<RedbStorage>, object: ObjectKey, ops: &[Op]) -> Result<(), TestCaseError> {
-    let inflight = InflightWrites::new(object, 0);
+/// Runs an awaited storage call to its end (the test is synchronous).
+fn now<F: std::future::Future>(f: F) -> F::Output {
+    futures::executor::block_on(f)
+}
+
+/// What an actor reads back after a failed commit, preloaded when `preload` is set.
+fn reread(storage: &Arc<dyn Storage>, object: &ObjectKey, preload: bool) -> (u64, Option<Preload>) {
+    let meta = now(storage.load(object)).expect("load");
+    if !preload {
+        return (meta.size, None);
+    }
+    let entries = now(storage.scan(object, b"", None, false, usize::MAX)).expect("scan");
+    let alarm = now(storage.get_alarm(object)).expect("alarm");
+    (
+        meta.size,
+        Some(Preload {
+            entries: entries.into_iter().collect(),
+            alarm,
+        }),
+    )
+}
+
+fn run(
+    storage: &Arc<dyn Storage>,
+    preload: bool,
+    object: ObjectKey,
+    ops: &[Op],
+) -> Result<(), TestCaseError> {
+    // A new object: empty, so a preload of it is empty.
+    let inflight = InflightWrites::new(object, 0, preload.then(Preload::default));
     let mut real = Real {
         storage: storage.clone(),
+        preload,
         object,
         store: Real::store(storage, &inflight),
         built_on: inflight.generation(),
@@ -144,13 +179,12 @@ fn run(storage: &Arc<RedbStorage>, object: ObjectKey, ops: &[Op]) -> Result<(), 
     for (step, op) in ops.iter().enumerate() {
         match op {
             Op::Put(k, v) => {
-                real.store
-                    .put(k.clone(), Bytes::from(v.clone()))
+                now(real.store.put(k.clone(), Bytes::from(v.clone())))
                     .map_err(|e| TestCaseError::fail(format!("step {step}: {e:?}")))?;
                 model.top().insert(k.clone(), v.clone());
             }
             Op::Delete(k) => {
-                let existed = real.store.delete(k.clone()).unwrap();
+                let existed = now(real.store.delete(k.clone())).unwrap();
                 prop_assert_eq!(existed, model.top().remove(k).is_some(), "step {}", step);
             }
             Op::DeleteAll => {
@@ -158,7 +192,7 @@ fn run(storage: &Arc<RedbStorage>, object: ObjectKey, ops: &[Op]) -> Result<(), 
                 model.top().clear();
             }
             Op::Get(k) => {
-                let got = real.store.get(k).unwrap().map(|b| b.to_vec());
+                let got = now(real.store.get(k)).unwrap().map(|b| b.to_vec());
                 prop_assert_eq!(got, model.visible().get(k).cloned(), "step {}", step);
             }
             Op::List {
@@ -168,16 +202,14 @@ fn run(storage: &Arc<RedbStorage>, object: ObjectKey, ops: &[Op]) -> Result<(), 
                 reverse,
                 limit,
             } => {
-                let got: Vec<(String, Vec<u8>)> = real
-                    .store
-                    .list(
-                        start.as_deref(),
-                        end.as_deref(),
-                        prefix.as_deref(),
-                        *reverse,
-                        *limit,
-                    )
-                    .unwrap()
+                let got: Vec<(String, Vec<u8>)> = now(real.store.list(
+                    start.as_deref(),
+                    end.as_deref(),
+                    prefix.as_deref(),
+                    *reverse,
+                    *limit,
+                ))
+                .unwrap()
                     .into_iter()
                     .map(|(k, v)| (k, v.to_vec()))
                     .collect();
@@ -247,6 +279,8 @@ fn run(storage: &Arc<RedbStorage>, object: ObjectKey, ops: &[Op]) -> Result<(), 
                     real.inflight.fail_commit(*generation);
                     real.queued.clear();
                     // The actor rebuilds: a fresh store over what is durable.
+                    let (size, preload) = reread(&real.storage, &real.object, real.preload);
+                    real.inflight.reload(size, preload);
                     real.store = Real::store(&real.storage, &real.inflight);
                     real.built_on = real.inflight.generation();
                     model.inflight.clear();
@@ -268,14 +302,12 @@ fn next_object() -> ObjectKey {
     }
 }
 
-#[test]
-fn the_object_store_matches_a_btreemap_model() {
-    let dir = tempfile::tempdir().unwrap();
-    let storage = Arc::new(RedbStorage::open(dir.path()).unwrap());
+/// Runs the model's cases over `storage`.
+fn check(storage: Arc<dyn Storage>, preload: bool, default_cases: u32) {
     let cases: u32 = std::env::var("OBJSTORE_MODEL_CASES")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(2000);
+        .unwrap_or(default_cases);
     let config = Config {
         cases,
         failure_persistence: None,
@@ -286,7 +318,29 @@ fn the_object_store_matches_a_btreemap_model() {
     let mut runner = TestRunner::new_with_rng(config, rng);
     runner
         .run(&prop::collection::vec(op(), 1..40), |ops| {
-            run(&storage, next_object(), &ops)
+            run(&storage, preload, next_object(), &ops)
         })
         .unwrap();
+}
+
+#[test]
+fn the_object_store_matches_a_btreemap_model() {
+    let dir = tempfile::tempdir().unwrap();
+    check(Arc::new(RedbStorage::open(dir.path()).unwrap()), false, 2000);
+}
+
+#[test]
+fn a_preloaded_object_store_matches_the_model() {
+    let dir = tempfile::tempdir().unwrap();
+    check(Arc::new(RedbStorage::open(dir.path()).unwrap()), true, 2000);
+}
+
+/// Over a real PostgreSQL, read through (big objects) and preloaded (small ones). Fewer
+/// cases: every durable step is a real commit with its WAL flush.
+#[test]
+fn the_object_store_on_postgres_matches_the_model() {
+    let url = common::postgres::server().fresh_database();
+    let storage = Arc::new(PostgresStorage::open(&url, Some("model")).unwrap());
+    check(storage.clone(), false, 150);
+    check(storage, true, 150);
 }

@@ -10,9 +10,8 @@ use rand::{Rng, SeedableRng};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 
-#[tokio::test]
-async fn seed_storage_sequence() {
-    let dir = tempfile::tempdir().unwrap();
+async fn seed_storage_sequence(backend: Backend) {
+    let dir = backend.data_dir();
     let host = TestHost::start(&["storage-demo"], dir.path()).await;
     let c = client();
     let (s, body) = post(&c, &host.url("/storage-demo/seed/seed"), "").await;
@@ -27,9 +26,8 @@ async fn seed_storage_sequence() {
     host.stop().await;
 }
 
-#[tokio::test]
-async fn each_http_operation() {
-    let dir = tempfile::tempdir().unwrap();
+async fn each_http_operation(backend: Backend) {
+    let dir = backend.data_dir();
     let host = TestHost::start(&["storage-demo"], dir.path()).await;
     let c = client();
     let u = |p: &str| host.url(&format!("/storage-demo/ops{p}"));
@@ -111,9 +109,8 @@ fn random_key(rng: &mut StdRng, alphabet: &[&str]) -> String {
 /// Random puts, deletes, delete-alls and nested transactions, in batches that each run in
 /// one event (so lists merge the event's and transactions' writes with what is on disk),
 /// every list checked against a BTreeMap that applies the same operations.
-#[tokio::test]
-async fn list_matches_a_btreemap_model() {
-    let dir = tempfile::tempdir().unwrap();
+async fn list_matches_a_btreemap_model(backend: Backend) {
+    let dir = backend.data_dir();
     let host = TestHost::start(&["storage-demo"], dir.path()).await;
     let c = client();
     let url = host.url("/storage-demo/model/batch");
@@ -189,9 +186,8 @@ async fn list_matches_a_btreemap_model() {
 
 /// Reads must see writes whose commit is still in flight: 500 concurrent read-modify-write
 /// events through storage (not memory) lose no update.
-#[tokio::test]
-async fn concurrent_read_modify_write_through_storage() {
-    let dir = tempfile::tempdir().unwrap();
+async fn concurrent_read_modify_write_through_storage(backend: Backend) {
+    let dir = backend.data_dir();
     let host = TestHost::start(&["storage-demo"], dir.path()).await;
     let c = client();
     let mut tasks = Vec::new();
@@ -209,9 +205,8 @@ async fn concurrent_read_modify_write_through_storage() {
     host.stop().await;
 }
 
-#[tokio::test]
-async fn limits_give_clear_errors_and_store_nothing() {
-    let dir = tempfile::tempdir().unwrap();
+async fn limits_give_clear_errors_and_store_nothing(backend: Backend) {
+    let dir = backend.data_dir();
     let limits = Limits {
         max_key_bytes: 16,
         max_value_bytes: 100,
@@ -294,3 +289,11 @@ async fn limits_give_clear_errors_and_store_nothing() {
     assert_eq!(get(&c, &u("/get?key=q3")).await.0, 200);
     host.stop().await;
 }
+
+on_both_backends!(
+    seed_storage_sequence,
+    each_http_operation,
+    list_matches_a_btreemap_model,
+    concurrent_read_modify_write_through_storage,
+    limits_give_clear_errors_and_store_nothing,
+);

@@ -5,9 +5,8 @@ mod common;
 use common::*;
 use serde_json::{Value, json};
 
-#[tokio::test]
-async fn seed_deposit_in_a_transaction() {
-    let dir = tempfile::tempdir().unwrap();
+async fn seed_deposit_in_a_transaction(backend: Backend) {
+    let dir = backend.data_dir();
     let host = TestHost::start(&["bank"], dir.path()).await;
     let c = client();
     assert_eq!(
@@ -21,9 +20,8 @@ async fn seed_deposit_in_a_transaction() {
     host.stop().await;
 }
 
-#[tokio::test]
-async fn a_transfer_failing_half_way_rolls_back_completely() {
-    let dir = tempfile::tempdir().unwrap();
+async fn a_transfer_failing_half_way_rolls_back_completely(backend: Backend) {
+    let dir = backend.data_dir();
     let host = TestHost::start(&["bank"], dir.path()).await;
     let c = client();
     let u = |p: &str| host.url(&format!("/bank/main{p}"));
@@ -67,9 +65,8 @@ async fn a_transfer_failing_half_way_rolls_back_completely() {
     host.stop().await;
 }
 
-#[tokio::test]
-async fn nested_and_failed_transactions() {
-    let dir = tempfile::tempdir().unwrap();
+async fn nested_and_failed_transactions(backend: Backend) {
+    let dir = backend.data_dir();
     let host = TestHost::start(&["test-object"], dir.path()).await;
     let c = client();
     let (s, body) = post(&c, &host.url("/test-object/t/nested"), "").await;
@@ -86,3 +83,9 @@ async fn nested_and_failed_transactions() {
     assert_eq!(get(&c, &host.url("/test-object/t/get?key=k")).await.0, 404);
     host.stop().await;
 }
+
+on_both_backends!(
+    seed_deposit_in_a_transaction,
+    a_transfer_failing_half_way_rolls_back_completely,
+    nested_and_failed_transactions,
+);

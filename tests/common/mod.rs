@@ -2,6 +2,8 @@
 //! 127.0.0.1:0 with a data directory, talk to it with reqwest.
 #![allow(dead_code)]
 
+pub mod postgres;
+
 use dohost::services::scheduler::Clock;
 use dohost::{ClassConfig, Config, Limits};
 use std::net::SocketAddr;
@@ -37,6 +39,73 @@ pub fn guest(name: &str) -> PathBuf {
     path
 }
 
+/// The storage backend a test runs against: each storage-touching test body runs on both.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Redb,
+    Postgres,
+}
+
+/// Which database stands behind a data directory, for the Postgres runs (a test's data
+/// directory is its store: `config` and `storage_args` look it up here).
+static DATABASES: std::sync::Mutex<Vec<(PathBuf, String)>> = std::sync::Mutex::new(Vec::new());
+
+impl Backend {
+    /// A fresh data directory; on Postgres, with a fresh database behind it.
+    pub fn data_dir(self) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        if self == Backend::Postgres {
+            let url = postgres::server().fresh_database();
+            DATABASES
+                .lock()
+                .unwrap()
+                .push((dir.path().to_path_buf(), url));
+        }
+        dir
+    }
+}
+
+/// The database URL standing behind `data` (or a directory inside it), if any.
+pub fn database_of(data: &Path) -> Option<String> {
+    DATABASES
+        .lock()
+        .unwrap()
+        .iter()
+        .find(|(dir, _)| data.starts_with(dir))
+        .map(|(_, url)| url.clone())
+}
+
+/// The `dohost run` flags that select the store behind `data`.
+pub fn storage_args(data: &Path) -> Vec<String> {
+    match database_of(data) {
+        Some(url) => vec!["--storage".into(), url],
+        None => Vec::new(),
+    }
+}
+
+/// Runs each named `async fn(Backend)` as two tests, `on_redb::NAME` and `on_postgres::NAME`.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod on_redb {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    super::$name($crate::common::Backend::Redb).await
+                }
+            )*
+        }
+        mod on_postgres {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    super::$name($crate::common::Backend::Postgres).await
+                }
+            )*
+        }
+    };
+}
+
 /// A running dohost.
 pub struct TestHost {
     pub addr: SocketAddr,
@@ -50,7 +119,7 @@ pub fn config(guests: &[&str], data: &Path, limits: Limits) -> Config {
     Config {
         listen: "127.0.0.1:0".parse().unwrap(),
         data_dir: data.to_path_buf(),
-        storage: None,
+        storage: database_of(data),
         classes: guests
             .iter()
             .map(|g| ClassConfig {
