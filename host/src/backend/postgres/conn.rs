@@ -58,6 +58,11 @@ pub struct Conn {
 /// Opens a connection and prepares every statement, pipelined. Call it on the backend's own
 /// runtime: the socket and the connection's task belong to the runtime it runs on.
 pub async fn connect(config: tokio_postgres::Config) -> Result<Conn> {
+    prepare(connect_raw(config).await?).await
+}
+
+/// A bare connection (no statement prepared: the schema may not exist yet).
+pub async fn connect_raw(config: tokio_postgres::Config) -> Result<Client> {
     let (client, connection) = config.connect(NoTls).await?;
     tokio::spawn(async move {
         if let Err(e) = connection.await {
@@ -69,6 +74,11 @@ pub async fn connect(config: tokio_postgres::Config) -> Result<Conn> {
     client
         .batch_execute("SET synchronous_commit = on")
         .await?;
+    Ok(client)
+}
+
+/// Prepares every statement on `client`, pipelined.
+pub async fn prepare(client: Client) -> Result<Conn> {
     let s = &SCHEMA;
     let (get, scan, scan_upper, scan_rev, scan_rev_upper, alarm, meta, preload) = futures::try_join!(
         client.prepare(s.get),

@@ -67,13 +67,13 @@ impl PostgresStorage {
         };
         let (writer, epochs) = db
             .block_on(async {
-                let mut conn = conn::connect(db.config.clone()).await?;
-                let shards = schema::prepare_schema(&mut conn.client).await?;
+                let mut client = conn::connect_raw(db.config.clone()).await?;
+                let shards = schema::prepare_schema(&mut client).await?;
                 let epochs = match owner {
-                    Some(owner) => schema::take_shards(&conn.client, shards, owner).await?,
+                    Some(owner) => schema::take_shards(&client, shards, owner).await?,
                     None => Vec::new(),
                 };
-                anyhow::Ok((conn, epochs))
+                anyhow::Ok((conn::prepare(client).await?, epochs))
             })
             .with_context(|| format!("cannot use the database {shown}"))?;
         *db.writer.lock().unwrap_or_else(|p| p.into_inner()) = Some(writer);
