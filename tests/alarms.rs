@@ -236,6 +236,7 @@ async fn the_minimum_interval_moves_early_alarms_later(backend: Backend) {
 }
 
 async fn ten_thousand_alarms_due_in_the_same_second_all_fire_once(backend: Backend) {
+    let _turn = heavy_test().await;
     let dir = backend.data_dir();
     let clock = ManualClock::starting_now();
     let host = start(dir.path(), &clock, limits()).await;

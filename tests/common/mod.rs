@@ -83,6 +83,14 @@ pub fn storage_args(data: &Path) -> Vec<String> {
     }
 }
 
+/// Held by the tests that push the host hardest (10,000 objects through the instance
+/// pool): two of them at once in one process contend on its memory mappings far more
+/// than twice, so they take turns.
+pub async fn heavy_test() -> tokio::sync::MutexGuard<'static, ()> {
+    static HEAVY: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    HEAVY.lock().await
+}
+
 /// Runs each named `async fn(Backend)` as two tests, `on_redb::NAME` and `on_postgres::NAME`.
 #[macro_export]
 macro_rules! on_both_backends {
