@@ -4,43 +4,17 @@
 
 mod common;
 use common::*;
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::Duration;
 
-/// Starts the binary serving the counter on an OS-chosen port and reads the address it logs.
+/// Starts the binary serving the counter on an OS-chosen port.
 fn spawn_host(data: &std::path::Path) -> (Child, String) {
     spawn_host_with(data, &["counter"], &[])
 }
 
 fn spawn_host_with(data: &std::path::Path, guests: &[&str], flags: &[&str]) -> (Child, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_dohost"))
-        .args(["run", "--listen", "127.0.0.1:0", "--data"])
-        .arg(data)
-        .args(storage_args(data))
-        .args(flags)
-        .args(guests.iter().map(|g| guest(g)))
-        .env("RUST_LOG", "info")
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    // Read the log on a thread: the address line, then keep draining so the host never
-    // blocks on a full pipe.
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines() {
-            let Ok(line) = line else { return };
-            if let Some(i) = line.find("address=") {
-                let rest = &line[i + "address=".len()..];
-                let _ = tx.send(rest.split_whitespace().next().unwrap_or("").to_string());
-            }
-        }
-    });
-    let addr = rx
-        .recv_timeout(Duration::from_secs(120))
-        .expect("the host did not log its address");
-    (child, addr)
+    let host = process::HostProcess::spawn(data, guests, flags);
+    (host.child, host.addr)
 }
 
 async fn acknowledged_increments_survive_sigkill(backend: Backend) {

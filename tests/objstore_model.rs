@@ -128,7 +128,12 @@ fn limits() -> Arc<StorageLimits> {
 
 impl Real {
     fn store(storage: &Arc<dyn Storage>, inflight: &Arc<InflightWrites>) -> ObjectStore {
-        ObjectStore::new(storage.clone(), inflight.clone(), limits(), ManualClock::new(0))
+        ObjectStore::new(
+            storage.clone(),
+            inflight.clone(),
+            limits(),
+            ManualClock::new(0),
+        )
     }
 }
 
@@ -210,9 +215,9 @@ fn run(
                     *limit,
                 ))
                 .unwrap()
-                    .into_iter()
-                    .map(|(k, v)| (k, v.to_vec()))
-                    .collect();
+                .into_iter()
+                .map(|(k, v)| (k, v.to_vec()))
+                .collect();
                 let mut want: Vec<(String, Vec<u8>)> = model
                     .visible()
                     .iter()
@@ -326,7 +331,11 @@ fn check(storage: Arc<dyn Storage>, preload: bool, default_cases: u32) {
 #[test]
 fn the_object_store_matches_a_btreemap_model() {
     let dir = tempfile::tempdir().unwrap();
-    check(Arc::new(RedbStorage::open(dir.path()).unwrap()), false, 2000);
+    check(
+        Arc::new(RedbStorage::open(dir.path()).unwrap()),
+        false,
+        2000,
+    );
 }
 
 #[test]

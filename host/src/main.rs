@@ -273,8 +273,7 @@ fn migrate(args: MigrateArgs) -> anyhow::Result<()> {
         .map(|c| (c.binding.clone(), c.class_name.clone()))
         .collect();
     let migrations = config.migrations.unwrap_or_default();
-    let report =
-        db.migrate(&config.script, &migrations, &bound, args.dry_run)?;
+    let report = db.migrate(&config.script, &migrations, &bound, args.dry_run)?;
     if args.dry_run {
         println!("dry run: nothing was changed");
     }

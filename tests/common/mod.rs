@@ -3,6 +3,8 @@
 #![allow(dead_code)]
 
 pub mod postgres;
+pub mod process;
+pub mod proxy;
 
 use dohost::services::scheduler::Clock;
 use dohost::{ClassConfig, Config, Limits};

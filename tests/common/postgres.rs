@@ -62,11 +62,16 @@ fn as_owner(cmd: &mut Command) -> &mut Command {
 extern "C" fn stop_at_exit() {
     let pid = PID.load(Ordering::SeqCst);
     if pid != 0 {
-        // SAFETY: signalling and reaping our own child.
+        // SAFETY: signalling our own child. The keeper thread reaps it once it exits, and
+        // then it is gone (exit handlers run while other threads still do).
         unsafe {
             libc::kill(pid as i32, libc::SIGINT); // fast shutdown
-            let mut status = 0;
-            libc::waitpid(pid as i32, &mut status, 0);
+            for _ in 0..3000 {
+                if libc::kill(pid as i32, 0) != 0 {
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
         }
     }
     if let Some(dir) = DIR.get() {
@@ -121,8 +126,9 @@ fn start() -> Server {
     // SAFETY: registering a plain extern "C" function.
     unsafe { libc::atexit(stop_at_exit) };
     let port = free_port();
-    // Started from a thread that never ends: the server gets SIGKILL if this process dies
-    // without running its exit handlers (pdeathsig follows the thread that forked).
+    // Started from a thread that lives as long as the server (it waits on it): the server
+    // gets SIGKILL if this process dies without running its exit handlers (pdeathsig
+    // follows the thread that forked).
     let (tx, rx) = std::sync::mpsc::channel();
     let (bin2, dir2) = (bin.clone(), dir.clone());
     std::thread::spawn(move || {
@@ -149,11 +155,9 @@ fn start() -> Server {
                 Ok(())
             });
         }
-        let child = cmd.spawn().expect("start postgres");
+        let mut child = cmd.spawn().expect("start postgres");
         tx.send(child.id()).unwrap();
-        loop {
-            std::thread::park();
-        }
+        let _ = child.wait();
     });
     let pid = rx.recv().unwrap();
     PID.store(pid, Ordering::SeqCst);
@@ -190,8 +194,26 @@ impl Server {
     /// Runs one SQL command as the superuser.
     pub fn psql(&self, db: &str, sql: &str) -> String {
         let out = Command::new(self.bin.join("psql"))
-            .args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1"])
-            .args(["-p", &self.port.to_string(), "-U", "postgres", "-d", db, "-c", sql])
+            .args([
+                "-X",
+                "-q",
+                "-A",
+                "-t",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-h",
+                "127.0.0.1",
+            ])
+            .args([
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                "postgres",
+                "-d",
+                db,
+                "-c",
+                sql,
+            ])
             .output()
             .expect("run psql");
         assert!(
@@ -205,7 +227,11 @@ impl Server {
     /// A new, empty database; answers its URL.
     pub fn fresh_database(&self) -> String {
         static NEXT: AtomicU32 = AtomicU32::new(1);
-        let name = format!("t{}_{}", std::process::id(), NEXT.fetch_add(1, Ordering::SeqCst));
+        let name = format!(
+            "t{}_{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::SeqCst)
+        );
         self.psql("postgres", &format!("CREATE DATABASE {name}"));
         self.url(&name)
     }

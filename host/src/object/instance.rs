@@ -8,8 +8,9 @@ impl Actor {
     /// Makes sure a constructed instance exists, building one (and running the
     /// constructor) if needed.
     pub(super) async fn ensure_live(&mut self) -> Result<(), EventError> {
-        let unreadable =
-            |e: anyhow::Error| EventError::Failed(format!("cannot read the object's storage: {e:#}"));
+        let unreadable = |e: anyhow::Error| {
+            EventError::Failed(format!("cannot read the object's storage: {e:#}"))
+        };
         let shared = self.inflight().await.map_err(unreadable)?;
         let generation = shared.generation();
         if self
@@ -23,12 +24,7 @@ impl Actor {
             self.last_commit = None;
             // The failed commit may have been the one recording the name, and may or may
             // not have been applied (a connection lost after COMMIT): read it all again.
-            let meta = self
-                .storage
-                .db
-                .load(&self.key)
-                .await
-                .map_err(unreadable)?;
+            let meta = self.storage.db.load(&self.key).await.map_err(unreadable)?;
             self.name_stored = self.name.is_none() || meta.name.is_some();
             shared.reload(meta.size, meta.preload);
         }

@@ -12,9 +12,9 @@ mod event;
 mod instance;
 mod output;
 
+use crate::backend::Storage;
 use crate::backend::committer::CommitTarget;
 use crate::backend::committer::{CommitError, CommitErrorKind, CommitJob, CommitResult};
-use crate::backend::Storage;
 use crate::config::Limits;
 use crate::id::{Namespace, ObjectKey};
 use crate::services::objstore::StorageLimits;

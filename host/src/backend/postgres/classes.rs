@@ -11,7 +11,7 @@ use anyhow::{Context, Result, bail};
 use tokio_postgres::Transaction;
 
 /// Serializes class creation and migrations between processes.
-const CLASSES_LOCK: i64 = 0x646f_686f_7374_01;
+const CLASSES_LOCK: i64 = 0x0064_6f68_6f73_7401;
 
 /// A class's record as stored.
 fn namespace(row: &tokio_postgres::Row) -> Result<Namespace> {

@@ -71,9 +71,7 @@ pub async fn connect_raw(config: tokio_postgres::Config) -> Result<Client> {
     });
     // Commits are acknowledged to clients: each must be on disk before COMMIT returns,
     // whatever the database's default.
-    client
-        .batch_execute("SET synchronous_commit = on")
-        .await?;
+    client.batch_execute("SET synchronous_commit = on").await?;
     Ok(client)
 }
 
@@ -126,7 +124,9 @@ pub struct Readers {
 impl Readers {
     pub fn new() -> Self {
         Readers {
-            slots: (0..READERS).map(|_| tokio::sync::Mutex::new(None)).collect(),
+            slots: (0..READERS)
+                .map(|_| tokio::sync::Mutex::new(None))
+                .collect(),
             next: AtomicUsize::new(0),
         }
     }

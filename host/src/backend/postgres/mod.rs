@@ -85,7 +85,9 @@ impl PostgresStorage {
     }
 
     fn rt(&self) -> &tokio::runtime::Runtime {
-        self.rt.as_ref().expect("the runtime lives as long as the storage")
+        self.rt
+            .as_ref()
+            .expect("the runtime lives as long as the storage")
     }
 
     /// Runs `fut` to completion on the backend's runtime, from a thread that may or may
@@ -209,10 +211,7 @@ impl PostgresStorage {
         };
         let preload = if size <= PRELOAD_MAX_BYTES {
             Some(Preload {
-                entries: entries
-                    .into_iter()
-                    .map(entry)
-                    .collect::<Result<_>>()?,
+                entries: entries.into_iter().map(entry).collect::<Result<_>>()?,
                 alarm: alarm.map(|a| a as u64),
             })
         } else {

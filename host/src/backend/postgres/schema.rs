@@ -96,9 +96,7 @@ pub async fn prepare_schema(client: &mut Client) -> Result<i32> {
     txn.batch_execute(CREATE)
         .await
         .context("cannot create dohost's tables")?;
-    let rows = txn
-        .query("SELECT key, value FROM dohost.meta", &[])
-        .await?;
+    let rows = txn.query("SELECT key, value FROM dohost.meta", &[]).await?;
     let get = |k: &str| {
         rows.iter()
             .find(|r| r.get::<_, &str>(0) == k)

@@ -2,8 +2,8 @@
 //! and a failed commit drops them all (the object is then rebuilt from disk). Also holds
 //! the object's durable data when the backend preloaded it (kept current by each commit).
 
-use crate::backend::{Preload, WriteSet};
 use crate::backend::committer::CommitTarget;
+use crate::backend::{Preload, WriteSet};
 use crate::id::ObjectKey;
 use bytes::Bytes;
 use std::collections::BTreeMap;

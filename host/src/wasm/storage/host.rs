@@ -36,11 +36,20 @@ impl wit::Host for StorageCtx {
     }
 
     async fn get_many(&mut self, keys: Vec<String>) -> Res<Vec<(String, Vec<u8>)>> {
-        Ok(self.store.get_many(&keys).await.map(entries).map_err(to_wit))
+        Ok(self
+            .store
+            .get_many(&keys)
+            .await
+            .map(entries)
+            .map_err(to_wit))
     }
 
     async fn put(&mut self, key: String, value: Vec<u8>) -> Res<()> {
-        Ok(self.store.put(key, Bytes::from(value)).await.map_err(to_wit))
+        Ok(self
+            .store
+            .put(key, Bytes::from(value))
+            .await
+            .map_err(to_wit))
     }
 
     async fn put_many(&mut self, list: Vec<(String, Vec<u8>)>) -> Res<()> {

@@ -1,0 +1,75 @@
+//! The real `dohost` binary as a child process: started on an OS-chosen port, its address
+//! read from its log, the rest of its log kept for the test to read.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+pub struct HostProcess {
+    pub child: Child,
+    pub addr: String,
+    log: Arc<Mutex<Vec<String>>>,
+}
+
+impl HostProcess {
+    /// Starts `dohost run` on `guests` with the store behind `data` (see `storage_args`).
+    pub fn spawn(data: &Path, guests: &[&str], flags: &[&str]) -> HostProcess {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_dohost"))
+            .args(["run", "--listen", "127.0.0.1:0", "--data"])
+            .arg(data)
+            .args(super::storage_args(data))
+            .args(flags)
+            .args(guests.iter().map(|g| super::guest(g)))
+            .env("RUST_LOG", "info")
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let kept = log.clone();
+        // Read the log on a thread: the address line, then keep draining so the host
+        // never blocks on a full pipe.
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { return };
+                if let Some(i) = line.find("address=") {
+                    let rest = &line[i + "address=".len()..];
+                    let _ = tx.send(rest.split_whitespace().next().unwrap_or("").to_string());
+                }
+                kept.lock().unwrap().push(line);
+            }
+        });
+        let addr = rx
+            .recv_timeout(Duration::from_secs(120))
+            .unwrap_or_else(|_| panic!("the host did not log its address: {:?}", log.lock()));
+        HostProcess { child, addr, log }
+    }
+
+    /// Everything the host logged so far.
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().join("\n")
+    }
+
+    /// Waits (at most a minute) for the process to exit on its own.
+    pub async fn exited(&mut self) -> std::process::ExitStatus {
+        for _ in 0..600 {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                return s;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        self.child.kill().unwrap();
+        panic!(
+            "the host did not exit within a minute; log:\n{}",
+            self.log()
+        );
+    }
+
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

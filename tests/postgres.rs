@@ -1,0 +1,223 @@
+//! What only the PostgreSQL backend has: fencing (a second dohost on the same database
+//! stops the first), a database that goes away and comes back, a serialization failure
+//! retried, and start-up refusals that name the database with its password hidden. The
+//! tests every backend shares run on PostgreSQL from their own files.
+
+mod common;
+use common::postgres::server;
+use common::process::HostProcess;
+use common::proxy::Proxy;
+use common::*;
+
+/// Two hosts started on one database by mistake: the second fences the first, whose next
+/// write is refused (503, nothing written) and which then stops with a clear log line and
+/// a non-zero exit. The second serves everything the first acknowledged.
+#[tokio::test]
+async fn a_second_host_on_the_same_database_fences_the_first() {
+    let dir = Backend::Postgres.data_dir();
+    let data = dir.path().join("data");
+    let mut first = HostProcess::spawn(&data, &["counter"], &[]);
+    let c = client();
+    let at = |h: &HostProcess, p: &str| format!("http://{}/counter/shared{p}", h.addr);
+    for n in 1..=3 {
+        assert_eq!(
+            get(&c, &at(&first, "/increment")).await,
+            (200, n.to_string())
+        );
+    }
+    let second = HostProcess::spawn(&dir.path().join("data2"), &["counter"], &[]);
+    let (status, body) = get(&c, &at(&first, "/increment")).await;
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("another dohost took over"), "{body}");
+    let exit = first.exited().await;
+    assert!(!exit.success(), "a fenced host exits non-zero");
+    let log = first.log();
+    assert!(
+        log.contains("another dohost took over this storage: stopping"),
+        "{log}"
+    );
+    assert_eq!(get(&c, &at(&second, "/get")).await, (200, "3".into()));
+    assert_eq!(get(&c, &at(&second, "/increment")).await, (200, "4".into()));
+    second.kill();
+}
+
+/// The connection to the database is lost mid-run: a write is refused with 503 and
+/// Retry-After (nothing written), the health check says why, and once the database is
+/// back the host reconnects by itself and the object, rebuilt from the database, goes on
+/// from what was acknowledged.
+#[tokio::test]
+async fn a_lost_database_is_answered_503_and_the_host_reconnects() {
+    let pg = server();
+    let url = pg.fresh_database();
+    let proxy = Proxy::start(([127, 0, 0, 1], pg.port).into()).await;
+    let through = url.replace(
+        &format!(":{}/", pg.port),
+        &format!(":{}/", proxy.addr.port()),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(&["counter"], dir.path(), dohost::Limits::default());
+    cfg.storage = Some(through);
+    let host = TestHost::start_config(cfg).await;
+    let c = client();
+    let u = |p: &str| host.url(&format!("/counter/flaky{p}"));
+    for n in 1..=3 {
+        assert_eq!(get(&c, &u("/increment")).await, (200, n.to_string()));
+    }
+
+    proxy.cut();
+    let r = c.get(u("/increment")).send().await.unwrap();
+    assert_eq!(r.status(), 503);
+    assert_eq!(r.headers()["retry-after"], "1");
+    let body = r.text().await.unwrap();
+    assert!(body.contains("database is unreachable"), "{body}");
+    let (status, health) = get(&c, &host.url("/.well-known/dohost/health")).await;
+    assert_eq!(status, 503, "{health}");
+
+    proxy.restore();
+    wait_until("the host wrote again", || async {
+        get(&c, &u("/increment")).await.0 == 200
+    })
+    .await;
+    // 3 acknowledged before, the refused one not applied, one more after.
+    assert_eq!(get(&c, &u("/get")).await, (200, "4".into()));
+    assert_eq!(
+        pg.psql(
+            url.rsplit('/').next().unwrap(),
+            "SELECT count(*) FROM dohost.kv"
+        ),
+        "1"
+    );
+    wait_until("health recovered", || async {
+        get(&c, &host.url("/.well-known/dohost/health")).await.0 == 200
+    })
+    .await;
+    host.stop().await;
+}
+
+/// A batch the database refuses with a serialization failure (as CockroachDB does under
+/// contention) is tried again whole: the client sees one success, and the write is there
+/// once.
+#[tokio::test]
+async fn a_serialization_failure_is_retried_whole() {
+    let pg = server();
+    let url = pg.fresh_database();
+    let db = url.rsplit('/').next().unwrap().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(&["counter"], dir.path(), dohost::Limits::default());
+    cfg.storage = Some(url);
+    let host = TestHost::start_config(cfg).await;
+    let c = client();
+    let u = |p: &str| host.url(&format!("/counter/contended{p}"));
+    assert_eq!(get(&c, &u("/increment")).await, (200, "1".into()));
+    // The next two inserts into kv fail with 40001, then the trigger lets them through
+    // (a sequence counts them: it is not rolled back with the failed transactions).
+    pg.psql(
+        &db,
+        "CREATE SEQUENCE dohost_test_attempts; \
+         CREATE FUNCTION dohost_test_fail() RETURNS trigger LANGUAGE plpgsql AS $$ \
+         BEGIN \
+           IF nextval('dohost_test_attempts') <= 2 THEN \
+             RAISE EXCEPTION 'injected' USING ERRCODE = 'serialization_failure'; \
+           END IF; \
+           RETURN NEW; \
+         END $$; \
+         CREATE TRIGGER dohost_test_fail BEFORE INSERT ON dohost.kv \
+           FOR EACH ROW EXECUTE FUNCTION dohost_test_fail();",
+    );
+    assert_eq!(get(&c, &u("/increment")).await, (200, "2".into()));
+    assert_eq!(
+        pg.psql(&db, "SELECT last_value FROM dohost_test_attempts"),
+        "3",
+        "two refused attempts, then the one that committed"
+    );
+    assert_eq!(get(&c, &u("/increment")).await, (200, "3".into()));
+    host.stop().await;
+}
+
+/// An unreachable database stops start-up with a message naming it, password hidden.
+#[test]
+fn an_unreachable_database_stops_start_up_naming_it() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("postgres://alice:s3cret@127.0.0.1:{port}/nowhere");
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_dohost"))
+        .args(["run", "--listen", "127.0.0.1:0", "--data"])
+        .arg(dir.path())
+        .args(["--storage", &url])
+        .arg(guest("counter"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("postgres://alice:***@127.0.0.1:{port}/nowhere")),
+        "{err}"
+    );
+    assert!(!err.contains("s3cret"), "the password leaked: {err}");
+}
+
+/// A database written by a newer dohost is refused, saying which version it found.
+#[tokio::test]
+async fn a_newer_schema_is_refused_naming_its_version() {
+    let pg = server();
+    let url = pg.fresh_database();
+    let db = url.rsplit('/').next().unwrap().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(&["counter"], dir.path(), dohost::Limits::default());
+    cfg.storage = Some(url);
+    let host = TestHost::start_config(cfg.clone()).await;
+    host.stop().await;
+    pg.psql(
+        &db,
+        "UPDATE dohost.meta SET value = '99' WHERE key = 'schema_version'",
+    );
+    let err = match dohost::Runtime::start(&cfg) {
+        Ok(_) => panic!("a newer schema was accepted"),
+        Err(e) => format!("{e:#}"),
+    };
+    assert!(err.contains("schema version 99"), "{err}");
+    assert!(err.contains("newer dohost"), "{err}");
+}
+
+/// `dohost migrate` works on PostgreSQL too, and takes no shard: a running host keeps
+/// writing.
+#[tokio::test]
+async fn migrate_applies_to_postgres_without_fencing_a_running_host() {
+    let dir = Backend::Postgres.data_dir();
+    let data = dir.path().join("data");
+    let host = HostProcess::spawn(&data, &["counter"], &[]);
+    let c = client();
+    let u = format!("http://{}/counter/m/increment", host.addr);
+    assert_eq!(get(&c, &u).await, (200, "1".into()));
+    let config = dir.path().join("wrangler.json");
+    std::fs::write(
+        &config,
+        serde_json::json!({
+            "name": "other",
+            "durable_objects": {"bindings": [{"name": "C", "class_name": "Counter"}]},
+            "migrations": [{"tag": "v1", "new_classes": ["Counter"]}],
+            "dohost": {"components": {"Counter": guest("counter")}},
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_dohost"))
+        .args(["migrate", "--config"])
+        .arg(&config)
+        .args(storage_args(&data))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(printed.contains("v1: create class Counter"), "{printed}");
+    assert_eq!(get(&c, &u).await, (200, "2".into()));
+    host.kill();
+}
