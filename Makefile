@@ -25,12 +25,17 @@ test: guests browser-deps test-deps
 	@# none runs, since only the host can answer an object's imports.
 	cargo test --doc --manifest-path sdk/Cargo.toml --target-dir target/sdk-host
 
-## curl for the README quick-start test (Debian).
+## curl for the README quick-start test, and PostgreSQL 15 (server and psql) for the tests
+## that run on it: they start their own server from a temp dir (Debian packages).
 test-deps:
 	@command -v curl >/dev/null || { \
 		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 		$$SUDO apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq curl >/dev/null; }
+	@[ -x /usr/lib/postgresql/15/bin/initdb ] && [ -x /usr/lib/postgresql/15/bin/psql ] || { \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq postgresql-15 postgresql-client-15 >/dev/null; }
 
 ## Debian's Chromium and the pinned Playwright driver for the browser test.
 browser-deps:
