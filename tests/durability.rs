@@ -4,23 +4,20 @@
 
 mod common;
 use common::*;
-use std::process::{Child, Command};
+use common::process::HostProcess;
+use std::process::Command;
 use std::time::Duration;
 
 /// Starts the binary serving the counter on an OS-chosen port.
-fn spawn_host(data: &std::path::Path) -> (Child, String) {
-    spawn_host_with(data, &["counter"], &[])
-}
-
-fn spawn_host_with(data: &std::path::Path, guests: &[&str], flags: &[&str]) -> (Child, String) {
-    let host = process::HostProcess::spawn(data, guests, flags);
-    (host.child, host.addr)
+fn spawn_host(data: &std::path::Path) -> HostProcess {
+    HostProcess::spawn(data, &["counter"], &[])
 }
 
 async fn acknowledged_increments_survive_sigkill(backend: Backend) {
     let dir = backend.data_dir();
     let data = dir.path().join("data");
-    let (mut child, addr) = spawn_host(&data);
+    let host = spawn_host(&data);
+    let addr = host.addr.clone();
     let c = client();
     let url = format!("http://{addr}/counter/crash/increment");
     // 16 writers increment until the host dies; each remembers the answers it got.
@@ -49,8 +46,7 @@ async fn acknowledged_increments_survive_sigkill(backend: Backend) {
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    child.kill().unwrap();
-    child.wait().unwrap();
+    host.kill();
     let mut max_acked = 0;
     for w in writers {
         let acked = w.await.unwrap();
@@ -58,11 +54,10 @@ async fn acknowledged_increments_survive_sigkill(backend: Backend) {
     }
     assert!(max_acked >= 300);
 
-    let (mut child, addr) = spawn_host(&data);
-    let (_, value) = get(&c, &format!("http://{addr}/counter/crash/get")).await;
+    let host = spawn_host(&data);
+    let (_, value) = get(&c, &format!("http://{}/counter/crash/get", host.addr)).await;
     let value: i64 = value.parse().unwrap();
-    child.kill().unwrap();
-    child.wait().unwrap();
+    host.kill();
     // Every answered increment is durable; unanswered ones may or may not have landed.
     assert!(
         value >= max_acked,
@@ -75,7 +70,8 @@ async fn acknowledged_increments_survive_sigkill(backend: Backend) {
 async fn sigterm_stops_the_host_within_the_shutdown_timeout(backend: Backend) {
     let dir = backend.data_dir();
     let flags = ["--shutdown-timeout-secs", "1", "--cpu-ms", "3600000"];
-    let (mut child, addr) = spawn_host_with(&dir.path().join("data"), &["test-object"], &flags);
+    let mut host = HostProcess::spawn(&dir.path().join("data"), &["test-object"], &flags);
+    let addr = host.addr.clone();
     let c = client();
     let spinning = {
         let c = c.clone();
@@ -96,22 +92,11 @@ async fn sigterm_stops_the_host_within_the_shutdown_timeout(backend: Backend) {
         }
     }
     let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
+        .args(["-TERM", &host.child.id().to_string()])
         .status()
         .unwrap();
     assert!(status.success());
-    let mut exited = None;
-    for _ in 0..600 {
-        if let Some(s) = child.try_wait().unwrap() {
-            exited = Some(s);
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let Some(exit) = exited else {
-        child.kill().unwrap();
-        panic!("the host did not stop within a minute of SIGTERM");
-    };
+    let exit = host.exited().await;
     assert!(exit.success(), "{exit:?}");
     spinning.abort();
 }

@@ -68,7 +68,15 @@ impl HostProcess {
         );
     }
 
-    pub fn kill(mut self) {
+    pub fn kill(self) {
+        // Dropping kills it.
+    }
+}
+
+/// A test that fails must not leave its host running: it would hold the test's output
+/// pipe open (and CI waiting) after the test binary ended.
+impl Drop for HostProcess {
+    fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
