@@ -4,9 +4,8 @@
 mod common;
 use common::*;
 
-#[tokio::test]
-async fn seed_sequence_and_not_found() {
-    let dir = tempfile::tempdir().unwrap();
+async fn seed_sequence_and_not_found(backend: Backend) {
+    let dir = backend.data_dir();
     let host = TestHost::start(&["counter"], dir.path()).await;
     let c = client();
     assert_eq!(
@@ -119,12 +118,11 @@ async fn a_host_sized_for_twenty_thousand_live_objects_starts_and_serves() {
     host.stop().await;
 }
 
-#[tokio::test]
-async fn clients_each_see_their_own_increments_in_order_while_others_queue() {
+async fn clients_each_see_their_own_increments_in_order_while_others_queue(backend: Backend) {
     // Requests to an idle object run on their connection's task; requests that find it busy
     // queue in its mailbox. Mixed, every event still runs alone: each client's answers rise,
     // and all of them together are 1..=N, each once.
-    let dir = tempfile::tempdir().unwrap();
+    let dir = backend.data_dir();
     let host = TestHost::start_observed(&["counter"], dir.path(), dohost::Limits::default()).await;
     let c = client();
     let (clients, each) = (16, 100);
@@ -165,4 +163,6 @@ async fn clients_each_see_their_own_increments_in_order_while_others_queue() {
 on_both_backends!(
     thousand_concurrent_increments_on_one_object,
     values_survive_a_restart,
+    seed_sequence_and_not_found,
+    clients_each_see_their_own_increments_in_order_while_others_queue,
 );

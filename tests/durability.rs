@@ -3,8 +3,8 @@
 //! SIGTERM stops it even while a request never finishes.
 
 mod common;
-use common::*;
 use common::process::HostProcess;
+use common::*;
 use std::process::Command;
 use std::time::Duration;
 

@@ -13,9 +13,8 @@ fn instance_of(body: &str) -> String {
     v["instance"].as_str().unwrap().to_string()
 }
 
-#[tokio::test]
-async fn a_panic_fails_one_request_and_the_next_gets_a_fresh_instance() {
-    let dir = tempfile::tempdir().unwrap();
+async fn a_panic_fails_one_request_and_the_next_gets_a_fresh_instance(backend: Backend) {
+    let dir = backend.data_dir();
     let host = TestHost::start(&["test-object", "counter"], dir.path()).await;
     let c = client();
     for _ in 0..3 {
@@ -60,9 +59,8 @@ async fn a_trap_after_writes_leaves_storage_untouched(backend: Backend) {
     host.stop().await;
 }
 
-#[tokio::test]
-async fn an_endless_loop_is_stopped_by_the_cpu_limit() {
-    let dir = tempfile::tempdir().unwrap();
+async fn an_endless_loop_is_stopped_by_the_cpu_limit(backend: Backend) {
+    let dir = backend.data_dir();
     let limits = Limits {
         cpu_per_event: Duration::from_millis(200),
         ..Limits::default()
@@ -88,9 +86,8 @@ async fn an_endless_loop_is_stopped_by_the_cpu_limit() {
     host.stop().await;
 }
 
-#[tokio::test]
-async fn a_memory_bomb_is_stopped_by_the_memory_cap() {
-    let dir = tempfile::tempdir().unwrap();
+async fn a_memory_bomb_is_stopped_by_the_memory_cap(backend: Backend) {
+    let dir = backend.data_dir();
     let limits = Limits {
         memory_per_instance: 16 * 1024 * 1024,
         ..Limits::default()
@@ -107,9 +104,8 @@ async fn a_memory_bomb_is_stopped_by_the_memory_cap() {
     host.stop().await;
 }
 
-#[tokio::test]
-async fn a_stack_overflow_fails_only_its_event() {
-    let dir = tempfile::tempdir().unwrap();
+async fn a_stack_overflow_fails_only_its_event(backend: Backend) {
+    let dir = backend.data_dir();
     let host = TestHost::start(&["test-object"], dir.path()).await;
     let c = client();
     let (s, body) = get(&c, &host.url("/test-object/deep/stack")).await;
@@ -122,11 +118,10 @@ async fn a_stack_overflow_fails_only_its_event() {
     host.stop().await;
 }
 
-#[tokio::test]
-async fn at_max_live_objects_a_new_object_takes_one_idle_instance_slot() {
+async fn at_max_live_objects_a_new_object_takes_one_idle_instance_slot(backend: Backend) {
     // The limit's edge: a fourth object with room for three evicts one idle instance (the
     // one idle longest), not every idle one, and every object keeps answering from storage.
-    let dir = tempfile::tempdir().unwrap();
+    let dir = backend.data_dir();
     // Idle eviction must not be what frees the slots here: an hour.
     let limits = Limits {
         max_live_objects: 3,
@@ -172,12 +167,11 @@ async fn at_max_live_objects_a_new_object_takes_one_idle_instance_slot() {
     host.stop().await;
 }
 
-#[tokio::test]
-async fn a_client_that_gives_up_mid_event_leaves_the_object_working() {
+async fn a_client_that_gives_up_mid_event_leaves_the_object_working(backend: Backend) {
     // A request to an idle object runs on its connection's task; if the client goes away
     // the server may drop that task mid-event, cancelling the guest call. The object must
     // answer the next request (from a fresh instance), not fail on a half-run store.
-    let dir = tempfile::tempdir().unwrap();
+    let dir = backend.data_dir();
     let limits = Limits {
         cpu_per_event: Duration::from_secs(2),
         ..Limits::default()
@@ -399,9 +393,8 @@ fn help_explains_every_flag() {
 /// Guards against a wedge: objects waiting on calls held every instance slot while their
 /// callees waited for a slot without bound, so every new object, and shutdown, waited
 /// forever.
-#[tokio::test]
-async fn calls_from_objects_holding_every_slot_never_wedge_the_host() {
-    let dir = tempfile::tempdir().unwrap();
+async fn calls_from_objects_holding_every_slot_never_wedge_the_host(backend: Backend) {
+    let dir = backend.data_dir();
     let limits = Limits {
         max_live_objects: 4,
         slot_wait: Duration::from_secs(2),
@@ -478,9 +471,8 @@ async fn a_wait_for_an_instance_slot_is_bounded_and_answered_503_with_retry_afte
 
 /// Guards against a shutdown that waits for in-flight requests without end (here a
 /// deferred request with an hour to wait): they get 503, and the host stops.
-#[tokio::test]
-async fn shutdown_answers_waiting_requests_and_finishes() {
-    let dir = tempfile::tempdir().unwrap();
+async fn shutdown_answers_waiting_requests_and_finishes(backend: Backend) {
+    let dir = backend.data_dir();
     let limits = Limits {
         deferred_timeout: Duration::from_secs(3600),
         shutdown_timeout: Duration::from_secs(3600),
@@ -497,9 +489,8 @@ async fn shutdown_answers_waiting_requests_and_finishes() {
 
 /// Guards against a shutdown that never ends when a request never finishes: past
 /// `shutdown_timeout` the host stops anyway.
-#[tokio::test]
-async fn shutdown_is_bounded_by_the_shutdown_timeout() {
-    let dir = tempfile::tempdir().unwrap();
+async fn shutdown_is_bounded_by_the_shutdown_timeout(backend: Backend) {
+    let dir = backend.data_dir();
     let limits = Limits {
         cpu_per_event: Duration::from_secs(3600),
         shutdown_timeout: Duration::from_millis(200),
@@ -740,4 +731,13 @@ async fn a_full_disk_refuses_writes_with_507_and_recovers_once_space_is_freed() 
 on_both_backends!(
     a_trap_after_writes_leaves_storage_untouched,
     idle_objects_are_evicted_and_come_back_from_storage,
+    a_panic_fails_one_request_and_the_next_gets_a_fresh_instance,
+    an_endless_loop_is_stopped_by_the_cpu_limit,
+    a_memory_bomb_is_stopped_by_the_memory_cap,
+    a_stack_overflow_fails_only_its_event,
+    at_max_live_objects_a_new_object_takes_one_idle_instance_slot,
+    a_client_that_gives_up_mid_event_leaves_the_object_working,
+    calls_from_objects_holding_every_slot_never_wedge_the_host,
+    shutdown_answers_waiting_requests_and_finishes,
+    shutdown_is_bounded_by_the_shutdown_timeout,
 );

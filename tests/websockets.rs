@@ -48,9 +48,8 @@ async fn stats(c: &reqwest::Client, host: &TestHost, room: &str) -> Value {
     .unwrap()
 }
 
-#[tokio::test]
-async fn two_clients_chat_and_survive_forced_eviction() {
-    let dir = tempfile::tempdir().unwrap();
+async fn two_clients_chat_and_survive_forced_eviction(backend: Backend) {
+    let dir = backend.data_dir();
     let host = start(dir.path(), Limits::default()).await;
     let rt = host.runtime().clone();
     let c = client();
@@ -363,3 +362,5 @@ async fn messages_sent_just_before_a_close_still_see_the_socket() {
     .await;
     host.stop().await;
 }
+
+on_both_backends!(two_clients_chat_and_survive_forced_eviction,);
