@@ -52,7 +52,8 @@ bench: guests bench-deps bench/workerd/build/counter.js
 	cargo build --release -p dohost -p dohost-bench
 	./target/release/dohost-bench $(BENCH_ARGS)
 
-## wrk from Debian's packages; workerd and esbuild from npm (pinned in bench/package-lock.json).
+## wrk and PostgreSQL 15 from Debian's packages; workerd and esbuild from npm (pinned in
+## bench/package-lock.json).
 bench-deps:
 	@command -v wrk >/dev/null || { \
 		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
@@ -64,6 +65,11 @@ bench-deps:
 		$$SUDO sysctl -q -w vm.max_map_count=262144; }
 	@[ -x bench/node_modules/@cloudflare/workerd-linux-64/bin/workerd ] || \
 		npm ci --prefix bench --no-audit --no-fund
+	@# The PostgreSQL rows start a server of their own.
+	@[ -x /usr/lib/postgresql/15/bin/initdb ] || { \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq postgresql-15 >/dev/null; }
 
 ## The seed's Counter is TypeScript; workerd runs JavaScript, so esbuild strips the types.
 bench/workerd/build/counter.js: bench/workerd/counter.ts

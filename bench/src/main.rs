@@ -5,6 +5,7 @@
 //! arriving in order) must pass or the run fails: a fast wrong answer prints no table.
 
 mod load;
+mod postgres;
 mod probes;
 mod servers;
 
@@ -54,6 +55,9 @@ struct Opts {
     /// Measure only dohost (skips workerd; the ratios are then blank).
     #[arg(long)]
     dohost_only: bool,
+    /// Skip the PostgreSQL rows (which start a PostgreSQL 15 server of their own).
+    #[arg(long)]
+    no_postgres: bool,
 }
 
 /// What one runtime measured.
@@ -81,20 +85,36 @@ async fn main() -> Result<()> {
         root,
     };
     std::fs::create_dir_all(&paths.work)?;
-    for kind in [Kind::Dohost, Kind::Workerd, Kind::Hello] {
+    for kind in [
+        Kind::Dohost,
+        Kind::DohostPostgres,
+        Kind::Workerd,
+        Kind::Hello,
+    ] {
         let _ = std::fs::remove_dir_all(paths.data(kind));
         let _ = std::fs::remove_file(paths.log(kind));
     }
 
     let ceiling = measure_ceiling(&opts, &paths).await?;
     let dohost = measure(Kind::Dohost, &opts, &paths).await?;
+    let on_postgres = if opts.no_postgres {
+        None
+    } else {
+        let pg = postgres::Postgres::start()?;
+        let f = measure_throughput(Kind::DohostPostgres, &opts, &paths, Some(&pg.url())).await;
+        pg.stop()?;
+        Some(f?)
+    };
     let workerd = if opts.dohost_only {
         None
     } else {
         Some(measure(Kind::Workerd, &opts, &paths).await?)
     };
 
-    let table = table(&opts, &dohost, workerd.as_ref(), &ceiling);
+    let mut table = table(&opts, &dohost, workerd.as_ref(), &ceiling);
+    if let Some(pg) = &on_postgres {
+        table.push_str(&postgres_table(&opts, pg, workerd.as_ref(), &ceiling));
+    }
     println!("\n{table}");
     std::fs::write(paths.work.join("latest.md"), &table)?;
     println!(
@@ -191,7 +211,7 @@ async fn measure(kind: Kind, opts: &Opts, paths: &Paths) -> Result<Figures> {
 
     // increment spread over `objects` objects: the sum is checked the same way.
     let spread_prefix = match kind {
-        Kind::Dohost => "/counter/spread-",
+        Kind::Dohost | Kind::DohostPostgres => "/counter/spread-",
         _ => "/spread-",
     };
     let mut spread = wrk_load(opts, &base, spread_prefix, "/increment");
@@ -271,6 +291,113 @@ async fn measure(kind: Kind, opts: &Opts, paths: &Paths) -> Result<Figures> {
 
     s.kill().await?;
     Ok(f)
+}
+
+/// The throughput workloads only (get, increment one object, increment spread), then a
+/// SIGKILL and restart that must find every acknowledged increment: for dohost on
+/// PostgreSQL.
+async fn measure_throughput(
+    kind: Kind,
+    opts: &Opts,
+    paths: &Paths,
+    storage: Option<&str>,
+) -> Result<Figures> {
+    eprintln!("== {}", kind.label());
+    let max_live = opts.objects + 100;
+    let client = probes::client();
+    let mut s = Server::start_with(kind, paths, max_live, storage).await?;
+    let base = s.url("");
+    let mut f = Figures::default();
+    probes::get_text(
+        &client,
+        &s.url(&kind.counter_path("bench-get", "increment")),
+    )
+    .await?;
+    let get_path = kind.counter_path("bench-get", "get");
+    f.get = load::median_of(
+        opts.get_runs,
+        &wrk_load(opts, &base, &get_path, ""),
+        &paths.work,
+        |r| check_clean(kind, "get", r),
+    )
+    .await?;
+    eprintln!("   get one object: {:.0}/s", f.get.rps());
+    let inc_path = kind.counter_path("bench-inc", "increment");
+    f.inc_one = load::run(&wrk_load(opts, &base, &inc_path, ""), &paths.work).await?;
+    check_clean(kind, "increment", &f.inc_one)?;
+    let one = counter(&client, &s, "bench-inc").await?;
+    check_count(kind, "increment one object", one, &f.inc_one, opts)?;
+    eprintln!("   increment one object: {:.0}/s", f.inc_one.rps());
+    let mut spread = wrk_load(opts, &base, "/counter/spread-", "/increment");
+    spread.spread = opts.objects;
+    f.inc_spread = load::run(&spread, &paths.work).await?;
+    check_clean(kind, "spread increment", &f.inc_spread)?;
+    let sum = counter_sum(&client, &s, "spread-", opts.objects).await?;
+    check_count(kind, "increment spread", sum, &f.inc_spread, opts)?;
+    eprintln!(
+        "   increment {} objects: {:.0}/s",
+        opts.objects,
+        f.inc_spread.rps()
+    );
+    s.kill().await?;
+    s = Server::start_with(kind, paths, max_live, storage).await?;
+    let one_after = counter(&client, &s, "bench-inc").await?;
+    let sum_after = counter_sum(&client, &s, "spread-", opts.objects).await?;
+    ensure!(
+        one_after == one && sum_after == sum,
+        "{}: after SIGKILL and restart the counters read {one_after} and {sum_after}, \
+         before {one} and {sum}",
+        kind.label()
+    );
+    eprintln!("   SIGKILL + restart: counters intact");
+    s.kill().await?;
+    Ok(f)
+}
+
+/// The PostgreSQL rows, under the main table.
+fn postgres_table(opts: &Opts, p: &Figures, w: Option<&Figures>, c: &Figures) -> String {
+    let mut out = String::from(
+        "
+| dohost on PostgreSQL 15 (same machine, fsync on) | dohost | workerd | dohost vs \
+         workerd | vs ceiling (axum hello) | target |\n| --- | ---: | ---: | ---: | --- | --- |\n",
+    );
+    let rows = [
+        ("get, one object", &p.get, w.map(|w| &w.get), None),
+        (
+            "increment, one object",
+            &p.inc_one,
+            w.map(|w| &w.inc_one),
+            None,
+        ),
+        (
+            &*format!("increment, {} objects", opts.objects),
+            &p.inc_spread,
+            w.map(|w| &w.inc_spread),
+            Some(5.0),
+        ),
+    ];
+    for (name, dr, wr, target) in rows {
+        let ratio = wr.map(|w| dr.rps() / w.rps());
+        let target = match target {
+            Some(t) => format!(
+                "{}; ",
+                mark(ratio.map(|r| r >= t), &format!("≥ {t}× workerd"))
+            ),
+            None => String::new(),
+        };
+        out.push_str(&format!(
+            "| {name} (req/s; p99) | {} ; {} | {} | {} | {:.0}% of {} | {}{} |\n",
+            rate(dr.rps()),
+            ms(dr.p99),
+            wr.map_or("-".into(), |w| format!("{} ; {}", rate(w.rps()), ms(w.p99))),
+            ratio.map_or("-".into(), times),
+            100.0 * dr.rps() / c.get.rps(),
+            rate(c.get.rps()),
+            target,
+            mark(wr.map(|w| dr.p99 < w.p99), "p99 below workerd"),
+        ));
+    }
+    out
 }
 
 /// A run only counts if every answer was a success and nothing timed out.

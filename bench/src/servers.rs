@@ -12,6 +12,8 @@ use tokio::process::{Child, Command};
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum Kind {
     Dohost,
+    /// dohost with its data in PostgreSQL (`--storage`).
+    DohostPostgres,
     Workerd,
     Hello,
 }
@@ -20,6 +22,7 @@ impl Kind {
     pub fn label(self) -> &'static str {
         match self {
             Kind::Dohost => "dohost",
+            Kind::DohostPostgres => "dohost-postgres",
             Kind::Workerd => "workerd",
             Kind::Hello => "axum hello",
         }
@@ -29,7 +32,7 @@ impl Kind {
     /// put the binding first, the workerd front worker routes `/{name}/{action}`.
     pub fn counter_path(self, name: &str, action: &str) -> String {
         match self {
-            Kind::Dohost => format!("/counter/{name}/{action}"),
+            Kind::Dohost | Kind::DohostPostgres => format!("/counter/{name}/{action}"),
             Kind::Workerd | Kind::Hello => format!("/{name}/{action}"),
         }
     }
@@ -37,7 +40,7 @@ impl Kind {
     /// The WebSocket path that joins the broadcast room `room` as `member`.
     pub fn room_path(self, room: &str, member: &str) -> String {
         match self {
-            Kind::Dohost => format!("/chat-room/{room}/ws?name={member}"),
+            Kind::Dohost | Kind::DohostPostgres => format!("/chat-room/{room}/ws?name={member}"),
             Kind::Workerd | Kind::Hello => format!("/{room}/ws?name={member}"),
         }
     }
@@ -94,14 +97,28 @@ impl Server {
     /// Start `kind` on a fresh loopback port with its data in `paths.data(kind)` (kept, so a
     /// restart after a kill finds what was acknowledged), and wait until it answers.
     pub async fn start(kind: Kind, paths: &Paths, max_live: u32) -> Result<Server> {
+        Self::start_with(kind, paths, max_live, None).await
+    }
+
+    /// Like `start`; dohost keeps its objects' data in the PostgreSQL at `storage`.
+    pub async fn start_with(
+        kind: Kind,
+        paths: &Paths,
+        max_live: u32,
+        storage: Option<&str>,
+    ) -> Result<Server> {
         let addr: SocketAddr = format!("127.0.0.1:{}", free_port()?).parse()?;
         let data = paths.data(kind);
         std::fs::create_dir_all(&data)?;
         let mut cmd = match kind {
-            Kind::Dohost => {
+            Kind::Dohost | Kind::DohostPostgres => {
                 let mut c = Command::new(paths.dohost());
-                c.arg("run")
-                    .arg("--listen")
+                if let Some(url) = storage {
+                    c.arg("run").arg("--storage").arg(url);
+                } else {
+                    c.arg("run");
+                }
+                c.arg("--listen")
                     .arg(addr.to_string())
                     .arg("--data")
                     .arg(&data)
