@@ -94,6 +94,44 @@ async fn a_lost_database_is_answered_503_and_the_host_reconnects() {
     host.stop().await;
 }
 
+/// The connection is lost just after COMMIT reached the database: the outcome is unknown
+/// to the host, so the request gets 500 saying so (not 503: a retry could apply it twice),
+/// and the object is rebuilt from what the database holds, which here includes that write
+/// (its in-memory copy of the object, taken before, must not be used).
+#[tokio::test]
+async fn a_connection_lost_during_commit_is_an_unknown_outcome_rebuilt_from_the_database() {
+    let pg = server();
+    let url = pg.fresh_database();
+    let proxy = Proxy::start(([127, 0, 0, 1], pg.port).into()).await;
+    let through = url.replace(
+        &format!(":{}/", pg.port),
+        &format!(":{}/", proxy.addr.port()),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(&["counter"], dir.path(), dohost::Limits::default());
+    cfg.storage = Some(through);
+    let host = TestHost::start_config(cfg).await;
+    let c = client();
+    let u = |p: &str| host.url(&format!("/counter/unknown{p}"));
+    for n in 1..=3 {
+        assert_eq!(get(&c, &u("/increment")).await, (200, n.to_string()));
+    }
+    // The simple-query message carrying COMMIT.
+    proxy.cut_after(b"COMMIT\0");
+    let (status, body) = get(&c, &u("/increment")).await;
+    assert_eq!(status, 500, "{body}");
+    assert!(body.contains("may or may not be durable"), "{body}");
+    proxy.restore();
+    wait_until("storage works again", || async {
+        get(&c, &host.url("/.well-known/dohost/health")).await.0 == 200
+    })
+    .await;
+    // The database applied it: the object, rebuilt from there, goes on from 4.
+    assert_eq!(get(&c, &u("/get")).await, (200, "4".into()));
+    assert_eq!(get(&c, &u("/increment")).await, (200, "5".into()));
+    host.stop().await;
+}
+
 /// A batch the database refuses with a serialization failure (as CockroachDB does under
 /// contention) is tried again whole: the client sees one success, and the write is there
 /// once.
@@ -183,8 +221,8 @@ async fn a_newer_schema_is_refused_naming_its_version() {
     assert!(err.contains("newer dohost"), "{err}");
 }
 
-/// `dohost migrate` works on PostgreSQL too, and takes no shard: a running host keeps
-/// writing.
+/// `dohost migrate` works on PostgreSQL too (named by the config file's `storage`), and
+/// takes no shard: a running host keeps writing.
 #[tokio::test]
 async fn migrate_applies_to_postgres_without_fencing_a_running_host() {
     let dir = Backend::Postgres.data_dir();
@@ -200,7 +238,10 @@ async fn migrate_applies_to_postgres_without_fencing_a_running_host() {
             "name": "other",
             "durable_objects": {"bindings": [{"name": "C", "class_name": "Counter"}]},
             "migrations": [{"tag": "v1", "new_classes": ["Counter"]}],
-            "dohost": {"components": {"Counter": guest("counter")}},
+            "dohost": {
+                "components": {"Counter": guest("counter")},
+                "storage": database_of(&data).unwrap(),
+            },
         })
         .to_string(),
     )
@@ -208,7 +249,6 @@ async fn migrate_applies_to_postgres_without_fencing_a_running_host() {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_dohost"))
         .args(["migrate", "--config"])
         .arg(&config)
-        .args(storage_args(&data))
         .output()
         .unwrap();
     assert!(

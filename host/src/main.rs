@@ -261,7 +261,7 @@ fn migrate(args: MigrateArgs) -> anyhow::Result<()> {
     if args.storage.is_some() {
         config.storage = args.storage;
     }
-    let db = dohost::backend::open(
+    let db = dohost::backend::open::storage(
         config.storage.as_deref(),
         &config.data_dir,
         // Migrating takes no shards: a running node keeps serving.

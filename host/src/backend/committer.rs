@@ -338,18 +338,33 @@ impl State {
         let Some((error, last)) = &mut self.failing else {
             return Ok(());
         };
-        if error.kind == CommitErrorKind::Fenced {
-            return Err(error.clone());
-        }
-        if last.elapsed() < RECOVERY_INTERVAL {
-            return Err(error.clone());
+        if error.kind == CommitErrorKind::Fenced || last.elapsed() < RECOVERY_INTERVAL {
+            return Err(refusal(error));
         }
         *last = Instant::now();
         if let Err(e) = self.storage.recover() {
             tracing::debug!(error = %format!("{e:#}"), "storage has not recovered yet");
-            return Err(error.clone());
+            return Err(refusal(error));
         }
         Ok(())
+    }
+}
+
+/// Why a batch is refused untried while storage fails: the failure's own error when it
+/// says nothing was written (a full disk, fenced), else "unavailable" — unlike the failure
+/// that started it (an outcome may have been unknown), this batch was never sent.
+fn refusal(failure: &CommitError) -> CommitError {
+    match failure.kind {
+        CommitErrorKind::DiskFull | CommitErrorKind::Fenced | CommitErrorKind::Unavailable => {
+            failure.clone()
+        }
+        _ => CommitError::new(
+            CommitErrorKind::Unavailable,
+            format!(
+                "storage is failing, so nothing was written (try again shortly): {}",
+                failure.message
+            ),
+        ),
     }
 }
 

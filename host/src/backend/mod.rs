@@ -4,6 +4,7 @@
 
 pub mod committer;
 pub mod migrate;
+pub mod open;
 pub mod postgres;
 pub mod redb;
 
@@ -12,7 +13,6 @@ use crate::id::{Namespace, ObjectKey};
 use bytes::Bytes;
 use futures::future::BoxFuture;
 use std::collections::{BTreeMap, HashMap};
-use std::path::Path;
 use std::sync::Arc;
 
 /// A boxed future borrowing the storage: object reads are async, since a database
@@ -73,29 +73,6 @@ pub trait Storage: Send + Sync + 'static {
     /// After a failed commit: makes commits possible again if the cause is gone (redb must
     /// be reopened after an I/O error, a database reconnected); an error while it is not.
     fn recover(&self) -> anyhow::Result<()>;
-}
-
-/// Opens the configured backend: PostgreSQL when `url` is given, else redb under
-/// `data_dir`. A serving node names itself as `owner` and takes every shard, fencing off
-/// any other process that wrote to that database; a tool (`migrate`) passes None and
-/// cannot commit objects' writes.
-pub fn open(
-    url: Option<&str>,
-    data_dir: &Path,
-    owner: Option<&str>,
-) -> anyhow::Result<Arc<dyn Storage>> {
-    Ok(match url {
-        Some(url) => Arc::new(postgres::PostgresStorage::open(url, owner)?),
-        None => Arc::new(redb::RedbStorage::open(data_dir)?),
-    })
-}
-
-/// How this process names itself as a shard's owner: host name and process ID.
-pub fn node_name() -> String {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_string())
-        .unwrap_or_else(|_| "unknown".to_string());
-    format!("{host}:{}", std::process::id())
 }
 
 /// One object's writes within a batch.

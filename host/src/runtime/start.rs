@@ -90,10 +90,10 @@ impl Runtime {
             }
             None => None,
         };
-        let db: Arc<dyn Storage> = backend::open(
+        let db: Arc<dyn Storage> = backend::open::storage(
             config.storage.as_deref(),
             &config.data_dir,
-            Some(&backend::node_name()),
+            Some(&backend::open::node_name()),
         )?;
         if let Some(migrations) = &config.migrations {
             let bound: Vec<(String, String)> = config

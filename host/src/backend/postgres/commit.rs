@@ -3,12 +3,11 @@
 //! kind of failure a failed one was.
 
 use super::PostgresStorage;
+use super::batch::{Additions, Effects, Removals, fold};
 use super::conn::Conn;
-use crate::backend::{AlarmRetry, Failure, FailureKind, Write};
+use crate::backend::{Failure, FailureKind, Write};
 use crate::id::ObjectKey;
-use bytes::Bytes;
-use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
+use std::collections::HashMap;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
 
@@ -17,44 +16,6 @@ type Param<'a> = dyn ToSql + Sync + 'a;
 /// How often a batch refused by a serialization failure (CockroachDB-style 40001, or a
 /// deadlock) is tried again: nothing of it was applied or acknowledged.
 const SERIALIZATION_RETRIES: usize = 5;
-
-/// One object's writes within a batch, folded in order into their final effect.
-#[derive(Default)]
-struct Effect {
-    clear: bool,
-    keys: BTreeMap<String, Option<Bytes>>,
-    alarm: Option<Option<u64>>,
-    /// `Some(None)`: the retry ends; `Some(Some(r))`: the alarm is being retried.
-    retry: Option<Option<AlarmRetry>>,
-    name: Option<Arc<str>>,
-}
-
-fn fold(batch: &[Write<'_>]) -> BTreeMap<ObjectKey, Effect> {
-    let mut effects: BTreeMap<ObjectKey, Effect> = BTreeMap::new();
-    for job in batch {
-        let e = effects.entry(job.object).or_default();
-        let w = job.writes;
-        if w.clear {
-            e.clear = true;
-            e.keys.clear();
-        }
-        e.keys
-            .extend(w.map.iter().map(|(k, v)| (k.clone(), v.clone())));
-        if w.alarm.is_some() {
-            e.alarm = w.alarm;
-        }
-        // A new (or deleted) alarm ends any retry of the old one.
-        match (w.alarm, w.alarm_retry) {
-            (_, Some(r)) => e.retry = Some(Some(r)),
-            (Some(_), None) => e.retry = Some(None),
-            (None, None) => {}
-        }
-        if w.name.is_some() {
-            e.name = w.name.clone();
-        }
-    }
-    effects
-}
 
 /// Where a batch stood when it failed: before COMMIT was sent nothing can have been
 /// applied; after, a lost connection leaves the outcome unknown.
@@ -149,7 +110,7 @@ fn before(e: impl Into<anyhow::Error>) -> Attempt {
 async fn apply(
     db: &PostgresStorage,
     conn: &Conn,
-    effects: &BTreeMap<ObjectKey, Effect>,
+    effects: &Effects,
 ) -> Result<HashMap<ObjectKey, u64>, Attempt> {
     let c = &conn.client;
     if effects.is_empty() {
@@ -160,27 +121,11 @@ async fn apply(
     let mut shards: Vec<i32> = effects.keys().map(|o| db.shard_of(o)).collect();
     shards.sort_unstable();
     shards.dedup();
-    let (mut clear_ns, mut clear_id) = (Vec::new(), Vec::new());
-    let (mut key_ns, mut key_id, mut key_key) = (Vec::new(), Vec::new(), Vec::new());
-    let (mut obj_ns, mut obj_id) = (Vec::new(), Vec::new());
-    for (object, e) in effects {
-        let (ns, id) = (object.namespace as i64, object.id.as_bytes().as_slice());
-        obj_ns.push(ns);
-        obj_id.push(id);
-        if e.clear {
-            clear_ns.push(ns);
-            clear_id.push(id);
-        }
-        for k in e.keys.keys() {
-            key_ns.push(ns);
-            key_id.push(id);
-            key_key.push(k.as_bytes());
-        }
-    }
+    let r = Removals::of(effects);
     let fence_params: [&Param<'_>; 1] = [&shards];
-    let clear_params: [&Param<'_>; 2] = [&clear_ns, &clear_id];
-    let key_params: [&Param<'_>; 3] = [&key_ns, &key_id, &key_key];
-    let obj_params: [&Param<'_>; 2] = [&obj_ns, &obj_id];
+    let clear_params: [&Param<'_>; 2] = [&r.clear_ns, &r.clear_id];
+    let key_params: [&Param<'_>; 3] = [&r.key_ns, &r.key_id, &r.key_key];
+    let obj_params: [&Param<'_>; 2] = [&r.obj_ns, &r.obj_id];
     let phase_a = async {
         futures::try_join!(
             c.simple_query("BEGIN"),
@@ -222,96 +167,31 @@ async fn apply(
             fenced: true,
         });
     }
-    // Each object's new size: its old size, less what the deleted and overwritten keys
-    // held, plus what is written (sizes count keys plus values, as redb's).
-    let mut current: HashMap<ObjectKey, Row> = HashMap::new();
-    for r in &rows {
-        current.insert(
-            key_of(r.get(0), r.get(1)),
-            Row {
-                size: r.get(2),
-                name: r.get(3),
-                alarm: r.get(4),
-                retry_count: r.get(5),
-                retry_at: r.get(6),
-            },
-        );
-    }
-    let mut freed: HashMap<ObjectKey, i64> = HashMap::new();
-    for r in &deleted {
-        let len: i32 = r.get(2);
-        *freed.entry(key_of(r.get(0), r.get(1))).or_default() += len as i64;
-    }
-    let (mut ins_ns, mut ins_id, mut ins_key, mut ins_val) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    let mut up = Upserts::default();
-    let mut sizes = HashMap::new();
-    for (object, e) in effects {
-        let (ns, id) = (object.namespace as i64, object.id.as_bytes().as_slice());
-        let mut row = current.remove(object).unwrap_or_default();
-        let mut size = if e.clear { 0 } else { row.size };
-        size -= freed.get(object).copied().unwrap_or(0);
-        for (k, v) in &e.keys {
-            if let Some(v) = v {
-                ins_ns.push(ns);
-                ins_id.push(id);
-                ins_key.push(k.as_bytes());
-                ins_val.push(v.as_ref());
-                size += (k.len() + v.len()) as i64;
-            }
-        }
-        row.size = size.max(0);
-        if let Some(alarm) = e.alarm {
-            row.alarm = alarm.map(|a| a as i64);
-        }
-        match e.retry {
-            Some(Some(r)) => {
-                row.retry_count = Some(r.count as i32);
-                row.retry_at = Some(r.at as i64);
-            }
-            Some(None) => (row.retry_count, row.retry_at) = (None, None),
-            None => {}
-        }
-        if let Some(name) = &e.name {
-            row.name = Some(name.to_string());
-        }
-        sizes.insert(*object, row.size as u64);
-        up.push(ns, id, row);
-    }
+    let add = Additions::of(effects, &rows, &deleted);
+    let insert_params: [&Param<'_>; 4] = [&add.ins_ns, &add.ins_id, &add.ins_key, &add.ins_val];
+    let upsert_params: [&Param<'_>; 7] = [
+        &add.ns,
+        &add.id,
+        &add.size,
+        &add.name,
+        &add.alarm,
+        &add.retry_count,
+        &add.retry_at,
+    ];
     let phase_b = async {
         futures::try_join!(
-            async {
-                c.execute(&conn.insert, &[&ins_ns, &ins_id, &ins_key, &ins_val])
-                    .await
-                    .map_err(committing)
-            },
-            async {
-                let p = &up;
-                c.execute(
-                    &conn.upsert_objects,
-                    &[
-                        &p.ns,
-                        &p.id,
-                        &p.size,
-                        &p.name,
-                        &p.alarm,
-                        &p.retry_count,
-                        &p.retry_at,
-                    ],
-                )
-                .await
-                .map_err(committing)
-            },
-            async { c.simple_query("COMMIT").await.map_err(committing) },
+            c.execute(&conn.insert, &insert_params),
+            c.execute(&conn.upsert_objects, &upsert_params),
+            c.simple_query("COMMIT"),
         )
     };
     match phase_b.await {
-        Ok(_) => Ok(sizes),
-        Err(a) => {
+        Ok(_) => Ok(add.sizes),
+        Err(e) => {
             // A refused statement aborts the transaction, and COMMIT then rolls it back;
             // a lost connection loses it unless COMMIT had already been applied.
             rollback(c).await;
-            Err(a)
+            Err(committing(e))
         }
     }
 }
@@ -319,46 +199,4 @@ async fn apply(
 /// Ends a failed transaction (best effort: on a lost connection there is none left).
 async fn rollback(c: &tokio_postgres::Client) {
     let _ = c.simple_query("ROLLBACK").await;
-}
-
-fn key_of(ns: i64, id: &[u8]) -> ObjectKey {
-    let id: [u8; crate::id::ID_BYTES] = id.try_into().unwrap_or([0; crate::id::ID_BYTES]);
-    ObjectKey {
-        namespace: ns as u64,
-        id: crate::id::ObjectId::from_bytes(id),
-    }
-}
-
-/// An object's row in `dohost.objects`.
-#[derive(Default)]
-struct Row {
-    size: i64,
-    name: Option<String>,
-    alarm: Option<i64>,
-    retry_count: Option<i32>,
-    retry_at: Option<i64>,
-}
-
-/// The object rows of a batch, as arrays (one `unnest` upsert).
-#[derive(Default)]
-struct Upserts<'a> {
-    ns: Vec<i64>,
-    id: Vec<&'a [u8]>,
-    size: Vec<i64>,
-    name: Vec<Option<String>>,
-    alarm: Vec<Option<i64>>,
-    retry_count: Vec<Option<i32>>,
-    retry_at: Vec<Option<i64>>,
-}
-
-impl<'a> Upserts<'a> {
-    fn push(&mut self, ns: i64, id: &'a [u8], row: Row) {
-        self.ns.push(ns);
-        self.id.push(id);
-        self.size.push(row.size);
-        self.name.push(row.name);
-        self.alarm.push(row.alarm);
-        self.retry_count.push(row.retry_count);
-        self.retry_at.push(row.retry_at);
-    }
 }

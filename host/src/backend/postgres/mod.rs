@@ -1,17 +1,20 @@
 //! The PostgreSQL backend (`--storage postgres://…`): the same semantics as redb, a commit
 //! batch as one transaction, and fenced commits so that two processes on one database can
 //! never both write. Rooms: `conn` (connections), `schema` (tables and statements),
-//! `commit` (the write path), `classes` (classes and migrations).
+//! `read` (object reads and preloads), `commit` (the write path) and `batch` (its arrays),
+//! `classes` (classes and migrations).
 
+mod batch;
 mod classes;
 mod commit;
 mod conn;
+mod read;
 mod schema;
 
 pub use conn::redact;
 
 use crate::backend::{
-    Failure, MigrationReport, ObjectMeta, Preload, ReadFuture, Storage, StoredAlarm, Write,
+    Failure, MigrationReport, ObjectMeta, ReadFuture, Storage, StoredAlarm, Write,
 };
 use crate::config::migration::Migration;
 use crate::id::{Namespace, ObjectKey};
@@ -21,7 +24,6 @@ use conn::{Conn, Readers};
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Mutex;
-use tokio_postgres::types::ToSql;
 
 /// Objects storing at most this many bytes are read whole at activation, in one query, and
 /// then answered from memory.
@@ -133,140 +135,6 @@ impl PostgresStorage {
     fn epoch(&self, shard: i32) -> i64 {
         self.epochs[shard as usize]
     }
-
-    async fn reader(&self) -> Result<std::sync::Arc<Conn>> {
-        self.readers
-            .get(&self.config, self.rt().handle(), &self.url)
-            .await
-    }
-
-    async fn read_value(&self, object: &ObjectKey, key: &str) -> Result<Option<Bytes>> {
-        let c = self.reader().await?;
-        let (ns, id) = (object.namespace as i64, object.id.as_bytes().as_slice());
-        let row = c
-            .client
-            .query_opt(&c.get, &[&ns, &id, &key.as_bytes()])
-            .await?;
-        Ok(row.map(|r| Bytes::from(r.get::<_, Vec<u8>>(0))))
-    }
-
-    async fn read_range(
-        &self,
-        object: &ObjectKey,
-        lower: &[u8],
-        upper: Option<&[u8]>,
-        reverse: bool,
-        limit: usize,
-    ) -> Result<Vec<(String, Bytes)>> {
-        let c = self.reader().await?;
-        let (ns, id) = (object.namespace as i64, object.id.as_bytes().as_slice());
-        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let rows = match (upper, reverse) {
-            (None, false) => c.client.query(&c.scan, &[&ns, &id, &lower, &limit]).await?,
-            (None, true) => {
-                c.client
-                    .query(&c.scan_rev, &[&ns, &id, &lower, &limit])
-                    .await?
-            }
-            (Some(u), false) => {
-                c.client
-                    .query(&c.scan_upper, &[&ns, &id, &lower, &limit, &u])
-                    .await?
-            }
-            (Some(u), true) => {
-                c.client
-                    .query(&c.scan_rev_upper, &[&ns, &id, &lower, &limit, &u])
-                    .await?
-            }
-        };
-        rows.into_iter().map(entry).collect()
-    }
-
-    async fn read_alarm(&self, object: &ObjectKey) -> Result<Option<u64>> {
-        let c = self.reader().await?;
-        let (ns, id) = (object.namespace as i64, object.id.as_bytes().as_slice());
-        let row = c.client.query_opt(&c.alarm, &[&ns, &id]).await?;
-        Ok(row
-            .and_then(|r| r.get::<_, Option<i64>>(0))
-            .map(|a| a as u64))
-    }
-
-    /// The object's row and, when it is small, all its entries: two statements, pipelined.
-    async fn read_meta(&self, object: &ObjectKey) -> Result<ObjectMeta> {
-        let c = self.reader().await?;
-        let (ns, id) = (object.namespace as i64, object.id.as_bytes().as_slice());
-        let meta_params: [&(dyn ToSql + Sync); 2] = [&ns, &id];
-        let preload_params: [&(dyn ToSql + Sync); 3] = [&ns, &id, &PRELOAD_MAX_BYTES];
-        let (meta, entries) = futures::try_join!(
-            c.client.query_opt(&c.meta, &meta_params),
-            c.client.query(&c.preload, &preload_params),
-        )?;
-        let (size, name, alarm) = match &meta {
-            Some(r) => (
-                r.get::<_, i64>(0),
-                r.get::<_, Option<String>>(1),
-                r.get::<_, Option<i64>>(2),
-            ),
-            None => (0, None, None),
-        };
-        let preload = if size <= PRELOAD_MAX_BYTES {
-            Some(Preload {
-                entries: entries.into_iter().map(entry).collect::<Result<_>>()?,
-                alarm: alarm.map(|a| a as u64),
-            })
-        } else {
-            None
-        };
-        Ok(ObjectMeta {
-            size: size as u64,
-            name,
-            preload,
-        })
-    }
-
-    fn read_all_alarms(&self) -> Result<Vec<StoredAlarm>> {
-        let rows = self.block_on(async {
-            let c = self.reader().await?;
-            let rows = c
-                .client
-                .query(
-                    "SELECT ns, id, alarm, retry_count, retry_at FROM dohost.objects \
-                     WHERE alarm IS NOT NULL",
-                    &[],
-                )
-                .await?;
-            anyhow::Ok(rows)
-        })?;
-        rows.into_iter()
-            .map(|r| {
-                let id: &[u8] = r.get(1);
-                let id: [u8; crate::id::ID_BYTES] = id
-                    .try_into()
-                    .context("an object row has a malformed ID: the database is corrupt")?;
-                let retry = match (r.get::<_, Option<i32>>(3), r.get::<_, Option<i64>>(4)) {
-                    (Some(count), Some(at)) => Some(crate::backend::AlarmRetry {
-                        count: count as u32,
-                        at: at as u64,
-                    }),
-                    _ => None,
-                };
-                Ok(StoredAlarm {
-                    object: ObjectKey {
-                        namespace: r.get::<_, i64>(0) as u64,
-                        id: crate::id::ObjectId::from_bytes(id),
-                    },
-                    at: r.get::<_, i64>(2) as u64,
-                    retry,
-                })
-            })
-            .collect()
-    }
-}
-
-fn entry(r: tokio_postgres::Row) -> Result<(String, Bytes)> {
-    let key = String::from_utf8(r.get::<_, Vec<u8>>(0))
-        .context("a stored key is not UTF-8: the database is corrupt")?;
-    Ok((key, Bytes::from(r.get::<_, Vec<u8>>(1))))
 }
 
 impl Drop for PostgresStorage {
