@@ -9,7 +9,7 @@ WASM_TARGET := wasm32-wasip2
 LISTEN      ?= 127.0.0.1:8787
 DATA        ?= data
 
-.PHONY: run test test-deps bench bench-deps guests rust-guests build wasm-target browser-deps lint clean
+.PHONY: run test test-deps build-deps bench bench-deps guests rust-guests build wasm-target browser-deps lint clean
 
 COMPONENTIZE_PY := 0.25.1
 
@@ -19,15 +19,16 @@ run: guests build
 		$(foreach g,$(EXAMPLES),$(GUEST_OUT)/$(g).wasm)
 
 ## The whole test suite.
-test: guests browser-deps test-deps
+test: test-deps guests browser-deps
 	cargo test --workspace
 	@# The SDK's doc examples compile for the host (wit-bindgen stubs the imports there);
 	@# none runs, since only the host can answer an object's imports.
 	cargo test --doc --manifest-path sdk/Cargo.toml --target-dir target/sdk-host
 
-## curl for the README quick-start test, and PostgreSQL 15 (server and psql) for the tests
-## that run on it: they start their own server from a temp dir (Debian packages).
-test-deps:
+## curl for the README quick-start test, PostgreSQL 15 (server and psql) and etcd for the
+## tests that run on them (they start their own servers from temp dirs), and protoc, which
+## the etcd client's build needs (Debian packages).
+test-deps: build-deps
 	@command -v curl >/dev/null || { \
 		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 		$$SUDO apt-get update -qq && \
@@ -36,6 +37,17 @@ test-deps:
 		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 		$$SUDO apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq postgresql-15 postgresql-client-15 >/dev/null; }
+	@command -v etcd >/dev/null || { \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq etcd-server >/dev/null; }
+
+## protoc: the etcd client compiles etcd's .proto files when the host builds.
+build-deps:
+	@command -v protoc >/dev/null || { \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq protobuf-compiler >/dev/null; }
 
 ## Debian's Chromium and the pinned Playwright driver for the browser test.
 browser-deps:
@@ -48,7 +60,7 @@ browser-deps:
 
 ## dohost against workerd and a bare axum server, one table (see bench/RESULTS.md).
 ## BENCH_ARGS passes options through, e.g. BENCH_ARGS="--duration 3".
-bench: guests bench-deps bench/workerd/build/counter.js
+bench: build-deps guests bench-deps bench/workerd/build/counter.js
 	cargo build --release -p dohost -p dohost-bench
 	./target/release/dohost-bench $(BENCH_ARGS)
 
@@ -104,14 +116,14 @@ $(GUEST_OUT)/counter-js.wasm: guests/counter-js/counter.js guests/counter-js/pac
 		-d http fetch-event -o ../../$@
 
 ## The host binary, optimised.
-build:
+build: build-deps
 	cargo build --release -p dohost
 
 wasm-target:
 	@rustup target list --installed | grep -qx $(WASM_TARGET) || rustup target add $(WASM_TARGET)
 
 ## Formatting and lints, as CI wants them.
-lint:
+lint: build-deps
 	cargo fmt --all --check
 	cargo clippy --all-targets -- -D warnings
 	cd guests && cargo fmt --all --check && cargo clippy --target $(WASM_TARGET) --target-dir ../$(GUEST_BUILD) -- -D warnings

@@ -29,6 +29,7 @@
 //!   migration entries. [`id`]: object IDs, keys and namespaces.
 
 pub mod backend;
+pub mod cluster;
 pub mod config;
 pub mod edge;
 pub mod id;

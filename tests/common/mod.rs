@@ -2,6 +2,7 @@
 //! 127.0.0.1:0 with a data directory, talk to it with reqwest.
 #![allow(dead_code)]
 
+pub mod etcd;
 pub mod postgres;
 pub mod process;
 pub mod proxy;

@@ -1,0 +1,68 @@
+//! A real etcd for the tests (Debian's `etcd-server`): one member per test that asks,
+//! started from a temp data dir on free loopback ports, stopped by its PID when dropped.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+
+pub struct Etcd {
+    pub client_url: String,
+    child: Child,
+    _dir: tempfile::TempDir,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn binary() -> PathBuf {
+    let path = PathBuf::from(std::env::var("DOHOST_ETCD").unwrap_or_else(|_| "etcd".into()));
+    path
+}
+
+impl Etcd {
+    /// Starts a one-member etcd and waits until it answers its health check.
+    pub async fn start() -> Etcd {
+        let dir = tempfile::tempdir().unwrap();
+        let (client, peer) = (free_port(), free_port());
+        let client_url = format!("http://127.0.0.1:{client}");
+        let peer_url = format!("http://127.0.0.1:{peer}");
+        let child = Command::new(binary())
+            .arg("--data-dir")
+            .arg(dir.path().join("data"))
+            .args(["--listen-client-urls", &client_url])
+            .args(["--advertise-client-urls", &client_url])
+            .args(["--listen-peer-urls", &peer_url])
+            .args(["--initial-advertise-peer-urls", &peer_url])
+            .args(["--initial-cluster", &format!("default={peer_url}")])
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.path().join("etcd.log")).unwrap())
+            .spawn()
+            .expect("start etcd (Debian's etcd-server: run `make test-deps`)");
+        let etcd = Etcd {
+            client_url,
+            child,
+            _dir: dir,
+        };
+        let health = format!("{}/health", etcd.client_url);
+        let c = reqwest::Client::new();
+        super::wait_until("etcd answers its health check", || async {
+            match c.get(&health).send().await {
+                Ok(r) => r.text().await.is_ok_and(|t| t.contains("true")),
+                Err(_) => false,
+            }
+        })
+        .await;
+        etcd
+    }
+}
+
+impl Drop for Etcd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
