@@ -18,9 +18,9 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// Debian's etcd-server puts `etcd` on the PATH; `DOHOST_ETCD` overrides.
 fn binary() -> PathBuf {
-    let path = PathBuf::from(std::env::var("DOHOST_ETCD").unwrap_or_else(|_| "etcd".into()));
-    path
+    PathBuf::from(std::env::var("DOHOST_ETCD").unwrap_or_else(|_| "etcd".into()))
 }
 
 impl Etcd {
