@@ -265,7 +265,7 @@ fn migrate(args: MigrateArgs) -> anyhow::Result<()> {
         config.storage.as_deref(),
         &config.data_dir,
         // Migrating takes no shards: a running node keeps serving.
-        None,
+        dohost::backend::Role::Tool,
     )?;
     let bound: Vec<(String, String)> = config
         .classes

@@ -281,12 +281,23 @@ impl State {
                             failure.error
                         ),
                     ),
+                    FailureKind::ShardMoved => CommitError::new(
+                        CommitErrorKind::Unavailable,
+                        format!(
+                            "this object's shard is not held by this node (it moved); \
+                             nothing was written: {:#}",
+                            failure.error
+                        ),
+                    ),
                     FailureKind::Io | FailureKind::Other => CommitError::new(
                         CommitErrorKind::Failed,
                         format!("storage commit failed: {:#}", failure.error),
                     ),
                 };
-                if failure.kind == FailureKind::Fenced {
+                if failure.kind == FailureKind::ShardMoved {
+                    // Only this shard: the node and its other shards go on.
+                    tracing::warn!(error = %format!("{:#}", failure.error), "a shard moved away");
+                } else if failure.kind == FailureKind::Fenced {
                     // Not a failure to recover from: another node owns the data now.
                     self.listener.fenced(&error.message);
                     self.health.set(Some(error.clone()));

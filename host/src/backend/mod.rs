@@ -73,6 +73,37 @@ pub trait Storage: Send + Sync + 'static {
     /// After a failed commit: makes commits possible again if the cause is gone (redb must
     /// be reopened after an I/O error, a database reconnected); an error while it is not.
     fn recover(&self) -> anyhow::Result<()>;
+
+    /// How many shards objects are grouped in for fencing (1 where there is no fencing).
+    fn shard_count(&self) -> u32 {
+        1
+    }
+
+    /// A cluster node takes each `(shard, epoch)` whose holder has no newer epoch;
+    /// answers the shards taken. Only shared storage can.
+    fn take_shards(&self, _claims: &[(u32, i64)], _owner: &str) -> anyhow::Result<Vec<u32>> {
+        anyhow::bail!(
+            "this storage cannot be shared by a cluster: run the nodes with --storage \
+             postgres://…"
+        )
+    }
+
+    /// Gives a shard up on this node: its commits are refused from now on.
+    fn drop_shard(&self, _shard: u32) {}
+}
+
+/// What a process opening shared storage does with its shards (redb is never shared:
+/// it ignores this).
+#[derive(Clone, Copy, Debug)]
+pub enum Role<'a> {
+    /// A single node, named: takes every shard at once (fencing off any process that
+    /// held them), and stops if another process takes them.
+    Single(&'a str),
+    /// A cluster node, named: takes shards one by one as etcd grants them
+    /// (`fence_shard`); a shard taken by another node is given up, not fatal.
+    Cluster(&'a str),
+    /// A tool (`migrate`): takes no shard and cannot commit objects' writes.
+    Tool,
 }
 
 /// One object's writes within a batch.
@@ -100,9 +131,12 @@ pub enum FailureKind {
     /// The connection was lost after COMMIT was sent: the batch may or may not have been
     /// applied.
     Unknown,
-    /// Another node took over a shard this batch writes (its epoch in `shard_fence` is
-    /// newer than ours): nothing was applied, and this node must stop writing.
+    /// Another process took over a shard this batch writes (its epoch in `shard_fence` is
+    /// newer than ours): nothing was applied, and this single node must stop writing.
     Fenced,
+    /// In a cluster, a shard this batch writes is not (or no longer) held by this node:
+    /// nothing was applied; the shard is given up here, the node goes on.
+    ShardMoved,
     /// The backend refused the batch for another reason.
     Other,
 }

@@ -1,22 +1,24 @@
 //! Which backend a host runs on: PostgreSQL when a URL is configured, else redb.
 
-use super::Storage;
+use super::{Role, Storage};
 use super::postgres::PostgresStorage;
 use super::redb::RedbStorage;
 use std::path::Path;
 use std::sync::Arc;
 
 /// Opens the configured backend: PostgreSQL when `url` is given, else redb under
-/// `data_dir`. A serving node names itself as `owner` and takes every shard, fencing off
-/// any other process that wrote to that database; a tool (`migrate`) passes None and
-/// cannot commit objects' writes.
+/// `data_dir`. On PostgreSQL, `role` says which shards this process takes (see `Role`);
+/// a cluster needs PostgreSQL.
 pub fn storage(
     url: Option<&str>,
     data_dir: &Path,
-    owner: Option<&str>,
+    role: Role<'_>,
 ) -> anyhow::Result<Arc<dyn Storage>> {
     Ok(match url {
-        Some(url) => Arc::new(PostgresStorage::open(url, owner)?),
+        Some(url) => Arc::new(PostgresStorage::open(url, role)?),
+        None if matches!(role, Role::Cluster(_)) => anyhow::bail!(
+            "a cluster keeps its data in PostgreSQL: give every node --storage postgres://…"
+        ),
         None => Arc::new(RedbStorage::open(data_dir)?),
     })
 }

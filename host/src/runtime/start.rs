@@ -93,7 +93,7 @@ impl Runtime {
         let db: Arc<dyn Storage> = backend::open::storage(
             config.storage.as_deref(),
             &config.data_dir,
-            Some(&backend::open::node_name()),
+            backend::Role::Single(&backend::open::node_name()),
         )?;
         if let Some(migrations) = &config.migrations {
             let bound: Vec<(String, String)> = config

@@ -48,8 +48,14 @@ impl PostgresStorage {
                 Err(a) => a,
             };
             if attempt.fenced {
+                self.put_writer(conn);
+                let kind = if self.held.is_cluster() {
+                    FailureKind::ShardMoved
+                } else {
+                    FailureKind::Fenced
+                };
                 return Err(Failure {
-                    kind: FailureKind::Fenced,
+                    kind,
                     error: attempt.error,
                 });
             }
@@ -118,9 +124,16 @@ async fn apply(
         c.simple_query("SELECT 1").await.map_err(before)?;
         return Ok(HashMap::new());
     }
-    let mut shards: Vec<i32> = effects.keys().map(|o| db.shard_of(o)).collect();
+    let mut shards: Vec<i32> = effects.keys().map(|o| db.shard_of(o) as i32).collect();
     shards.sort_unstable();
     shards.dedup();
+    if let Some(s) = shards.iter().find(|s| db.held.epoch(**s as u32).is_none()) {
+        return Err(Attempt {
+            stage: Stage::Before,
+            error: anyhow::anyhow!("this node does not hold shard {s}"),
+            fenced: true,
+        });
+    }
     let r = Removals::of(effects);
     let fence_params: [&Param<'_>; 1] = [&shards];
     let clear_params: [&Param<'_>; 2] = [&r.clear_ns, &r.clear_id];
@@ -146,14 +159,17 @@ async fn apply(
         let shard: i32 = row.get(0);
         let epoch: i64 = row.get(1);
         let owner: &str = row.get(2);
-        let ours = db.epoch(shard);
-        if epoch != ours {
+        let ours = db.held.epoch(shard as u32);
+        if Some(epoch) != ours {
             rollback(c).await;
+            // Another node took the shard: this one gives it up.
+            db.drop_shard(shard as u32);
             return Err(Attempt {
                 stage: Stage::Before,
                 error: anyhow::anyhow!(
                     "shard {shard} is now at epoch {epoch}, held by {owner:?} (this node \
-                     holds epoch {ours})"
+                     held epoch {})",
+                    ours.unwrap_or(0)
                 ),
                 fenced: true,
             });

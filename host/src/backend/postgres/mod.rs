@@ -2,19 +2,20 @@
 //! batch as one transaction, and fenced commits so that two processes on one database can
 //! never both write. Rooms: `conn` (connections), `schema` (tables and statements),
 //! `read` (object reads and preloads), `commit` (the write path) and `batch` (its arrays),
-//! `classes` (classes and migrations).
+//! `classes` (classes and migrations), `fence` (the shards this node holds).
 
 mod batch;
 mod classes;
 mod commit;
 mod conn;
+mod fence;
 mod read;
 mod schema;
 
 pub use conn::redact;
 
 use crate::backend::{
-    Failure, MigrationReport, ObjectMeta, ReadFuture, Storage, StoredAlarm, Write,
+    Failure, MigrationReport, ObjectMeta, ReadFuture, Role, Storage, StoredAlarm, Write,
 };
 use crate::config::migration::Migration;
 use crate::id::{Namespace, ObjectKey};
@@ -40,15 +41,14 @@ pub struct PostgresStorage {
     readers: Readers,
     /// The committer's connection (only the committer thread commits).
     writer: Mutex<Option<Conn>>,
-    /// This node's epoch of each shard, taken at start.
-    epochs: Vec<i64>,
+    /// The shards this node holds, with their epochs (see `fence`).
+    held: fence::Held,
 }
 
 impl PostgresStorage {
-    /// Connects, creates or checks the schema, and takes every shard for `owner` (which
-    /// fences off any process that held them); without an owner no shard is taken and
-    /// commits are refused. Errors name the URL, password redacted.
-    pub fn open(url: &str, owner: Option<&str>) -> Result<PostgresStorage> {
+    /// Connects, creates or checks the schema, and takes shards as `role` says. Errors
+    /// name the URL, password redacted.
+    pub fn open(url: &str, role: Role<'_>) -> Result<PostgresStorage> {
         let shown = redact(url);
         let config: tokio_postgres::Config = url
             .parse()
@@ -65,23 +65,25 @@ impl PostgresStorage {
             rt: Some(rt),
             readers: Readers::new(),
             writer: Mutex::new(None),
-            epochs: Vec::new(),
+            held: fence::Held::default(),
         };
-        let (writer, epochs) = db
+        let (writer, shards, epochs) = db
             .block_on(async {
                 let mut client = conn::connect_raw(db.config.clone()).await?;
                 let shards = schema::prepare_schema(&mut client).await?;
-                let epochs = match owner {
-                    Some(owner) => schema::take_shards(&client, shards, owner).await?,
-                    None => Vec::new(),
+                let epochs = match role {
+                    Role::Single(owner) => {
+                        Some(schema::take_shards(&client, shards, owner).await?)
+                    }
+                    Role::Cluster(_) | Role::Tool => None,
                 };
-                anyhow::Ok((conn::prepare(client).await?, epochs))
+                anyhow::Ok((conn::prepare(client).await?, shards, epochs))
             })
             .with_context(|| format!("cannot use the database {shown}"))?;
         *db.writer.lock().unwrap_or_else(|p| p.into_inner()) = Some(writer);
-        db.epochs = epochs;
-        if owner.is_some() {
-            tracing::info!(database = %shown, shards = db.epochs.len(), "storage: PostgreSQL, every shard taken");
+        db.held = fence::Held::new(shards, epochs, matches!(role, Role::Cluster(_)));
+        if let Role::Single(_) = role {
+            tracing::info!(database = %shown, shards, "storage: PostgreSQL, every shard taken");
         }
         Ok(db)
     }
@@ -123,17 +125,6 @@ impl PostgresStorage {
 
     fn put_writer(&self, conn: Conn) {
         *self.writer.lock().unwrap_or_else(|p| p.into_inner()) = Some(conn);
-    }
-
-    /// The shard an object belongs to (its ID's first bytes; IDs are uniform hashes).
-    fn shard_of(&self, object: &ObjectKey) -> i32 {
-        let b = object.id.as_bytes();
-        let n = u32::from_be_bytes([b[0], b[1], b[2], b[3]]);
-        (n % self.epochs.len() as u32) as i32
-    }
-
-    fn epoch(&self, shard: i32) -> i64 {
-        self.epochs[shard as usize]
     }
 }
 
@@ -193,13 +184,19 @@ impl Storage for PostgresStorage {
     }
 
     fn commit_batch(&self, batch: &[Write<'_>]) -> Result<HashMap<ObjectKey, u64>, Failure> {
-        if self.epochs.is_empty() {
-            return Err(Failure {
-                kind: crate::backend::FailureKind::Other,
-                error: anyhow::anyhow!("this storage was opened without taking its shards"),
-            });
-        }
         self.commit(batch)
+    }
+
+    fn shard_count(&self) -> u32 {
+        self.held.count()
+    }
+
+    fn take_shards(&self, claims: &[(u32, i64)], owner: &str) -> Result<Vec<u32>> {
+        PostgresStorage::take_shards(self, claims, owner)
+    }
+
+    fn drop_shard(&self, shard: u32) {
+        PostgresStorage::drop_shard(self, shard)
     }
 
     fn recover(&self) -> Result<()> {

@@ -132,6 +132,14 @@ pub async fn prepare_schema(client: &mut Client) -> Result<i32> {
                 .context("the database's shard count record is missing or corrupt")?
         }
     };
+    // Every shard has a fence row from the start: a cluster node raises it when it takes
+    // the shard.
+    txn.execute(
+        "INSERT INTO dohost.shard_fence (shard, epoch, owner) \
+         SELECT s, 0, '' FROM generate_series(0, $1 - 1) AS s ON CONFLICT (shard) DO NOTHING",
+        &[&shards],
+    )
+    .await?;
     txn.commit().await?;
     Ok(shards)
 }
