@@ -36,6 +36,13 @@ impl ObjectKey {
         bytes
     }
 
+    /// The shard this object belongs to, of `count` (its ID's first bytes: IDs are
+    /// uniform hashes or random). Storage fences and clusters place objects by shard.
+    pub fn shard(&self, count: u32) -> u32 {
+        let b = self.id.as_bytes();
+        u32::from_be_bytes([b[0], b[1], b[2], b[3]]) % count.max(1)
+    }
+
     pub fn from_bytes(bytes: &[u8; KEY_BYTES]) -> Self {
         ObjectKey {
             namespace: u64::from_be_bytes(bytes[..8].try_into().expect("8 bytes")),

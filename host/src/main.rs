@@ -56,6 +56,30 @@ struct RunArgs {
     #[arg(long, env = "DOHOST_STORAGE", value_name = "URL")]
     storage: Option<String>,
 
+    /// Run as a node of a cluster coordinated by the etcd at these client URLs
+    /// (comma-separated); needs --storage postgres://…, --node-id and --advertise.
+    #[arg(long, value_name = "ETCD_URLS", env = "DOHOST_CLUSTER")]
+    cluster: Option<String>,
+
+    /// This node's name in the cluster (unique).
+    #[arg(long, requires = "cluster", env = "DOHOST_NODE_ID")]
+    node_id: Option<String>,
+
+    /// The host:port other nodes forward requests to (this node's --listen as they reach
+    /// it).
+    #[arg(long, requires = "cluster", env = "DOHOST_ADVERTISE")]
+    advertise: Option<String>,
+
+    /// A secret every node of the cluster shares: forwarded requests carry it, and one
+    /// without it is refused.
+    #[arg(
+        long,
+        requires = "cluster",
+        env = "DOHOST_CLUSTER_SECRET",
+        hide_env_values = true
+    )]
+    cluster_secret: Option<String>,
+
     /// A stateless worker component that receives every public request instead of the
     /// default routes, and reaches objects through its `objects` import.
     #[arg(long, value_name = "WORKER.wasm")]
@@ -230,13 +254,25 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
     if let Some(worker) = args.worker {
         config.worker = Some(worker);
     }
+    if let Some(etcd) = args.cluster {
+        let (Some(node_id), Some(advertise)) = (args.node_id, args.advertise) else {
+            anyhow::bail!("--cluster needs --node-id and --advertise");
+        };
+        config.cluster = Some(dohost::config::ClusterConfig {
+            etcd: etcd.split(',').map(str::to_string).collect(),
+            node_id,
+            advertise,
+            secret: args.cluster_secret.unwrap_or_default(),
+            lease_ttl: std::time::Duration::from_secs(3),
+        });
+    }
     args.limits.apply(&mut config.limits)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
     let served = rt.block_on(async move {
-        let runtime = dohost::Runtime::start(&config)?;
+        let runtime = dohost::Runtime::start_node(&config).await?;
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("cannot listen on {}", config.listen))?;

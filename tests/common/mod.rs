@@ -144,6 +144,7 @@ pub fn config(guests: &[&str], data: &Path, limits: Limits) -> Config {
         migrations: None,
         vars: Vec::new(),
         worker: None,
+        cluster: None,
     }
 }
 

@@ -16,8 +16,13 @@ pub struct HostProcess {
 impl HostProcess {
     /// Starts `dohost run` on `guests` with the store behind `data` (see `storage_args`).
     pub fn spawn(data: &Path, guests: &[&str], flags: &[&str]) -> HostProcess {
+        Self::spawn_on("127.0.0.1:0", data, guests, flags)
+    }
+
+    /// Like `spawn`, listening on `listen`.
+    pub fn spawn_on(listen: &str, data: &Path, guests: &[&str], flags: &[&str]) -> HostProcess {
         let mut child = Command::new(env!("CARGO_BIN_EXE_dohost"))
-            .args(["run", "--listen", "127.0.0.1:0", "--data"])
+            .args(["run", "--listen", listen, "--data"])
             .arg(data)
             .args(super::storage_args(data))
             .args(flags)

@@ -1,8 +1,8 @@
 //! Which backend a host runs on: PostgreSQL when a URL is configured, else redb.
 
-use super::{Role, Storage};
 use super::postgres::PostgresStorage;
 use super::redb::RedbStorage;
+use super::{Role, Storage};
 use std::path::Path;
 use std::sync::Arc;
 

@@ -109,7 +109,7 @@ impl Membership {
 
     /// Leaves at once: the lease is revoked, so its membership and every shard claimed
     /// under it go with it.
-    pub async fn leave(self) -> Result<()> {
+    pub async fn leave(&self) -> Result<()> {
         self.keepalive.abort();
         let mut client = self.client.clone();
         client.lease_revoke(self.lease).await?;

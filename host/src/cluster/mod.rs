@@ -3,9 +3,11 @@
 //! create-only claims whose create revision is the shard's epoch, and hand-over (`shards`).
 //! Knows nothing of objects or instances: the runtime's `Placement` asks it.
 
+pub mod coordinator;
 pub mod lease;
 pub mod shards;
 
+pub use coordinator::{Coordinator, ShardEvents, View};
 pub use lease::{Member, Membership};
 pub use shards::{Claim, Shards, desired_owner};
 

@@ -14,6 +14,9 @@ use std::collections::BTreeMap;
 pub struct Claim {
     pub node: String,
     pub epoch: i64,
+    /// The lease it is bound to: a restarted node with the same name holds a new lease, so
+    /// its old claims are not its own.
+    pub lease: i64,
 }
 
 /// The member that should own `shard`: the highest score of hash(shard, node).
@@ -95,6 +98,7 @@ impl Shards<'_> {
                     Claim {
                         node,
                         epoch: kv.create_revision(),
+                        lease: kv.lease(),
                     },
                 ))
             })

@@ -207,6 +207,7 @@ pub fn parse(text: &str, base: &Path) -> Result<Config> {
         migrations: Some(file.migrations),
         vars,
         worker: file.dohost.worker.map(|w| base.join(w)),
+        cluster: None,
     })
 }
 

@@ -33,6 +33,23 @@ pub struct Config {
     pub vars: Vec<(String, String)>,
     /// The stateless worker component that receives every public request, if any.
     pub worker: Option<PathBuf>,
+    /// Run as one node of a cluster (see `ClusterConfig`); `None` is a single node.
+    pub cluster: Option<ClusterConfig>,
+}
+
+/// A cluster node's settings: where etcd is, who this node is, and how others reach it.
+#[derive(Debug, Clone)]
+pub struct ClusterConfig {
+    /// etcd's client URLs.
+    pub etcd: Vec<String>,
+    /// This node's name, unique in the cluster.
+    pub node_id: String,
+    /// The address other nodes forward requests to (`host:port` of this node's listener).
+    pub advertise: String,
+    /// Shared by the nodes: a forwarded request must carry it (header `x-dohost-cluster`).
+    pub secret: String,
+    /// The etcd lease's TTL: a node that dies is replaced after about this long.
+    pub lease_ttl: Duration,
 }
 
 /// One object class: the binding that reaches it, its name and its component file.
@@ -203,6 +220,7 @@ impl Config {
             migrations: None,
             vars: Vec::new(),
             worker: None,
+            cluster: None,
         })
     }
 

@@ -25,6 +25,13 @@ pub enum HttpError {
     /// The disk is full: writes are refused until space is freed (reads still work).
     #[error("the write could not be made durable: {0}")]
     InsufficientStorage(String),
+    /// A request forwarded by another node to one that does not serve the object (the
+    /// sender's view was out of date; it tries again). Nothing ran.
+    #[error("{0}")]
+    Misdirected(String),
+    /// A forwarded request without the cluster's secret.
+    #[error("{0}")]
+    Forbidden(String),
 }
 
 /// What `Retry-After` tells a client refused for lack of capacity (a slot, a worker): the
@@ -42,6 +49,8 @@ impl IntoResponse for HttpError {
             }
             HttpError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             HttpError::InsufficientStorage(_) => StatusCode::INSUFFICIENT_STORAGE,
+            HttpError::Misdirected(_) => StatusCode::MISDIRECTED_REQUEST,
+            HttpError::Forbidden(_) => StatusCode::FORBIDDEN,
         };
         let mut body = self.to_string();
         body.push('\n');

@@ -4,6 +4,7 @@
 
 mod convert;
 mod error;
+mod forward;
 mod socket;
 
 pub use error::{HttpError, RETRY_AFTER_SECS};
@@ -104,6 +105,26 @@ async fn handle(State(rt): State<Arc<dyn Dispatch>>, req: Request) -> Result<Res
     }
     let rest = rest.map(str::to_string);
     let body = read_body(&*rt, &parts, body).await?;
+    // In a cluster, the object may be served by another node: forward it there.
+    let forwarded = forward::forwarded(&*rt, &parts)?;
+    let mut attempt = 0;
+    while let Some(addr) = forward::route(&*rt, &binding, &name, forwarded, &mut attempt).await? {
+        if upgrade.is_some() {
+            return Err(HttpError::Unavailable(format!(
+                "this object is served by node {addr}; WebSocket upgrades are not forwarded \
+                 between nodes yet: connect to that node"
+            )));
+        }
+        if let Some(response) = forward::send(&*rt, &addr, &parts, body.clone()).await? {
+            return Ok(response);
+        }
+        // 421: that node's view differs; nothing ran there.
+        forward::backoff(&mut attempt).await.map_err(|()| {
+            HttpError::Unavailable(format!(
+                "node {addr} would not serve this object, and no other did in time"
+            ))
+        })?;
+    }
     let request = to_wit(&parts, rest.as_deref().unwrap_or(""), body)?;
     // The answer comes back only once the writes behind it are durable (the output gate
     // is in `Runtime::fetch`).

@@ -138,6 +138,10 @@ impl Actor {
                     self.live = None;
                 }
             }
+            Event::Disown => {
+                self.drop_instance("its shard moved to another node");
+                self.inflight = None;
+            }
             Event::Alarm { retry } => self.alarm(retry).await,
         }
     }

@@ -54,6 +54,10 @@ pub enum Event {
     Socket(Box<SocketEvent>),
     /// Drop the instance now if idle (admin, tests); the actor and sockets stay.
     Evict,
+    /// The object's shard left this node (a cluster): drop the instance and everything
+    /// known of its storage, so that nothing here answers from what another node may have
+    /// changed since; if the shard comes back, the object is rebuilt from the database.
+    Disown,
     /// The object's alarm came due; `retry` counts earlier failed attempts.
     Alarm { retry: u32 },
 }

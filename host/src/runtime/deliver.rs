@@ -32,6 +32,18 @@ impl Runtime {
         {
             return Err(FetchError::Commit(e));
         }
+        // In a cluster, an answer leaves only while this node still holds the object's
+        // shard: one that lost it meanwhile may be answering from what another node has
+        // changed since.
+        let key = ObjectKey {
+            namespace: class.namespace.number,
+            id,
+        };
+        if self.placement.owner(&key) != Owner::Here {
+            return Err(FetchError::Event(EventError::Unavailable(
+                "this object's shard moved to another node while it ran; try again".into(),
+            )));
+        }
         match outcome.result {
             Ok(response) => Ok((response, outcome.accepted)),
             Err(e) => Err(FetchError::Event(e)),
@@ -113,10 +125,18 @@ impl Runtime {
             namespace: class.namespace.number,
             id,
         };
-        if let Owner::Elsewhere(node) = self.placement.owner(&key) {
-            return Err(EventError::Unavailable(format!(
-                "this object is served by node {node}"
-            )));
+        match self.placement.owner(&key) {
+            Owner::Here => {}
+            Owner::Elsewhere(node) => {
+                return Err(EventError::Unavailable(format!(
+                    "this object is served by node {node}"
+                )));
+            }
+            Owner::Nobody => {
+                return Err(EventError::Unavailable(
+                    "this object's shard is between nodes; try again shortly".to_string(),
+                ));
+            }
         }
         let mut actors = self.lock_actors();
         let event = match actors.get(&key) {

@@ -1,7 +1,7 @@
 //! What the edge may ask of the runtime, as a small trait: the edge knows bindings, requests
 //! and sockets, never actors, classes or storage.
 
-use super::{FetchError, Runtime, Via};
+use super::{FetchError, Owner, Runtime, Via};
 use crate::config::Limits;
 use crate::id::ObjectKey;
 use crate::object::{Event, EventError};
@@ -52,6 +52,13 @@ pub trait Dispatch: Send + Sync + 'static {
 
     /// An event (a socket's message or close) for the object at `key`.
     fn deliver(self: Arc<Self>, key: ObjectKey, event: Event) -> Result<(), EventError>;
+
+    /// Which node serves object `name` of `binding` (which exists).
+    fn owner_of(&self, binding: &str, name: &str) -> Owner;
+
+    /// The secret a forwarded request must carry (None for a single node: nothing is
+    /// forwarded to it).
+    fn cluster_secret(&self) -> Option<&str>;
 }
 
 impl Dispatch for Runtime {
@@ -114,5 +121,19 @@ impl Dispatch for Runtime {
 
     fn deliver(self: Arc<Self>, key: ObjectKey, event: Event) -> Result<(), EventError> {
         Runtime::deliver(&self, key, event)
+    }
+
+    fn owner_of(&self, binding: &str, name: &str) -> Owner {
+        match self.class(binding) {
+            Some(class) => self.placement.owner(&ObjectKey {
+                namespace: class.namespace.number,
+                id: class.namespace.id_key.id_from_name(name),
+            }),
+            None => Owner::Here,
+        }
+    }
+
+    fn cluster_secret(&self) -> Option<&str> {
+        self.cluster_secret.as_deref()
     }
 }

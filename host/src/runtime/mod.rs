@@ -3,6 +3,7 @@
 //! objects, the worker and placement are its other rooms.
 
 mod calls;
+mod cluster;
 mod deliver;
 mod dispatch;
 mod placement;
@@ -10,7 +11,7 @@ mod start;
 mod worker;
 
 pub use dispatch::{Answer, Dispatch};
-pub use placement::{LocalPlacement, Owner, Placement};
+pub use placement::{ClusterPlacement, LocalPlacement, Owner, Placement};
 
 use crate::backend::committer::{CommitError, Committer, StorageHealth};
 use crate::config::Limits;
@@ -86,6 +87,12 @@ pub struct Runtime {
     storage_health: Arc<StorageHealth>,
     /// Set once another process took over the storage (its shards' epochs).
     fenced: tokio::sync::watch::Receiver<Option<Arc<str>>>,
+    /// A cluster node's membership and coordinator, left at shutdown.
+    cluster: Mutex<Option<cluster::ClusterNode>>,
+    /// Shards objects are grouped in (storage's fencing unit; placement's too).
+    shard_count: u32,
+    /// What a request forwarded by another node of the cluster must carry.
+    cluster_secret: Option<String>,
     worker: Option<WorkerPre<WorkerState>>,
     vars: Vec<(String, String)>,
 }
@@ -169,6 +176,19 @@ impl Runtime {
         self.lock_actors().len()
     }
 
+    /// The storage, until shutdown takes it.
+    fn db(&self) -> Option<Arc<dyn crate::backend::Storage>> {
+        self.storage
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .map(|s| s.db.clone())
+    }
+
+    fn db_shard_count(&self) -> u32 {
+        self.shard_count
+    }
+
     fn lock_actors(&self) -> std::sync::MutexGuard<'_, HashMap<ObjectKey, ActorHandle>> {
         self.actors.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -222,6 +242,19 @@ impl Runtime {
             tokio::task::spawn_blocking(move || committer.join())
                 .await
                 .ok();
+        }
+        // Everything is durable: hand the shards over at once rather than when the lease
+        // expires.
+        let node = self
+            .cluster
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(node) = node {
+            node.coordinator.abort();
+            if let Err(e) = node.membership.leave().await {
+                tracing::warn!(error = %format!("{e:#}"), "cannot leave the cluster cleanly; its lease will expire");
+            }
         }
     }
 }

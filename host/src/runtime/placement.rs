@@ -2,15 +2,19 @@
 //! answers from its shard ownership instead, and the runtime consults it before it starts
 //! an object's actor.
 
+use crate::cluster::View;
 use crate::id::ObjectKey;
+use std::sync::{Arc, RwLock};
 
 /// Where an object is served.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Owner {
     /// Here: this node runs the object's actor.
     Here,
-    /// Another node, by name: requests for the object must go there.
+    /// Another node, by address: requests for the object must go there.
     Elsewhere(String),
+    /// Nobody serves it right now (its shard is between owners): try again shortly.
+    Nobody,
 }
 
 pub trait Placement: Send + Sync + 'static {
@@ -23,5 +27,25 @@ pub struct LocalPlacement;
 impl Placement for LocalPlacement {
     fn owner(&self, _object: &ObjectKey) -> Owner {
         Owner::Here
+    }
+}
+
+/// A cluster node: the shards this node holds are served here, the others where etcd says
+/// (as the coordinator last saw it).
+pub struct ClusterPlacement {
+    pub view: Arc<RwLock<View>>,
+}
+
+impl Placement for ClusterPlacement {
+    fn owner(&self, object: &ObjectKey) -> Owner {
+        let view = self.view.read().unwrap_or_else(|p| p.into_inner());
+        let shard = object.shard(view.shards);
+        if view.held.contains_key(&shard) {
+            return Owner::Here;
+        }
+        match view.elsewhere.get(&shard) {
+            Some(addr) => Owner::Elsewhere(addr.clone()),
+            None => Owner::Nobody,
+        }
     }
 }

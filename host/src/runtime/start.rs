@@ -3,9 +3,10 @@
 //! scheduler.
 
 use super::calls::RuntimeCalls;
-use super::{Background, LocalPlacement, Runtime};
+use super::{Background, ClusterPlacement, LocalPlacement, Placement, Runtime};
 use crate::backend::committer::{CommitListener, Committer, StorageHealth};
 use crate::backend::{self, Storage};
+use crate::cluster::{Coordinator, Membership};
 use crate::config::Config;
 use crate::id::ObjectKey;
 use crate::object::{ActorStorage, Class, Counters, Event, ObjectEnv};
@@ -69,6 +70,22 @@ impl Runtime {
     /// Like `start`, with the clock alarms and guests read (tests pass a manual one). Must be
     /// called within a tokio runtime: it spawns the alarm scheduler.
     pub fn start_with_clock(config: &Config, clock: Arc<dyn Clock>) -> Result<Arc<Runtime>> {
+        Self::start_inner(config, clock, None)
+    }
+
+    /// Starts as a cluster node that has joined etcd as `membership`.
+    pub(super) fn start_clustered(
+        config: &Config,
+        membership: Arc<Membership>,
+    ) -> Result<Arc<Runtime>> {
+        Self::start_inner(config, Arc::new(SystemClock), Some(membership))
+    }
+
+    fn start_inner(
+        config: &Config,
+        clock: Arc<dyn Clock>,
+        membership: Option<Arc<Membership>>,
+    ) -> Result<Arc<Runtime>> {
         config.validate()?;
         let engine = engine::build_engine(&config.limits)?;
         let linker = engine::build_linker(&engine)?;
@@ -90,11 +107,13 @@ impl Runtime {
             }
             None => None,
         };
-        let db: Arc<dyn Storage> = backend::open::storage(
-            config.storage.as_deref(),
-            &config.data_dir,
-            backend::Role::Single(&backend::open::node_name()),
-        )?;
+        let single = backend::open::node_name();
+        let role = match &membership {
+            Some(m) => backend::Role::Cluster(&m.node),
+            None => backend::Role::Single(&single),
+        };
+        let db: Arc<dyn Storage> =
+            backend::open::storage(config.storage.as_deref(), &config.data_dir, role)?;
         if let Some(migrations) = &config.migrations {
             let bound: Vec<(String, String)> = config
                 .classes
@@ -128,7 +147,12 @@ impl Runtime {
             );
         }
         let scheduler = Scheduler::new(clock.clone());
-        for alarm in db.all_alarms()? {
+        // A cluster node loads a shard's alarms when it takes the shard.
+        let alarms = match membership {
+            Some(_) => Vec::new(),
+            None => db.all_alarms()?,
+        };
+        for alarm in alarms {
             match alarm.retry {
                 // A retry pending at the last stop resumes as the same attempt.
                 Some(r) => scheduler.retry(alarm.object, r.at, r.count),
@@ -154,6 +178,12 @@ impl Runtime {
         let l = &config.limits;
         let (stop_scheduler, stop_rx) = watch::channel(false);
         let calls = Arc::new(CallGraph::default());
+        let coordinator = membership.map(|m| Coordinator::new(m, db.clone()));
+        let placement: Arc<dyn Placement> = match &coordinator {
+            Some(c) => Arc::new(ClusterPlacement { view: c.view() }),
+            None => Arc::new(LocalPlacement),
+        };
+        let shard_count = db.shard_count();
         let runtime = Arc::new_cyclic(|weak: &Weak<Runtime>| Runtime {
             classes,
             by_namespace,
@@ -180,7 +210,7 @@ impl Runtime {
                 calls: Arc::new(RuntimeCalls(weak.clone())),
             }),
             calls,
-            placement: Arc::new(LocalPlacement),
+            placement,
             actors: Mutex::new(HashMap::new()),
             next_actor: AtomicU64::new(1),
             storage: RwLock::new(Some(ActorStorage {
@@ -196,11 +226,18 @@ impl Runtime {
             })),
             storage_health,
             fenced,
+            cluster: Mutex::new(None),
+            shard_count,
+            cluster_secret: config.cluster.as_ref().map(|c| c.secret.clone()),
             worker,
             vars: config.vars.clone(),
         });
         let waker = Arc::new(RuntimeWaker(Arc::downgrade(&runtime)));
         tokio::spawn(scheduler.run(waker, stop_rx));
+        if let Some(c) = coordinator {
+            let node = runtime.run_coordinator(c);
+            *runtime.cluster.lock().unwrap_or_else(|p| p.into_inner()) = Some(node);
+        }
         Ok(runtime)
     }
 }

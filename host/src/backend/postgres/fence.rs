@@ -58,15 +58,9 @@ impl Held {
     }
 }
 
-/// The shard an object belongs to, of `count`: its ID's first bytes (IDs are uniform).
-pub fn shard_of(object: &ObjectKey, count: u32) -> u32 {
-    let b = object.id.as_bytes();
-    u32::from_be_bytes([b[0], b[1], b[2], b[3]]) % count.max(1)
-}
-
 impl PostgresStorage {
     pub(super) fn shard_of(&self, object: &ObjectKey) -> u32 {
-        shard_of(object, self.held.count())
+        object.shard(self.held.count())
     }
 
     /// Takes each `(shard, epoch)` (the epoch: etcd's create revision of this node's

@@ -72,9 +72,7 @@ impl PostgresStorage {
                 let mut client = conn::connect_raw(db.config.clone()).await?;
                 let shards = schema::prepare_schema(&mut client).await?;
                 let epochs = match role {
-                    Role::Single(owner) => {
-                        Some(schema::take_shards(&client, shards, owner).await?)
-                    }
+                    Role::Single(owner) => Some(schema::take_shards(&client, shards, owner).await?),
                     Role::Cluster(_) | Role::Tool => None,
                 };
                 anyhow::Ok((conn::prepare(client).await?, shards, epochs))

@@ -1,0 +1,190 @@
+//! The cluster's ownership loop on one node: every tick it reads the members and claims
+//! from etcd, claims the vacant shards it should own (rendezvous hash), fences them in the
+//! storage before serving them, hands over the shards a newly joined member should own,
+//! and gives up every shard once its lease may have expired. Publishes the resulting view
+//! for placement.
+
+use super::lease::{Member, Membership};
+use super::shards::desired_owner;
+use crate::backend::Storage;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+/// How often the loop looks at etcd.
+pub const TICK: Duration = Duration::from_millis(200);
+
+/// Where each shard is served, as this node last saw it.
+#[derive(Default, Clone, Debug)]
+pub struct View {
+    /// Shards this node holds (claimed in etcd and fenced in storage), with their epochs.
+    pub held: HashMap<u32, i64>,
+    /// Other nodes' shards: the owner's advertised address.
+    pub elsewhere: BTreeMap<u32, String>,
+    pub shards: u32,
+}
+
+/// Told when shards come and go (the runtime loads their alarms, or disowns their
+/// objects).
+pub trait ShardEvents: Send + Sync + 'static {
+    fn taken(&self, shards: &[u32]);
+    fn dropped(&self, shards: &[u32]);
+}
+
+pub struct Coordinator {
+    membership: Arc<Membership>,
+    storage: Arc<dyn Storage>,
+    view: Arc<RwLock<View>>,
+}
+
+impl Coordinator {
+    pub fn new(membership: Arc<Membership>, storage: Arc<dyn Storage>) -> Coordinator {
+        let view = View {
+            shards: storage.shard_count(),
+            ..View::default()
+        };
+        Coordinator {
+            membership,
+            storage,
+            view: Arc::new(RwLock::new(view)),
+        }
+    }
+
+    pub fn view(&self) -> Arc<RwLock<View>> {
+        self.view.clone()
+    }
+
+    pub fn membership(&self) -> &Arc<Membership> {
+        &self.membership
+    }
+
+    /// Runs until the task is dropped.
+    pub async fn run(self, events: Arc<dyn ShardEvents>) {
+        loop {
+            if let Err(e) = self.tick(&*events).await {
+                tracing::debug!(error = %format!("{e:#}"), "cluster: etcd not reachable this tick");
+            }
+            tokio::time::sleep(TICK).await;
+        }
+    }
+
+    fn held(&self) -> HashMap<u32, i64> {
+        self.view
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .held
+            .clone()
+    }
+
+    /// Gives up `shards` here: storage refuses their commits, the runtime drops their
+    /// objects.
+    fn drop_shards(&self, shards: &[u32], events: &dyn ShardEvents) {
+        if shards.is_empty() {
+            return;
+        }
+        {
+            let mut view = self.view.write().unwrap_or_else(|p| p.into_inner());
+            for s in shards {
+                view.held.remove(s);
+                self.storage.drop_shard(*s);
+            }
+        }
+        events.dropped(shards);
+    }
+
+    async fn tick(&self, events: &dyn ShardEvents) -> anyhow::Result<()> {
+        let m = &self.membership;
+        if !m.is_live() {
+            // The lease may have expired in etcd: another node may own these by now.
+            let all: Vec<u32> = self.held().into_keys().collect();
+            if !all.is_empty() {
+                tracing::warn!(
+                    shards = all.len(),
+                    "cluster: lease not renewed in time; giving up every shard"
+                );
+            }
+            self.drop_shards(&all, events);
+            return Ok(());
+        }
+        let members = m.members().await?;
+        let claims = m.shards().claims().await?;
+        let addr_of: HashMap<&str, &str> = members
+            .iter()
+            .map(|mb: &Member| (mb.node.as_str(), mb.addr.as_str()))
+            .collect();
+        let held = self.held();
+        let count = self.view.read().unwrap_or_else(|p| p.into_inner()).shards;
+        // Held shards whose claim is gone or not ours any more.
+        let lost: Vec<u32> = held
+            .iter()
+            .filter(|(s, epoch)| {
+                claims
+                    .get(s)
+                    .is_none_or(|c| c.lease != m.lease || c.epoch != **epoch)
+            })
+            .map(|(s, _)| *s)
+            .collect();
+        self.drop_shards(&lost, events);
+        // Held shards another live member should own now (it joined): hand them over.
+        // Commits of theirs still queued here are refused by the fence once the new owner
+        // takes the shard (503, nothing written).
+        let unwanted: Vec<(u32, i64)> = held
+            .iter()
+            .filter(|(s, _)| !lost.contains(s))
+            .filter(|(s, _)| desired_owner(**s, &members).is_some_and(|d| d.node != m.node))
+            .map(|(s, e)| (*s, *e))
+            .collect();
+        if !unwanted.is_empty() {
+            let shards: Vec<u32> = unwanted.iter().map(|(s, _)| *s).collect();
+            self.drop_shards(&shards, events);
+            for (shard, epoch) in &unwanted {
+                m.shards().release(*shard, *epoch).await?;
+            }
+            tracing::info!(shards = shards.len(), "cluster: handed shards over");
+        }
+        // Vacant shards this node should own.
+        let mut claimed = Vec::new();
+        for shard in 0..count {
+            if claims.contains_key(&shard) {
+                continue;
+            }
+            if desired_owner(shard, &members).is_some_and(|d| d.node == m.node)
+                && let Some(epoch) = m.shards().claim(shard).await?
+            {
+                claimed.push((shard, epoch));
+            }
+        }
+        if !claimed.is_empty() {
+            let storage = self.storage.clone();
+            let node = m.node.clone();
+            let to_fence = claimed.clone();
+            let taken = tokio::task::spawn_blocking(move || storage.take_shards(&to_fence, &node))
+                .await??;
+            for (shard, epoch) in &claimed {
+                if !taken.contains(shard) {
+                    // A newer epoch is fenced already: not ours to serve.
+                    m.shards().release(*shard, *epoch).await?;
+                }
+            }
+            {
+                let mut view = self.view.write().unwrap_or_else(|p| p.into_inner());
+                for (shard, epoch) in &claimed {
+                    if taken.contains(shard) {
+                        view.held.insert(*shard, *epoch);
+                    }
+                }
+            }
+            if !taken.is_empty() {
+                tracing::info!(shards = taken.len(), "cluster: took shards");
+                events.taken(&taken);
+            }
+        }
+        let mut view = self.view.write().unwrap_or_else(|p| p.into_inner());
+        view.elsewhere = claims
+            .iter()
+            .filter(|(_, c)| c.lease != m.lease)
+            .filter_map(|(s, c)| Some((*s, addr_of.get(c.node.as_str())?.to_string())))
+            .collect();
+        Ok(())
+    }
+}
