@@ -19,6 +19,9 @@ pub const TICK: Duration = Duration::from_millis(200);
 pub struct View {
     /// Shards this node holds (claimed in etcd and fenced in storage), with their epochs.
     pub held: HashMap<u32, i64>,
+    /// The lease `held` was claimed under: once the node has joined again under another
+    /// (its old one expired), none of it is its own, even before the next tick drops it.
+    pub lease: i64,
     /// Other nodes' shards: the owner's advertised address.
     pub elsewhere: BTreeMap<u32, String>,
     pub shards: u32,
@@ -120,7 +123,7 @@ impl Coordinator {
             .filter(|(s, epoch)| {
                 claims
                     .get(s)
-                    .is_none_or(|c| c.lease != m.lease || c.epoch != **epoch)
+                    .is_none_or(|c| c.lease != m.lease() || c.epoch != **epoch)
             })
             .map(|(s, _)| *s)
             .collect();
@@ -143,6 +146,7 @@ impl Coordinator {
             tracing::info!(shards = shards.len(), "cluster: handed shards over");
         }
         // Vacant shards this node should own.
+        let claimed_under = m.lease();
         let mut claimed = Vec::new();
         for shard in 0..count {
             if claims.contains_key(&shard) {
@@ -173,6 +177,7 @@ impl Coordinator {
                         view.held.insert(*shard, *epoch);
                     }
                 }
+                view.lease = claimed_under;
             }
             if !taken.is_empty() {
                 tracing::info!(shards = taken.len(), "cluster: took shards");
@@ -182,7 +187,7 @@ impl Coordinator {
         let mut view = self.view.write().unwrap_or_else(|p| p.into_inner());
         view.elsewhere = claims
             .iter()
-            .filter(|(_, c)| c.lease != m.lease)
+            .filter(|(_, c)| c.lease != m.lease())
             .filter_map(|(s, c)| Some((*s, addr_of.get(c.node.as_str())?.to_string())))
             .collect();
         Ok(())

@@ -1,10 +1,13 @@
 //! A node's lease in etcd and its membership key: granted at join, kept alive in the
 //! background, and a local deadline — the last acknowledged keepalive plus the TTL less a
-//! margin — after which the node must consider itself dead, before etcd can expire it.
+//! margin — after which the node must consider itself dead, before etcd can expire it. A
+//! node whose lease did expire (it was paused, or cut off) joins again under a new lease:
+//! a new incarnation, which owns none of the old one's shards.
 
 use super::Keys;
 use anyhow::{Context, Result};
 use etcd_client::{Client, GetOptions, PutOptions};
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -21,16 +24,47 @@ pub struct Member {
     pub addr: String,
 }
 
+/// What the keepalive task shares with the membership.
+struct Live {
+    lease: AtomicI64,
+    // A std Mutex: read or replaced whole, never across an await.
+    alive_until: Mutex<Instant>,
+}
+
 /// This node's membership: its lease, and until when it may act as a member.
 pub struct Membership {
     pub client: Client,
     pub keys: Keys,
     pub node: String,
-    pub lease: i64,
     ttl: Duration,
-    // A std Mutex: read or replaced whole, never across an await.
-    alive_until: Arc<Mutex<Instant>>,
+    live: Arc<Live>,
     keepalive: tokio::task::JoinHandle<()>,
+}
+
+/// Grants a lease and registers `node` at `addr` under it; answers the lease and when it
+/// was asked for (the earliest etcd can have started counting its TTL).
+async fn register(
+    client: &mut Client,
+    keys: &Keys,
+    node: &str,
+    addr: &str,
+    ttl: Duration,
+) -> Result<(i64, Instant)> {
+    let asked = Instant::now();
+    let lease = client
+        .lease_grant(ttl.as_secs().max(1) as i64, None)
+        .await
+        .context("etcd refused a lease")?
+        .id();
+    client
+        .put(
+            keys.member(node),
+            addr,
+            Some(PutOptions::new().with_lease(lease)),
+        )
+        .await
+        .context("cannot register this node in etcd")?;
+    Ok((lease, asked))
 }
 
 impl Membership {
@@ -45,31 +79,32 @@ impl Membership {
         let mut client = Client::connect(endpoints, None)
             .await
             .with_context(|| format!("cannot reach etcd at {}", endpoints.join(",")))?;
-        let granted_at = Instant::now();
-        let lease = client
-            .lease_grant(ttl.as_secs().max(1) as i64, None)
-            .await
-            .context("etcd refused a lease")?
-            .id();
-        client
-            .put(
-                keys.member(node),
-                addr,
-                Some(PutOptions::new().with_lease(lease)),
-            )
-            .await
-            .context("cannot register this node in etcd")?;
-        let alive_until = Arc::new(Mutex::new(granted_at + ttl.saturating_sub(DEADLINE_MARGIN)));
-        let keepalive = tokio::spawn(keep_alive(client.clone(), lease, ttl, alive_until.clone()));
+        let (lease, asked) = register(&mut client, &keys, node, addr, ttl).await?;
+        let live = Arc::new(Live {
+            lease: AtomicI64::new(lease),
+            alive_until: Mutex::new(asked + ttl.saturating_sub(DEADLINE_MARGIN)),
+        });
+        let keepalive = tokio::spawn(keep_alive(
+            client.clone(),
+            keys.clone(),
+            node.to_string(),
+            addr.to_string(),
+            ttl,
+            live.clone(),
+        ));
         Ok(Membership {
             client,
             keys,
             node: node.to_string(),
-            lease,
             ttl,
-            alive_until,
+            live,
             keepalive,
         })
+    }
+
+    /// The current incarnation's lease (every shard this node holds is claimed under it).
+    pub fn lease(&self) -> i64 {
+        self.live.lease.load(Ordering::SeqCst)
     }
 
     /// Whether this node may still act as a member (own shards, commit, answer): false
@@ -80,7 +115,11 @@ impl Membership {
 
     /// When this node stops being live unless a keepalive is acknowledged before.
     pub fn deadline(&self) -> Instant {
-        *self.alive_until.lock().unwrap_or_else(|p| p.into_inner())
+        *self
+            .live
+            .alive_until
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
     }
 
     pub fn ttl(&self) -> Duration {
@@ -112,7 +151,7 @@ impl Membership {
     pub async fn leave(&self) -> Result<()> {
         self.keepalive.abort();
         let mut client = self.client.clone();
-        client.lease_revoke(self.lease).await?;
+        client.lease_revoke(self.lease()).await?;
         Ok(())
     }
 }
@@ -125,13 +164,20 @@ impl Drop for Membership {
 
 /// Renews the lease every third of its TTL; each acknowledged renewal moves the local
 /// deadline to when it was sent plus the TTL less the margin. A failed renewal is retried
-/// (reconnecting) until it succeeds or the lease is gone.
-async fn keep_alive(client: Client, lease: i64, ttl: Duration, alive_until: Arc<Mutex<Instant>>) {
+/// (reconnecting); a lease etcd no longer has is replaced by a new registration.
+async fn keep_alive(
+    client: Client,
+    keys: Keys,
+    node: String,
+    addr: String,
+    ttl: Duration,
+    live: Arc<Live>,
+) {
     let every = ttl / 3;
     loop {
         let mut client = client.clone();
-        let stream = client.lease_keep_alive(lease).await;
-        let Ok((mut keeper, mut answers)) = stream else {
+        let lease = live.lease.load(Ordering::SeqCst);
+        let Ok((mut keeper, mut answers)) = client.lease_keep_alive(lease).await else {
             tokio::time::sleep(every / 4).await;
             continue;
         };
@@ -142,11 +188,23 @@ async fn keep_alive(client: Client, lease: i64, ttl: Duration, alive_until: Arc<
             }
             match answers.message().await {
                 Ok(Some(answer)) if answer.ttl() > 0 => {
-                    *alive_until.lock().unwrap_or_else(|p| p.into_inner()) =
+                    *live.alive_until.lock().unwrap_or_else(|p| p.into_inner()) =
                         sent + ttl.saturating_sub(DEADLINE_MARGIN);
                 }
-                // The lease is gone in etcd (expired or revoked): nothing to renew.
-                Ok(Some(_)) => return,
+                Ok(Some(_)) => {
+                    // Gone in etcd (expired while this node was paused or cut off): join
+                    // again as a new incarnation.
+                    match register(&mut client, &keys, &node, &addr, ttl).await {
+                        Ok((lease, asked)) => {
+                            tracing::warn!(node = %node, "cluster: the lease had expired; joined again under a new one");
+                            live.lease.store(lease, Ordering::SeqCst);
+                            *live.alive_until.lock().unwrap_or_else(|p| p.into_inner()) =
+                                asked + ttl.saturating_sub(DEADLINE_MARGIN);
+                        }
+                        Err(_) => tokio::time::sleep(every / 4).await,
+                    }
+                    break;
+                }
                 _ => break,
             }
             tokio::time::sleep(every).await;

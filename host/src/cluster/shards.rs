@@ -50,7 +50,7 @@ impl Shards<'_> {
             .and_then([TxnOp::put(
                 key,
                 self.m.node.clone(),
-                Some(PutOptions::new().with_lease(self.m.lease)),
+                Some(PutOptions::new().with_lease(self.m.lease())),
             )]);
         let mut client = self.m.client.clone();
         let resp = client.txn(txn).await?;

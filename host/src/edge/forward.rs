@@ -83,8 +83,8 @@ pub async fn backoff(attempt: &mut u32) -> Result<(), ()> {
     Ok(())
 }
 
-/// Sends the request to the node at `addr`; Ok(None) when it answered 421 (nothing ran,
-/// the caller may try again).
+/// Sends the request to the node at `addr`; Ok(None) when nothing ran there (it answered
+/// 421, or could not be connected to) and the caller may try again.
 pub async fn send(
     rt: &dyn Dispatch,
     addr: &str,
@@ -116,11 +116,16 @@ pub async fn send(
             HttpError::Unavailable("the cluster secret is not a header value".into())
         })?,
     );
-    let resp = client().request(req).await.map_err(|e| {
-        HttpError::Unavailable(format!(
-            "cannot reach node {addr} that serves this object: {e}"
-        ))
-    })?;
+    let resp = match client().request(req).await {
+        Ok(resp) => resp,
+        // Never connected: nothing ran there (a node that just stopped, say); route again.
+        Err(e) if e.is_connect() => return Ok(None),
+        Err(e) => {
+            return Err(HttpError::Unavailable(format!(
+                "node {addr}, which serves this object, did not answer: {e}"
+            )));
+        }
+    };
     if resp.status() == StatusCode::MISDIRECTED_REQUEST {
         return Ok(None);
     }

@@ -118,7 +118,7 @@ async fn handle(State(rt): State<Arc<dyn Dispatch>>, req: Request) -> Result<Res
         if let Some(response) = forward::send(&*rt, &addr, &parts, body.clone()).await? {
             return Ok(response);
         }
-        // 421: that node's view differs; nothing ran there.
+        // 421 or no connection: nothing ran there.
         forward::backoff(&mut attempt).await.map_err(|()| {
             HttpError::Unavailable(format!(
                 "node {addr} would not serve this object, and no other did in time"

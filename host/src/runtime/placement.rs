@@ -2,7 +2,7 @@
 //! answers from its shard ownership instead, and the runtime consults it before it starts
 //! an object's actor.
 
-use crate::cluster::View;
+use crate::cluster::{Membership, View};
 use crate::id::ObjectKey;
 use std::sync::{Arc, RwLock};
 
@@ -31,16 +31,22 @@ impl Placement for LocalPlacement {
 }
 
 /// A cluster node: the shards this node holds are served here, the others where etcd says
-/// (as the coordinator last saw it).
+/// (as the coordinator last saw it); nothing is served here once the node's lease may have
+/// expired (a node paused past its lease serves nothing from the moment it resumes, before
+/// its coordinator has looked at etcd again).
 pub struct ClusterPlacement {
     pub view: Arc<RwLock<View>>,
+    pub membership: Arc<Membership>,
 }
 
 impl Placement for ClusterPlacement {
     fn owner(&self, object: &ObjectKey) -> Owner {
+        if !self.membership.is_live() {
+            return Owner::Nobody;
+        }
         let view = self.view.read().unwrap_or_else(|p| p.into_inner());
         let shard = object.shard(view.shards);
-        if view.held.contains_key(&shard) {
+        if view.held.contains_key(&shard) && view.lease == self.membership.lease() {
             return Owner::Here;
         }
         match view.elsewhere.get(&shard) {

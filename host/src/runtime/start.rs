@@ -180,7 +180,10 @@ impl Runtime {
         let calls = Arc::new(CallGraph::default());
         let coordinator = membership.map(|m| Coordinator::new(m, db.clone()));
         let placement: Arc<dyn Placement> = match &coordinator {
-            Some(c) => Arc::new(ClusterPlacement { view: c.view() }),
+            Some(c) => Arc::new(ClusterPlacement {
+                view: c.view(),
+                membership: c.membership().clone(),
+            }),
             None => Arc::new(LocalPlacement),
         };
         let shard_count = db.shard_count();
