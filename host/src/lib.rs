@@ -13,7 +13,7 @@
 //!   the small `Dispatch` trait (bindings, requests, sockets).
 //! - [`runtime`]: the registry (object key → actor), start-up, delivery (the output gate
 //!   is in `Runtime::fetch`), calls between objects, the worker, and the `Placement` seam
-//!   (`LocalPlacement` today; a cluster later).
+//!   (`LocalPlacement` for one node, `ClusterPlacement` for a cluster node).
 //! - [`object`]: an object's actor: its mailbox loop, the inline fast path, the instance
 //!   lifecycle, one `run_event` path for every kind of event, and its outputs (commits,
 //!   deferred answers, the socket outbox). It is handed an `ObjectEnv`, not the runtime.
@@ -22,6 +22,9 @@
 //!   `requests`, `websockets`).
 //! - [`services`]: no wasmtime: the object store (an object's view of its storage), the
 //!   alarm scheduler and its clock, the socket registry, the call graph, instance slots.
+//! - [`cluster`]: a cluster node's coordination through etcd (lease and membership, shard
+//!   claims, the ownership loop that fences shards in storage). Below the runtime, above
+//!   the backend.
 //! - [`backend`]: the `Storage` trait and its two backends (redb embedded; PostgreSQL with
 //!   fenced commits), the migration rules they share, and the committer, which knows only
 //!   the trait.
