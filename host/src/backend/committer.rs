@@ -3,6 +3,7 @@
 //! failure (a full disk, a lost database) it refuses writes quickly and asks the backend to
 //! recover until a commit succeeds again; once fenced by another node it refuses for good.
 
+use super::commit_error;
 use crate::backend::{FailureKind, Storage, Write, WriteSet};
 use crate::id::ObjectKey;
 use anyhow::{Context, Result};
@@ -24,49 +25,7 @@ pub const RECOVERY_INTERVAL: Duration = Duration::from_secs(1);
 /// While storage fails and no write comes, how often the committer looks at the clock.
 const FAILING_POLL: Duration = Duration::from_millis(100);
 
-/// Why a commit did not become durable.
-#[derive(Debug, Clone)]
-pub struct CommitError {
-    pub kind: CommitErrorKind,
-    pub message: Arc<str>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CommitErrorKind {
-    /// The disk (or quota) is full: nothing was written; it will work once space is freed.
-    DiskFull,
-    /// The disk failed otherwise, or the database refused the write.
-    Failed,
-    /// The database could not be reached: nothing was written; it will work once the
-    /// host has reconnected.
-    Unavailable,
-    /// The connection was lost while the database committed: the write may or may not
-    /// be durable (the object is rebuilt from what is).
-    Unknown,
-    /// Another dohost took over this object's storage: nothing was written, and this host
-    /// stops.
-    Fenced,
-    /// An earlier write of the same object failed, so this one belongs to a discarded
-    /// history.
-    Stale,
-    /// The host is stopping.
-    Stopped,
-}
-
-impl std::fmt::Display for CommitError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.message)
-    }
-}
-
-impl CommitError {
-    pub fn new(kind: CommitErrorKind, message: impl Into<Arc<str>>) -> Self {
-        CommitError {
-            kind,
-            message: message.into(),
-        }
-    }
-}
+pub use super::commit_error::{CommitError, CommitErrorKind};
 
 pub type CommitResult = Result<(), CommitError>;
 
@@ -252,48 +211,7 @@ impl State {
                 }
             }
             Err(failure) => {
-                let error = match failure.kind {
-                    FailureKind::DiskFull => CommitError::new(
-                        CommitErrorKind::DiskFull,
-                        "the disk is full; nothing was written (free space: writes are \
-                         accepted again without a restart)",
-                    ),
-                    FailureKind::Unreachable => CommitError::new(
-                        CommitErrorKind::Unavailable,
-                        format!(
-                            "the database is unreachable; nothing was written (try again: \
-                             the host reconnects): {:#}",
-                            failure.error
-                        ),
-                    ),
-                    FailureKind::Unknown => CommitError::new(
-                        CommitErrorKind::Unknown,
-                        format!(
-                            "the connection to the database was lost during COMMIT: this \
-                             write may or may not be durable: {:#}",
-                            failure.error
-                        ),
-                    ),
-                    FailureKind::Fenced => CommitError::new(
-                        CommitErrorKind::Fenced,
-                        format!(
-                            "another dohost took over this storage; nothing was written: {:#}",
-                            failure.error
-                        ),
-                    ),
-                    FailureKind::ShardMoved => CommitError::new(
-                        CommitErrorKind::Unavailable,
-                        format!(
-                            "this object's shard is not held by this node (it moved); \
-                             nothing was written: {:#}",
-                            failure.error
-                        ),
-                    ),
-                    FailureKind::Io | FailureKind::Other => CommitError::new(
-                        CommitErrorKind::Failed,
-                        format!("storage commit failed: {:#}", failure.error),
-                    ),
-                };
+                let error = commit_error::of(&failure);
                 if failure.kind == FailureKind::ShardMoved {
                     // Only this shard: the node and its other shards go on.
                     tracing::warn!(error = %format!("{:#}", failure.error), "a shard moved away");
@@ -350,32 +268,14 @@ impl State {
             return Ok(());
         };
         if error.kind == CommitErrorKind::Fenced || last.elapsed() < RECOVERY_INTERVAL {
-            return Err(refusal(error));
+            return Err(commit_error::refusal(error));
         }
         *last = Instant::now();
         if let Err(e) = self.storage.recover() {
             tracing::debug!(error = %format!("{e:#}"), "storage has not recovered yet");
-            return Err(refusal(error));
+            return Err(commit_error::refusal(error));
         }
         Ok(())
-    }
-}
-
-/// Why a batch is refused untried while storage fails: the failure's own error when it
-/// says nothing was written (a full disk, fenced), else "unavailable" — unlike the failure
-/// that started it (an outcome may have been unknown), this batch was never sent.
-fn refusal(failure: &CommitError) -> CommitError {
-    match failure.kind {
-        CommitErrorKind::DiskFull | CommitErrorKind::Fenced | CommitErrorKind::Unavailable => {
-            failure.clone()
-        }
-        _ => CommitError::new(
-            CommitErrorKind::Unavailable,
-            format!(
-                "storage is failing, so nothing was written (try again shortly): {}",
-                failure.message
-            ),
-        ),
     }
 }
 

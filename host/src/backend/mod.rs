@@ -2,6 +2,7 @@
 //! default, PostgreSQL when configured), and the committer that makes writes durable in
 //! groups. Knows nothing of wasmtime or of objects' instances.
 
+pub mod commit_error;
 pub mod committer;
 pub mod migrate;
 pub mod open;
