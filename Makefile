@@ -9,7 +9,7 @@ WASM_TARGET := wasm32-wasip2
 LISTEN      ?= 127.0.0.1:8787
 DATA        ?= data
 
-.PHONY: run test test-deps build-deps bench bench-deps guests rust-guests build wasm-target browser-deps lint clean
+.PHONY: run cluster test test-deps build-deps bench bench-deps guests rust-guests build wasm-target browser-deps lint clean
 
 COMPONENTIZE_PY := 0.25.1
 
@@ -17,6 +17,11 @@ COMPONENTIZE_PY := 0.25.1
 run: guests build
 	./target/release/dohost run --listen $(LISTEN) --data $(DATA) \
 		$(foreach g,$(EXAMPLES),$(GUEST_OUT)/$(g).wasm)
+
+## A local three-node cluster (its own etcd and PostgreSQL in a temp dir) serving the
+## examples on 127.0.0.1:8787-8789; Ctrl-C stops everything it started.
+cluster: test-deps guests build
+	scripts/cluster.sh $(foreach g,$(EXAMPLES),$(GUEST_OUT)/$(g).wasm)
 
 ## The whole test suite.
 test: test-deps guests browser-deps

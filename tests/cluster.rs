@@ -361,3 +361,65 @@ async fn a_node_paused_past_its_lease_serves_nothing_stale_when_it_resumes() {
         );
     }
 }
+
+/// `make cluster`'s script: three nodes on their own etcd and PostgreSQL, serving through
+/// every node; Ctrl-C stops everything it started and removes its temp dir.
+#[tokio::test]
+async fn the_cluster_script_starts_three_nodes_and_ctrl_c_stops_everything() {
+    use std::io::{BufRead, BufReader};
+    let ports: Vec<String> = (0..3)
+        .map(|_| free_addr().rsplit(':').next().unwrap().to_string())
+        .collect();
+    let mut script = std::process::Command::new(repo_root().join("scripts/cluster.sh"))
+        .arg(guest("counter"))
+        .env("DOHOST_BIN", env!("CARGO_BIN_EXE_dohost"))
+        .env("PORTS", ports.join(" "))
+        .current_dir(repo_root())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(script.stdout.take().unwrap()).lines();
+    let ready = loop {
+        let line = lines
+            .next()
+            .expect("the script ended before it was ready")
+            .unwrap();
+        if line.starts_with("cluster ready") {
+            break line;
+        }
+    };
+    let dir = ready
+        .split("logs in ")
+        .nth(1)
+        .unwrap()
+        .trim_end_matches(')')
+        .to_string();
+    assert!(std::path::Path::new(&dir).exists());
+    let c = client();
+    for (i, port) in ports.iter().enumerate() {
+        let url = format!("http://127.0.0.1:{port}/counter/script/increment");
+        let mut r = get(&c, &url).await;
+        while r.0 != 200 {
+            r = get(&c, &url).await;
+        }
+        assert_eq!(r.1, (i + 1).to_string());
+    }
+    let int = std::process::Command::new("kill")
+        .args(["-INT", &script.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(int.success());
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    assert!(rest.iter().any(|l| l == "cluster stopped"), "{rest:?}");
+    script.wait().unwrap();
+    assert!(
+        !std::path::Path::new(&dir).exists(),
+        "{dir} was left behind"
+    );
+    for port in &ports {
+        assert!(
+            std::net::TcpStream::connect(format!("127.0.0.1:{port}")).is_err(),
+            "a node still listens on {port}"
+        );
+    }
+}
