@@ -30,7 +30,8 @@ cleanup() {
     rm -rf "$DIR"
     echo "cluster stopped"
 }
-trap cleanup INT TERM EXIT
+trap 'cleanup; exit 0' INT TERM
+trap cleanup EXIT
 
 # PostgreSQL, owned by the postgres user when we are root (initdb refuses root).
 mkdir -p "$DIR/pg"
@@ -65,4 +66,5 @@ done
 echo "cluster ready: nodes on ${PORTS[*]/#/127.0.0.1:} (etcd 127.0.0.1:$C, PostgreSQL 127.0.0.1:$PG_PORT; logs in $DIR)"
 echo "try: curl http://127.0.0.1:${PORTS[0]}/counter/demo/increment; Ctrl-C stops everything"
 wait -n "${PIDS[@]}" || true
-echo "a process of the cluster exited; stopping" >&2
+echo "a process of the cluster exited (see its log); stopping" >&2
+exit 1

@@ -197,6 +197,34 @@ async fn three_nodes_serve_each_object_once_and_fail_over_after_sigkill() {
             );
         }
     }
+    // `dohost cluster status` shows the three members sharing the 256 shards.
+    let status = || {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_dohost"))
+            .args(["cluster", "status", "--cluster", &etcd.client_url])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    // Shards may still be moving to the last member to join.
+    wait_until("every shard claimed by one of three members", || async {
+        status().starts_with("3 members, 256 shards claimed")
+    })
+    .await;
+    let status = status();
+    let held: u32 = status
+        .lines()
+        .skip(2)
+        .map(|l| l.split('\t').nth(2).unwrap().parse::<u32>().unwrap())
+        .sum();
+    assert_eq!(held, 256, "{status}");
+    for (id, n) in ["n1", "n2", "n3"].iter().zip(&nodes) {
+        assert!(status.contains(&format!("{id}\t{}\t", n.addr)), "{status}");
+    }
     // A request without the cluster's secret that claims to be forwarded is refused.
     let forged = c
         .get(url(&nodes[0], "obj-0", "increment"))

@@ -25,6 +25,19 @@ enum Command {
     /// Apply a config file's pending class migrations to the data directory, or with
     /// --dry-run print what would be applied, without serving.
     Migrate(MigrateArgs),
+    /// A cluster's state as etcd records it.
+    #[command(subcommand)]
+    Cluster(ClusterCommand),
+}
+
+#[derive(Subcommand)]
+enum ClusterCommand {
+    /// The members, and how many shards each holds with their epochs.
+    Status {
+        /// etcd's client URLs (comma-separated).
+        #[arg(long, value_name = "ETCD_URLS", env = "DOHOST_CLUSTER")]
+        cluster: String,
+    },
 }
 
 #[derive(Args)]
@@ -212,6 +225,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run(args) => run(*args),
         Command::Migrate(args) => migrate(args),
+        Command::Cluster(ClusterCommand::Status { cluster }) => cluster_status(&cluster),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -314,6 +328,20 @@ fn migrate(args: MigrateArgs) -> anyhow::Result<()> {
         println!("dry run: nothing was changed");
     }
     print!("{report}");
+    Ok(())
+}
+
+fn cluster_status(etcd: &str) -> anyhow::Result<()> {
+    let endpoints: Vec<String> = etcd.split(',').map(str::to_string).collect();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let keys = dohost::cluster::Keys::new(dohost::cluster::KEY_PREFIX);
+    print!(
+        "{}",
+        rt.block_on(dohost::cluster::status::status(&endpoints, &keys))?
+    );
     Ok(())
 }
 

@@ -128,22 +128,7 @@ impl Membership {
 
     /// The live members, in node order.
     pub async fn members(&self) -> Result<Vec<Member>> {
-        let mut client = self.client.clone();
-        let resp = client
-            .get(self.keys.members(), Some(GetOptions::new().with_prefix()))
-            .await?;
-        let prefix = self.keys.members();
-        let mut members: Vec<Member> = resp
-            .kvs()
-            .iter()
-            .filter_map(|kv| {
-                let node = kv.key_str().ok()?.strip_prefix(&prefix)?.to_string();
-                let addr = kv.value_str().ok()?.to_string();
-                Some(Member { node, addr })
-            })
-            .collect();
-        members.sort_by(|a, b| a.node.cmp(&b.node));
-        Ok(members)
+        read_members(&self.client, &self.keys).await
     }
 
     /// Leaves at once: the lease is revoked, so its membership and every shard claimed
@@ -210,4 +195,24 @@ async fn keep_alive(
             tokio::time::sleep(every).await;
         }
     }
+}
+
+/// The live members of the cluster under `keys`, in node order.
+pub async fn read_members(client: &Client, keys: &Keys) -> Result<Vec<Member>> {
+    let mut client = client.clone();
+    let prefix = keys.members();
+    let resp = client
+        .get(prefix.clone(), Some(GetOptions::new().with_prefix()))
+        .await?;
+    let mut members: Vec<Member> = resp
+        .kvs()
+        .iter()
+        .filter_map(|kv| {
+            let node = kv.key_str().ok()?.strip_prefix(&prefix)?.to_string();
+            let addr = kv.value_str().ok()?.to_string();
+            Some(Member { node, addr })
+        })
+        .collect();
+    members.sort_by(|a, b| a.node.cmp(&b.node));
+    Ok(members)
 }

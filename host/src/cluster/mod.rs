@@ -6,10 +6,14 @@
 pub mod coordinator;
 pub mod lease;
 pub mod shards;
+pub mod status;
 
 pub use coordinator::{Coordinator, ShardEvents, View};
 pub use lease::{Member, Membership};
 pub use shards::{Claim, Shards, desired_owner};
+
+/// Where a cluster's keys live in etcd.
+pub const KEY_PREFIX: &str = "/dohost";
 
 /// The keys dohost keeps in etcd, under one prefix per cluster.
 #[derive(Clone, Debug)]

@@ -3,9 +3,10 @@
 //! to the claimer's lease — the key's create revision is the shard's epoch, which only
 //! grows — and releases that delete a claim only if it is still the one made.
 
+use super::Keys;
 use super::lease::{Member, Membership};
 use anyhow::Result;
-use etcd_client::{Compare, CompareOp, GetOptions, PutOptions, Txn, TxnOp};
+use etcd_client::{Client, Compare, CompareOp, GetOptions, PutOptions, Txn, TxnOp};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 
@@ -82,26 +83,31 @@ impl Shards<'_> {
 
     /// Every claimed shard, by shard.
     pub async fn claims(&self) -> Result<BTreeMap<u32, Claim>> {
-        let prefix = self.m.keys.shards();
-        let mut client = self.m.client.clone();
-        let resp = client
-            .get(prefix.clone(), Some(GetOptions::new().with_prefix()))
-            .await?;
-        Ok(resp
-            .kvs()
-            .iter()
-            .filter_map(|kv| {
-                let shard = kv.key_str().ok()?.strip_prefix(&prefix)?.parse().ok()?;
-                let node = kv.value_str().ok()?.to_string();
-                Some((
-                    shard,
-                    Claim {
-                        node,
-                        epoch: kv.create_revision(),
-                        lease: kv.lease(),
-                    },
-                ))
-            })
-            .collect())
+        read_claims(&self.m.client, &self.m.keys).await
     }
+}
+
+/// Every claimed shard of the cluster under `keys`, by shard.
+pub async fn read_claims(client: &Client, keys: &Keys) -> Result<BTreeMap<u32, Claim>> {
+    let prefix = keys.shards();
+    let mut client = client.clone();
+    let resp = client
+        .get(prefix.clone(), Some(GetOptions::new().with_prefix()))
+        .await?;
+    Ok(resp
+        .kvs()
+        .iter()
+        .filter_map(|kv| {
+            let shard = kv.key_str().ok()?.strip_prefix(&prefix)?.parse().ok()?;
+            let node = kv.value_str().ok()?.to_string();
+            Some((
+                shard,
+                Claim {
+                    node,
+                    epoch: kv.create_revision(),
+                    lease: kv.lease(),
+                },
+            ))
+        })
+        .collect())
 }

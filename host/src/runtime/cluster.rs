@@ -3,14 +3,11 @@
 //! disowns), and it leaves etcd when it stops.
 
 use super::Runtime;
-use crate::cluster::{Coordinator, Keys, Membership, ShardEvents};
+use crate::cluster::{Coordinator, KEY_PREFIX, Keys, Membership, ShardEvents};
 use crate::config::Config;
 use crate::object::Event;
 use anyhow::{Context, Result};
 use std::sync::{Arc, Weak};
-
-/// The etcd prefix every node of a cluster shares.
-pub const KEY_PREFIX: &str = "/dohost";
 
 /// What the runtime keeps of its cluster membership, to leave at shutdown.
 pub struct ClusterNode {
