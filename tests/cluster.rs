@@ -135,11 +135,20 @@ fn free_addr() -> String {
 
 /// Starts node `id` of a cluster on etcd at `etcd`, with the database behind `dir`.
 fn node(etcd: &str, dir: &std::path::Path, id: &str) -> common::process::HostProcess {
+    node_serving(etcd, dir, id, &["counter"])
+}
+
+fn node_serving(
+    etcd: &str,
+    dir: &std::path::Path,
+    id: &str,
+    guests: &[&str],
+) -> common::process::HostProcess {
     let addr = free_addr();
     common::process::HostProcess::spawn_on(
         &addr,
         &dir.join(id),
-        &["counter"],
+        guests,
         &[
             "--cluster",
             etcd,
@@ -450,4 +459,45 @@ async fn the_cluster_script_starts_three_nodes_and_ctrl_c_stops_everything() {
             "a node still listens on {port}"
         );
     }
+}
+
+/// A chat room reached through two nodes: the WebSocket on the node that does not serve
+/// the room is forwarded to the one that does, and messages cross both ways.
+#[tokio::test]
+async fn websockets_to_one_room_through_two_nodes_meet() {
+    use futures::SinkExt;
+    use tokio_tungstenite::tungstenite::Message;
+    let etcd = Etcd::start().await;
+    let dir = Backend::Postgres.data_dir();
+    let n1 = node_serving(&etcd.client_url, dir.path(), "w1", &["chat-room"]);
+    let n2 = node_serving(&etcd.client_url, dir.path(), "w2", &["chat-room"]);
+    let c = client();
+    wait_until("both nodes serve the room", || async {
+        get(&c, &format!("http://{}/chat-room/r/stats", n1.addr))
+            .await
+            .0
+            == 200
+            && get(&c, &format!("http://{}/chat-room/r/stats", n2.addr))
+                .await
+                .0
+                == 200
+    })
+    .await;
+    let open = |addr: String, name: &'static str| async move {
+        let url = format!("ws://{addr}/chat-room/r/ws?name={name}");
+        let (ws, resp) = tokio_tungstenite::connect_async(url)
+            .await
+            .expect("connect");
+        assert_eq!(resp.status(), 101);
+        ws
+    };
+    let mut a = open(n1.addr.clone(), "alice").await;
+    let mut b = open(n2.addr.clone(), "bob").await;
+    a.send(Message::text("hi")).await.unwrap();
+    assert_eq!(next_text(&mut b).await, "alice: hi");
+    b.send(Message::text("hello")).await.unwrap();
+    assert_eq!(next_text(&mut a).await, "bob: hello");
+    let stats = get(&c, &format!("http://{}/chat-room/r/stats", n1.addr)).await;
+    let stats: serde_json::Value = serde_json::from_str(&stats.1).unwrap();
+    assert_eq!(stats["sockets"], 2, "{stats}");
 }

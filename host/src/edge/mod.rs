@@ -5,6 +5,7 @@
 mod convert;
 mod error;
 mod forward;
+mod forward_ws;
 mod socket;
 
 pub use error::{HttpError, RETRY_AFTER_SECS};
@@ -108,12 +109,23 @@ async fn handle(State(rt): State<Arc<dyn Dispatch>>, req: Request) -> Result<Res
     // In a cluster, the object may be served by another node: forward it there.
     let forwarded = forward::forwarded(&*rt, &parts)?;
     let mut attempt = 0;
+    let mut upgrade = upgrade;
     while let Some(addr) = forward::route(&*rt, &binding, &name, forwarded, &mut attempt).await? {
         if upgrade.is_some() {
-            return Err(HttpError::Unavailable(format!(
-                "this object is served by node {addr}; WebSocket upgrades are not forwarded \
-                 between nodes yet: connect to that node"
-            )));
+            if let Some(upstream) = forward_ws::open(&*rt, &addr, &parts).await? {
+                let ws = upgrade.take().expect("checked above");
+                let limit = rt.limits().max_ws_message_bytes;
+                return Ok(ws
+                    .max_message_size(limit)
+                    .max_frame_size(limit)
+                    .on_upgrade(move |socket| forward_ws::relay(socket, upstream)));
+            }
+            forward::backoff(&mut attempt).await.map_err(|()| {
+                HttpError::Unavailable(format!(
+                    "node {addr} would not open this WebSocket, and no other did in time"
+                ))
+            })?;
+            continue;
         }
         if let Some(response) = forward::send(&*rt, &addr, &parts, body.clone()).await? {
             return Ok(response);
