@@ -378,8 +378,10 @@ async fn a_node_paused_past_its_lease_serves_nothing_stale_when_it_resumes() {
         }
     };
     for name in &names {
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
         let mut r = attempt(name.clone()).await;
         while r.is_none() {
+            assert!(std::time::Instant::now() < deadline, "{name} never served");
             r = attempt(name.clone()).await;
         }
         assert_eq!(r.as_deref(), Some("2"), "{name}");
@@ -387,8 +389,10 @@ async fn a_node_paused_past_its_lease_serves_nothing_stale_when_it_resumes() {
     signal("-CONT");
     // Through the zombie: never its stale 1, always the database's 2, then 3.
     for name in &names {
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
         let mut r = get(&c, &at(&zombie, name, "get")).await;
         while r.0 != 200 {
+            assert!(std::time::Instant::now() < deadline, "{name}: {r:?}");
             r = get(&c, &at(&zombie, name, "get")).await;
         }
         assert_eq!(r, (200, "2".into()), "{name} read through the resumed node");
@@ -415,6 +419,16 @@ async fn the_cluster_script_starts_three_nodes_and_ctrl_c_stops_everything() {
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
+    // However the test ends, the script is told to stop everything it started.
+    struct Stop(u32);
+    impl Drop for Stop {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("kill")
+                .args(["-INT", &self.0.to_string()])
+                .status();
+        }
+    }
+    let _stop = Stop(script.id());
     let mut lines = BufReader::new(script.stdout.take().unwrap()).lines();
     let ready = loop {
         let line = lines
@@ -435,8 +449,10 @@ async fn the_cluster_script_starts_three_nodes_and_ctrl_c_stops_everything() {
     let c = client();
     for (i, port) in ports.iter().enumerate() {
         let url = format!("http://127.0.0.1:{port}/counter/script/increment");
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
         let mut r = get(&c, &url).await;
         while r.0 != 200 {
+            assert!(std::time::Instant::now() < deadline, "{url}: {r:?}");
             r = get(&c, &url).await;
         }
         assert_eq!(r.1, (i + 1).to_string());
