@@ -128,6 +128,27 @@ async fn a_member_cut_from_etcd_is_dead_before_its_lease_can_expire() {
     assert!(!cut.is_live());
 }
 
+/// Waits until `members` members hold all 256 shards between them, each some: joins have
+/// been handed their shards, so no shard is moving while the test runs its workload.
+async fn settled(etcd: &str, members: usize) {
+    let status = || {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_dohost"))
+            .args(["cluster", "status", "--cluster", etcd])
+            .output()
+            .unwrap();
+        String::from_utf8(out.stdout).unwrap()
+    };
+    wait_until("every member holds its shards", || async {
+        let s = status();
+        s.starts_with(&format!("{members} members, 256 shards claimed"))
+            && s.lines()
+                .skip(2)
+                .take(members)
+                .all(|l| l.split('\t').nth(2).is_some_and(|n| n != "0"))
+    })
+    .await;
+}
+
 fn free_addr() -> String {
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     l.local_addr().unwrap().to_string()
@@ -178,6 +199,7 @@ async fn three_nodes_serve_each_object_once_and_fail_over_after_sigkill() {
     let url = |n: &common::process::HostProcess, name: &str, action: &str| {
         format!("http://{}/counter/{name}/{action}", n.addr)
     };
+    settled(&etcd.client_url, 3).await;
     let names: Vec<String> = (0..24).map(|i| format!("obj-{i}")).collect();
     // Ready once every node answers for every object (each shard has an owner).
     wait_until(
@@ -273,6 +295,7 @@ async fn sigterm_hands_a_nodes_objects_over() {
     let dir = Backend::Postgres.data_dir();
     let mut leaving = node(&etcd.client_url, dir.path(), "leaving");
     let staying = node(&etcd.client_url, dir.path(), "staying");
+    settled(&etcd.client_url, 2).await;
     let c = client();
     let names: Vec<String> = (0..16).map(|i| format!("h-{i}")).collect();
     wait_until("both nodes serve", || async {
@@ -331,6 +354,7 @@ async fn a_node_paused_past_its_lease_serves_nothing_stale_when_it_resumes() {
     let dir = Backend::Postgres.data_dir();
     let zombie = node(&etcd.client_url, dir.path(), "zombie");
     let other = node(&etcd.client_url, dir.path(), "other");
+    settled(&etcd.client_url, 2).await;
     let c = client();
     let names: Vec<String> = (0..16).map(|i| format!("z-{i}")).collect();
     let at = |n: &common::process::HostProcess, name: &str, a: &str| {
@@ -425,6 +449,7 @@ async fn the_cluster_script_starts_three_nodes_and_ctrl_c_stops_everything() {
         fn drop(&mut self) {
             let _ = std::process::Command::new("kill")
                 .args(["-INT", &self.0.to_string()])
+                .stderr(std::process::Stdio::null())
                 .status();
         }
     }
@@ -487,6 +512,7 @@ async fn websockets_to_one_room_through_two_nodes_meet() {
     let dir = Backend::Postgres.data_dir();
     let n1 = node_serving(&etcd.client_url, dir.path(), "w1", &["chat-room"]);
     let n2 = node_serving(&etcd.client_url, dir.path(), "w2", &["chat-room"]);
+    settled(&etcd.client_url, 2).await;
     let c = client();
     wait_until("both nodes serve the room", || async {
         get(&c, &format!("http://{}/chat-room/r/stats", n1.addr))
@@ -516,4 +542,76 @@ async fn websockets_to_one_room_through_two_nodes_meet() {
     let stats = get(&c, &format!("http://{}/chat-room/r/stats", n1.addr)).await;
     let stats: serde_json::Value = serde_json::from_str(&stats.1).unwrap();
     assert_eq!(stats["sockets"], 2, "{stats}");
+}
+
+/// The worker runs on the node a request reaches and calls objects wherever they are
+/// served: calls to objects another node serves go there (and a failed call comes back as
+/// the same error a local one gives).
+#[tokio::test]
+async fn calls_reach_objects_served_by_other_nodes() {
+    let etcd = Etcd::start().await;
+    let dir = Backend::Postgres.data_dir();
+    let worker = guest("worker");
+    let worker = worker.to_str().unwrap();
+    let start = |id: &str| {
+        let addr = free_addr();
+        common::process::HostProcess::spawn_on(
+            &addr,
+            &dir.path().join(id),
+            &["counter"],
+            &[
+                "--cluster",
+                &etcd.client_url,
+                "--node-id",
+                id,
+                "--advertise",
+                &addr,
+                "--cluster-secret",
+                "s3cret",
+                "--worker",
+                worker,
+            ],
+        )
+    };
+    let nodes = [start("c1"), start("c2")];
+    settled(&etcd.client_url, 2).await;
+    let c = client();
+    let names: Vec<String> = (0..16).map(|i| format!("k-{i}")).collect();
+    let url = |n: &common::process::HostProcess, name: &str, a: &str| {
+        format!("http://{}/by-name/{name}/{a}", n.addr)
+    };
+    wait_until(
+        "both nodes reach every object through the worker",
+        || async {
+            for n in &nodes {
+                for name in &names {
+                    if get(&c, &url(n, name, "get")).await.0 != 200 {
+                        return false;
+                    }
+                }
+            }
+            true
+        },
+    )
+    .await;
+    for round in 1..=4 {
+        for (i, name) in names.iter().enumerate() {
+            let n = &nodes[(i + round) % 2];
+            assert_eq!(
+                get(&c, &url(n, name, "increment")).await,
+                (200, round.to_string()),
+                "{name} via {}",
+                n.addr
+            );
+        }
+    }
+    // An ID of another binding is refused the same way from either node.
+    for n in &nodes {
+        let (s, body) = get(
+            &c,
+            &format!("http://{}/by-id/{}/get", n.addr, "0".repeat(64)),
+        )
+        .await;
+        assert_eq!(s, 400, "{body}");
+    }
 }

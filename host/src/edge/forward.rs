@@ -5,30 +5,14 @@
 
 use super::HttpError;
 use crate::runtime::{Dispatch, Owner};
+use crate::services::peer::client;
+pub use crate::services::peer::{FORWARDED, backoff};
 use axum::body::Body;
 use axum::http::request::Parts;
-use axum::http::{HeaderName, HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::Response;
 use bytes::Bytes;
 use http_body_util::Full;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
-use std::sync::OnceLock;
-use std::time::Duration;
-
-/// Marks a request forwarded by another node; its value is the cluster's secret.
-pub const FORWARDED: HeaderName = HeaderName::from_static("x-dohost-cluster");
-
-/// Tries at most this many times (the first plus retries after 421 or no owner).
-const ATTEMPTS: u32 = 8;
-/// The first backoff; each retry doubles it (50 ms … 3.2 s, about 6 s in all).
-const FIRST_BACKOFF: Duration = Duration::from_millis(50);
-
-fn client() -> &'static Client<HttpConnector, Full<Bytes>> {
-    static CLIENT: OnceLock<Client<HttpConnector, Full<Bytes>>> = OnceLock::new();
-    CLIENT.get_or_init(|| Client::builder(TokioExecutor::new()).build_http())
-}
 
 /// Whether `parts` was forwarded by another node; Err when it claims to be without the
 /// cluster's secret.
@@ -71,16 +55,6 @@ pub async fn route(
             })?,
         }
     }
-}
-
-/// Waits before the next attempt; Err once the budget is spent.
-pub async fn backoff(attempt: &mut u32) -> Result<(), ()> {
-    *attempt += 1;
-    if *attempt >= ATTEMPTS {
-        return Err(());
-    }
-    tokio::time::sleep(FIRST_BACKOFF * 2u32.pow(*attempt - 1)).await;
-    Ok(())
 }
 
 /// Sends the request to the node at `addr`; Ok(None) when nothing ran there (it answered

@@ -2,6 +2,7 @@
 //! worker entry, and WebSocket upgrades. Conversion, errors and each socket's connection
 //! task are its rooms.
 
+mod calls;
 mod convert;
 mod error;
 mod forward;
@@ -34,6 +35,10 @@ pub const HEALTH_PATH: &str = "/.well-known/dohost/health";
 pub fn router(runtime: Arc<dyn Dispatch>) -> Router {
     Router::new()
         .route(HEALTH_PATH, axum::routing::get(health))
+        .route(
+            &format!("{}/{{*rest}}", crate::runtime::remote::CALL_PATH),
+            axum::routing::any(calls::call),
+        )
         .fallback(handle)
         .with_state(runtime)
 }

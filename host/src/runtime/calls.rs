@@ -1,9 +1,12 @@
 //! Calls from one object (or the worker) to another: IDs checked, the name checked against
-//! the ID, deadlocks refused through the call graph, and the answer gated like any other.
+//! the ID, deadlocks refused through the call graph (on this node), sent to the node that
+//! serves the callee in a cluster, and the answer gated like any other.
 
-use super::{FetchError, Runtime, Via};
+use super::{FetchError, Owner, Runtime, Via, remote};
+use crate::backend::committer::CommitErrorKind;
 use crate::id::{IdKey, ObjectKey};
 use crate::object::EventError;
+use crate::services::peer::backoff;
 use crate::services::sockets::Upgrade;
 use crate::wasm::bindings::types as wit;
 use crate::wasm::objects::{CallError, ObjectCalls};
@@ -46,6 +49,45 @@ impl Runtime {
             namespace: class.namespace.number,
             id,
         };
+        // In a cluster the callee may be served by another node.
+        let mut attempt = 0;
+        loop {
+            let addr = match self.placement.owner(&target) {
+                Owner::Here => break,
+                Owner::Elsewhere(addr) => addr,
+                Owner::Nobody => {
+                    backoff(&mut attempt).await.map_err(|()| {
+                        CallError::Unavailable("no node serves the called object right now".into())
+                    })?;
+                    continue;
+                }
+            };
+            if upgrade {
+                return Err(CallError::Unavailable(format!(
+                    "the called object is served by node {addr}: a WebSocket is not passed \
+                     through calls between nodes yet"
+                )));
+            }
+            let secret = self.cluster_secret.as_deref().unwrap_or_default();
+            let id = target.id.to_string();
+            match remote::call(
+                &addr,
+                secret,
+                binding,
+                &id,
+                name.as_deref(),
+                request.clone(),
+            )
+            .await?
+            {
+                Some(response) => return Ok((response, None)),
+                None => backoff(&mut attempt).await.map_err(|()| {
+                    CallError::Unavailable(format!(
+                        "node {addr} would not serve the called object, and no other did in time"
+                    ))
+                })?,
+            }
+        }
         let _edge = match caller {
             Some(caller) => Some(self.calls.wait_on(caller, target).map_err(|_| {
                 CallError::Deadlock(format!(
@@ -63,6 +105,17 @@ impl Runtime {
             // Only a 101 hands its socket on; any other answer drops it.
             Ok((response, accepted)) if response.status == 101 => Ok((response, accepted)),
             Ok((response, _)) => Ok((response, None)),
+            // Nothing was written and a retry may pass (a reconnect, a moved shard).
+            Err(FetchError::Commit(e))
+                if matches!(
+                    e.kind,
+                    CommitErrorKind::Unavailable | CommitErrorKind::Fenced
+                ) =>
+            {
+                Err(CallError::Unavailable(format!(
+                    "the called object's write was refused, nothing written: {e}"
+                )))
+            }
             Err(FetchError::Commit(e)) => Err(CallError::ObjectFailed(format!(
                 "the called object's write failed: {e}"
             ))),

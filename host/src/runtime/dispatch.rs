@@ -7,6 +7,7 @@ use crate::id::ObjectKey;
 use crate::object::{Event, EventError};
 use crate::services::sockets::{Sockets, Upgrade};
 use crate::wasm::bindings::types as wit;
+use crate::wasm::objects::CallError;
 use futures::FutureExt;
 use futures::future::BoxFuture;
 use std::sync::Arc;
@@ -59,6 +60,16 @@ pub trait Dispatch: Send + Sync + 'static {
     /// The secret a forwarded request must carry (None for a single node: nothing is
     /// forwarded to it).
     fn cluster_secret(&self) -> Option<&str>;
+
+    /// A call another node sent here for object `id` of `binding`: Ok(None) when this
+    /// node does not serve that object (nothing ran).
+    fn call_here(
+        self: Arc<Self>,
+        binding: String,
+        id: String,
+        name: Option<String>,
+        request: wit::Request,
+    ) -> BoxFuture<'static, Result<Option<wit::Response>, CallError>>;
 }
 
 impl Dispatch for Runtime {
@@ -135,5 +146,33 @@ impl Dispatch for Runtime {
 
     fn cluster_secret(&self) -> Option<&str> {
         self.cluster_secret.as_deref()
+    }
+
+    fn call_here(
+        self: Arc<Self>,
+        binding: String,
+        id: String,
+        name: Option<String>,
+        request: wit::Request,
+    ) -> BoxFuture<'static, Result<Option<wit::Response>, CallError>> {
+        async move {
+            let class = self.class(&binding).cloned().ok_or_else(|| {
+                CallError::UnknownBinding(format!("no binding named {binding:?}"))
+            })?;
+            let key = ObjectKey {
+                namespace: class.namespace.number,
+                id: class
+                    .namespace
+                    .id_key
+                    .id_from_string(&id)
+                    .map_err(|e| CallError::InvalidId(e.to_string()))?,
+            };
+            if self.placement.owner(&key) != Owner::Here {
+                return Ok(None);
+            }
+            let (response, _) = self.call(None, &binding, &id, name, request, false).await?;
+            Ok(Some(response))
+        }
+        .boxed()
     }
 }

@@ -7,6 +7,7 @@ mod cluster;
 mod deliver;
 mod dispatch;
 mod placement;
+pub mod remote;
 mod start;
 mod worker;
 

@@ -1,9 +1,10 @@
 //! Services the objects' interfaces stand on, with no wasmtime in them: the object store
 //! (an object's view of its storage), the alarm scheduler and its clock, the socket registry, the
-//! call graph and instance slots.
+//! call graph, instance slots, and the HTTP client nodes of a cluster talk to each other with.
 
 pub mod calls;
 pub mod objstore;
+pub mod peer;
 pub mod scheduler;
 pub mod slots;
 pub mod sockets;
