@@ -7,7 +7,8 @@ use std::process::{Child, Command, Stdio};
 pub struct Etcd {
     pub client_url: String,
     child: Child,
-    _dir: tempfile::TempDir,
+    args: Vec<String>,
+    dir: tempfile::TempDir,
 }
 
 fn free_port() -> u16 {
@@ -30,24 +31,36 @@ impl Etcd {
         let (client, peer) = (free_port(), free_port());
         let client_url = format!("http://127.0.0.1:{client}");
         let peer_url = format!("http://127.0.0.1:{peer}");
-        let child = Command::new(binary())
-            .arg("--data-dir")
-            .arg(dir.path().join("data"))
-            .args(["--listen-client-urls", &client_url])
-            .args(["--advertise-client-urls", &client_url])
-            .args(["--listen-peer-urls", &peer_url])
-            .args(["--initial-advertise-peer-urls", &peer_url])
-            .args(["--initial-cluster", &format!("default={peer_url}")])
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(dir.path().join("etcd.log")).unwrap())
-            .spawn()
-            .expect("start etcd (Debian's etcd-server: run `make test-deps`)");
+        let args: Vec<String> = [
+            "--data-dir",
+            dir.path().join("data").to_str().unwrap(),
+            "--listen-client-urls",
+            &client_url,
+            "--advertise-client-urls",
+            &client_url,
+            "--listen-peer-urls",
+            &peer_url,
+            "--initial-advertise-peer-urls",
+            &peer_url,
+            "--initial-cluster",
+            &format!("default={peer_url}"),
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let child = spawn(&args, dir.path());
         let etcd = Etcd {
             client_url,
             child,
-            _dir: dir,
+            args,
+            dir,
         };
-        let health = format!("{}/health", etcd.client_url);
+        etcd.healthy().await;
+        etcd
+    }
+
+    async fn healthy(&self) {
+        let health = format!("{}/health", self.client_url);
         let c = reqwest::Client::new();
         super::wait_until("etcd answers its health check", || async {
             match c.get(&health).send().await {
@@ -56,8 +69,34 @@ impl Etcd {
             }
         })
         .await;
-        etcd
     }
+
+    /// Kills etcd (SIGKILL); it keeps its data for `restart`.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts etcd again on the same ports and data.
+    pub async fn restart(&mut self) {
+        self.child = spawn(&self.args, self.dir.path());
+        self.healthy().await;
+    }
+}
+
+fn spawn(args: &[String], dir: &std::path::Path) -> Child {
+    Command::new(binary())
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(dir.join("etcd.log"))
+                .unwrap(),
+        )
+        .spawn()
+        .expect("start etcd (Debian's etcd-server: run `make test-deps`)")
 }
 
 impl Drop for Etcd {

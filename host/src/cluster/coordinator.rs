@@ -128,6 +128,14 @@ impl Coordinator {
             .map(|(s, _)| *s)
             .collect();
         self.drop_shards(&lost, events);
+        // Claims under this node's lease that it does not serve: it gave them up while it
+        // could not renew the lease, and etcd kept the lease (an etcd restart extends every
+        // lease). Release them; the next tick claims them afresh, with a new epoch.
+        for (shard, claim) in &claims {
+            if claim.lease == m.lease() && !held.contains_key(shard) {
+                m.shards().release(*shard, claim.epoch).await?;
+            }
+        }
         // Held shards another live member should own now (it joined): hand them over.
         // Commits of theirs still queued here are refused by the fence once the new owner
         // takes the shard (503, nothing written).
@@ -145,7 +153,7 @@ impl Coordinator {
             }
             tracing::info!(shards = shards.len(), "cluster: handed shards over");
         }
-        // Vacant shards this node should own.
+        // Vacant shards this node should own (those released just above wait a tick).
         let claimed_under = m.lease();
         let mut claimed = Vec::new();
         for shard in 0..count {
