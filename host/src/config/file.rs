@@ -1,9 +1,11 @@
 //! The configuration file: the `durable_objects`, `migrations` and `vars` blocks of a
 //! wrangler.json(c) as they are, plus dohost's own `dohost` block (component files, listen
-//! address, data directory, limits). JSON with comments and trailing commas is accepted.
+//! address, data directory, storage, cluster, limits). JSON with comments and trailing
+//! commas is accepted (see `jsonc`).
 
+use crate::config::jsonc::strip_jsonc;
 use crate::config::migration::Migration;
-use crate::config::{ClassConfig, Config, DEFAULT_SCRIPT, Limits, valid_binding};
+use crate::config::{ClassConfig, ClusterConfig, Config, DEFAULT_SCRIPT, Limits, valid_binding};
 use anyhow::{Context, Result, bail};
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -49,8 +51,21 @@ struct DohostSection {
     data_dir: Option<PathBuf>,
     /// A PostgreSQL URL to keep objects' data in (else redb under `data_dir`).
     storage: Option<String>,
+    /// Run as a node of a cluster (the `--cluster` flags win over it).
+    cluster: Option<FileCluster>,
     #[serde(default)]
     limits: FileLimits,
+}
+
+/// A cluster node's settings as the file spells them.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileCluster {
+    etcd: Vec<String>,
+    node_id: String,
+    advertise: String,
+    #[serde(default)]
+    secret: String,
 }
 
 /// Limits as the file spells them (the CLI flag names with `_`).
@@ -207,83 +222,14 @@ pub fn parse(text: &str, base: &Path) -> Result<Config> {
         migrations: Some(file.migrations),
         vars,
         worker: file.dohost.worker.map(|w| base.join(w)),
-        cluster: None,
+        cluster: file.dohost.cluster.map(|c| ClusterConfig {
+            etcd: c.etcd,
+            node_id: c.node_id,
+            advertise: c.advertise,
+            secret: c.secret,
+            lease_ttl: Duration::from_secs(3),
+        }),
     })
-}
-
-/// JSON with comments (`//`, `/* */`) and trailing commas, as wrangler.jsonc allows, made
-/// into plain JSON. Strings are copied untouched; line breaks are kept so error positions
-/// still match the file.
-pub fn strip_jsonc(text: &str) -> String {
-    let b = text.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        match b[i] {
-            b'"' => {
-                out.push(b'"');
-                i += 1;
-                while i < b.len() {
-                    out.push(b[i]);
-                    if b[i] == b'\\' && i + 1 < b.len() {
-                        out.push(b[i + 1]);
-                        i += 2;
-                        continue;
-                    }
-                    i += 1;
-                    if b[i - 1] == b'"' {
-                        break;
-                    }
-                }
-            }
-            b'/' if b.get(i + 1) == Some(&b'/') => {
-                while i < b.len() && b[i] != b'\n' {
-                    i += 1;
-                }
-            }
-            b'/' if b.get(i + 1) == Some(&b'*') => {
-                i += 2;
-                while i < b.len() && !(b[i] == b'*' && b.get(i + 1) == Some(&b'/')) {
-                    if b[i] == b'\n' {
-                        out.push(b'\n');
-                    }
-                    i += 1;
-                }
-                i += 2;
-            }
-            b',' => {
-                // A comma followed (after white space and comments) by } or ] is dropped.
-                let mut j = i + 1;
-                loop {
-                    while j < b.len() && b[j].is_ascii_whitespace() {
-                        j += 1;
-                    }
-                    if b.get(j) == Some(&b'/') && b.get(j + 1) == Some(&b'/') {
-                        while j < b.len() && b[j] != b'\n' {
-                            j += 1;
-                        }
-                    } else if b.get(j) == Some(&b'/') && b.get(j + 1) == Some(&b'*') {
-                        j += 2;
-                        while j < b.len() && !(b[j] == b'*' && b.get(j + 1) == Some(&b'/')) {
-                            j += 1;
-                        }
-                        j += 2;
-                    } else {
-                        break;
-                    }
-                }
-                if !matches!(b.get(j), Some(b'}') | Some(b']')) {
-                    out.push(b',');
-                }
-                i += 1;
-            }
-            c => {
-                out.push(c);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8(out).unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -291,17 +237,23 @@ mod tests {
     use super::*;
 
     #[test]
-    fn comments_and_trailing_commas_are_accepted() {
+    fn the_dohost_block_names_the_storage_and_the_cluster() {
         let text = r#"{
-            // a comment with "quotes" and a , comma
-            "a": "keeps // and /* inside strings */ and \" escapes",
-            /* block
-               comment */ "b": [1, 2, /* x */ ],
-            "c": {"d": 1,},
+            "durable_objects": {"bindings": []},
+            "dohost": {
+                "storage": "postgres://me@db/app",
+                "cluster": {"etcd": ["http://e1:2379"], "node_id": "n1",
+                            "advertise": "10.0.0.1:8787", "secret": "s"},
+            },
         }"#;
-        let v: serde_json::Value = serde_json::from_str(&strip_jsonc(text)).unwrap();
-        assert_eq!(v["a"], "keeps // and /* inside strings */ and \" escapes");
-        assert_eq!(v["b"], serde_json::json!([1, 2]));
-        assert_eq!(v["c"]["d"], 1);
+        let config = parse(text, Path::new("/")).unwrap();
+        assert_eq!(config.storage.as_deref(), Some("postgres://me@db/app"));
+        let cluster = config.cluster.unwrap();
+        assert_eq!(cluster.etcd, ["http://e1:2379"]);
+        assert_eq!(
+            (cluster.node_id.as_str(), cluster.advertise.as_str()),
+            ("n1", "10.0.0.1:8787")
+        );
+        assert_eq!(cluster.secret, "s");
     }
 }

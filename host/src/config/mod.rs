@@ -1,6 +1,7 @@
 //! The host's configuration: classes and where their components are, addresses, limits.
 
 pub mod file;
+pub mod jsonc;
 pub mod migration;
 
 use anyhow::{Result, bail};
