@@ -131,15 +131,8 @@ async fn a_member_cut_from_etcd_is_dead_before_its_lease_can_expire() {
 /// Waits until `members` members hold all 256 shards between them, each some: joins have
 /// been handed their shards, so no shard is moving while the test runs its workload.
 async fn settled(etcd: &str, members: usize) {
-    let status = || {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_dohost"))
-            .args(["cluster", "status", "--cluster", etcd])
-            .output()
-            .unwrap();
-        String::from_utf8(out.stdout).unwrap()
-    };
     wait_until("every member holds its shards", || async {
-        let s = status();
+        let s = cluster_status(etcd);
         s.starts_with(&format!("{members} members, 256 shards claimed"))
             && s.lines()
                 .skip(2)
@@ -149,38 +142,93 @@ async fn settled(etcd: &str, members: usize) {
     .await;
 }
 
+/// What `dohost cluster status` prints for the cluster on `etcd`.
+fn cluster_status(etcd: &str) -> String {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_dohost"))
+        .args(["cluster", "status", "--cluster", etcd])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// Waits until every node answers 200 for every `url(node, name)`: each object has an
+/// owner, reached from every node.
+async fn served_everywhere(
+    c: &reqwest::Client,
+    nodes: &[&common::process::HostProcess],
+    names: &[String],
+    url: impl Fn(&common::process::HostProcess, &str) -> String,
+) {
+    wait_until("every node serves every object", || async {
+        for n in nodes {
+            for name in names {
+                if get(c, &url(n, name)).await.0 != 200 {
+                    return false;
+                }
+            }
+        }
+        true
+    })
+    .await;
+}
+
+/// `rounds` increments of each object, each through the nodes in turn: one owner counts
+/// them all, in order.
+async fn increment_through_every_node(
+    c: &reqwest::Client,
+    nodes: &[&common::process::HostProcess],
+    names: &[String],
+    rounds: usize,
+    url: impl Fn(&common::process::HostProcess, &str) -> String,
+) {
+    for round in 1..=rounds {
+        for (i, name) in names.iter().enumerate() {
+            let n = nodes[(i + round) % nodes.len()];
+            assert_eq!(
+                get(c, &url(n, name)).await,
+                (200, round.to_string()),
+                "{name} via {}",
+                n.addr
+            );
+        }
+    }
+}
+
 fn free_addr() -> String {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().to_string()
+    format!("127.0.0.1:{}", free_port())
 }
 
 /// Starts node `id` of a cluster on etcd at `etcd`, with the database behind `dir`.
 fn node(etcd: &str, dir: &std::path::Path, id: &str) -> common::process::HostProcess {
-    node_serving(etcd, dir, id, &["counter"])
+    node_serving(etcd, dir, id, &["counter"], &[])
 }
 
+/// Like `node`, serving `guests`, with more flags.
 fn node_serving(
     etcd: &str,
     dir: &std::path::Path,
     id: &str,
     guests: &[&str],
+    more: &[&str],
 ) -> common::process::HostProcess {
     let addr = free_addr();
-    common::process::HostProcess::spawn_on(
+    let mut flags = vec![
+        "--cluster",
+        etcd,
+        "--node-id",
+        id,
+        "--advertise",
         &addr,
-        &dir.join(id),
-        guests,
-        &[
-            "--cluster",
-            etcd,
-            "--node-id",
-            id,
-            "--advertise",
-            &addr,
-            "--cluster-secret",
-            "s3cret",
-        ],
-    )
+        "--cluster-secret",
+        "s3cret",
+    ];
+    flags.extend_from_slice(more);
+    common::process::HostProcess::spawn_on(&addr, &dir.join(id), guests, &flags)
 }
 
 /// Three real nodes on one etcd and one PostgreSQL: every object has one owner, reached
@@ -201,52 +249,19 @@ async fn three_nodes_serve_each_object_once_and_fail_over_after_sigkill() {
     };
     settled(&etcd.client_url, 3).await;
     let names: Vec<String> = (0..24).map(|i| format!("obj-{i}")).collect();
-    // Ready once every node answers for every object (each shard has an owner).
-    wait_until(
-        "the cluster serves every object from every node",
-        || async {
-            for n in &nodes {
-                for name in &names {
-                    if get(&c, &url(n, name, "get")).await.0 != 200 {
-                        return false;
-                    }
-                }
-            }
-            true
-        },
-    )
-    .await;
-    // Increments through every node in turn: one owner counts them all, in order.
-    for round in 1..=6 {
-        for (i, name) in names.iter().enumerate() {
-            let n = &nodes[(i + round) % 3];
-            assert_eq!(
-                get(&c, &url(n, name, "increment")).await,
-                (200, round.to_string()),
-                "{name} via {}",
-                n.addr
-            );
-        }
-    }
-    // `dohost cluster status` shows the three members sharing the 256 shards.
-    let status = || {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_dohost"))
-            .args(["cluster", "status", "--cluster", &etcd.client_url])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
-    };
-    // Shards may still be moving to the last member to join.
-    wait_until("every shard claimed by one of three members", || async {
-        status().starts_with("3 members, 256 shards claimed")
+    let everyone: Vec<_> = nodes.iter().collect();
+    served_everywhere(&c, &everyone, &names, |n, name| url(n, name, "get")).await;
+    increment_through_every_node(&c, &everyone, &names, 6, |n, name| {
+        url(n, name, "increment")
     })
     .await;
-    let status = status();
+    // `dohost cluster status` shows the three members sharing the 256 shards.
+    // Shards may still be moving to the last member to join.
+    wait_until("every shard claimed by one of three members", || async {
+        cluster_status(&etcd.client_url).starts_with("3 members, 256 shards claimed")
+    })
+    .await;
+    let status = cluster_status(&etcd.client_url);
     let held: u32 = status
         .lines()
         .skip(2)
@@ -298,19 +313,8 @@ async fn sigterm_hands_a_nodes_objects_over() {
     settled(&etcd.client_url, 2).await;
     let c = client();
     let names: Vec<String> = (0..16).map(|i| format!("h-{i}")).collect();
-    wait_until("both nodes serve", || async {
-        for name in &names {
-            for n in [&leaving, &staying] {
-                if get(&c, &format!("http://{}/counter/{name}/get", n.addr))
-                    .await
-                    .0
-                    != 200
-                {
-                    return false;
-                }
-            }
-        }
-        true
+    served_everywhere(&c, &[&leaving, &staying], &names, |n, name| {
+        format!("http://{}/counter/{name}/get", n.addr)
     })
     .await;
     for name in &names {
@@ -360,17 +364,7 @@ async fn a_node_paused_past_its_lease_serves_nothing_stale_when_it_resumes() {
     let at = |n: &common::process::HostProcess, name: &str, a: &str| {
         format!("http://{}/counter/{name}/{a}", n.addr)
     };
-    wait_until("both nodes serve", || async {
-        for name in &names {
-            for n in [&zombie, &other] {
-                if get(&c, &at(n, name, "get")).await.0 != 200 {
-                    return false;
-                }
-            }
-        }
-        true
-    })
-    .await;
+    served_everywhere(&c, &[&zombie, &other], &names, |n, name| at(n, name, "get")).await;
     // Every object is live in the zombie's memory (some owned there, some forwarded).
     for name in &names {
         assert_eq!(
@@ -432,9 +426,7 @@ async fn a_node_paused_past_its_lease_serves_nothing_stale_when_it_resumes() {
 #[tokio::test]
 async fn the_cluster_script_starts_three_nodes_and_ctrl_c_stops_everything() {
     use std::io::{BufRead, BufReader};
-    let ports: Vec<String> = (0..3)
-        .map(|_| free_addr().rsplit(':').next().unwrap().to_string())
-        .collect();
+    let ports: Vec<String> = (0..3).map(|_| free_port().to_string()).collect();
     let mut script = std::process::Command::new(repo_root().join("scripts/cluster.sh"))
         .arg(guest("counter"))
         .env("DOHOST_BIN", env!("CARGO_BIN_EXE_dohost"))
@@ -510,8 +502,8 @@ async fn websockets_to_one_room_through_two_nodes_meet() {
     use tokio_tungstenite::tungstenite::Message;
     let etcd = Etcd::start().await;
     let dir = Backend::Postgres.data_dir();
-    let n1 = node_serving(&etcd.client_url, dir.path(), "w1", &["chat-room"]);
-    let n2 = node_serving(&etcd.client_url, dir.path(), "w2", &["chat-room"]);
+    let n1 = node_serving(&etcd.client_url, dir.path(), "w1", &["chat-room"], &[]);
+    let n2 = node_serving(&etcd.client_url, dir.path(), "w2", &["chat-room"], &[]);
     settled(&etcd.client_url, 2).await;
     let c = client();
     wait_until("both nodes serve the room", || async {
@@ -552,59 +544,20 @@ async fn calls_reach_objects_served_by_other_nodes() {
     let etcd = Etcd::start().await;
     let dir = Backend::Postgres.data_dir();
     let worker = guest("worker");
-    let worker = worker.to_str().unwrap();
-    let start = |id: &str| {
-        let addr = free_addr();
-        common::process::HostProcess::spawn_on(
-            &addr,
-            &dir.path().join(id),
-            &["counter"],
-            &[
-                "--cluster",
-                &etcd.client_url,
-                "--node-id",
-                id,
-                "--advertise",
-                &addr,
-                "--cluster-secret",
-                "s3cret",
-                "--worker",
-                worker,
-            ],
-        )
-    };
-    let nodes = [start("c1"), start("c2")];
+    let worker = ["--worker", worker.to_str().unwrap()];
+    let nodes = [
+        node_serving(&etcd.client_url, dir.path(), "c1", &["counter"], &worker),
+        node_serving(&etcd.client_url, dir.path(), "c2", &["counter"], &worker),
+    ];
     settled(&etcd.client_url, 2).await;
     let c = client();
     let names: Vec<String> = (0..16).map(|i| format!("k-{i}")).collect();
     let url = |n: &common::process::HostProcess, name: &str, a: &str| {
         format!("http://{}/by-name/{name}/{a}", n.addr)
     };
-    wait_until(
-        "both nodes reach every object through the worker",
-        || async {
-            for n in &nodes {
-                for name in &names {
-                    if get(&c, &url(n, name, "get")).await.0 != 200 {
-                        return false;
-                    }
-                }
-            }
-            true
-        },
-    )
-    .await;
-    for round in 1..=4 {
-        for (i, name) in names.iter().enumerate() {
-            let n = &nodes[(i + round) % 2];
-            assert_eq!(
-                get(&c, &url(n, name, "increment")).await,
-                (200, round.to_string()),
-                "{name} via {}",
-                n.addr
-            );
-        }
-    }
+    let both: Vec<_> = nodes.iter().collect();
+    served_everywhere(&c, &both, &names, |n, name| url(n, name, "get")).await;
+    increment_through_every_node(&c, &both, &names, 4, |n, name| url(n, name, "increment")).await;
     // An ID of another binding is refused the same way from either node.
     for n in &nodes {
         let (s, body) = get(

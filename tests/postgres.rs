@@ -9,6 +9,29 @@ use common::process::HostProcess;
 use common::proxy::Proxy;
 use common::*;
 
+/// The name of the database behind a test's data directory.
+fn database_name(dir: &std::path::Path) -> String {
+    let url = database_of(dir).expect("a PostgreSQL data directory");
+    url.rsplit('/').next().unwrap().to_string()
+}
+
+/// A host serving the counter on a fresh database (its name is the last item), reached
+/// through a proxy the test can cut; the data directory goes with it.
+async fn counter_through_proxy() -> (TestHost, std::sync::Arc<Proxy>, tempfile::TempDir, String) {
+    let pg = server();
+    let url = pg.fresh_database();
+    let proxy = Proxy::start(([127, 0, 0, 1], pg.port).into()).await;
+    let through = url.replace(
+        &format!(":{}/", pg.port),
+        &format!(":{}/", proxy.addr.port()),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(&["counter"], dir.path(), dohost::Limits::default());
+    cfg.storage = Some(through);
+    let db = url.rsplit('/').next().unwrap().to_string();
+    (TestHost::start_config(cfg).await, proxy, dir, db)
+}
+
 /// Two hosts started on one database by mistake: the second fences the first, whose next
 /// write is refused (503, nothing written) and which then stops with a clear log line and
 /// a non-zero exit. The second serves everything the first acknowledged.
@@ -47,17 +70,7 @@ async fn a_second_host_on_the_same_database_fences_the_first() {
 /// from what was acknowledged.
 #[tokio::test]
 async fn a_lost_database_is_answered_503_and_the_host_reconnects() {
-    let pg = server();
-    let url = pg.fresh_database();
-    let proxy = Proxy::start(([127, 0, 0, 1], pg.port).into()).await;
-    let through = url.replace(
-        &format!(":{}/", pg.port),
-        &format!(":{}/", proxy.addr.port()),
-    );
-    let dir = tempfile::tempdir().unwrap();
-    let mut cfg = config(&["counter"], dir.path(), dohost::Limits::default());
-    cfg.storage = Some(through);
-    let host = TestHost::start_config(cfg).await;
+    let (host, proxy, _dir, db) = counter_through_proxy().await;
     let c = client();
     let u = |p: &str| host.url(&format!("/counter/flaky{p}"));
     for n in 1..=3 {
@@ -80,13 +93,7 @@ async fn a_lost_database_is_answered_503_and_the_host_reconnects() {
     .await;
     // 3 acknowledged before, the refused one not applied, one more after.
     assert_eq!(get(&c, &u("/get")).await, (200, "4".into()));
-    assert_eq!(
-        pg.psql(
-            url.rsplit('/').next().unwrap(),
-            "SELECT count(*) FROM dohost.kv"
-        ),
-        "1"
-    );
+    assert_eq!(server().psql(&db, "SELECT count(*) FROM dohost.kv"), "1");
     wait_until("health recovered", || async {
         get(&c, &host.url("/.well-known/dohost/health")).await.0 == 200
     })
@@ -100,17 +107,7 @@ async fn a_lost_database_is_answered_503_and_the_host_reconnects() {
 /// (its in-memory copy of the object, taken before, must not be used).
 #[tokio::test]
 async fn a_connection_lost_during_commit_is_an_unknown_outcome_rebuilt_from_the_database() {
-    let pg = server();
-    let url = pg.fresh_database();
-    let proxy = Proxy::start(([127, 0, 0, 1], pg.port).into()).await;
-    let through = url.replace(
-        &format!(":{}/", pg.port),
-        &format!(":{}/", proxy.addr.port()),
-    );
-    let dir = tempfile::tempdir().unwrap();
-    let mut cfg = config(&["counter"], dir.path(), dohost::Limits::default());
-    cfg.storage = Some(through);
-    let host = TestHost::start_config(cfg).await;
+    let (host, proxy, _dir, _db) = counter_through_proxy().await;
     let c = client();
     let u = |p: &str| host.url(&format!("/counter/unknown{p}"));
     for n in 1..=3 {
@@ -137,13 +134,9 @@ async fn a_connection_lost_during_commit_is_an_unknown_outcome_rebuilt_from_the_
 /// once.
 #[tokio::test]
 async fn a_serialization_failure_is_retried_whole() {
-    let pg = server();
-    let url = pg.fresh_database();
-    let db = url.rsplit('/').next().unwrap().to_string();
-    let dir = tempfile::tempdir().unwrap();
-    let mut cfg = config(&["counter"], dir.path(), dohost::Limits::default());
-    cfg.storage = Some(url);
-    let host = TestHost::start_config(cfg).await;
+    let (pg, dir) = (server(), Backend::Postgres.data_dir());
+    let db = database_name(dir.path());
+    let host = TestHost::start(&["counter"], dir.path()).await;
     let c = client();
     let u = |p: &str| host.url(&format!("/counter/contended{p}"));
     assert_eq!(get(&c, &u("/increment")).await, (200, "1".into()));
@@ -175,11 +168,7 @@ async fn a_serialization_failure_is_retried_whole() {
 /// An unreachable database stops start-up with a message naming it, password hidden.
 #[test]
 fn an_unreachable_database_stops_start_up_naming_it() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let url = format!("postgres://alice:s3cret@127.0.0.1:{port}/nowhere");
     let dir = tempfile::tempdir().unwrap();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_dohost"))
@@ -201,12 +190,9 @@ fn an_unreachable_database_stops_start_up_naming_it() {
 /// A database written by a newer dohost is refused, saying which version it found.
 #[tokio::test]
 async fn a_newer_schema_is_refused_naming_its_version() {
-    let pg = server();
-    let url = pg.fresh_database();
-    let db = url.rsplit('/').next().unwrap().to_string();
-    let dir = tempfile::tempdir().unwrap();
-    let mut cfg = config(&["counter"], dir.path(), dohost::Limits::default());
-    cfg.storage = Some(url);
+    let (pg, dir) = (server(), Backend::Postgres.data_dir());
+    let db = database_name(dir.path());
+    let cfg = config(&["counter"], dir.path(), dohost::Limits::default());
     let host = TestHost::start_config(cfg.clone()).await;
     host.stop().await;
     pg.psql(

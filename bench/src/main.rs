@@ -168,64 +168,9 @@ async fn measure(kind: Kind, opts: &Opts, paths: &Paths) -> Result<Figures> {
     let max_live = opts.rss_objects + opts.objects + opts.cold_samples + 100;
     let client = probes::client();
     let mut s = Server::start(kind, paths, max_live).await?;
-    let base = s.url("");
     let mut f = Figures::default();
-
-    // get on one object whose value is 1: it must stay 1, and every answer must be 200.
-    probes::get_text(
-        &client,
-        &s.url(&kind.counter_path("bench-get", "increment")),
-    )
-    .await?;
+    let (one, sum) = throughputs(kind, opts, paths, &s, &mut f).await?;
     let get_path = kind.counter_path("bench-get", "get");
-    f.get = load::median_of(
-        opts.get_runs,
-        &wrk_load(opts, &base, &get_path, ""),
-        &paths.work,
-        |r| check_clean(kind, "get", r),
-    )
-    .await?;
-    ensure!(
-        counter(&client, &s, "bench-get").await? == 1,
-        "{}: bench-get changed under a read-only load",
-        kind.label()
-    );
-    eprintln!(
-        "   get one object: {:.0}/s, p50 {:?}",
-        f.get.rps(),
-        f.get.p50
-    );
-
-    // increment on one object: the value must cover every acknowledged increment and at most
-    // the requests still unanswered when wrk stopped.
-    let inc_path = kind.counter_path("bench-inc", "increment");
-    f.inc_one = load::run(&wrk_load(opts, &base, &inc_path, ""), &paths.work).await?;
-    check_clean(kind, "increment", &f.inc_one)?;
-    let one = counter(&client, &s, "bench-inc").await?;
-    check_count(kind, "increment one object", one, &f.inc_one, opts)?;
-    eprintln!(
-        "   increment one object: {:.0}/s, value {one} for {} acknowledged",
-        f.inc_one.rps(),
-        f.inc_one.requests
-    );
-
-    // increment spread over `objects` objects: the sum is checked the same way.
-    let spread_prefix = match kind {
-        Kind::Dohost | Kind::DohostPostgres => "/counter/spread-",
-        _ => "/spread-",
-    };
-    let mut spread = wrk_load(opts, &base, spread_prefix, "/increment");
-    spread.spread = opts.objects;
-    f.inc_spread = load::run(&spread, &paths.work).await?;
-    check_clean(kind, "spread increment", &f.inc_spread)?;
-    let sum = counter_sum(&client, &s, "spread-", opts.objects).await?;
-    check_count(kind, "increment spread", sum, &f.inc_spread, opts)?;
-    eprintln!(
-        "   increment {} objects: {:.0}/s, sum {sum} for {} acknowledged",
-        opts.objects,
-        f.inc_spread.rps(),
-        f.inc_spread.requests
-    );
 
     // Single requests: to new objects (cold), then to a warm one.
     let cold: Vec<String> = (0..opts.cold_samples)
@@ -242,18 +187,7 @@ async fn measure(kind: Kind, opts: &Opts, paths: &Paths) -> Result<Figures> {
 
     // Kill without warning and start again on the same data: every acknowledged increment
     // must still be there.
-    s.kill().await?;
-    s = Server::start(kind, paths, max_live).await?;
-    let one_after = counter(&client, &s, "bench-inc").await?;
-    let sum_after = counter_sum(&client, &s, "spread-", opts.objects).await?;
-    if one_after != one || sum_after != sum {
-        bail!(
-            "{}: after SIGKILL and restart the counters read {one_after} and {sum_after}, \
-             before {one} and {sum}",
-            kind.label()
-        );
-    }
-    eprintln!("   SIGKILL + restart: counters intact");
+    s = restart_intact(kind, opts, paths, s, max_live, None, (one, sum)).await?;
 
     // Resident memory per idle live object.
     touch(&client, &s, "rss-warmup-", 100).await?;
@@ -293,21 +227,19 @@ async fn measure(kind: Kind, opts: &Opts, paths: &Paths) -> Result<Figures> {
     Ok(f)
 }
 
-/// The throughput workloads only (get, increment one object, increment spread), then a
-/// SIGKILL and restart that must find every acknowledged increment: for dohost on
-/// PostgreSQL.
-async fn measure_throughput(
+/// The throughput workloads (get, increment one object, increment spread) against the
+/// running server `s`, with their correctness checks; answers the counters' values (one
+/// object, the sum of the spread).
+async fn throughputs(
     kind: Kind,
     opts: &Opts,
     paths: &Paths,
-    storage: Option<&str>,
-) -> Result<Figures> {
-    eprintln!("== {}", kind.label());
-    let max_live = opts.objects + 100;
+    s: &Server,
+    f: &mut Figures,
+) -> Result<(i64, i64)> {
     let client = probes::client();
-    let mut s = Server::start_with(kind, paths, max_live, storage).await?;
     let base = s.url("");
-    let mut f = Figures::default();
+    // get on one object whose value is 1: it must stay 1, and every answer must be 200.
     probes::get_text(
         &client,
         &s.url(&kind.counter_path("bench-get", "increment")),
@@ -321,35 +253,91 @@ async fn measure_throughput(
         |r| check_clean(kind, "get", r),
     )
     .await?;
-    eprintln!("   get one object: {:.0}/s", f.get.rps());
+    ensure!(
+        counter(&client, s, "bench-get").await? == 1,
+        "{}: bench-get changed under a read-only load",
+        kind.label()
+    );
+    eprintln!(
+        "   get one object: {:.0}/s, p50 {:?}",
+        f.get.rps(),
+        f.get.p50
+    );
+
+    // increment on one object: the value must cover every acknowledged increment and at most
+    // the requests still unanswered when wrk stopped.
     let inc_path = kind.counter_path("bench-inc", "increment");
     f.inc_one = load::run(&wrk_load(opts, &base, &inc_path, ""), &paths.work).await?;
     check_clean(kind, "increment", &f.inc_one)?;
-    let one = counter(&client, &s, "bench-inc").await?;
+    let one = counter(&client, s, "bench-inc").await?;
     check_count(kind, "increment one object", one, &f.inc_one, opts)?;
-    eprintln!("   increment one object: {:.0}/s", f.inc_one.rps());
-    let mut spread = wrk_load(opts, &base, "/counter/spread-", "/increment");
+    eprintln!(
+        "   increment one object: {:.0}/s, value {one} for {} acknowledged",
+        f.inc_one.rps(),
+        f.inc_one.requests
+    );
+
+    // increment spread over `objects` objects: the sum is checked the same way.
+    let spread_prefix = match kind {
+        Kind::Dohost | Kind::DohostPostgres => "/counter/spread-",
+        _ => "/spread-",
+    };
+    let mut spread = wrk_load(opts, &base, spread_prefix, "/increment");
     spread.spread = opts.objects;
     f.inc_spread = load::run(&spread, &paths.work).await?;
     check_clean(kind, "spread increment", &f.inc_spread)?;
-    let sum = counter_sum(&client, &s, "spread-", opts.objects).await?;
+    let sum = counter_sum(&client, s, "spread-", opts.objects).await?;
     check_count(kind, "increment spread", sum, &f.inc_spread, opts)?;
     eprintln!(
-        "   increment {} objects: {:.0}/s",
+        "   increment {} objects: {:.0}/s, sum {sum} for {} acknowledged",
         opts.objects,
-        f.inc_spread.rps()
+        f.inc_spread.rps(),
+        f.inc_spread.requests
     );
+
+    Ok((one, sum))
+}
+
+/// Kills `s` with SIGKILL and starts it again on the same data: the counters must read
+/// what they did before (`values`: one object, the spread's sum).
+async fn restart_intact(
+    kind: Kind,
+    opts: &Opts,
+    paths: &Paths,
+    s: Server,
+    max_live: u32,
+    storage: Option<&str>,
+    (one, sum): (i64, i64),
+) -> Result<Server> {
+    let client = probes::client();
     s.kill().await?;
-    s = Server::start_with(kind, paths, max_live, storage).await?;
+    let s = Server::start_with(kind, paths, max_live, storage).await?;
     let one_after = counter(&client, &s, "bench-inc").await?;
     let sum_after = counter_sum(&client, &s, "spread-", opts.objects).await?;
-    ensure!(
-        one_after == one && sum_after == sum,
-        "{}: after SIGKILL and restart the counters read {one_after} and {sum_after}, \
-         before {one} and {sum}",
-        kind.label()
-    );
+    if one_after != one || sum_after != sum {
+        bail!(
+            "{}: after SIGKILL and restart the counters read {one_after} and {sum_after}, \
+             before {one} and {sum}",
+            kind.label()
+        );
+    }
     eprintln!("   SIGKILL + restart: counters intact");
+    Ok(s)
+}
+
+/// The throughput workloads only, then the SIGKILL check: for dohost on PostgreSQL.
+async fn measure_throughput(
+    kind: Kind,
+    opts: &Opts,
+    paths: &Paths,
+    storage: Option<&str>,
+) -> Result<Figures> {
+    eprintln!("== {}", kind.label());
+    let max_live = opts.objects + 100;
+    let s = Server::start_with(kind, paths, max_live, storage).await?;
+    let mut f = Figures::default();
+    let values = throughputs(kind, opts, paths, &s, &mut f).await?;
+    let s = restart_intact(kind, opts, paths, s, max_live, storage, values).await?;
     s.kill().await?;
     Ok(f)
 }

@@ -11,14 +11,6 @@ pub struct Etcd {
     dir: tempfile::TempDir,
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// Debian's etcd-server puts `etcd` on the PATH; `DOHOST_ETCD` overrides.
 fn binary() -> PathBuf {
     PathBuf::from(std::env::var("DOHOST_ETCD").unwrap_or_else(|_| "etcd".into()))
@@ -28,7 +20,7 @@ impl Etcd {
     /// Starts a one-member etcd and waits until it answers its health check.
     pub async fn start() -> Etcd {
         let dir = tempfile::tempdir().unwrap();
-        let (client, peer) = (free_port(), free_port());
+        let (client, peer) = (super::free_port(), super::free_port());
         let client_url = format!("http://127.0.0.1:{client}");
         let peer_url = format!("http://127.0.0.1:{peer}");
         let args: Vec<String> = [

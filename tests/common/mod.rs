@@ -42,6 +42,15 @@ pub fn guest(name: &str) -> PathBuf {
     path
 }
 
+/// A loopback port the kernel just handed out (for servers that take a fixed port).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 /// The storage backend a test runs against: each storage-touching test body runs on both.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Backend {

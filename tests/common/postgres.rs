@@ -79,14 +79,6 @@ extern "C" fn stop_at_exit() {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// The test binary's server, started on first use.
 pub fn server() -> &'static Server {
     SERVER.get_or_init(start)
@@ -125,7 +117,7 @@ fn start() -> Server {
     );
     // SAFETY: registering a plain extern "C" function.
     unsafe { libc::atexit(stop_at_exit) };
-    let port = free_port();
+    let port = super::free_port();
     // Started from a thread that lives as long as the server (it waits on it): the server
     // gets SIGKILL if this process dies without running its exit handlers (pdeathsig
     // follows the thread that forked).
