@@ -112,3 +112,21 @@ pub fn refusal(failure: &CommitError) -> CommitError {
         ),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Guards against a batch refused untried (while storage fails) being reported as the
+    /// failure that started it: after an unknown outcome, a refused write was never sent,
+    /// so it is "unavailable" (503), not "may or may not be durable" (500).
+    #[test]
+    fn a_batch_refused_untried_says_nothing_was_written() {
+        let unknown = CommitError::new(CommitErrorKind::Unknown, "lost during COMMIT");
+        assert_eq!(refusal(&unknown).kind, CommitErrorKind::Unavailable);
+        let failed = CommitError::new(CommitErrorKind::Failed, "I/O error");
+        assert_eq!(refusal(&failed).kind, CommitErrorKind::Unavailable);
+        let full = CommitError::new(CommitErrorKind::DiskFull, "full");
+        assert_eq!(refusal(&full).kind, CommitErrorKind::DiskFull);
+    }
+}

@@ -2,7 +2,7 @@
 //! migration history, changed in one transaction (the rules are in `backend::migrate`).
 
 use super::PostgresStorage;
-use super::conn::connect;
+use super::conn::connect_raw;
 use crate::backend::MigrationReport;
 use crate::backend::migrate::{ClassTxn, migrate as apply};
 use crate::config::migration::Migration;
@@ -111,10 +111,10 @@ fn in_transaction<T: Send>(
 ) -> Result<T> {
     let rt = db.rt();
     db.outside_runtime(|| {
-        let mut conn = rt
-            .block_on(connect(db.config.clone()))
+        let mut client = rt
+            .block_on(connect_raw(db.config.clone()))
             .with_context(|| format!("cannot reach the database {}", db.url))?;
-        let txn = rt.block_on(conn.client.transaction())?;
+        let txn = rt.block_on(client.transaction())?;
         rt.block_on(txn.execute("SELECT pg_advisory_xact_lock($1)", &[&CLASSES_LOCK]))?;
         let out = f(&mut PgClasses { rt, txn: &txn })?;
         if commit {
