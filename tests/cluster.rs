@@ -4,6 +4,7 @@
 //! frees everything at once.
 
 mod common;
+use common::cluster::{cluster_status, settled};
 use common::etcd::Etcd;
 use common::proxy::Proxy;
 use common::*;
@@ -126,34 +127,6 @@ async fn a_member_cut_from_etcd_is_dead_before_its_lease_can_expire() {
     })
     .await;
     assert!(!cut.is_live());
-}
-
-/// Waits until `members` members hold all 256 shards between them, each some: joins have
-/// been handed their shards, so no shard is moving while the test runs its workload.
-async fn settled(etcd: &str, members: usize) {
-    wait_until("every member holds its shards", || async {
-        let s = cluster_status(etcd);
-        s.starts_with(&format!("{members} members, 256 shards claimed"))
-            && s.lines()
-                .skip(2)
-                .take(members)
-                .all(|l| l.split('\t').nth(2).is_some_and(|n| n != "0"))
-    })
-    .await;
-}
-
-/// What `dohost cluster status` prints for the cluster on `etcd`.
-fn cluster_status(etcd: &str) -> String {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_dohost"))
-        .args(["cluster", "status", "--cluster", etcd])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
 }
 
 /// Waits until every node answers 200 for every `url(node, name)`: each object has an

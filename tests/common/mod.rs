@@ -2,7 +2,9 @@
 //! 127.0.0.1:0 with a data directory, talk to it with reqwest.
 #![allow(dead_code)]
 
+pub mod cluster;
 pub mod etcd;
+pub mod history;
 pub mod postgres;
 pub mod process;
 pub mod proxy;

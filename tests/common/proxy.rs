@@ -1,7 +1,9 @@
 //! A TCP proxy the test can cut: every connection through it is dropped, and new ones are
 //! refused, until it is restored; or cut just after the client sent given bytes (a
-//! PostgreSQL COMMIT, say), so that the server acts on them and the answer is lost. For
-//! faults between dohost and its database.
+//! PostgreSQL COMMIT, say), so that the server acts on them and the answer is lost; or
+//! black-holed: connections stay open and new ones are accepted, but nothing passes either
+//! way until it is restored (what a partition looks like to TCP, whose retransmissions
+//! then deliver what was held). For faults between dohost and its database or etcd.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -14,6 +16,8 @@ pub struct Proxy {
     pub addr: SocketAddr,
     /// true while cut.
     cut: watch::Sender<bool>,
+    /// true while black-holed.
+    hole: watch::Sender<bool>,
     /// Bytes that, once a client has sent them, cut the proxy.
     trigger: Arc<Mutex<Option<Vec<u8>>>>,
 }
@@ -26,10 +30,12 @@ impl Proxy {
         std_listener.set_nonblocking(true).unwrap();
         let addr = std_listener.local_addr().unwrap();
         let (cut, watch) = watch::channel(false);
+        let (hole, held) = watch::channel(false);
         let trigger: Arc<Mutex<Option<Vec<u8>>>> = Arc::default();
         let proxy = Arc::new(Proxy {
             addr,
             cut,
+            hole,
             trigger: trigger.clone(),
         });
         let cutter = proxy.clone();
@@ -49,11 +55,13 @@ impl Proxy {
                         continue;
                     }
                     let (watch, trigger, cutter) = (watch.clone(), trigger.clone(), cutter.clone());
+                    let held = held.clone();
                     tokio::spawn(async move {
+                        passing(&held).await;
                         let Ok(outbound) = TcpStream::connect(target).await else {
                             return;
                         };
-                        relay(inbound, outbound, watch, trigger, cutter).await;
+                        relay(inbound, outbound, watch, held, trigger, cutter).await;
                     });
                 }
             })
@@ -74,16 +82,28 @@ impl Proxy {
         *self.trigger.lock().unwrap() = Some(bytes.to_vec());
     }
 
+    /// Holds every byte in either direction, on open connections and new ones alike.
+    pub fn black_hole(&self) {
+        self.hole.send_replace(true);
+    }
+
     pub fn restore(&self) {
         *self.trigger.lock().unwrap() = None;
         self.cut.send_replace(false);
+        self.hole.send_replace(false);
     }
+}
+
+/// Returns once the proxy is not black-holed.
+async fn passing(held: &watch::Receiver<bool>) {
+    let _ = held.clone().wait_for(|hole| !*hole).await;
 }
 
 async fn relay(
     inbound: TcpStream,
     outbound: TcpStream,
     mut watch: watch::Receiver<bool>,
+    held: watch::Receiver<bool>,
     trigger: Arc<Mutex<Option<Vec<u8>>>>,
     proxy: Arc<Proxy>,
 ) {
@@ -108,6 +128,7 @@ async fn relay(
             if hit {
                 swallowing.store(true, Ordering::SeqCst);
             }
+            passing(&held).await;
             if server_w.write_all(&buf[..n]).await.is_err() || hit {
                 if hit {
                     proxy.cut();
@@ -139,6 +160,7 @@ async fn relay(
                 }
                 continue;
             }
+            passing(&held).await;
             if client_w.write_all(&buf[..n]).await.is_err() {
                 return;
             }

@@ -20,6 +20,9 @@
 //! | `GET /relay?binding=B&name=N&path=P` | forwards this request (headers, body, a WebSocket upgrade) to object N of B at P |
 //! | `POST /set-alarm` | sets the alarm (the host moves it to its minimum interval); the alarm stores `name()` under `alarm-name` |
 //! | `GET /exit` | calls `exit(3)` |
+//! | `POST /append?op=X` | appends X to the object's list; answers its index (0, 1, …) |
+//! | `POST /append-by-alarm?op=X` | sets the alarm, which appends X (and every other op armed before it runs) |
+//! | `GET /items` | `{"len": N, "items": [...]}`: the list's length and its stored items |
 
 use dohost_sdk::{
     AlarmInfo, DurableObject, Env, Error, Request, Response, Result, State, durable_object,
@@ -32,6 +35,10 @@ pub struct TestObject {
     instance: u64,
     events: u64,
     env: Vec<(String, String)>,
+}
+
+fn item_key(index: u64) -> String {
+    format!("item/{index:010}")
 }
 
 fn key(req: &Request) -> Result<String> {
@@ -204,6 +211,25 @@ impl DurableObject for TestObject {
                 Ok(Response::text("set"))
             }
             "/exit" => std::process::exit(3),
+            "/append" => {
+                let index = self.append(&req.query_param("op").unwrap_or_default())?;
+                Ok(Response::text(index.to_string()))
+            }
+            "/append-by-alarm" => {
+                let op = req.query_param("op").unwrap_or_default();
+                storage.put(&format!("armed/{op}"), &op)?;
+                storage.set_alarm(0u64)?;
+                Ok(Response::text("armed"))
+            }
+            "/items" => {
+                // Every stored item, in order: a gap or an extra would show as a list whose
+                // length is not `len`.
+                let len: u64 = storage.get("len")?.unwrap_or(0);
+                let items: Vec<(String, String)> =
+                    storage.list(dohost_sdk::ListOptions::new().prefix("item/"))?;
+                let items: Vec<String> = items.into_iter().map(|(_, op)| op).collect();
+                Ok(Response::json(&json!({ "len": len, "items": items })))
+            }
             "/ids" => {
                 // id_from_string round trip and rejections, for ?binding=B&id=I
                 let ns = self.env_ns(&req.query_param("binding").unwrap_or_default());
@@ -231,7 +257,23 @@ impl DurableObject for TestObject {
 
 impl TestObject {
     fn record_alarm(&self) -> Result<()> {
-        self.state.storage().put("alarm-name", &self.state.name())
+        let storage = self.state.storage();
+        let armed: Vec<(String, String)> =
+            storage.list(dohost_sdk::ListOptions::new().prefix("armed/"))?;
+        for (key, op) in armed {
+            storage.delete(&key)?;
+            self.append(&op)?;
+        }
+        storage.put("alarm-name", &self.state.name())
+    }
+
+    /// Appends `op` to the list kept as `len` and `item/{index}`; answers its index.
+    fn append(&self, op: &str) -> Result<u64> {
+        let storage = self.state.storage();
+        let len: u64 = storage.get("len")?.unwrap_or(0);
+        storage.put(&item_key(len), op)?;
+        storage.put("len", &(len + 1))?;
+        Ok(len)
     }
 
     fn env_ns(&self, binding: &str) -> dohost_sdk::Namespace {

@@ -29,6 +29,10 @@ pub enum HttpError {
     /// sender's view was out of date; it tries again). Nothing ran.
     #[error("{0}")]
     Misdirected(String),
+    /// The node a request was forwarded to took it and then failed to answer: the request
+    /// may or may not have run there.
+    #[error("{0}")]
+    Unanswered(String),
     /// A forwarded request without the cluster's secret.
     #[error("{0}")]
     Forbidden(String),
@@ -51,6 +55,7 @@ impl IntoResponse for HttpError {
             HttpError::InsufficientStorage(_) => StatusCode::INSUFFICIENT_STORAGE,
             HttpError::Misdirected(_) => StatusCode::MISDIRECTED_REQUEST,
             HttpError::Forbidden(_) => StatusCode::FORBIDDEN,
+            HttpError::Unanswered(_) => StatusCode::BAD_GATEWAY,
         };
         let mut body = self.to_string();
         body.push('\n');

@@ -94,9 +94,12 @@ pub async fn send(
         Ok(resp) => resp,
         // Never connected: nothing ran there (a node that just stopped, say); route again.
         Err(e) if e.is_connect() => return Ok(None),
+        // Sent, and then the connection failed: it may have run there (a 503 would say it
+        // did not).
         Err(e) => {
-            return Err(HttpError::Unavailable(format!(
-                "node {addr}, which serves this object, did not answer: {e}"
+            return Err(HttpError::Unanswered(format!(
+                "node {addr}, which serves this object, took the request and did not answer \
+                 ({e}); it may or may not have run"
             )));
         }
     };

@@ -114,6 +114,7 @@ impl Actor {
         // The object's own socket wins over one a callee accepted for it (the other is
         // dropped, which removes it; so is either when the answer is deferred).
         let accepted = own.or(forwarded);
+        let own_writes = data.storage.store.event_wrote();
         let durable = self.commit_writes();
         if deferred {
             drop(accepted);
@@ -123,6 +124,7 @@ impl Actor {
             let _ = reply.send(Outcome {
                 result: Ok(response),
                 durable: durable.clone(),
+                own_writes,
                 accepted,
             });
         }

@@ -71,6 +71,10 @@ pub const ALARM_RETRY_BASE_MS: u64 = 2000;
 pub struct Outcome {
     pub result: Result<wit::Response, EventError>,
     pub durable: Option<Durable>,
+    /// True when `durable` commits this event's own writes: once it resolves Ok they
+    /// passed the storage's fence, so no other node wrote the object since this one loaded
+    /// it, and the answer is good even if the node has lost the object's shard meanwhile.
+    pub own_writes: bool,
     /// The WebSocket the fetch accepted (or an object it called accepted for it), for the
     /// HTTP edge to complete the upgrade.
     pub accepted: Option<Upgrade>,
@@ -81,6 +85,7 @@ impl Outcome {
         Outcome {
             result: Err(e),
             durable: None,
+            own_writes: false,
             accepted: None,
         }
     }

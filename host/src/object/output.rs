@@ -106,6 +106,8 @@ impl Actor {
                 let _ = reply.send(Outcome {
                     result: Ok(response),
                     durable: durable.clone(),
+                    // Conservative: the event that answered may not be the one that wrote.
+                    own_writes: false,
                     accepted: None,
                 });
             }

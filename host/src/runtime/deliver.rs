@@ -32,14 +32,15 @@ impl Runtime {
         {
             return Err(FetchError::Commit(e));
         }
-        // In a cluster, an answer leaves only while this node still holds the object's
-        // shard: one that lost it meanwhile may be answering from what another node has
-        // changed since.
+        // In a cluster, an answer that wrote nothing leaves only while this node still
+        // holds the object's shard: one that lost it meanwhile may be answering from what
+        // another node has changed since. One whose writes committed passed the fence
+        // with them, and must leave: refusing it would call a durable write not applied.
         let key = ObjectKey {
             namespace: class.namespace.number,
             id,
         };
-        if self.placement.owner(&key) != Owner::Here {
+        if !outcome.own_writes && self.placement.owner(&key) != Owner::Here {
             return Err(FetchError::Event(EventError::Unavailable(
                 "this object's shard moved to another node while it ran; try again".into(),
             )));

@@ -1,6 +1,7 @@
 //! What the edge may ask of the runtime, as a small trait: the edge knows bindings, requests
 //! and sockets, never actors, classes or storage.
 
+use super::placement::SERVED_BY;
 use super::{FetchError, Owner, Runtime, Via};
 use crate::config::Limits;
 use crate::id::ObjectKey;
@@ -116,8 +117,17 @@ impl Dispatch for Runtime {
                 FetchError::Event(EventError::Failed(format!("no binding {binding:?}")))
             })?;
             let id = class.namespace.id_key.id_from_name(&name);
-            self.fetch(&class, id, Some(name), request, upgrade, Via::Edge)
-                .await
+            let mut answer = self
+                .fetch(&class, id, Some(name), request, upgrade, Via::Edge)
+                .await?;
+            let key = ObjectKey {
+                namespace: class.namespace.number,
+                id,
+            };
+            if let Some(tag) = self.placement.served_by(&key) {
+                answer.0.headers.push((SERVED_BY.to_string(), tag));
+            }
+            Ok(answer)
         }
         .boxed()
     }

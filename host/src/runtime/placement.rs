@@ -17,8 +17,19 @@ pub enum Owner {
     Nobody,
 }
 
+/// The response header a cluster node adds to each answer it gives for an object it
+/// serves: `node@epoch`, the node's ID and its epoch of the object's shard. For operators
+/// (which node answered) and for the cluster tests' checker (epochs per object only grow,
+/// and each belongs to one node).
+pub const SERVED_BY: &str = "x-dohost-served-by";
+
 pub trait Placement: Send + Sync + 'static {
     fn owner(&self, object: &ObjectKey) -> Owner;
+
+    /// What `SERVED_BY` says for an object served here; None for a single node.
+    fn served_by(&self, _object: &ObjectKey) -> Option<String> {
+        None
+    }
 }
 
 /// A single node: every object is served here.
@@ -53,5 +64,11 @@ impl Placement for ClusterPlacement {
             Some(addr) => Owner::Elsewhere(addr.clone()),
             None => Owner::Nobody,
         }
+    }
+
+    fn served_by(&self, object: &ObjectKey) -> Option<String> {
+        let view = self.view.read().unwrap_or_else(|p| p.into_inner());
+        let epoch = view.held.get(&object.shard(view.shards))?;
+        Some(format!("{}@{epoch}", self.membership.node))
     }
 }

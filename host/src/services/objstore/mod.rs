@@ -242,6 +242,12 @@ impl ObjectStore {
         Ok(())
     }
 
+    /// True when the event wrote something that will be committed (open transactions,
+    /// which end rolled back, do not count).
+    pub fn event_wrote(&self) -> bool {
+        !self.event.is_empty()
+    }
+
     /// Ends the event: open transactions are rolled back, and the event's writes are
     /// returned for commit (None when it wrote nothing).
     pub fn take_event_writes(&mut self) -> Option<WriteSet> {

@@ -1,0 +1,30 @@
+//! Watching a test cluster through `dohost cluster status`: what it prints, and waiting
+//! until every member holds its shards.
+
+/// What `dohost cluster status` prints for the cluster on `etcd`.
+pub fn cluster_status(etcd: &str) -> String {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_dohost"))
+        .args(["cluster", "status", "--cluster", etcd])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// Waits until `members` members hold all 256 shards between them, each some: joins have
+/// been handed their shards, so no shard is moving while the test runs its workload.
+pub async fn settled(etcd: &str, members: usize) {
+    super::wait_until("every member holds its shards", || async {
+        let s = cluster_status(etcd);
+        s.starts_with(&format!("{members} members, 256 shards claimed"))
+            && s.lines()
+                .skip(2)
+                .take(members)
+                .all(|l| l.split('\t').nth(2).is_some_and(|n| n != "0"))
+    })
+    .await;
+}
