@@ -332,25 +332,56 @@ fn the_checker_reports_each_kind_of_violation() {
         op("e", 80, 90, ok(2, "n2@9")),
     ];
     assert_eq!(check(&good, &list(&["a", "b", "e"])), Vec::<String>::new());
-    assert_eq!(check(&good, &list(&["a", "b", "c", "e"])).len(), 1, "c at 2, not e");
+    assert_eq!(
+        check(&good, &list(&["a", "b", "c", "e"])).len(),
+        1,
+        "c at 2, not e"
+    );
 
     let lost = check(&good, &list(&["a", "e"]));
-    assert!(lost.iter().any(|p| p.contains("b acknowledged")), "{lost:?}");
+    assert!(
+        lost.iter().any(|p| p.contains("b acknowledged")),
+        "{lost:?}"
+    );
     let applied = check(&good, &list(&["a", "b", "e", "d"]));
-    assert!(applied.iter().any(|p| p.contains("d was refused")), "{applied:?}");
+    assert!(
+        applied.iter().any(|p| p.contains("d was refused")),
+        "{applied:?}"
+    );
     let twice = check(&good, &list(&["a", "b", "e", "b"]));
-    assert!(twice.iter().any(|p| p.contains("b applied twice")), "{twice:?}");
+    assert!(
+        twice.iter().any(|p| p.contains("b applied twice")),
+        "{twice:?}"
+    );
 
     // b was sent after a was answered, yet got the lower index: two writers.
-    let order = vec![op("a", 0, 10, ok(1, "n1@5")), op("b", 20, 30, ok(0, "n1@5"))];
+    let order = vec![
+        op("a", 0, 10, ok(1, "n1@5")),
+        op("b", 20, 30, ok(0, "n1@5")),
+    ];
     let found = check(&order, &list(&["b", "a"]));
-    assert!(found.iter().any(|p| p.contains("b got index 0")), "{found:?}");
+    assert!(
+        found.iter().any(|p| p.contains("b got index 0")),
+        "{found:?}"
+    );
 
-    let back = vec![op("a", 0, 10, ok(0, "n2@9")), op("b", 20, 30, ok(1, "n1@5"))];
+    let back = vec![
+        op("a", 0, 10, ok(0, "n2@9")),
+        op("b", 20, 30, ok(1, "n1@5")),
+    ];
     let found = check(&back, &list(&["a", "b"]));
-    assert!(found.iter().any(|p| p.contains("under epoch 5 after")), "{found:?}");
+    assert!(
+        found.iter().any(|p| p.contains("under epoch 5 after")),
+        "{found:?}"
+    );
 
-    let shared = vec![op("a", 0, 10, ok(0, "n1@5")), op("b", 20, 30, ok(1, "n2@5"))];
+    let shared = vec![
+        op("a", 0, 10, ok(0, "n1@5")),
+        op("b", 20, 30, ok(1, "n2@5")),
+    ];
     let found = check(&shared, &list(&["a", "b"]));
-    assert!(found.iter().any(|p| p.contains("epoch 5 served by")), "{found:?}");
+    assert!(
+        found.iter().any(|p| p.contains("epoch 5 served by")),
+        "{found:?}"
+    );
 }
