@@ -581,3 +581,70 @@ async fn while_etcd_is_down_nothing_is_served_and_everything_comes_back() {
         assert_eq!(r.1, "2", "{name}");
     }
 }
+
+/// A node joins: the rooms whose shards move to it have their sockets closed with 1012
+/// ("service restart") by the node that served them, after their work there finished; the
+/// clients reconnect (here through the old node, which relays to the new owner) and the
+/// room works. Rooms that stay keep their sockets.
+#[tokio::test]
+async fn sockets_of_rooms_that_move_close_with_1012_and_reconnect() {
+    use futures::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let etcd = Etcd::start().await;
+    let dir = Backend::Postgres.data_dir();
+    let first = node_serving(&etcd.client_url, dir.path(), "m1", &["chat-room"], &[]);
+    settled(&etcd.client_url, 1).await;
+    let c = client();
+    let rooms: Vec<String> = (0..16).map(|i| format!("room-{i}")).collect();
+    let open = |addr: String, room: String| async move {
+        let url = format!("ws://{addr}/chat-room/{room}/ws?name=u");
+        let (ws, resp) = tokio_tungstenite::connect_async(url)
+            .await
+            .expect("connect");
+        assert_eq!(resp.status(), 101);
+        ws
+    };
+    let mut sockets = Vec::new();
+    for room in &rooms {
+        sockets.push(open(first.addr.clone(), room.clone()).await);
+    }
+    let second = node_serving(&etcd.client_url, dir.path(), "m2", &["chat-room"], &[]);
+    settled(&etcd.client_url, 2).await;
+    let served_by = |room: String| {
+        let (c, addr) = (c.clone(), first.addr.clone());
+        async move {
+            loop {
+                let r = c
+                    .get(format!("http://{addr}/chat-room/{room}/stats"))
+                    .send()
+                    .await
+                    .unwrap();
+                if r.status() == 200 {
+                    let tag = r.headers()["x-dohost-served-by"].to_str().unwrap();
+                    return tag.split('@').next().unwrap().to_string();
+                }
+            }
+        }
+    };
+    let mut moved = 0;
+    for (room, ws) in rooms.iter().zip(&mut sockets) {
+        if served_by(room.clone()).await == "m2" {
+            moved += 1;
+            let closed = tokio::time::timeout(Duration::from_secs(30), ws.next()).await;
+            match closed.unwrap_or_else(|_| panic!("{room} moved, its socket stayed open")) {
+                Some(Ok(Message::Close(Some(frame)))) => {
+                    assert_eq!(u16::from(frame.code), 1012, "{room}: {frame:?}")
+                }
+                other => panic!("{room} moved, but its socket got {other:?}"),
+            }
+            let mut again = open(first.addr.clone(), room.clone()).await;
+            again.send(Message::text("who")).await.unwrap();
+            assert!(next_text(&mut again).await.contains("user:u"), "{room}");
+        } else {
+            ws.send(Message::text("who")).await.unwrap();
+            assert!(next_text(ws).await.contains("user:u"), "{room} stayed");
+        }
+    }
+    assert!(moved > 0, "no room moved to the new node");
+    drop(second);
+}

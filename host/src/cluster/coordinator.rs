@@ -7,7 +7,8 @@
 use super::lease::{Member, Membership};
 use super::shards::desired_owner;
 use crate::backend::Storage;
-use std::collections::{BTreeMap, HashMap};
+use futures::future::BoxFuture;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -22,6 +23,9 @@ pub struct View {
     /// The lease `held` was claimed under: once the node has joined again under another
     /// (its old one expired), none of it is its own, even before the next tick drops it.
     pub lease: i64,
+    /// Held shards being handed over: no new request is served here (the sender waits for
+    /// the new owner) while the events already here finish and their writes commit.
+    pub draining: HashSet<u32>,
     /// Other nodes' shards: the owner's advertised address.
     pub elsewhere: BTreeMap<u32, String>,
     pub shards: u32,
@@ -32,7 +36,14 @@ pub struct View {
 pub trait ShardEvents: Send + Sync + 'static {
     fn taken(&self, shards: &[u32]);
     fn dropped(&self, shards: &[u32]);
+    /// Resolves once the work already here for `shards` is done and durable.
+    fn drain(&self, shards: &[u32]) -> BoxFuture<'static, ()>;
 }
+
+/// How long a handover waits for the shards' events and writes to finish before it lets
+/// them go anyway (a write still queued is then refused by the fence: 503, nothing
+/// written).
+pub const DRAIN_LIMIT: Duration = Duration::from_secs(2);
 
 pub struct Coordinator {
     membership: Arc<Membership>,
@@ -89,6 +100,7 @@ impl Coordinator {
             let mut view = self.view.write().unwrap_or_else(|p| p.into_inner());
             for s in shards {
                 view.held.remove(s);
+                view.draining.remove(s);
                 self.storage.drop_shard(*s);
             }
         }
@@ -147,6 +159,20 @@ impl Coordinator {
             .collect();
         if !unwanted.is_empty() {
             let shards: Vec<u32> = unwanted.iter().map(|(s, _)| *s).collect();
+            self.view
+                .write()
+                .unwrap_or_else(|p| p.into_inner())
+                .draining
+                .extend(&shards);
+            if tokio::time::timeout(DRAIN_LIMIT, events.drain(&shards))
+                .await
+                .is_err()
+            {
+                tracing::warn!(
+                    shards = shards.len(),
+                    "cluster: handing shards over before their work finished ({DRAIN_LIMIT:?})"
+                );
+            }
             self.drop_shards(&shards, events);
             for (shard, epoch) in &unwanted {
                 m.shards().release(*shard, *epoch).await?;

@@ -138,9 +138,15 @@ impl Actor {
                     self.live = None;
                 }
             }
-            Event::Disown => {
+            Event::Disown(drained) => {
+                if drained.is_some() {
+                    self.settle().await;
+                }
                 self.drop_instance("its shard moved to another node");
                 self.inflight = None;
+                if let Some(done) = drained {
+                    let _ = done.send(());
+                }
             }
             Event::Alarm { retry } => self.alarm(retry).await,
         }

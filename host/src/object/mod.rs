@@ -57,7 +57,9 @@ pub enum Event {
     /// The object's shard left this node (a cluster): drop the instance and everything
     /// known of its storage, so that nothing here answers from what another node may have
     /// changed since; if the shard comes back, the object is rebuilt from the database.
-    Disown,
+    /// With a sender, the shard is being handed over: its writes are made durable first,
+    /// and the sender told once they are.
+    Disown(Option<oneshot::Sender<()>>),
     /// The object's alarm came due; `retry` counts earlier failed attempts.
     Alarm { retry: u32 },
 }

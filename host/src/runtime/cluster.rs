@@ -7,7 +7,10 @@ use crate::cluster::{Coordinator, KEY_PREFIX, Keys, Membership, ShardEvents};
 use crate::config::Config;
 use crate::object::Event;
 use anyhow::{Context, Result};
+use futures::FutureExt;
+use futures::future::BoxFuture;
 use std::sync::{Arc, Weak};
+use tokio::sync::oneshot;
 
 /// What the runtime keeps of its cluster membership, to leave at shutdown.
 pub struct ClusterNode {
@@ -44,14 +47,40 @@ impl Runtime {
         }
     }
 
-    /// Drops the instances of every object of `shards` (see `Event::Disown`).
+    /// Drops the instances of every object of `shards` (see `Event::Disown`) and closes
+    /// their sockets, so that clients reconnect to the new owner.
     pub fn disown(&self, shards: &[u32]) {
         let count = self.db_shard_count();
+        self.sockets()
+            .close_moved(|key| shards.contains(&key.shard(count)));
         for (key, handle) in self.lock_actors().iter() {
             if shards.contains(&key.shard(count)) {
-                let _ = handle.send(Event::Disown);
+                let _ = handle.send(Event::Disown(None));
             }
         }
+    }
+
+    /// Finishes this node's work on `shards` before they are handed over: their sockets
+    /// are closed, and the future resolves once every one of their objects has run the
+    /// events already queued for it, had its writes made durable, and dropped its
+    /// instance (no new event reaches them: placement sends requests elsewhere).
+    pub fn drain(&self, shards: &[u32]) -> BoxFuture<'static, ()> {
+        let count = self.db_shard_count();
+        self.sockets()
+            .close_moved(|key| shards.contains(&key.shard(count)));
+        let mut drained = Vec::new();
+        for (key, handle) in self.lock_actors().iter() {
+            if shards.contains(&key.shard(count)) {
+                let (done, rx) = oneshot::channel();
+                if handle.send(Event::Disown(Some(done))).is_ok() {
+                    drained.push(rx);
+                }
+            }
+        }
+        async move {
+            futures::future::join_all(drained).await;
+        }
+        .boxed()
     }
 
     /// Loads the alarms of `shards` into the scheduler (a shard's alarms fire only on its
@@ -91,6 +120,13 @@ impl ShardEvents for NodeEvents {
     fn dropped(&self, shards: &[u32]) {
         if let Some(rt) = self.0.upgrade() {
             rt.disown(shards);
+        }
+    }
+
+    fn drain(&self, shards: &[u32]) -> BoxFuture<'static, ()> {
+        match self.0.upgrade() {
+            Some(rt) => rt.drain(shards),
+            None => futures::future::ready(()).boxed(),
         }
     }
 }

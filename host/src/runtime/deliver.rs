@@ -40,7 +40,7 @@ impl Runtime {
             namespace: class.namespace.number,
             id,
         };
-        if !outcome.own_writes && self.placement.owner(&key) != Owner::Here {
+        if !outcome.own_writes && !self.placement.holds(&key) {
             return Err(FetchError::Event(EventError::Unavailable(
                 "this object's shard moved to another node while it ran; try again".into(),
             )));

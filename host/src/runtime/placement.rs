@@ -24,7 +24,14 @@ pub enum Owner {
 pub const SERVED_BY: &str = "x-dohost-served-by";
 
 pub trait Placement: Send + Sync + 'static {
+    /// Where new requests for the object go.
     fn owner(&self, object: &ObjectKey) -> Owner;
+
+    /// Whether this node still holds the object's shard, so that an answer from it may
+    /// leave: true while `owner` is `Here`, and while the shard is being handed over.
+    fn holds(&self, object: &ObjectKey) -> bool {
+        self.owner(object) == Owner::Here
+    }
 
     /// What `SERVED_BY` says for an object served here; None for a single node.
     fn served_by(&self, _object: &ObjectKey) -> Option<String> {
@@ -57,6 +64,9 @@ impl Placement for ClusterPlacement {
         }
         let view = self.view.read().unwrap_or_else(|p| p.into_inner());
         let shard = object.shard(view.shards);
+        if view.draining.contains(&shard) {
+            return Owner::Nobody;
+        }
         if view.held.contains_key(&shard) && view.lease == self.membership.lease() {
             return Owner::Here;
         }
@@ -64,6 +74,14 @@ impl Placement for ClusterPlacement {
             Some(addr) => Owner::Elsewhere(addr.clone()),
             None => Owner::Nobody,
         }
+    }
+
+    fn holds(&self, object: &ObjectKey) -> bool {
+        if !self.membership.is_live() {
+            return false;
+        }
+        let view = self.view.read().unwrap_or_else(|p| p.into_inner());
+        view.held.contains_key(&object.shard(view.shards)) && view.lease == self.membership.lease()
     }
 
     fn served_by(&self, object: &ObjectKey) -> Option<String> {

@@ -18,6 +18,9 @@ pub const CLOSE_NO_STATUS: u16 = 1005;
 pub const CLOSE_ABNORMAL: u16 = 1006;
 /// Close code for a client that does not read fast enough (1013, "try again later").
 pub const CLOSE_QUEUE_OVERFLOW: u16 = 1013;
+/// Close code for a socket whose object moved to another node of a cluster (1012, "service
+/// restart"): the client should reconnect, and reaches the new owner.
+pub const CLOSE_MOVED: u16 = 1012;
 /// Close code for a message over the size limit (1009, "message too big").
 pub const CLOSE_TOO_BIG: u16 = 1009;
 /// At most this many tags per socket, each at most `MAX_TAG_BYTES`.
@@ -149,6 +152,30 @@ impl Sockets {
                 inner.by_object.remove(&entry.object);
             }
         }
+    }
+
+    /// Closes every open socket of the objects `moved` picks with `CLOSE_MOVED`; answers
+    /// how many.
+    pub fn close_moved(&self, moved: impl Fn(&ObjectKey) -> bool) -> usize {
+        let ids: Vec<u64> = {
+            let inner = self.lock();
+            inner
+                .by_object
+                .iter()
+                .filter(|(object, _)| moved(object))
+                .flat_map(|(_, ids)| ids.iter().copied())
+                .collect()
+        };
+        for id in &ids {
+            self.deliver(
+                *id,
+                Outgoing::Close(
+                    CLOSE_MOVED,
+                    "the object moved to another node; reconnect".into(),
+                ),
+            );
+        }
+        ids.len()
     }
 
     /// Marks a socket closed: it is no longer listed and takes no more messages, but its
