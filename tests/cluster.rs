@@ -648,3 +648,73 @@ async fn sockets_of_rooms_that_move_close_with_1012_and_reconnect() {
     assert!(moved > 0, "no room moved to the new node");
     drop(second);
 }
+
+/// Cycles of calls through two nodes are refused like cycles on one: a (on one node)
+/// calls b (on the other), which calls a back; and a → b → c → a with c beside a. Each
+/// fails fast with the deadlock error instead of hanging.
+#[tokio::test]
+async fn call_cycles_across_nodes_are_refused() {
+    let etcd = Etcd::start().await;
+    let dir = Backend::Postgres.data_dir();
+    let n1 = node_serving(&etcd.client_url, dir.path(), "d1", &["test-object"], &[]);
+    let n2 = node_serving(&etcd.client_url, dir.path(), "d2", &["test-object"], &[]);
+    settled(&etcd.client_url, 2).await;
+    let c = client();
+    // Which node serves each of some names, by the header the owner adds.
+    let mut on: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    for i in 0..16 {
+        let name = format!("o-{i}");
+        let url = format!("http://{}/test-object/{name}/instance", n1.addr);
+        let r = loop {
+            let r = c.get(&url).send().await.unwrap();
+            if r.status() == 200 {
+                break r;
+            }
+        };
+        let tag = r.headers()["x-dohost-served-by"].to_str().unwrap();
+        let node = tag.split('@').next().unwrap().to_string();
+        on.entry(node).or_default().push(name);
+    }
+    let (d1, d2) = (&on["d1"], &on["d2"]);
+    assert!(d1.len() >= 2 && !d2.is_empty(), "{on:?}");
+    let (a, b, c3) = (&d1[0], &d2[0], &d1[1]);
+    // The path of a call to `name` at `path` (itself percent-encoded into the query).
+    let nest = |name: &str, path: &str| {
+        let path = path
+            .replace('%', "%25")
+            .replace('&', "%26")
+            .replace('=', "%3D")
+            .replace('?', "%3F");
+        format!("/call?binding=test-object&name={name}&path={path}")
+    };
+    let cycles = [
+        // a → b → a
+        format!(
+            "http://{}/test-object/{a}{}",
+            n1.addr,
+            nest(b, &nest(a, "/instance"))
+        ),
+        // a → b → c → a, entered through the node that does not serve a.
+        format!(
+            "http://{}/test-object/{a}{}",
+            n2.addr,
+            nest(b, &nest(c3, &nest(a, "/instance")))
+        ),
+    ];
+    for url in &cycles {
+        let (s, body) = tokio::time::timeout(Duration::from_secs(10), get(&c, url))
+            .await
+            .unwrap_or_else(|_| panic!("the cycle {url} hung"));
+        assert_eq!(s, 200, "{body}");
+        assert!(body.contains("deadlock"), "{url}: {body}");
+    }
+    // A chain that is not a cycle passes: a → b → c.
+    let fine = format!(
+        "http://{}/test-object/{a}{}",
+        n1.addr,
+        nest(b, &nest(c3, "/instance"))
+    );
+    let (s, body) = get(&c, &fine).await;
+    assert_eq!(s, 200, "{body}");
+    assert!(body.starts_with("200 200 "), "{body}");
+}

@@ -3,7 +3,7 @@
 
 use super::Keys;
 use super::lease::read_members;
-use super::shards::read_claims;
+use super::shards::{desired_owner, read_claims};
 use anyhow::{Context, Result};
 use etcd_client::Client;
 use std::collections::BTreeMap;
@@ -26,8 +26,17 @@ pub async fn status(endpoints: &[String], keys: &Keys) -> Result<String> {
         e.1 = e.1.min(claim.epoch);
         e.2 = e.2.max(claim.epoch);
     }
+    // Shards not (yet) held by the member that should own them: moving after a join or
+    // a leave, vacant after a crash until the lease expires.
+    let count = shard_count(&claims);
+    let to_move = (0..count)
+        .filter(|s| {
+            let holder = claims.get(s).map(|c| c.node.as_str());
+            holder != desired_owner(*s, &members).map(|m| m.node.as_str())
+        })
+        .count();
     let mut out = format!(
-        "{} members, {} shards claimed\nnode\taddress\tshards\tepochs\n",
+        "{} members, {} shards claimed, {to_move} to move\nnode\taddress\tshards\tepochs\n",
         members.len(),
         claims.len()
     );
@@ -46,4 +55,11 @@ pub async fn status(endpoints: &[String], keys: &Keys) -> Result<String> {
         }
     }
     Ok(out)
+}
+
+/// How many shards the cluster has, as far as etcd tells (it holds claims, not the count,
+/// which is the database's): one past the highest claimed. A vacant shard above every
+/// claimed one is not counted as one to move.
+fn shard_count(claims: &BTreeMap<u32, super::Claim>) -> u32 {
+    claims.keys().next_back().map_or(0, |s| s + 1)
 }

@@ -7,7 +7,10 @@ use super::HttpError;
 use super::convert::read_body;
 use super::forward;
 use crate::runtime::Dispatch;
-use crate::runtime::remote::{CALL_ERROR, CALL_NAME, CALL_PATH, CALL_URL, error_to_wire};
+use crate::runtime::remote::{
+    CALL_CHAIN, CALL_ERROR, CALL_NAME, CALL_PATH, CALL_URL, error_to_wire,
+};
+use crate::services::calls::chain_from_wire;
 use crate::services::peer::FORWARDED;
 use crate::wasm::bindings::types as wit;
 use axum::extract::{Request, State};
@@ -54,11 +57,15 @@ pub async fn call(
         ),
         None => None,
     };
+    let chain = chain_from_wire(&text(&CALL_CHAIN).unwrap_or_default()).ok_or_else(|| {
+        HttpError::BadRequest(format!("the {CALL_CHAIN} header is malformed or too long"))
+    })?;
     let body = read_body(&*rt, &parts, body).await?;
     let internal = [
         &FORWARDED,
         &CALL_URL,
         &CALL_NAME,
+        &CALL_CHAIN,
         &header::HOST,
         &header::CONNECTION,
     ];
@@ -75,7 +82,7 @@ pub async fn call(
     };
     match rt
         .clone()
-        .call_here(binding.to_string(), id.to_string(), name, request)
+        .call_here(binding.to_string(), id.to_string(), name, chain, request)
         .await
     {
         Ok(Some(response)) => super::convert::to_http(response),

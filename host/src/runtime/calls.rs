@@ -49,7 +49,17 @@ impl Runtime {
             namespace: class.namespace.number,
             id,
         };
-        // In a cluster the callee may be served by another node.
+        let _edge = match caller {
+            Some(caller) => Some(
+                self.calls
+                    .wait_on(caller, target)
+                    .map_err(|_| deadlock(binding, &target))?,
+            ),
+            None => None,
+        };
+        // In a cluster the callee may be served by another node; the call carries the
+        // objects waiting on it, so that node can find a cycle through this one.
+        let chain = caller.map(|c| self.calls.chain(c)).unwrap_or_default();
         let mut attempt = 0;
         loop {
             let addr = match self.placement.owner(&target) {
@@ -76,6 +86,7 @@ impl Runtime {
                 binding,
                 &id,
                 name.as_deref(),
+                &chain,
                 request.clone(),
             )
             .await?
@@ -88,16 +99,6 @@ impl Runtime {
                 })?,
             }
         }
-        let _edge = match caller {
-            Some(caller) => Some(self.calls.wait_on(caller, target).map_err(|_| {
-                CallError::Deadlock(format!(
-                    "calling {binding}/{} would deadlock: it is waiting, directly or through \
-                     other objects, on the caller, which is busy until this call returns",
-                    &target.id.to_string()[..12]
-                ))
-            })?),
-            None => None,
-        };
         match self
             .fetch(&class, id, name, request, upgrade, Via::Call)
             .await
@@ -123,6 +124,15 @@ impl Runtime {
             Err(FetchError::Event(EventError::Unavailable(m))) => Err(CallError::Unavailable(m)),
         }
     }
+}
+
+/// The error for a call that would close a cycle of waiting objects.
+pub(super) fn deadlock(binding: &str, target: &ObjectKey) -> CallError {
+    CallError::Deadlock(format!(
+        "calling {binding}/{} would deadlock: it is waiting, directly or through other \
+         objects (on any node), on the caller, which is busy until this call returns",
+        &target.id.to_string()[..12]
+    ))
 }
 
 /// The objects interface's way to the runtime, without keeping it alive.

@@ -62,13 +62,15 @@ pub trait Dispatch: Send + Sync + 'static {
     /// forwarded to it).
     fn cluster_secret(&self) -> Option<&str>;
 
-    /// A call another node sent here for object `id` of `binding`: Ok(None) when this
-    /// node does not serve that object (nothing ran).
+    /// A call another node sent here for object `id` of `binding`, from the objects of
+    /// `chain` (waiting on it): Ok(None) when this node does not serve that object
+    /// (nothing ran).
     fn call_here(
         self: Arc<Self>,
         binding: String,
         id: String,
         name: Option<String>,
+        chain: Vec<ObjectKey>,
         request: wit::Request,
     ) -> BoxFuture<'static, Result<Option<wit::Response>, CallError>>;
 }
@@ -167,6 +169,7 @@ impl Dispatch for Runtime {
         binding: String,
         id: String,
         name: Option<String>,
+        chain: Vec<ObjectKey>,
         request: wit::Request,
     ) -> BoxFuture<'static, Result<Option<wit::Response>, CallError>> {
         async move {
@@ -184,6 +187,10 @@ impl Dispatch for Runtime {
             if self.placement.owner(&key) != Owner::Here {
                 return Ok(None);
             }
+            let _waiting = self
+                .calls
+                .wait_from_afar(chain, key)
+                .map_err(|_| super::calls::deadlock(&binding, &key))?;
             let (response, _) = self.call(None, &binding, &id, name, request, false).await?;
             Ok(Some(response))
         }

@@ -3,6 +3,8 @@
 //! answer comes back as the callee's response. Nothing ran there when it answers 421 or
 //! cannot be connected to, so the caller routes again.
 
+use crate::id::ObjectKey;
+use crate::services::calls::chain_to_wire;
 use crate::services::peer::{FORWARDED, client};
 use crate::wasm::bindings::types as wit;
 use crate::wasm::objects::CallError;
@@ -18,6 +20,8 @@ pub const CALL_PATH: &str = "/.well-known/dohost/call";
 pub const CALL_URL: HeaderName = HeaderName::from_static("x-dohost-url");
 /// The name the callee's ID was derived from, percent-encoded, when the caller gave it.
 pub const CALL_NAME: HeaderName = HeaderName::from_static("x-dohost-name");
+/// The objects waiting on the caller, and the caller last (see `CallGraph::chain`).
+pub const CALL_CHAIN: HeaderName = HeaderName::from_static("x-dohost-call-chain");
 /// On an answer: the call failed (the body says why), as which `CallError`.
 pub const CALL_ERROR: HeaderName = HeaderName::from_static("x-dohost-call-error");
 
@@ -49,6 +53,7 @@ pub async fn call(
     binding: &str,
     id: &str,
     name: Option<&str>,
+    chain: &[ObjectKey],
     request: wit::Request,
 ) -> Result<Option<wit::Response>, CallError> {
     let unavailable = |e: String| CallError::Unavailable(e);
@@ -68,6 +73,7 @@ pub async fn call(
     };
     h.insert(FORWARDED, header(secret)?);
     h.insert(CALL_URL, header(&request.url)?);
+    h.insert(CALL_CHAIN, header(&chain_to_wire(chain))?);
     if let Some(name) = name {
         let encoded =
             percent_encoding::utf8_percent_encode(name, percent_encoding::NON_ALPHANUMERIC);
