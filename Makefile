@@ -87,6 +87,11 @@ bench-deps:
 		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 		$$SUDO apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq postgresql-15 >/dev/null; }
+	@# The cluster rows start an etcd of their own.
+	@command -v etcd >/dev/null || { \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq etcd-server >/dev/null; }
 
 ## The seed's Counter is TypeScript; workerd runs JavaScript, so esbuild strips the types.
 bench/workerd/build/counter.js: bench/workerd/counter.ts

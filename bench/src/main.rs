@@ -4,6 +4,8 @@
 //! against acknowledged responses, the values surviving SIGKILL, every broadcast message
 //! arriving in order) must pass or the run fails: a fast wrong answer prints no table.
 
+mod cluster;
+mod format;
 mod load;
 mod postgres;
 mod probes;
@@ -15,6 +17,7 @@ use std::time::Duration;
 use anyhow::{Result, bail, ensure};
 use clap::Parser;
 
+use format::{mark, ms, rate, times};
 use load::{Load, WrkResult};
 use probes::{counter, counter_sum, quantile, sequential_latencies, touch};
 use servers::{Kind, Paths, Server};
@@ -55,9 +58,16 @@ struct Opts {
     /// Measure only dohost (skips workerd; the ratios are then blank).
     #[arg(long)]
     dohost_only: bool,
-    /// Skip the PostgreSQL rows (which start a PostgreSQL 15 server of their own).
+    /// Skip the PostgreSQL rows (which start a PostgreSQL 15 server of their own), and
+    /// with them the cluster's.
     #[arg(long)]
     no_postgres: bool,
+    /// Skip the cluster rows (three nodes on etcd and the bench's PostgreSQL).
+    #[arg(long)]
+    no_cluster: bool,
+    /// SIGKILLs of a cluster node whose objects' failover is timed.
+    #[arg(long, default_value_t = 4)]
+    failover_rounds: usize,
 }
 
 /// What one runtime measured.
@@ -97,13 +107,20 @@ async fn main() -> Result<()> {
 
     let ceiling = measure_ceiling(&opts, &paths).await?;
     let dohost = measure(Kind::Dohost, &opts, &paths).await?;
-    let on_postgres = if opts.no_postgres {
-        None
+    let (on_postgres, on_cluster) = if opts.no_postgres {
+        (None, None)
     } else {
         let pg = postgres::Postgres::start()?;
-        let f = measure_throughput(Kind::DohostPostgres, &opts, &paths, Some(&pg.url())).await;
+        let single = measure_throughput(Kind::DohostPostgres, &opts, &paths, Some(&pg.url())).await;
+        let cluster = match (&single, opts.no_cluster) {
+            (Ok(_), false) => match pg.create_database("cluster") {
+                Ok(url) => Some(measure_cluster(&opts, &paths, &url).await),
+                Err(e) => Some(Err(e)),
+            },
+            _ => None,
+        };
         pg.stop()?;
-        Some(f?)
+        (Some(single?), cluster.transpose()?)
     };
     let workerd = if opts.dohost_only {
         None
@@ -114,6 +131,9 @@ async fn main() -> Result<()> {
     let mut table = table(&opts, &dohost, workerd.as_ref(), &ceiling);
     if let Some(pg) = &on_postgres {
         table.push_str(&postgres_table(&opts, pg, workerd.as_ref(), &ceiling));
+        if let Some(c) = &on_cluster {
+            table.push_str(&cluster_table(&opts, c, pg));
+        }
     }
     println!("\n{table}");
     std::fs::write(paths.work.join("latest.md"), &table)?;
@@ -279,7 +299,7 @@ async fn throughputs(
 
     // increment spread over `objects` objects: the sum is checked the same way.
     let spread_prefix = match kind {
-        Kind::Dohost | Kind::DohostPostgres => "/counter/spread-",
+        Kind::Dohost | Kind::DohostPostgres | Kind::DohostCluster => "/counter/spread-",
         _ => "/spread-",
     };
     let mut spread = wrk_load(opts, &base, spread_prefix, "/increment");
@@ -340,6 +360,112 @@ async fn measure_throughput(
     let s = restart_intact(kind, opts, paths, s, max_live, storage, values).await?;
     s.kill().await?;
     Ok(f)
+}
+
+/// What the three-node cluster measured.
+struct ClusterFigures {
+    /// The throughput workloads, all sent to node 0.
+    f: Figures,
+    /// Sequential GETs through node 0: answered there, and forwarded.
+    local: Vec<Duration>,
+    forwarded: Vec<Duration>,
+    /// From SIGKILL to each moved counter served again.
+    failover: Vec<Duration>,
+}
+
+/// Counters whose failover is timed (about a third of them move with each kill).
+const FAILOVER_OBJECTS: u32 = 300;
+/// Counters the local and forwarded latencies are sampled on.
+const LATENCY_OBJECTS: u32 = 600;
+
+/// Three nodes on etcd and PostgreSQL database `storage`: the throughput workloads through
+/// one node, a local against a forwarded request, and failover after SIGKILL.
+async fn measure_cluster(opts: &Opts, paths: &Paths, storage: &str) -> Result<ClusterFigures> {
+    eprintln!("== dohost cluster ({} nodes)", cluster::NODES);
+    let max_live = opts.objects + LATENCY_OBJECTS + FAILOVER_OBJECTS + 100;
+    let mut c = cluster::Cluster::start(paths, storage, max_live).await?;
+    let mut f = Figures::default();
+    throughputs(Kind::DohostCluster, opts, paths, c.node(0), &mut f).await?;
+    let (local, forwarded) = c.latencies(LATENCY_OBJECTS).await?;
+    eprintln!(
+        "   GET through node 0: p50 {:?} answered there ({}), {:?} forwarded ({})",
+        quantile(&local, 0.5),
+        local.len(),
+        quantile(&forwarded, 0.5),
+        forwarded.len()
+    );
+    let failover = c
+        .failover(paths, opts.failover_rounds, FAILOVER_OBJECTS)
+        .await?;
+    eprintln!(
+        "   failover after SIGKILL: p50 {:?}, max {:?} over {} moved counters",
+        quantile(&failover, 0.5),
+        quantile(&failover, 1.0),
+        failover.len()
+    );
+    c.stop().await?;
+    Ok(ClusterFigures {
+        f,
+        local,
+        forwarded,
+        failover,
+    })
+}
+
+/// The cluster rows, under the PostgreSQL ones: beside one node on the same database
+/// server. Two cores serve all three nodes here, so no gain from more nodes is expected:
+/// the rows show what forwarding and failover cost.
+fn cluster_table(opts: &Opts, c: &ClusterFigures, single: &Figures) -> String {
+    let mut out = format!(
+        "
+| dohost cluster: {} nodes, one etcd, one PostgreSQL, all on these 2 cores; requests to \
+         one node | cluster | one node on PostgreSQL | cluster vs one node | target |
+| --- | ---: | ---: | ---: | --- |\n",
+        cluster::NODES
+    );
+    let rows = [
+        ("get, one object", &c.f.get, &single.get),
+        ("increment, one object", &c.f.inc_one, &single.inc_one),
+        (
+            &*format!("increment, {} objects", opts.objects),
+            &c.f.inc_spread,
+            &single.inc_spread,
+        ),
+    ];
+    for (name, cr, sr) in rows {
+        out.push_str(&format!(
+            "| {name} (req/s; p99) | {} ; {} | {} ; {} | {} | - |\n",
+            rate(cr.rps()),
+            ms(cr.p99),
+            rate(sr.rps()),
+            ms(sr.p99),
+            times(cr.rps() / sr.rps()),
+        ));
+    }
+    let (local, forwarded) = (quantile(&c.local, 0.5), quantile(&c.forwarded, 0.5));
+    let ratio = forwarded.as_secs_f64() / local.as_secs_f64();
+    out.push_str(&format!(
+        "| GET, one at a time (p50): answered by the node asked ({}) / forwarded ({}) | {} / \
+         {} | - | {} | {} |\n",
+        c.local.len(),
+        c.forwarded.len(),
+        ms(local),
+        ms(forwarded),
+        times(ratio),
+        mark(Some(ratio <= 2.0), "forwarded ≤ 2× local"),
+    ));
+    let (p50, max) = (quantile(&c.failover, 0.5), quantile(&c.failover, 1.0));
+    out.push_str(&format!(
+        "| failover after SIGKILL: until each moved counter is served again ({} counters, \
+         {} kills) | p50 {:.2} s, max {:.2} s | - | - | {}; {} |\n",
+        c.failover.len(),
+        opts.failover_rounds,
+        p50.as_secs_f64(),
+        max.as_secs_f64(),
+        mark(Some(p50 <= Duration::from_secs(3)), "p50 ≤ 3 s"),
+        mark(Some(max <= Duration::from_secs(5)), "max ≤ 5 s"),
+    ));
+    out
 }
 
 /// The PostgreSQL rows, under the main table.
@@ -414,27 +540,6 @@ fn check_count(kind: Kind, what: &str, value: i64, r: &WrkResult, opts: &Opts) -
         kind.label()
     );
     Ok(())
-}
-
-fn rate(x: f64) -> String {
-    let n = x.round() as u64;
-    let s = n.to_string();
-    let mut out = String::new();
-    for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    format!("{out}/s")
-}
-
-fn ms(d: Duration) -> String {
-    format!("{:.3} ms", d.as_secs_f64() * 1000.0)
-}
-
-fn times(x: f64) -> String {
-    format!("{x:.2}×")
 }
 
 /// One row: the two figures, how many times better dohost is (higher is better for rates,
@@ -574,12 +679,4 @@ fn table(opts: &Opts, d: &Figures, w: Option<&Figures>, c: &Figures) -> String {
         opts.get_runs.max(1)
     ));
     out
-}
-
-fn mark(met: Option<bool>, what: &str) -> String {
-    match met {
-        Some(true) => format!("✓ {what}"),
-        Some(false) => format!("✗ {what}"),
-        None => format!("? {what}"),
-    }
 }

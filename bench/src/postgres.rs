@@ -108,6 +108,25 @@ impl Postgres {
         format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
     }
 
+    /// A new, empty database `name` on this server; its URL.
+    pub fn create_database(&self, name: &str) -> Result<String> {
+        let mut create = command(self.bin.join("createdb"));
+        create.args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &self.port.to_string(),
+            "-U",
+            "postgres",
+            name,
+        ]);
+        run(create, "createdb")?;
+        Ok(format!(
+            "postgres://postgres@127.0.0.1:{}/{name}",
+            self.port
+        ))
+    }
+
     pub fn stop(self) -> Result<()> {
         let mut stop = command(self.bin.join("pg_ctl"));
         stop.arg("-D")

@@ -14,6 +14,8 @@ pub enum Kind {
     Dohost,
     /// dohost with its data in PostgreSQL (`--storage`).
     DohostPostgres,
+    /// A node of a three-node dohost cluster on PostgreSQL and etcd.
+    DohostCluster,
     Workerd,
     Hello,
 }
@@ -23,6 +25,7 @@ impl Kind {
         match self {
             Kind::Dohost => "dohost",
             Kind::DohostPostgres => "dohost-postgres",
+            Kind::DohostCluster => "dohost-cluster",
             Kind::Workerd => "workerd",
             Kind::Hello => "axum hello",
         }
@@ -32,7 +35,9 @@ impl Kind {
     /// put the binding first, the workerd front worker routes `/{name}/{action}`.
     pub fn counter_path(self, name: &str, action: &str) -> String {
         match self {
-            Kind::Dohost | Kind::DohostPostgres => format!("/counter/{name}/{action}"),
+            Kind::Dohost | Kind::DohostPostgres | Kind::DohostCluster => {
+                format!("/counter/{name}/{action}")
+            }
             Kind::Workerd | Kind::Hello => format!("/{name}/{action}"),
         }
     }
@@ -40,7 +45,9 @@ impl Kind {
     /// The WebSocket path that joins the broadcast room `room` as `member`.
     pub fn room_path(self, room: &str, member: &str) -> String {
         match self {
-            Kind::Dohost | Kind::DohostPostgres => format!("/chat-room/{room}/ws?name={member}"),
+            Kind::Dohost | Kind::DohostPostgres | Kind::DohostCluster => {
+                format!("/chat-room/{room}/ws?name={member}")
+            }
             Kind::Workerd | Kind::Hello => format!("/{room}/ws?name={member}"),
         }
     }
@@ -107,16 +114,40 @@ impl Server {
         max_live: u32,
         storage: Option<&str>,
     ) -> Result<Server> {
+        Self::start_node(kind, paths, max_live, storage, None).await
+    }
+
+    /// Like `start_with`; with `cluster` (etcd's URL, the node's ID), a cluster node, with
+    /// a data directory and log of its own.
+    pub async fn start_node(
+        kind: Kind,
+        paths: &Paths,
+        max_live: u32,
+        storage: Option<&str>,
+        cluster: Option<(&str, &str)>,
+    ) -> Result<Server> {
         let addr: SocketAddr = format!("127.0.0.1:{}", free_port()?).parse()?;
-        let data = paths.data(kind);
+        let (data, log_path) = match cluster {
+            Some((_, node)) => (
+                paths.data(kind).join(node),
+                paths.work.join(format!("{}-{node}.log", kind.label())),
+            ),
+            None => (paths.data(kind), paths.log(kind)),
+        };
         std::fs::create_dir_all(&data)?;
         let mut cmd = match kind {
-            Kind::Dohost | Kind::DohostPostgres => {
+            Kind::Dohost | Kind::DohostPostgres | Kind::DohostCluster => {
                 let mut c = Command::new(paths.dohost());
                 if let Some(url) = storage {
                     c.arg("run").arg("--storage").arg(url);
                 } else {
                     c.arg("run");
+                }
+                if let Some((etcd, node)) = cluster {
+                    c.args(["--cluster", etcd, "--node-id", node, "--cluster-secret"])
+                        .arg("bench")
+                        .arg("--advertise")
+                        .arg(addr.to_string());
                 }
                 c.arg("--listen")
                     .arg(addr.to_string())
@@ -148,7 +179,7 @@ impl Server {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
-            .open(paths.log(kind))?;
+            .open(&log_path)?;
         cmd.stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)
@@ -157,7 +188,7 @@ impl Server {
             .spawn()
             .with_context(|| format!("starting {}", kind.label()))?;
         let mut server = Server { kind, addr, child };
-        server.wait_ready(&paths.log(kind)).await?;
+        server.wait_ready(&log_path).await?;
         Ok(server)
     }
 
