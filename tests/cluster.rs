@@ -718,3 +718,36 @@ async fn call_cycles_across_nodes_are_refused() {
     assert_eq!(s, 200, "{body}");
     assert!(body.starts_with("200 200 "), "{body}");
 }
+
+/// With a worker, every request runs on the node it reaches, and the worker passes a
+/// WebSocket upgrade on to the room through a call: to a room another node serves, the
+/// call goes there and the client is relayed to the socket the room accepted. Two
+/// clients, one through each node, meet in the room.
+#[tokio::test]
+async fn a_worker_passes_websockets_to_rooms_on_other_nodes() {
+    use futures::SinkExt;
+    use tokio_tungstenite::tungstenite::Message;
+    let etcd = Etcd::start().await;
+    let dir = Backend::Postgres.data_dir();
+    let worker = guest("worker");
+    let worker = ["--worker", worker.to_str().unwrap()];
+    let n1 = node_serving(&etcd.client_url, dir.path(), "v1", &["chat-room"], &worker);
+    let n2 = node_serving(&etcd.client_url, dir.path(), "v2", &["chat-room"], &worker);
+    settled(&etcd.client_url, 2).await;
+    let open = |addr: String, name: &'static str| async move {
+        let url = format!("ws://{addr}/objects/chat-room/r/ws?name={name}");
+        let (ws, resp) = tokio_tungstenite::connect_async(url)
+            .await
+            .expect("connect");
+        assert_eq!(resp.status(), 101);
+        ws
+    };
+    let mut a = open(n1.addr.clone(), "alice").await;
+    let mut b = open(n2.addr.clone(), "bob").await;
+    a.send(Message::text("hi")).await.unwrap();
+    assert_eq!(next_text(&mut b).await, "alice: hi");
+    b.send(Message::text("who")).await.unwrap();
+    assert!(next_text(&mut b).await.contains("user:bob"));
+    b.send(Message::text("hello")).await.unwrap();
+    assert_eq!(next_text(&mut a).await, "bob: hello");
+}

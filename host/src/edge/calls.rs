@@ -22,7 +22,9 @@ pub async fn call(
     State(rt): State<Arc<dyn Dispatch>>,
     req: Request,
 ) -> Result<Response, HttpError> {
-    let (parts, body) = req.into_parts();
+    let (mut parts, body) = req.into_parts();
+    // A call that passes its caller's client's WebSocket upgrade on comes as a handshake.
+    let upgrade = super::websocket_upgrade(&mut parts).await;
     if !forward::forwarded(&*rt, &parts)? {
         return Err(HttpError::Forbidden(
             "this route is for the nodes of a cluster".into(),
@@ -80,12 +82,20 @@ pub async fn call(
             .collect(),
         body: body.to_vec(),
     };
+    let offered = upgrade.is_some();
     match rt
         .clone()
-        .call_here(binding.to_string(), id.to_string(), name, chain, request)
+        .call_here(
+            binding.to_string(),
+            id.to_string(),
+            name,
+            chain,
+            request,
+            offered,
+        )
         .await
     {
-        Ok(Some(response)) => super::convert::to_http(response),
+        Ok(Some((response, accepted))) => super::respond(rt, response, accepted, upgrade),
         Ok(None) => Err(HttpError::Misdirected(
             "this node does not serve the called object; nothing ran".into(),
         )),

@@ -5,6 +5,7 @@
 use super::HttpError;
 use super::forward::FORWARDED;
 use crate::runtime::Dispatch;
+pub use crate::services::peer::Upstream;
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode, header};
@@ -12,9 +13,6 @@ use futures::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame as TCloseFrame;
 use tokio_tungstenite::tungstenite::{self, Message as TMessage};
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
-
-pub type Upstream = WebSocketStream<MaybeTlsStream<tokio::net::TcpStream>>;
 
 /// Opens the WebSocket on the owner at `addr`; Ok(None) when nothing ran there (421, or no
 /// connection) and the caller may route again.

@@ -59,20 +59,7 @@ async fn health(State(rt): State<Arc<dyn Dispatch>>) -> Response {
 
 async fn handle(State(rt): State<Arc<dyn Dispatch>>, req: Request) -> Result<Response, HttpError> {
     let (mut parts, body) = req.into_parts();
-    // A WebSocket upgrade is offered to the object (or the worker, which may pass it on
-    // to an object) like any request; the object accepts it through its websockets import
-    // and answers 101.
-    let upgrade = if parts
-        .headers
-        .get(header::UPGRADE)
-        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"websocket"))
-    {
-        WebSocketUpgrade::from_request_parts(&mut parts, &())
-            .await
-            .ok()
-    } else {
-        None
-    };
+    let upgrade = websocket_upgrade(&mut parts).await;
     if rt.has_worker() {
         return handle_with_worker(rt, parts, body, upgrade).await;
     }
@@ -151,6 +138,20 @@ async fn handle(State(rt): State<Arc<dyn Dispatch>>, req: Request) -> Result<Res
         .await
         .map_err(fetch_error)?;
     respond(rt, response, accepted, upgrade)
+}
+
+/// A WebSocket upgrade is offered to the object (or the worker, which may pass it on to an
+/// object) like any request; the object accepts it through its websockets import and
+/// answers 101.
+async fn websocket_upgrade(parts: &mut axum::http::request::Parts) -> Option<WebSocketUpgrade> {
+    let asked = parts
+        .headers
+        .get(header::UPGRADE)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"websocket"));
+    if !asked {
+        return None;
+    }
+    WebSocketUpgrade::from_request_parts(parts, &()).await.ok()
 }
 
 /// With a worker configured, every public request goes to it, path and all.

@@ -15,10 +15,10 @@ use std::sync::Arc;
 /// Runs one accepted connection until either side closes it: client messages become events
 /// of the object (waking it if evicted), queued messages go to the client.
 pub async fn run_connection(rt: Arc<dyn Dispatch>, upgrade: Upgrade, socket: WebSocket) {
-    let Upgrade {
-        object,
-        socket: accepted,
-    } = upgrade;
+    let (object, accepted) = match upgrade {
+        Upgrade::Here { object, socket } => (object, socket),
+        Upgrade::Relayed(upstream) => return super::forward_ws::relay(socket, *upstream).await,
+    };
     let (id, mut out, kill) = accepted.connect();
     let sockets = rt.sockets().clone();
     let (mut sink, mut stream) = socket.split();

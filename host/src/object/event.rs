@@ -106,7 +106,7 @@ impl Actor {
         let data = live.store.data_mut();
         let deferred = data.requests.deferred;
         data.requests.current = None;
-        let own = data.websockets.accepted.take().map(|socket| Upgrade {
+        let own = data.websockets.accepted.take().map(|socket| Upgrade::Here {
             object: self.key,
             socket,
         });

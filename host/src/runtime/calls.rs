@@ -72,26 +72,24 @@ impl Runtime {
                     continue;
                 }
             };
-            if upgrade {
-                return Err(CallError::Unavailable(format!(
-                    "the called object is served by node {addr}: a WebSocket is not passed \
-                     through calls between nodes yet"
-                )));
-            }
-            let secret = self.cluster_secret.as_deref().unwrap_or_default();
             let id = target.id.to_string();
-            match remote::call(
-                &addr,
-                secret,
+            let to = remote::Call {
+                addr: &addr,
+                secret: self.cluster_secret.as_deref().unwrap_or_default(),
                 binding,
-                &id,
-                name.as_deref(),
-                &chain,
-                request.clone(),
-            )
-            .await?
-            {
-                Some(response) => return Ok((response, None)),
+                id: &id,
+                name: name.as_deref(),
+                chain: &chain,
+            };
+            let answer = if upgrade {
+                remote::call_upgrade(&to, request.clone()).await?
+            } else {
+                remote::call(&to, request.clone())
+                    .await?
+                    .map(|response| (response, None))
+            };
+            match answer {
+                Some(answer) => return Ok(answer),
                 None => backoff(&mut attempt).await.map_err(|()| {
                     CallError::Unavailable(format!(
                         "node {addr} would not serve the called object, and no other did in time"

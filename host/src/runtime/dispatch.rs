@@ -63,8 +63,8 @@ pub trait Dispatch: Send + Sync + 'static {
     fn cluster_secret(&self) -> Option<&str>;
 
     /// A call another node sent here for object `id` of `binding`, from the objects of
-    /// `chain` (waiting on it): Ok(None) when this node does not serve that object
-    /// (nothing ran).
+    /// `chain` (waiting on it), offering its client's WebSocket upgrade if `upgrade`:
+    /// Ok(None) when this node does not serve that object (nothing ran).
     fn call_here(
         self: Arc<Self>,
         binding: String,
@@ -72,7 +72,8 @@ pub trait Dispatch: Send + Sync + 'static {
         name: Option<String>,
         chain: Vec<ObjectKey>,
         request: wit::Request,
-    ) -> BoxFuture<'static, Result<Option<wit::Response>, CallError>>;
+        upgrade: bool,
+    ) -> BoxFuture<'static, Result<Option<Answer>, CallError>>;
 }
 
 impl Dispatch for Runtime {
@@ -171,7 +172,8 @@ impl Dispatch for Runtime {
         name: Option<String>,
         chain: Vec<ObjectKey>,
         request: wit::Request,
-    ) -> BoxFuture<'static, Result<Option<wit::Response>, CallError>> {
+        upgrade: bool,
+    ) -> BoxFuture<'static, Result<Option<Answer>, CallError>> {
         async move {
             let class = self.class(&binding).cloned().ok_or_else(|| {
                 CallError::UnknownBinding(format!("no binding named {binding:?}"))
@@ -191,8 +193,10 @@ impl Dispatch for Runtime {
                 .calls
                 .wait_from_afar(chain, key)
                 .map_err(|_| super::calls::deadlock(&binding, &key))?;
-            let (response, _) = self.call(None, &binding, &id, name, request, false).await?;
-            Ok(Some(response))
+            let answer = self
+                .call(None, &binding, &id, name, request, upgrade)
+                .await?;
+            Ok(Some(answer))
         }
         .boxed()
     }

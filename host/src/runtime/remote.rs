@@ -6,12 +6,15 @@
 use crate::id::ObjectKey;
 use crate::services::calls::chain_to_wire;
 use crate::services::peer::{FORWARDED, client};
+use crate::services::sockets::Upgrade;
 use crate::wasm::bindings::types as wit;
 use crate::wasm::objects::CallError;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::StatusCode;
 use hyper::header::{HeaderName, HeaderValue};
+use tokio_tungstenite::tungstenite;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
 /// The internal route a node serves calls from other nodes on:
 /// `/.well-known/dohost/call/{binding}/{id}`.
@@ -46,39 +49,62 @@ fn error_from_wire(kind: &str, message: String) -> CallError {
     }
 }
 
-/// Sends the call to the node at `addr`; Ok(None) when nothing ran there.
+/// One call to another node: where it goes and what it carries besides the request.
+pub struct Call<'a> {
+    pub addr: &'a str,
+    pub secret: &'a str,
+    pub binding: &'a str,
+    pub id: &'a str,
+    pub name: Option<&'a str>,
+    pub chain: &'a [ObjectKey],
+}
+
+impl Call<'_> {
+    fn uri(&self, scheme: &str) -> String {
+        format!(
+            "{scheme}://{}{CALL_PATH}/{}/{}",
+            self.addr, self.binding, self.id
+        )
+    }
+
+    /// The request's headers and the call's own: the secret, the URL the callee sees, the
+    /// chain of waiting objects, the name.
+    fn headers(&self, request: &wit::Request, h: &mut hyper::HeaderMap) -> Result<(), CallError> {
+        for (k, v) in &request.headers {
+            if let (Ok(k), Ok(v)) = (HeaderName::try_from(k.as_str()), HeaderValue::try_from(v)) {
+                h.append(k, v);
+            }
+        }
+        let header = |v: &str| {
+            HeaderValue::from_str(v)
+                .map_err(|_| CallError::Unavailable("a call header is not valid".into()))
+        };
+        h.insert(FORWARDED, header(self.secret)?);
+        h.insert(CALL_URL, header(&request.url)?);
+        h.insert(CALL_CHAIN, header(&chain_to_wire(self.chain))?);
+        if let Some(name) = self.name {
+            let encoded =
+                percent_encoding::utf8_percent_encode(name, percent_encoding::NON_ALPHANUMERIC);
+            h.insert(CALL_NAME, header(&encoded.to_string())?);
+        }
+        Ok(())
+    }
+}
+
+/// Sends the call; Ok(None) when nothing ran there.
 pub async fn call(
-    addr: &str,
-    secret: &str,
-    binding: &str,
-    id: &str,
-    name: Option<&str>,
-    chain: &[ObjectKey],
+    to: &Call<'_>,
     request: wit::Request,
 ) -> Result<Option<wit::Response>, CallError> {
+    let addr = to.addr;
     let unavailable = |e: String| CallError::Unavailable(e);
     let mut req = hyper::Request::builder()
         .method(request.method.as_str())
-        .uri(format!("http://{addr}{CALL_PATH}/{binding}/{id}"))
-        .body(Full::new(Bytes::from(request.body)))
+        .uri(to.uri("http"))
+        .body(Full::new(Bytes::new()))
         .map_err(|e| unavailable(format!("cannot send this call to node {addr}: {e}")))?;
-    let h = req.headers_mut();
-    for (k, v) in &request.headers {
-        if let (Ok(k), Ok(v)) = (HeaderName::try_from(k.as_str()), HeaderValue::try_from(v)) {
-            h.append(k, v);
-        }
-    }
-    let header = |v: &str| {
-        HeaderValue::from_str(v).map_err(|_| unavailable("a call header is not valid".into()))
-    };
-    h.insert(FORWARDED, header(secret)?);
-    h.insert(CALL_URL, header(&request.url)?);
-    h.insert(CALL_CHAIN, header(&chain_to_wire(chain))?);
-    if let Some(name) = name {
-        let encoded =
-            percent_encoding::utf8_percent_encode(name, percent_encoding::NON_ALPHANUMERIC);
-        h.insert(CALL_NAME, header(&encoded.to_string())?);
-    }
+    to.headers(&request, req.headers_mut())?;
+    *req.body_mut() = Full::new(Bytes::from(request.body));
     let resp = match client().request(req).await {
         Ok(r) => r,
         Err(e) if e.is_connect() => return Ok(None),
@@ -103,11 +129,69 @@ pub async fn call(
     }
     Ok(Some(wit::Response {
         status: parts.status.as_u16(),
-        headers: parts
-            .headers
-            .iter()
-            .filter_map(|(k, v)| Some((k.as_str().to_string(), v.to_str().ok()?.to_string())))
-            .collect(),
+        headers: wire_headers(&parts.headers),
         body: body.to_vec(),
     }))
+}
+
+/// Sends a call that offers the caller's client's WebSocket upgrade: as a WebSocket
+/// handshake to the call route. Ok(None) when nothing ran there; a 101 comes back with the
+/// open WebSocket to relay the client to; any other answer is the call's response.
+pub async fn call_upgrade(
+    to: &Call<'_>,
+    request: wit::Request,
+) -> Result<Option<(wit::Response, Option<Upgrade>)>, CallError> {
+    let addr = to.addr;
+    let mut req = to.uri("ws").into_client_request().map_err(|e| {
+        CallError::Unavailable(format!("cannot send this call to node {addr}: {e}"))
+    })?;
+    // The handshake's own headers are the client library's to set.
+    let mut request = request;
+    request.headers.retain(|(k, _)| {
+        let k = k.to_ascii_lowercase();
+        let handshake = k.starts_with("sec-websocket-") && k != "sec-websocket-protocol";
+        let hop = ["host", "connection", "upgrade"].contains(&k.as_str());
+        !handshake && !hop
+    });
+    to.headers(&request, req.headers_mut())?;
+    match tokio_tungstenite::connect_async(req).await {
+        Ok((upstream, resp)) => Ok(Some((
+            wit::Response {
+                status: 101,
+                headers: wire_headers(resp.headers()),
+                body: Vec::new(),
+            },
+            Some(Upgrade::Relayed(Box::new(upstream))),
+        ))),
+        Err(tungstenite::Error::Http(resp)) => {
+            if resp.status() == StatusCode::MISDIRECTED_REQUEST {
+                return Ok(None);
+            }
+            let body = resp.body().clone().unwrap_or_default();
+            if let Some(kind) = resp.headers().get(&CALL_ERROR) {
+                let message = String::from_utf8_lossy(&body).trim_end().to_string();
+                return Err(error_from_wire(kind.to_str().unwrap_or_default(), message));
+            }
+            Ok(Some((
+                wit::Response {
+                    status: resp.status().as_u16(),
+                    headers: wire_headers(resp.headers()),
+                    body,
+                },
+                None,
+            )))
+        }
+        Err(tungstenite::Error::Io(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+            Ok(None)
+        }
+        Err(e) => Err(CallError::Unavailable(format!(
+            "node {addr}, which serves the called object, did not take the WebSocket: {e}"
+        ))),
+    }
+}
+
+fn wire_headers(h: &hyper::HeaderMap) -> Vec<(String, String)> {
+    h.iter()
+        .filter_map(|(k, v)| Some((k.as_str().to_string(), v.to_str().ok()?.to_string())))
+        .collect()
 }

@@ -11,6 +11,10 @@ use hyper_util::rt::TokioExecutor;
 use std::sync::OnceLock;
 use std::time::Duration;
 
+/// A WebSocket to another node (a forwarded upgrade, or one passed on through a call).
+pub type Upstream =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
 /// Marks a request sent by another node; its value is the cluster's secret.
 pub const FORWARDED: HeaderName = HeaderName::from_static("x-dohost-cluster");
 

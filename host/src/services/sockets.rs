@@ -2,6 +2,7 @@
 //! bounded send queue); the edge runs each connection. Sockets belong to the host,
 //! not to an instance, so they stay open while their object is evicted (hibernation).
 
+use super::peer::Upstream;
 use crate::id::ObjectKey;
 use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -68,9 +69,12 @@ pub struct Sockets {
 
 /// A socket an object accepted for a client's upgrade request (the object's own, or one a
 /// callee accepted for it), on its way to the edge that connects the client.
-pub struct Upgrade {
-    pub object: ObjectKey,
-    pub socket: Accepted,
+pub enum Upgrade {
+    /// Accepted by an object on this node.
+    Here { object: ObjectKey, socket: Accepted },
+    /// Accepted by an object another node of the cluster serves (a call to it passed the
+    /// upgrade on): the client is relayed to this WebSocket to that node.
+    Relayed(Box<Upstream>),
 }
 
 /// What the connection task needs of a socket just accepted.
