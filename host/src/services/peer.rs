@@ -18,10 +18,14 @@ pub type Upstream =
 /// Marks a request sent by another node; its value is the cluster's secret.
 pub const FORWARDED: HeaderName = HeaderName::from_static("x-dohost-cluster");
 
-/// Tries at most this many times (the first plus retries after 421 or no owner).
-const ATTEMPTS: u32 = 8;
-/// The first backoff; each retry doubles it (50 ms … 3.2 s, about 6 s in all).
+/// The first backoff; each retry doubles it, up to `MAX_BACKOFF`.
 const FIRST_BACKOFF: Duration = Duration::from_millis(50);
+/// The longest wait between attempts: one coordinator tick, so that a request waiting for a
+/// shard to find its new owner notices it within a tick of it being claimed.
+const MAX_BACKOFF: Duration = Duration::from_millis(200);
+/// Retries stop once the waits between them add up to this (a crashed node's lease expires
+/// within its TTL, 3 s by default, and its shards are claimed a tick later).
+pub const RETRY_BUDGET: Duration = Duration::from_secs(6);
 
 pub fn client() -> &'static Client<HttpConnector, Full<Bytes>> {
     static CLIENT: OnceLock<Client<HttpConnector, Full<Bytes>>> = OnceLock::new();
@@ -31,9 +35,34 @@ pub fn client() -> &'static Client<HttpConnector, Full<Bytes>> {
 /// Waits before the next attempt; Err once the budget is spent.
 pub async fn backoff(attempt: &mut u32) -> Result<(), ()> {
     *attempt += 1;
-    if *attempt >= ATTEMPTS {
+    let waited: Duration = (1..*attempt).map(delay).sum();
+    if waited >= RETRY_BUDGET {
         return Err(());
     }
-    tokio::time::sleep(FIRST_BACKOFF * 2u32.pow(*attempt - 1)).await;
+    tokio::time::sleep(delay(*attempt)).await;
     Ok(())
+}
+
+/// The wait before retry `n` (1, 2, …): 50 ms doubling, at most `MAX_BACKOFF`.
+fn delay(n: u32) -> Duration {
+    FIRST_BACKOFF
+        .saturating_mul(2u32.saturating_pow(n.saturating_sub(1)))
+        .min(MAX_BACKOFF)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn waits_double_up_to_a_tick_and_stop_at_the_budget() {
+        let waits: Vec<u128> = (1..=5).map(|n| delay(n).as_millis()).collect();
+        assert_eq!(waits, [50, 100, 200, 200, 200]);
+        // Attempts allowed: the waits before the last one stay under the budget.
+        let allowed = (1..)
+            .find(|n| (1..*n).map(delay).sum::<Duration>() >= RETRY_BUDGET)
+            .unwrap();
+        let total: Duration = (1..allowed - 1).map(delay).sum();
+        assert!(total < RETRY_BUDGET && total + MAX_BACKOFF >= RETRY_BUDGET);
+    }
 }
