@@ -7,10 +7,12 @@
 use super::lease::{Member, Membership};
 use super::shards::desired_owner;
 use crate::backend::Storage;
+use etcd_client::WatchOptions;
 use futures::future::BoxFuture;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
+use tokio::sync::Notify;
 
 /// How often the loop looks at etcd.
 pub const TICK: Duration = Duration::from_millis(200);
@@ -72,13 +74,21 @@ impl Coordinator {
         &self.membership
     }
 
-    /// Runs until the task is dropped.
+    /// Runs until the task is dropped: a tick every `TICK`, and at once when etcd reports
+    /// a change (a member's lease expired, a shard released), so that a failover or a
+    /// handover does not wait out the rest of a tick.
     pub async fn run(self, events: Arc<dyn ShardEvents>) {
+        let changed = Arc::new(Notify::new());
+        let watcher = tokio::spawn(watch_changes(self.membership.clone(), changed.clone()));
+        let _stop_watching = AbortOnDrop(watcher);
         loop {
             if let Err(e) = self.tick(&*events).await {
                 tracing::debug!(error = %format!("{e:#}"), "cluster: etcd not reachable this tick");
             }
-            tokio::time::sleep(TICK).await;
+            tokio::select! {
+                () = tokio::time::sleep(TICK) => {}
+                () = changed.notified() => {}
+            }
         }
     }
 
@@ -181,14 +191,19 @@ impl Coordinator {
         }
         // Vacant shards this node should own (those released just above wait a tick).
         let claimed_under = m.lease();
+        // All at once: after a crash a third of the shards may be vacant, and one round
+        // trip to etcd each, in turn, would add to the failover.
+        let vacant = (0..count).filter(|s| {
+            !claims.contains_key(s) && desired_owner(*s, &members).is_some_and(|d| d.node == m.node)
+        });
+        let shards = &m.shards();
+        let tries = futures::future::join_all(
+            vacant.map(|shard| async move { (shard, shards.claim(shard).await) }),
+        )
+        .await;
         let mut claimed = Vec::new();
-        for shard in 0..count {
-            if claims.contains_key(&shard) {
-                continue;
-            }
-            if desired_owner(shard, &members).is_some_and(|d| d.node == m.node)
-                && let Some(epoch) = m.shards().claim(shard).await?
-            {
+        for (shard, tried) in tries {
+            if let Some(epoch) = tried? {
                 claimed.push((shard, epoch));
             }
         }
@@ -225,5 +240,34 @@ impl Coordinator {
             .filter_map(|(s, c)| Some((*s, addr_of.get(c.node.as_str())?.to_string())))
             .collect();
         Ok(())
+    }
+}
+
+/// Tells `changed` of every change under the cluster's keys, watching again (a tick later)
+/// whenever the watch ends, as it does while etcd is away.
+async fn watch_changes(membership: Arc<Membership>, changed: Arc<Notify>) {
+    loop {
+        let mut client = membership.client.clone();
+        let watch = client
+            .watch(
+                membership.keys.all(),
+                Some(WatchOptions::new().with_prefix()),
+            )
+            .await;
+        if let Ok(mut stream) = watch {
+            while let Ok(Some(_)) = stream.message().await {
+                changed.notify_one();
+            }
+        }
+        tokio::time::sleep(TICK).await;
+    }
+}
+
+/// Stops a spawned task when dropped (the watch ends with the coordinator's loop).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }

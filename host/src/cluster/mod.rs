@@ -28,6 +28,11 @@ impl Keys {
         }
     }
 
+    /// Everything the cluster keeps: members and claims.
+    pub fn all(&self) -> String {
+        format!("{}/", self.prefix)
+    }
+
     pub fn members(&self) -> String {
         format!("{}/members/", self.prefix)
     }
