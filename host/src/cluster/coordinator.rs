@@ -208,6 +208,21 @@ impl Coordinator {
             }
         }
         if !claimed.is_empty() {
+            // Objects left here from an earlier holding of these shards (dropped, but with
+            // events or commits still queued) finish first: their commits are refused while
+            // the shards are not held, and must not pass under the new epoch with what
+            // they read before another node wrote.
+            let shards: Vec<u32> = claimed.iter().map(|(s, _)| *s).collect();
+            if tokio::time::timeout(DRAIN_LIMIT, events.drain(&shards))
+                .await
+                .is_err()
+            {
+                tracing::warn!("cluster: objects of a lost shard still busy; not taking it yet");
+                for (shard, epoch) in &claimed {
+                    m.shards().release(*shard, *epoch).await?;
+                }
+                return Ok(());
+            }
             let storage = self.storage.clone();
             let node = m.node.clone();
             let to_fence = claimed.clone();
