@@ -467,12 +467,29 @@ async fn the_cluster_script_starts_three_nodes_and_ctrl_c_stops_everything() {
     }
 }
 
+/// Opens a WebSocket at `url`, expecting 101.
+async fn open_ws(url: String) -> Ws {
+    let (ws, resp) = tokio_tungstenite::connect_async(url)
+        .await
+        .expect("connect");
+    assert_eq!(resp.status(), 101);
+    ws
+}
+
+/// Alice and Bob, each on a socket of one room, hear each other.
+async fn alice_and_bob_meet(a: &mut Ws, b: &mut Ws) {
+    use futures::SinkExt;
+    use tokio_tungstenite::tungstenite::Message;
+    a.send(Message::text("hi")).await.unwrap();
+    assert_eq!(next_text(b).await, "alice: hi");
+    b.send(Message::text("hello")).await.unwrap();
+    assert_eq!(next_text(a).await, "bob: hello");
+}
+
 /// A chat room reached through two nodes: the WebSocket on the node that does not serve
 /// the room is forwarded to the one that does, and messages cross both ways.
 #[tokio::test]
 async fn websockets_to_one_room_through_two_nodes_meet() {
-    use futures::SinkExt;
-    use tokio_tungstenite::tungstenite::Message;
     let etcd = Etcd::start().await;
     let dir = Backend::Postgres.data_dir();
     let n1 = node_serving(&etcd.client_url, dir.path(), "w1", &["chat-room"], &[]);
@@ -490,20 +507,10 @@ async fn websockets_to_one_room_through_two_nodes_meet() {
                 == 200
     })
     .await;
-    let open = |addr: String, name: &'static str| async move {
-        let url = format!("ws://{addr}/chat-room/r/ws?name={name}");
-        let (ws, resp) = tokio_tungstenite::connect_async(url)
-            .await
-            .expect("connect");
-        assert_eq!(resp.status(), 101);
-        ws
-    };
-    let mut a = open(n1.addr.clone(), "alice").await;
-    let mut b = open(n2.addr.clone(), "bob").await;
-    a.send(Message::text("hi")).await.unwrap();
-    assert_eq!(next_text(&mut b).await, "alice: hi");
-    b.send(Message::text("hello")).await.unwrap();
-    assert_eq!(next_text(&mut a).await, "bob: hello");
+    let at = |addr: &str, name: &str| format!("ws://{addr}/chat-room/r/ws?name={name}");
+    let mut a = open_ws(at(&n1.addr, "alice")).await;
+    let mut b = open_ws(at(&n2.addr, "bob")).await;
+    alice_and_bob_meet(&mut a, &mut b).await;
     let stats = get(&c, &format!("http://{}/chat-room/r/stats", n1.addr)).await;
     let stats: serde_json::Value = serde_json::from_str(&stats.1).unwrap();
     assert_eq!(stats["sockets"], 2, "{stats}");
@@ -596,17 +603,10 @@ async fn sockets_of_rooms_that_move_close_with_1012_and_reconnect() {
     settled(&etcd.client_url, 1).await;
     let c = client();
     let rooms: Vec<String> = (0..16).map(|i| format!("room-{i}")).collect();
-    let open = |addr: String, room: String| async move {
-        let url = format!("ws://{addr}/chat-room/{room}/ws?name=u");
-        let (ws, resp) = tokio_tungstenite::connect_async(url)
-            .await
-            .expect("connect");
-        assert_eq!(resp.status(), 101);
-        ws
-    };
+    let open = |addr: &str, room: &str| open_ws(format!("ws://{addr}/chat-room/{room}/ws?name=u"));
     let mut sockets = Vec::new();
     for room in &rooms {
-        sockets.push(open(first.addr.clone(), room.clone()).await);
+        sockets.push(open(&first.addr, room).await);
     }
     let second = node_serving(&etcd.client_url, dir.path(), "m2", &["chat-room"], &[]);
     settled(&etcd.client_url, 2).await;
@@ -637,7 +637,7 @@ async fn sockets_of_rooms_that_move_close_with_1012_and_reconnect() {
                 }
                 other => panic!("{room} moved, but its socket got {other:?}"),
             }
-            let mut again = open(first.addr.clone(), room.clone()).await;
+            let mut again = open(&first.addr, room).await;
             again.send(Message::text("who")).await.unwrap();
             assert!(next_text(&mut again).await.contains("user:u"), "{room}");
         } else {
@@ -734,20 +734,10 @@ async fn a_worker_passes_websockets_to_rooms_on_other_nodes() {
     let n1 = node_serving(&etcd.client_url, dir.path(), "v1", &["chat-room"], &worker);
     let n2 = node_serving(&etcd.client_url, dir.path(), "v2", &["chat-room"], &worker);
     settled(&etcd.client_url, 2).await;
-    let open = |addr: String, name: &'static str| async move {
-        let url = format!("ws://{addr}/objects/chat-room/r/ws?name={name}");
-        let (ws, resp) = tokio_tungstenite::connect_async(url)
-            .await
-            .expect("connect");
-        assert_eq!(resp.status(), 101);
-        ws
-    };
-    let mut a = open(n1.addr.clone(), "alice").await;
-    let mut b = open(n2.addr.clone(), "bob").await;
-    a.send(Message::text("hi")).await.unwrap();
-    assert_eq!(next_text(&mut b).await, "alice: hi");
+    let at = |addr: &str, name: &str| format!("ws://{addr}/objects/chat-room/r/ws?name={name}");
+    let mut a = open_ws(at(&n1.addr, "alice")).await;
+    let mut b = open_ws(at(&n2.addr, "bob")).await;
+    alice_and_bob_meet(&mut a, &mut b).await;
     b.send(Message::text("who")).await.unwrap();
     assert!(next_text(&mut b).await.contains("user:bob"));
-    b.send(Message::text("hello")).await.unwrap();
-    assert_eq!(next_text(&mut a).await, "bob: hello");
 }

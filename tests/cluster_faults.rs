@@ -338,50 +338,31 @@ fn the_checker_reports_each_kind_of_violation() {
         "c at 2, not e"
     );
 
-    let lost = check(&good, &list(&["a", "e"]));
-    assert!(
-        lost.iter().any(|p| p.contains("b acknowledged")),
-        "{lost:?}"
-    );
-    let applied = check(&good, &list(&["a", "b", "e", "d"]));
-    assert!(
-        applied.iter().any(|p| p.contains("d was refused")),
-        "{applied:?}"
-    );
-    let twice = check(&good, &list(&["a", "b", "e", "b"]));
-    assert!(
-        twice.iter().any(|p| p.contains("b applied twice")),
-        "{twice:?}"
-    );
-
+    // The checker's findings on `history` against `lists` include `needle`.
+    let finds = |history: &[Op], lists: Lists, needle: &str| {
+        let found = check(history, &lists);
+        assert!(
+            found.iter().any(|p| p.contains(needle)),
+            "{needle}: {found:?}"
+        );
+    };
+    finds(&good, list(&["a", "e"]), "b acknowledged");
+    finds(&good, list(&["a", "b", "e", "d"]), "d was refused");
+    finds(&good, list(&["a", "b", "e", "b"]), "b applied twice");
     // b was sent after a was answered, yet got the lower index: two writers.
-    let order = vec![
+    let order = [
         op("a", 0, 10, ok(1, "n1@5")),
         op("b", 20, 30, ok(0, "n1@5")),
     ];
-    let found = check(&order, &list(&["b", "a"]));
-    assert!(
-        found.iter().any(|p| p.contains("b got index 0")),
-        "{found:?}"
-    );
-
-    let back = vec![
+    finds(&order, list(&["b", "a"]), "b got index 0");
+    let back = [
         op("a", 0, 10, ok(0, "n2@9")),
         op("b", 20, 30, ok(1, "n1@5")),
     ];
-    let found = check(&back, &list(&["a", "b"]));
-    assert!(
-        found.iter().any(|p| p.contains("under epoch 5 after")),
-        "{found:?}"
-    );
-
-    let shared = vec![
+    finds(&back, list(&["a", "b"]), "under epoch 5 after");
+    let shared = [
         op("a", 0, 10, ok(0, "n1@5")),
         op("b", 20, 30, ok(1, "n2@5")),
     ];
-    let found = check(&shared, &list(&["a", "b"]));
-    assert!(
-        found.iter().any(|p| p.contains("epoch 5 served by")),
-        "{found:?}"
-    );
+    finds(&shared, list(&["a", "b"]), "epoch 5 served by");
 }

@@ -232,17 +232,11 @@ async fn migrate_applies_to_postgres_without_fencing_a_running_host() {
         .to_string(),
     )
     .unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_dohost"))
-        .args(["migrate", "--config"])
-        .arg(&config)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let printed = String::from_utf8_lossy(&out.stdout);
+    let printed = common::process::run_dohost([
+        std::ffi::OsStr::new("migrate"),
+        "--config".as_ref(),
+        config.as_os_str(),
+    ]);
     assert!(printed.contains("v1: create class Counter"), "{printed}");
     assert_eq!(get(&c, &u).await, (200, "2".into()));
     host.kill();

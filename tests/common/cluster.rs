@@ -3,16 +3,7 @@
 
 /// What `dohost cluster status` prints for the cluster on `etcd`.
 pub fn cluster_status(etcd: &str) -> String {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_dohost"))
-        .args(["cluster", "status", "--cluster", etcd])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
+    super::process::run_dohost(["cluster", "status", "--cluster", etcd])
 }
 
 /// Waits until `members` members hold all 256 shards between them, each the shards it

@@ -86,3 +86,22 @@ impl Drop for HostProcess {
         let _ = self.child.wait();
     }
 }
+
+/// Runs `dohost ARGS` to its end; its stdout, once it succeeded (the test fails with its
+/// stderr otherwise).
+pub fn run_dohost<I, S>(args: I) -> String
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<std::ffi::OsStr>,
+{
+    let out = Command::new(env!("CARGO_BIN_EXE_dohost"))
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
