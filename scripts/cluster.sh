@@ -57,7 +57,7 @@ for port in "${PORTS[@]}"; do
     "$BIN" run --listen "127.0.0.1:$port" --data "$DIR/n$i" \
         --storage "postgres://postgres@127.0.0.1:$PG_PORT/postgres" \
         --cluster "http://127.0.0.1:$C" --node-id "n$i" --advertise "127.0.0.1:$port" \
-        --cluster-secret "$SECRET" "$@" >"$DIR/n$i.log" 2>&1 &
+        --cluster-secret "$SECRET" --admin off "$@" >"$DIR/n$i.log" 2>&1 &
     PIDS+=($!)
 done
 for port in "${PORTS[@]}"; do

@@ -424,6 +424,8 @@ async fn flags_override_the_file() {
             "run",
             "--listen",
             "127.0.0.1:0",
+            "--admin",
+            "off",
             "--max-key-bytes",
             "5",
             "--config",

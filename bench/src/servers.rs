@@ -149,7 +149,7 @@ impl Server {
                         .arg("--advertise")
                         .arg(addr.to_string());
                 }
-                c.arg("--listen")
+                c.args(["--admin", "off", "--listen"])
                     .arg(addr.to_string())
                     .arg("--data")
                     .arg(&data)

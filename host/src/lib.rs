@@ -31,6 +31,7 @@
 //! - [`config`]: classes, addresses and every limit; the wrangler.json-shaped file;
 //!   migration entries. [`id`]: object IDs, keys and namespaces.
 
+pub mod admin;
 pub mod backend;
 pub mod cluster;
 pub mod config;

@@ -93,6 +93,16 @@ struct RunArgs {
     )]
     cluster_secret: Option<String>,
 
+    /// Address of the admin listener (Prometheus metrics at /metrics), or `off`
+    /// [default: 127.0.0.1:8788]. It is never the public port; keep it off public
+    /// addresses unless a token guards it.
+    #[arg(long, env = "DOHOST_ADMIN", value_name = "ADDR|off")]
+    admin: Option<String>,
+
+    /// A file whose first line is the bearer token the admin listener requires.
+    #[arg(long, value_name = "FILE", env = "DOHOST_ADMIN_TOKEN_FILE")]
+    admin_token_file: Option<PathBuf>,
+
     /// A stateless worker component that receives every public request instead of the
     /// default routes, and reaches objects through its `objects` import.
     #[arg(long, value_name = "WORKER.wasm")]
@@ -281,6 +291,13 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         });
     }
     args.limits.apply(&mut config.limits)?;
+    let admin_addr =
+        dohost::admin::parse_addr(args.admin.as_deref().unwrap_or(dohost::admin::DEFAULT_ADDR))?;
+    let admin_token = args
+        .admin_token_file
+        .as_deref()
+        .map(dohost::admin::read_token)
+        .transpose()?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -290,6 +307,18 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("cannot listen on {}", config.listen))?;
+        // The admin listener ends with the process.
+        if let Some(addr) = admin_addr {
+            let admin = tokio::net::TcpListener::bind(addr).await.with_context(|| {
+                format!("cannot listen on {addr} for the admin API (--admin ADDR, or --admin off)")
+            })?;
+            let at = admin.local_addr()?;
+            if !at.ip().is_loopback() && admin_token.is_none() {
+                tracing::warn!(admin = %at, "the admin API listens beyond loopback without a token (--admin-token-file)");
+            }
+            tracing::info!(admin = %at, "admin API (metrics at /metrics)");
+            tokio::spawn(dohost::admin::serve(admin, runtime.clone(), admin_token));
+        }
         tracing::info!(
             address = %listener.local_addr()?,
             bindings = %runtime.bindings().join(", "),

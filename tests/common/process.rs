@@ -25,6 +25,13 @@ impl HostProcess {
             .args(["run", "--listen", listen, "--data"])
             .arg(data)
             .args(super::storage_args(data))
+            // Tests run hosts side by side: no admin listener on the one default port,
+            // unless the test asks for one.
+            .args(if flags.contains(&"--admin") {
+                &[][..]
+            } else {
+                &["--admin", "off"][..]
+            })
             .args(flags)
             .args(guests.iter().map(|g| super::guest(g)))
             .env("RUST_LOG", "info")

@@ -56,6 +56,8 @@ pub trait CommitListener: Send + Sync + 'static {
     fn alarm_committed(&self, object: ObjectKey, at: Option<u64>);
     /// Another node fenced this one off its storage: it must stop serving.
     fn fenced(&self, why: &str);
+    /// A batch of `writes` write sets was committed (durable) in `took`.
+    fn batch_committed(&self, _writes: usize, _took: std::time::Duration) {}
 }
 
 /// Whether writes can be made durable right now, for health checks.
@@ -190,10 +192,13 @@ impl State {
                 writes: &job.writes,
             })
             .collect();
+        let started = std::time::Instant::now();
         let result = self.storage.commit_batch(&writes);
+        let count = writes.len();
         drop(writes);
         match result {
             Ok(sizes) => {
+                self.listener.batch_committed(count, started.elapsed());
                 if let Some((e, _)) = self.failing.take() {
                     tracing::info!(after = %e, "storage works again: writes are accepted");
                     self.health.set(None);

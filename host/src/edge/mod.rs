@@ -19,6 +19,7 @@ use axum::body::Body;
 use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{FromRequestParts, Request, State};
 use axum::http::{StatusCode, header};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use convert::{read_body, to_http, to_wit};
 use error::fetch_error;
@@ -40,7 +41,44 @@ pub fn router(runtime: Arc<dyn Dispatch>) -> Router {
             axum::routing::any(calls::call),
         )
         .fallback(handle)
+        .layer(axum::middleware::from_fn_with_state(
+            runtime.clone(),
+            observed,
+        ))
         .with_state(runtime)
+}
+
+/// Counts and times each public request by binding and status (the health check and the
+/// cluster's internal route are not counted).
+async fn observed(State(rt): State<Arc<dyn Dispatch>>, req: Request, next: Next) -> Response {
+    let path = req.uri().path();
+    if path.starts_with("/.well-known/") {
+        return next.run(req).await;
+    }
+    let binding = if rt.has_worker() {
+        "worker".to_string()
+    } else {
+        let first = path
+            .trim_start_matches('/')
+            .split('/')
+            .next()
+            .unwrap_or_default();
+        match rt.has_binding(first) {
+            true => first.to_string(),
+            // Unknown bindings are not labels: a client could make up any number.
+            false => "-".to_string(),
+        }
+    };
+    let started = std::time::Instant::now();
+    let response = next.run(req).await;
+    let m = rt.metrics();
+    m.requests
+        .with_label_values(&[binding.as_str(), response.status().as_str()])
+        .inc();
+    m.request_seconds
+        .with_label_values(&[binding.as_str()])
+        .observe(started.elapsed().as_secs_f64());
+    response
 }
 
 /// 200 "ok" while the host can make writes durable; 503 with the reason while it cannot

@@ -78,7 +78,9 @@ impl Actor {
                     // its mailbox and in-flight writes) stays; the next event rebuilds.
                     let mut actor = cell.actor.lock().await;
                     if !cell.touched.swap(false, Ordering::AcqRel) && actor.deferred.is_empty() {
-                        actor.live = None;
+                        if actor.live.take().is_some() {
+                            env.metrics.evictions.with_label_values(&["pressure"]).inc();
+                        }
                     } else {
                         pressure.notify_one();
                     }
@@ -105,6 +107,9 @@ impl Actor {
                     actor.settle().await;
                     if registry.remove_if_idle(&actor.key, actor_id, &mut rx) {
                         tracing::debug!(object = %actor.label, "evicted idle object");
+                        if actor.live.is_some() {
+                            env.metrics.evictions.with_label_values(&["idle"]).inc();
+                        }
                         actor.closed = true;
                         break;
                     }

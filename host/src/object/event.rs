@@ -32,6 +32,12 @@ impl Actor {
         what: &str,
     ) -> Result<Returned, String> {
         self.begin_event(fetch, upgrade);
+        let kind = match &handler {
+            Handler::Fetch(_) => "fetch",
+            Handler::Alarm(_) => "alarm",
+            Handler::Socket(_) => "socket",
+        };
+        let started = std::time::Instant::now();
         let live = self
             .live
             .as_mut()
@@ -64,9 +70,14 @@ impl Actor {
         };
         store.data().stdout.flush_partial();
         store.data().stderr.flush_partial();
+        let m = &self.env.metrics;
+        m.event_seconds
+            .with_label_values(&[kind])
+            .observe(started.elapsed().as_secs_f64());
         match result {
             Ok(returned) => Ok(returned),
             Err(err) => {
+                m.event_failures.with_label_values(&[kind]).inc();
                 let why = describe_failure(&err, store.data().limiter.hit);
                 tracing::warn!(object = %self.label, error = %format!("{err:?}"), "{what} failed: {why}; instance discarded");
                 self.drop_instance(&format!("{what} trapped"));
@@ -168,7 +179,7 @@ impl Actor {
                 }
                 let durable = self.commit_writes();
                 self.release_outputs(&durable);
-                self.env.counters.alarm_runs.fetch_add(1, Ordering::Relaxed);
+                self.env.metrics.alarm_runs.inc();
             }
             Ok(Returned::Alarm(Err(message))) => {
                 // A failed alarm's writes are dropped so that its retry starts from the
@@ -189,10 +200,7 @@ impl Actor {
     }
 
     pub(super) fn alarm_failed(&mut self, retry: u32, why: &str) {
-        self.env
-            .counters
-            .alarm_failures
-            .fetch_add(1, Ordering::Relaxed);
+        self.env.metrics.alarm_failures.inc();
         // Without the object's storage state (it could not even be read) the retry is still
         // scheduled; it just cannot be stored (nor the alarm deleted) this time.
         let stored = self.inflight.is_some();
@@ -213,6 +221,7 @@ impl Actor {
                 });
             }
         } else {
+            self.env.metrics.alarm_give_ups.inc();
             tracing::error!(object = %self.label, "alarm failed {} times, giving up: {why}", retry + 1);
             // Delete it durably, so that a restart does not bring it back.
             if stored {

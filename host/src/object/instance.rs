@@ -50,6 +50,7 @@ impl Actor {
             &self.env.engine,
             ObjectState::new(self.label.clone(), ctx, objects, websockets, limits, clock),
         );
+        self.env.metrics.instance_builds.inc();
         let bindings = match self.class.pre.instantiate_async(&mut store).await {
             Ok(b) => b,
             Err(e) => {

@@ -17,6 +17,7 @@ use crate::backend::committer::CommitTarget;
 use crate::backend::committer::{CommitError, CommitErrorKind, CommitJob, CommitResult};
 use crate::config::Limits;
 use crate::id::{Namespace, ObjectKey};
+use crate::services::metrics::Metrics;
 use crate::services::objstore::StorageLimits;
 use crate::services::objstore::{InflightWrites, ObjectStore};
 use crate::services::scheduler::{Clock, Scheduler};
@@ -31,7 +32,6 @@ use futures::FutureExt;
 use futures::future::{BoxFuture, Shared};
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::time::Instant;
@@ -121,20 +121,9 @@ pub struct ObjectEnv {
     pub sockets: Arc<Sockets>,
     pub slots: Arc<Slots>,
     pub scheduler: Arc<Scheduler>,
-    pub counters: Counters,
+    pub metrics: Arc<Metrics>,
     /// How instances reach other objects (the runtime).
     pub calls: Arc<dyn ObjectCalls>,
-}
-
-/// Counts the host reports (tests and, later, metrics read them).
-#[derive(Default)]
-pub struct Counters {
-    /// Alarm handlers that completed successfully.
-    pub alarm_runs: AtomicU64,
-    /// Alarm attempts that failed (each retry counts).
-    pub alarm_failures: AtomicU64,
-    /// HTTP requests whose event ran on the request's own task rather than the mailbox.
-    pub inline_events: AtomicU64,
 }
 
 /// The registry that holds an actor, which an idle actor asks to let it go.

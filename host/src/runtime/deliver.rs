@@ -72,10 +72,7 @@ impl Runtime {
         let request = match cell {
             Some(cell) => match cell.try_fetch_inline(request, upgrade).await {
                 Ok(rx) => {
-                    self.env
-                        .counters
-                        .inline_events
-                        .fetch_add(1, Ordering::Relaxed);
+                    self.env.metrics.inline_events.inc();
                     // Not held while waiting: a deferred answer's sender lives in the
                     // actor, which must be free to go (and drop it) when its task ends.
                     drop(cell);

@@ -6,6 +6,7 @@ use super::{FetchError, Owner, Runtime, Via};
 use crate::config::Limits;
 use crate::id::ObjectKey;
 use crate::object::{Event, EventError};
+use crate::services::metrics::Metrics;
 use crate::services::sockets::{Sockets, Upgrade};
 use crate::wasm::bindings::types as wit;
 use crate::wasm::objects::CallError;
@@ -26,6 +27,8 @@ pub trait Dispatch: Send + Sync + 'static {
     fn has_worker(&self) -> bool;
 
     fn limits(&self) -> &Limits;
+
+    fn metrics(&self) -> &Metrics;
 
     /// None while writes can be made durable; otherwise why not.
     fn storage_health(&self) -> Option<String>;
@@ -94,6 +97,10 @@ impl Dispatch for Runtime {
 
     fn limits(&self) -> &Limits {
         Runtime::limits(self)
+    }
+
+    fn metrics(&self) -> &Metrics {
+        Runtime::metrics(self)
     }
 
     fn storage_health(&self) -> Option<String> {

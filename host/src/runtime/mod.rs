@@ -19,6 +19,7 @@ use crate::config::Limits;
 use crate::id::ObjectKey;
 use crate::object::{ActorCell, ActorStorage, Class, Event, EventError, ObjectEnv, Registry};
 use crate::services::calls::CallGraph;
+use crate::services::metrics::Metrics;
 use crate::services::scheduler::{Clock, Scheduler};
 use crate::services::sockets::Sockets;
 use crate::wasm::bindings::worker::WorkerPre;
@@ -109,18 +110,32 @@ impl Runtime {
 
     /// Alarm handlers that completed successfully since start.
     pub fn alarm_runs(&self) -> u64 {
-        self.env.counters.alarm_runs.load(Ordering::Relaxed)
+        self.env.metrics.alarm_runs.get()
     }
 
     /// Alarm attempts that failed (each retry counts) since start.
     pub fn alarm_failures(&self) -> u64 {
-        self.env.counters.alarm_failures.load(Ordering::Relaxed)
+        self.env.metrics.alarm_failures.get()
     }
 
     /// HTTP requests whose event ran on the request's own task (the object was idle with
     /// nothing queued) since start; the others went through the mailbox.
     pub fn inline_events(&self) -> u64 {
-        self.env.counters.inline_events.load(Ordering::Relaxed)
+        self.env.metrics.inline_events.get()
+    }
+
+    /// The host's metrics.
+    pub fn metrics(&self) -> &Metrics {
+        &self.env.metrics
+    }
+
+    /// Every metric in Prometheus' text format, the gauges read now.
+    pub fn render_metrics(&self) -> String {
+        let m = &self.env.metrics;
+        m.live_instances.set(self.env.slots.live() as i64);
+        m.websockets_open.set(self.env.sockets.count() as i64);
+        m.calls_waiting.set(self.calls.waiting() as i64);
+        m.render()
     }
 
     /// Instances alive right now (slots of `max_live_objects` in use).

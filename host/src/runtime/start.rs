@@ -9,8 +9,9 @@ use crate::backend::{self, Storage};
 use crate::cluster::{Coordinator, Membership};
 use crate::config::Config;
 use crate::id::ObjectKey;
-use crate::object::{ActorStorage, Class, Counters, Event, ObjectEnv};
+use crate::object::{ActorStorage, Class, Event, ObjectEnv};
 use crate::services::calls::CallGraph;
+use crate::services::metrics::Metrics;
 use crate::services::objstore::StorageLimits;
 use crate::services::scheduler::{AlarmWaker, Clock, Scheduler, SystemClock};
 use crate::services::slots::Slots;
@@ -30,9 +31,15 @@ use tokio::sync::{mpsc, watch};
 struct CommitEvents {
     scheduler: Arc<Scheduler>,
     fenced: watch::Sender<Option<Arc<str>>>,
+    metrics: Arc<Metrics>,
 }
 
 impl CommitListener for CommitEvents {
+    fn batch_committed(&self, writes: usize, took: std::time::Duration) {
+        self.metrics.commit_batch_writes.observe(writes as f64);
+        self.metrics.commit_seconds.observe(took.as_secs_f64());
+    }
+
     fn alarm_committed(&self, object: ObjectKey, at: Option<u64>) {
         self.scheduler.set(object, at);
     }
@@ -165,11 +172,13 @@ impl Runtime {
             .collect();
         let storage_health = Arc::new(StorageHealth::default());
         let (fenced_tx, fenced) = watch::channel(None);
+        let metrics = Arc::new(Metrics::new());
         let (commits, committer) = Committer::start(
             db.clone(),
             Arc::new(CommitEvents {
                 scheduler: scheduler.clone(),
                 fenced: fenced_tx,
+                metrics: metrics.clone(),
             }),
             storage_health.clone(),
         )?;
@@ -209,7 +218,7 @@ impl Runtime {
                     calls.clone(),
                 )),
                 scheduler: scheduler.clone(),
-                counters: Counters::default(),
+                metrics,
                 calls: Arc::new(RuntimeCalls(weak.clone())),
             }),
             calls,

@@ -1,0 +1,119 @@
+//! The admin listener: a second HTTP server, on loopback by default and never on the public
+//! port, for operators — Prometheus metrics at `/metrics`, behind a bearer token when one
+//! is configured.
+
+use crate::runtime::Runtime;
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+
+/// Where the admin listener listens unless told otherwise.
+pub const DEFAULT_ADDR: &str = "127.0.0.1:8788";
+
+/// The admin listener's settings.
+#[derive(Clone, Debug)]
+pub struct Admin {
+    pub addr: SocketAddr,
+    /// Required as `Authorization: Bearer TOKEN` when set.
+    pub token: Option<String>,
+}
+
+/// `--admin`: an address, or `off`; None means off.
+pub fn parse_addr(value: &str) -> anyhow::Result<Option<SocketAddr>> {
+    if value == "off" {
+        return Ok(None);
+    }
+    value
+        .parse()
+        .map(Some)
+        .map_err(|e| anyhow::anyhow!("--admin {value:?}: expected HOST:PORT or off ({e})"))
+}
+
+/// The token in `file`: its first line, which must not be empty.
+pub fn read_token(file: &Path) -> anyhow::Result<String> {
+    let text = std::fs::read_to_string(file)
+        .map_err(|e| anyhow::anyhow!("cannot read the admin token file {}: {e}", file.display()))?;
+    let token = text.lines().next().unwrap_or_default().trim().to_string();
+    anyhow::ensure!(
+        !token.is_empty(),
+        "the admin token file {} is empty",
+        file.display()
+    );
+    Ok(token)
+}
+
+#[derive(Clone)]
+struct AdminState {
+    runtime: Arc<Runtime>,
+    token: Option<Arc<str>>,
+}
+
+pub fn router(runtime: Arc<Runtime>, token: Option<String>) -> Router {
+    let state = AdminState {
+        runtime,
+        token: token.map(Arc::from),
+    };
+    Router::new()
+        .route("/metrics", axum::routing::get(metrics))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            authorized,
+        ))
+        .with_state(state)
+}
+
+/// Serves the admin listener on `listener` until the task is dropped.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    runtime: Arc<Runtime>,
+    token: Option<String>,
+) {
+    if let Err(e) = axum::serve(listener, router(runtime, token)).await {
+        tracing::error!(error = %e, "the admin listener stopped");
+    }
+}
+
+/// Refuses a request without the configured token (401, naming the scheme expected).
+async fn authorized(State(s): State<AdminState>, req: Request, next: Next) -> Response {
+    if let Some(token) = &s.token {
+        let given = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        if !given.is_some_and(|g| same(g.as_bytes(), token.as_bytes())) {
+            let mut refused = (
+                StatusCode::UNAUTHORIZED,
+                "the admin API needs `Authorization: Bearer TOKEN` (--admin-token-file)\n",
+            )
+                .into_response();
+            refused
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            return refused;
+        }
+    }
+    next.run(req).await
+}
+
+/// Compares without stopping at the first difference, so the time taken says nothing of
+/// how much of a guess was right.
+fn same(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+async fn metrics(State(s): State<AdminState>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+        )],
+        s.runtime.render_metrics(),
+    )
+        .into_response()
+}

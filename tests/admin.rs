@@ -1,0 +1,117 @@
+//! The admin listener of a real `dohost` process: Prometheus metrics at `/metrics` that
+//! count what the public port served, a bearer token that guards them, and nothing of it
+//! on the public port.
+
+mod common;
+use common::process::HostProcess;
+use common::*;
+
+/// The value of the series `series` (name and labels, exactly as printed) in `text`.
+fn value(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .unwrap_or_else(|| panic!("no {series} in\n{text}"))
+        .parse()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn metrics_count_what_was_served_and_need_the_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let token = dir.path().join("token");
+    std::fs::write(&token, "s3cret-token\n").unwrap();
+    let admin = format!("127.0.0.1:{}", free_port());
+    let host = HostProcess::spawn(
+        &dir.path().join("data"),
+        &["counter", "chat-room"],
+        &[
+            "--admin",
+            &admin,
+            "--admin-token-file",
+            token.to_str().unwrap(),
+        ],
+    );
+    let c = client();
+    let public = |path: &str| format!("http://{}{path}", host.addr);
+    for i in 1..=3 {
+        assert_eq!(
+            get(&c, &public("/counter/m/increment")).await,
+            (200, i.to_string())
+        );
+    }
+    assert_eq!(get(&c, &public("/counter/m/get")).await.0, 200);
+    assert_eq!(get(&c, &public("/nothing/m/get")).await.0, 404);
+    let (ws, _) =
+        tokio_tungstenite::connect_async(format!("ws://{}/chat-room/r/ws?name=a", host.addr))
+            .await
+            .unwrap();
+
+    let metrics = format!("http://{admin}/metrics");
+    assert_eq!(c.get(&metrics).send().await.unwrap().status(), 401);
+    let wrong = c.get(&metrics).bearer_auth("guess").send().await.unwrap();
+    assert_eq!(wrong.status(), 401);
+    let r = c
+        .get(&metrics)
+        .bearer_auth("s3cret-token")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let text = r.text().await.unwrap();
+    assert_eq!(
+        value(
+            &text,
+            r#"dohost_requests_total{binding="counter",status="200"}"#
+        ),
+        4.0
+    );
+    assert_eq!(
+        value(&text, r#"dohost_requests_total{binding="-",status="404"}"#),
+        1.0
+    );
+    assert_eq!(
+        value(
+            &text,
+            r#"dohost_requests_total{binding="chat-room",status="101"}"#
+        ),
+        1.0
+    );
+    assert!(
+        value(
+            &text,
+            r#"dohost_event_duration_seconds_count{kind="fetch"}"#
+        ) >= 5.0
+    );
+    assert_eq!(value(&text, "dohost_instance_builds_total"), 2.0);
+    assert_eq!(value(&text, "dohost_live_instances"), 2.0);
+    assert_eq!(value(&text, "dohost_websockets_open"), 1.0);
+    // Three increments, each its own commit (one at a time), and the room's name.
+    assert!(value(&text, "dohost_commit_batch_writes_sum") >= 3.0);
+    assert!(value(&text, "dohost_commit_duration_seconds_count") >= 1.0);
+    drop(ws);
+
+    // The public port knows nothing of it.
+    assert_eq!(get(&c, &public("/metrics")).await.0, 404);
+}
+
+/// `--admin` takes an address or `off`; anything else stops start-up with the flag named.
+#[test]
+fn a_bad_admin_address_is_refused_naming_the_flag() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_dohost"))
+        .args([
+            "run",
+            "--listen",
+            "127.0.0.1:0",
+            "--admin",
+            "nowhere",
+            "--data",
+        ])
+        .arg(dir.path())
+        .arg(guest("counter"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--admin \"nowhere\""), "{err}");
+}
