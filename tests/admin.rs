@@ -41,10 +41,14 @@ async fn metrics_count_what_was_served_and_need_the_token() {
     }
     assert_eq!(get(&c, &public("/counter/m/get")).await.0, 200);
     assert_eq!(get(&c, &public("/nothing/m/get")).await.0, 404);
-    let (ws, _) =
-        tokio_tungstenite::connect_async(format!("ws://{}/chat-room/r/ws?name=a", host.addr))
-            .await
-            .unwrap();
+    let url = format!("ws://{}/chat-room/r/ws?name=a", host.addr);
+    let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+    {
+        use futures::SinkExt;
+        let who = tokio_tungstenite::tungstenite::Message::text("who");
+        ws.send(who).await.unwrap();
+        assert!(next_text(&mut ws).await.contains("user:a"));
+    }
 
     let metrics = format!("http://{admin}/metrics");
     assert_eq!(c.get(&metrics).send().await.unwrap().status(), 401);
@@ -85,6 +89,14 @@ async fn metrics_count_what_was_served_and_need_the_token() {
     assert_eq!(value(&text, "dohost_instance_builds_total"), 2.0);
     assert_eq!(value(&text, "dohost_live_instances"), 2.0);
     assert_eq!(value(&text, "dohost_websockets_open"), 1.0);
+    let messages = |d: &str| {
+        value(
+            &text,
+            &format!(r#"dohost_websocket_messages_total{{direction="{d}"}}"#),
+        )
+    };
+    assert_eq!((messages("in"), messages("out")), (1.0, 1.0));
+    assert_eq!(value(&text, "dohost_mailbox_events"), 0.0);
     // Three increments, each its own commit (one at a time), and the room's name.
     assert!(value(&text, "dohost_commit_batch_writes_sum") >= 3.0);
     assert!(value(&text, "dohost_commit_duration_seconds_count") >= 1.0);

@@ -41,6 +41,11 @@ pub async fn run_connection(rt: Arc<dyn Dispatch>, upgrade: Upgrade, socket: Web
     }
     // The writer, the reader and the overflow signal race; a writer stuck on a client that
     // does not read is abandoned when the kill comes.
+    let messages = &rt.metrics().websocket_messages;
+    let (sent, received) = (
+        messages.with_label_values(&["out"]),
+        messages.with_label_values(&["in"]),
+    );
     let writer = async {
         loop {
             let message = match out.recv().await {
@@ -52,12 +57,14 @@ pub async fn run_connection(rt: Arc<dyn Dispatch>, upgrade: Upgrade, socket: Web
             if sink.send(message).await.is_err() {
                 return End::Closed(CLOSE_ABNORMAL, "the connection broke".into(), false);
             }
+            sent.inc();
         }
     };
     let reader = async {
         loop {
             match stream.next().await {
                 Some(Ok(Message::Text(t))) => {
+                    received.inc();
                     if !sockets.auto_respond(id, t.as_str(), rt.now_ms()) {
                         deliver(Event::Socket(Box::new(SocketEvent::Message(
                             id,
@@ -65,9 +72,13 @@ pub async fn run_connection(rt: Arc<dyn Dispatch>, upgrade: Upgrade, socket: Web
                         ))));
                     }
                 }
-                Some(Ok(Message::Binary(b))) => deliver(Event::Socket(Box::new(
-                    SocketEvent::Message(id, WebsocketMessage::Binary(b.to_vec())),
-                ))),
+                Some(Ok(Message::Binary(b))) => {
+                    received.inc();
+                    deliver(Event::Socket(Box::new(SocketEvent::Message(
+                        id,
+                        WebsocketMessage::Binary(b.to_vec()),
+                    ))))
+                }
                 Some(Ok(Message::Close(frame))) => {
                     let (code, reason) = frame
                         .map(|f| (f.code, f.reason.to_string()))

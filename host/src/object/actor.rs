@@ -124,6 +124,17 @@ impl Actor {
         actor.drop_instance("the object stopped");
     }
 
+    /// The span every event of this object runs in (at debug level: a span per event
+    /// costs an allocation when recorded): its class, and its ID in full.
+    pub(super) fn span(&self) -> tracing::Span {
+        tracing::debug_span!(
+            "event",
+            class = %self.class.class_name,
+            id = %self.key.id,
+            object = %self.label
+        )
+    }
+
     pub(super) async fn settle(&mut self) {
         if let Some(d) = self.last_commit.take() {
             let _ = d.await;

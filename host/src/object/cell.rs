@@ -2,6 +2,7 @@
 //! runs on its own connection's task under the actor's lock, saving two task hops.
 
 use super::*;
+use tracing::Instrument;
 
 impl ActorCell {
     pub fn new(actor: Actor) -> Self {
@@ -11,6 +12,11 @@ impl ActorCell {
             touched: AtomicBool::new(false),
             poke: Notify::new(),
         }
+    }
+
+    /// Events in the mailbox, not yet run.
+    pub fn queued(&self) -> usize {
+        self.queued.load(Ordering::Acquire)
     }
 
     /// Runs one event from the mailbox. Its future lives on the heap, so an idle actor's
@@ -24,7 +30,8 @@ impl ActorCell {
         {
             actor.expire_deferred();
         }
-        Box::pin(actor.handle(event)).await;
+        let span = actor.span();
+        Box::pin(actor.handle(event).instrument(span)).await;
         self.queued.fetch_sub(1, Ordering::AcqRel);
     }
 
@@ -53,7 +60,11 @@ impl ActorCell {
             actor,
             finished: false,
         };
-        run.actor.fetch(request, upgrade, reply).await;
+        let span = run.actor.span();
+        run.actor
+            .fetch(request, upgrade, reply)
+            .instrument(span)
+            .await;
         run.finished = true;
         let actor = &run.actor;
         // The task decided what to wait for before this event: wake it to look again if

@@ -135,6 +135,8 @@ impl Runtime {
         m.live_instances.set(self.env.slots.live() as i64);
         m.websockets_open.set(self.env.sockets.count() as i64);
         m.calls_waiting.set(self.calls.waiting() as i64);
+        let queued: usize = self.lock_actors().values().map(|h| h.cell.queued()).sum();
+        m.mailbox_events.set(queued as i64);
         m.render()
     }
 

@@ -39,10 +39,14 @@ pub struct Metrics {
     /// Writes per commit batch, and how long each batch took to be durable.
     pub commit_batch_writes: Histogram,
     pub commit_seconds: Histogram,
-    /// Set when scraped: instances alive, WebSockets open, objects waiting on a call.
+    /// WebSocket messages, by direction (`in` from clients, `out` to them).
+    pub websocket_messages: IntCounterVec,
+    /// Set when scraped: instances alive, WebSockets open, objects waiting on a call,
+    /// events queued in objects' mailboxes.
     pub live_instances: IntGauge,
     pub websockets_open: IntGauge,
     pub calls_waiting: IntGauge,
+    pub mailbox_events: IntGauge,
 }
 
 impl Metrics {
@@ -135,9 +139,18 @@ impl Metrics {
                 "Commit batches, from start until durable.",
                 SECONDS,
             ),
+            websocket_messages: counters(
+                "websocket_messages_total",
+                "WebSocket messages, by direction (in, out).",
+                &["direction"],
+            ),
             live_instances: gauge("live_instances", "Object instances alive."),
             websockets_open: gauge("websockets_open", "WebSockets open."),
             calls_waiting: gauge("calls_waiting", "Objects waiting on a call to another."),
+            mailbox_events: gauge(
+                "mailbox_events",
+                "Events queued in objects' mailboxes, all objects together.",
+            ),
             registry,
         }
     }
