@@ -3,7 +3,7 @@
 //! on the public port.
 
 mod common;
-use common::process::HostProcess;
+use common::process::{self, HostProcess};
 use common::*;
 
 /// The value of the series `series` (name and labels, exactly as printed) in `text`.
@@ -127,3 +127,128 @@ fn a_bad_admin_address_is_refused_naming_the_flag() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("--admin \"nowhere\""), "{err}");
 }
+
+/// `dohost inspect` (the admin API's CLI client) against a running host, on each backend:
+/// the classes, a class's objects a page at a time with their names, an object's entries
+/// (JSON values as JSON, others as base64), its alarm; refused without the token, and a
+/// clear error for an unknown binding.
+async fn inspect_shows_classes_objects_entries_and_alarms(backend: Backend) {
+    let dir = backend.data_dir();
+    let token = dir.path().join("token");
+    std::fs::write(&token, "t0ken\n").unwrap();
+    let admin = format!("127.0.0.1:{}", free_port());
+    let token_flag = token.to_str().unwrap();
+    let host = HostProcess::spawn(
+        dir.path(),
+        &["counter", "test-object"],
+        &["--admin", &admin, "--admin-token-file", token_flag],
+    );
+    let c = client();
+    let public = |path: &str| format!("http://{}{path}", host.addr);
+    for name in ["alice", "alice", "bob"] {
+        get(&c, &public(&format!("/counter/{name}/increment"))).await;
+    }
+    let raw = c
+        .post(public("/test-object/t/put?key=raw"))
+        .body(vec![0xFFu8, 0x00, 0x01])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(raw.status(), 200);
+    assert_eq!(
+        post(&c, &public("/test-object/t/set-alarm"), "").await.0,
+        200
+    );
+
+    let inspect = |args: &[&str]| -> serde_json::Value {
+        let mut all = vec![
+            "inspect",
+            "--admin",
+            &admin,
+            "--admin-token-file",
+            token_flag,
+        ];
+        all.extend_from_slice(args);
+        serde_json::from_str(&process::run_dohost(all)).unwrap()
+    };
+    let classes = inspect(&["classes"]);
+    let bindings: Vec<&str> = classes["classes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["binding"].as_str().unwrap())
+        .collect();
+    assert_eq!(bindings, ["counter", "test-object"]);
+
+    // Two counters, one per page.
+    let first = inspect(&["objects", "counter", "--limit", "1"]);
+    let next = first["next"].as_str().expect("a next page").to_string();
+    let second = inspect(&["objects", "counter", "--limit", "1", "--after", &next]);
+    let mut seen: Vec<(String, String)> = [&first, &second]
+        .iter()
+        .map(|p| {
+            let o = &p["objects"][0];
+            (
+                o["name"].as_str().unwrap().into(),
+                o["id"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    seen.sort();
+    assert_eq!(seen[0].0, "alice");
+    assert_eq!(seen[1].0, "bob");
+    let third = inspect(&[
+        "objects",
+        "counter",
+        "--limit",
+        "1",
+        "--after",
+        &seen.iter().map(|s| s.1.clone()).max().unwrap(),
+    ]);
+    assert_eq!(third["objects"], serde_json::json!([]));
+    assert_eq!(third["next"], serde_json::Value::Null);
+
+    let entries = inspect(&["entries", "counter", &seen[0].1]);
+    assert_eq!(
+        entries["entries"],
+        serde_json::json!([{"key": "value", "json": 2}])
+    );
+    let t = inspect(&["objects", "test-object"])["objects"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let raw = inspect(&["entries", "test-object", &t, "--prefix", "ra"]);
+    assert_eq!(
+        raw["entries"],
+        serde_json::json!([{"key": "raw", "base64": "/wAB"}])
+    );
+    let alarm = inspect(&["alarm", "test-object", &t]);
+    assert!(alarm["alarm"].as_u64().is_some(), "{alarm}");
+
+    // Without the token; an unknown binding.
+    let refused = std::process::Command::new(env!("CARGO_BIN_EXE_dohost"))
+        .args(["inspect", "--admin", &admin, "classes"])
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("401"));
+    let unknown = std::process::Command::new(env!("CARGO_BIN_EXE_dohost"))
+        .args([
+            "inspect",
+            "--admin",
+            &admin,
+            "--admin-token-file",
+            token_flag,
+        ])
+        .args(["objects", "nothing"])
+        .output()
+        .unwrap();
+    assert!(!unknown.status.success());
+    assert!(
+        String::from_utf8_lossy(&unknown.stderr).contains("no binding named \"nothing\""),
+        "{}",
+        String::from_utf8_lossy(&unknown.stderr)
+    );
+}
+
+on_both_backends!(inspect_shows_classes_objects_entries_and_alarms);

@@ -28,6 +28,53 @@ enum Command {
     /// A cluster's state as etcd records it.
     #[command(subcommand)]
     Cluster(ClusterCommand),
+    /// Look at a running node's classes and objects through its admin API (read-only; what
+    /// is shown is durable).
+    Inspect(InspectArgs),
+}
+
+#[derive(Args)]
+struct InspectArgs {
+    /// The node's admin listener.
+    #[arg(long, env = "DOHOST_ADMIN", default_value = dohost::admin::DEFAULT_ADDR)]
+    admin: String,
+    /// The file holding the admin API's bearer token, if it has one.
+    #[arg(long, value_name = "FILE", env = "DOHOST_ADMIN_TOKEN_FILE")]
+    admin_token_file: Option<PathBuf>,
+    #[command(subcommand)]
+    what: InspectCommand,
+}
+
+#[derive(Subcommand)]
+enum InspectCommand {
+    /// The classes served: binding, class name, namespace.
+    Classes,
+    /// A class's objects (IDs and names), in ID order, a page at a time.
+    Objects {
+        binding: String,
+        /// Start after this object ID (the previous page's `next`).
+        #[arg(long)]
+        after: Option<String>,
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+    },
+    /// An object's stored entries (values as JSON when they parse, else base64).
+    Entries {
+        binding: String,
+        id: String,
+        #[arg(long)]
+        prefix: Option<String>,
+        #[arg(long)]
+        start: Option<String>,
+        #[arg(long)]
+        end: Option<String>,
+        #[arg(long)]
+        reverse: bool,
+        #[arg(long)]
+        limit: Option<usize>,
+    },
+    /// An object's alarm (milliseconds since the Unix epoch, or null).
+    Alarm { binding: String, id: String },
 }
 
 #[derive(Subcommand)]
@@ -236,6 +283,7 @@ fn main() -> ExitCode {
         Command::Run(args) => run(*args),
         Command::Migrate(args) => migrate(args),
         Command::Cluster(ClusterCommand::Status { cluster }) => cluster_status(&cluster),
+        Command::Inspect(args) => inspect(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -396,4 +444,75 @@ async fn shutdown_signal() {
     #[cfg(not(unix))]
     let _ = ctrl_c.await;
     tracing::info!("shutting down: finishing queued events and commits");
+}
+
+fn inspect(args: InspectArgs) -> anyhow::Result<()> {
+    let token = args
+        .admin_token_file
+        .as_deref()
+        .map(dohost::admin::read_token)
+        .transpose()?;
+    let q = |pairs: &[(&str, Option<String>)]| {
+        let mut query = url_query(pairs);
+        if !query.is_empty() {
+            query.insert(0, '?');
+        }
+        query
+    };
+    let seg = |s: &str| {
+        percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
+    };
+    let path = match args.what {
+        InspectCommand::Classes => "/classes".to_string(),
+        InspectCommand::Objects {
+            binding,
+            after,
+            limit,
+        } => format!(
+            "/classes/{}/objects{}",
+            seg(&binding),
+            q(&[("after", after), ("limit", Some(limit.to_string()))])
+        ),
+        InspectCommand::Entries {
+            binding,
+            id,
+            prefix,
+            start,
+            end,
+            reverse,
+            limit,
+        } => format!(
+            "/objects/{}/{}/entries{}",
+            seg(&binding),
+            seg(&id),
+            q(&[
+                ("prefix", prefix),
+                ("start", start),
+                ("end", end),
+                ("reverse", reverse.then(|| "true".to_string())),
+                ("limit", limit.map(|l| l.to_string())),
+            ])
+        ),
+        InspectCommand::Alarm { binding, id } => {
+            format!("/objects/{}/{}/alarm", seg(&binding), seg(&id))
+        }
+    };
+    println!(
+        "{}",
+        dohost::admin::client::get(&args.admin, token.as_deref(), &path)?
+    );
+    Ok(())
+}
+
+/// `k=v&…` for the pairs that have a value, each percent-encoded.
+fn url_query(pairs: &[(&str, Option<String>)]) -> String {
+    pairs
+        .iter()
+        .filter_map(|(k, v)| {
+            let v = v.as_ref()?;
+            let v = percent_encoding::utf8_percent_encode(v, percent_encoding::NON_ALPHANUMERIC);
+            Some(format!("{k}={v}"))
+        })
+        .collect::<Vec<_>>()
+        .join("&")
 }

@@ -1,6 +1,9 @@
 //! The admin listener: a second HTTP server, on loopback by default and never on the public
-//! port, for operators — Prometheus metrics at `/metrics`, behind a bearer token when one
-//! is configured.
+//! port, for operators — Prometheus metrics at `/metrics` and a read-only view of objects
+//! (see `objects`), behind a bearer token when one is configured.
+
+pub mod client;
+mod objects;
 
 use crate::runtime::Runtime;
 use axum::Router;
@@ -48,7 +51,7 @@ pub fn read_token(file: &Path) -> anyhow::Result<String> {
 }
 
 #[derive(Clone)]
-struct AdminState {
+pub(crate) struct AdminState {
     runtime: Arc<Runtime>,
     token: Option<Arc<str>>,
 }
@@ -60,6 +63,19 @@ pub fn router(runtime: Arc<Runtime>, token: Option<String>) -> Router {
     };
     Router::new()
         .route("/metrics", axum::routing::get(metrics))
+        .route("/classes", axum::routing::get(objects::classes))
+        .route(
+            "/classes/{binding}/objects",
+            axum::routing::get(objects::objects),
+        )
+        .route(
+            "/objects/{binding}/{id}/entries",
+            axum::routing::get(objects::entries),
+        )
+        .route(
+            "/objects/{binding}/{id}/alarm",
+            axum::routing::get(objects::alarm),
+        )
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             authorized,

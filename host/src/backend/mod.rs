@@ -10,7 +10,7 @@ pub mod postgres;
 pub mod redb;
 
 use crate::config::migration::Migration;
-use crate::id::{Namespace, ObjectKey};
+use crate::id::{Namespace, ObjectId, ObjectKey};
 use bytes::Bytes;
 use futures::future::BoxFuture;
 use std::collections::{BTreeMap, HashMap};
@@ -43,6 +43,15 @@ pub trait Storage: Send + Sync + 'static {
 
     /// The object's durable alarm.
     fn get_alarm<'a>(&'a self, object: &'a ObjectKey) -> ReadFuture<'a, Option<u64>>;
+
+    /// Objects of namespace `namespace` that hold data or a name, in ID order, after
+    /// `after`, at most `limit`: their IDs and names. For operators (the admin API).
+    fn list_objects<'a>(
+        &'a self,
+        namespace: u64,
+        after: Option<ObjectId>,
+        limit: usize,
+    ) -> ReadFuture<'a, Vec<(ObjectId, Option<String>)>>;
 
     /// The object's size and stored name, and (for a backend whose reads are remote) all
     /// of its data when it is small, read at activation.

@@ -18,7 +18,7 @@ use crate::backend::{
     Failure, MigrationReport, ObjectMeta, ReadFuture, Role, Storage, StoredAlarm, Write,
 };
 use crate::config::migration::Migration;
-use crate::id::{Namespace, ObjectKey};
+use crate::id::{Namespace, ObjectId, ObjectKey};
 use anyhow::{Context, Result};
 use bytes::Bytes;
 use conn::{Conn, Readers};
@@ -153,6 +153,15 @@ impl Storage for PostgresStorage {
 
     fn get_alarm<'a>(&'a self, object: &'a ObjectKey) -> ReadFuture<'a, Option<u64>> {
         Box::pin(self.read_alarm(object))
+    }
+
+    fn list_objects<'a>(
+        &'a self,
+        namespace: u64,
+        after: Option<ObjectId>,
+        limit: usize,
+    ) -> ReadFuture<'a, Vec<(ObjectId, Option<String>)>> {
+        Box::pin(self.read_objects(namespace, after, limit))
     }
 
     fn load<'a>(&'a self, object: &'a ObjectKey) -> ReadFuture<'a, ObjectMeta> {

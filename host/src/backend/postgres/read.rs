@@ -4,7 +4,7 @@
 use super::conn::Conn;
 use super::{PRELOAD_MAX_BYTES, PostgresStorage};
 use crate::backend::{ObjectMeta, Preload, StoredAlarm};
-use crate::id::ObjectKey;
+use crate::id::{ObjectId, ObjectKey};
 use anyhow::{Context, Result};
 use bytes::Bytes;
 use tokio_postgres::types::ToSql;
@@ -98,6 +98,35 @@ impl PostgresStorage {
             name,
             preload,
         })
+    }
+
+    /// Objects of `namespace` with a row, in ID order after `after`.
+    pub(super) async fn read_objects(
+        &self,
+        namespace: u64,
+        after: Option<ObjectId>,
+        limit: usize,
+    ) -> Result<Vec<(ObjectId, Option<String>)>> {
+        let c = self.reader().await?;
+        let after: &[u8] = after.as_ref().map_or(&[], |id| id.as_bytes().as_slice());
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = c
+            .client
+            .query(
+                "SELECT id, name FROM dohost.objects WHERE ns = $1 AND id > $2 \
+                 ORDER BY id LIMIT $3",
+                &[&(namespace as i64), &after, &limit],
+            )
+            .await?;
+        rows.into_iter()
+            .map(|r| {
+                let id: &[u8] = r.get(0);
+                let id: [u8; crate::id::ID_BYTES] = id
+                    .try_into()
+                    .context("an object row has a malformed ID: the database is corrupt")?;
+                Ok((ObjectId::from_bytes(id), r.get(1)))
+            })
+            .collect()
     }
 
     pub(super) fn read_all_alarms(&self) -> Result<Vec<StoredAlarm>> {

@@ -14,7 +14,7 @@ use crate::backend::{
     Failure, MigrationReport, ObjectMeta, ReadFuture, Storage, StoredAlarm, Write,
 };
 use crate::config::migration::Migration;
-use crate::id::{Namespace, ObjectKey};
+use crate::id::{Namespace, ObjectId, ObjectKey};
 use anyhow::Result;
 use bytes::Bytes;
 use std::collections::HashMap;
@@ -40,6 +40,17 @@ impl Storage for RedbStorage {
 
     fn get_alarm<'a>(&'a self, object: &'a ObjectKey) -> ReadFuture<'a, Option<u64>> {
         Box::pin(std::future::ready(self.read_alarm(object)))
+    }
+
+    fn list_objects<'a>(
+        &'a self,
+        namespace: u64,
+        after: Option<ObjectId>,
+        limit: usize,
+    ) -> ReadFuture<'a, Vec<(ObjectId, Option<String>)>> {
+        Box::pin(std::future::ready(
+            self.read_objects(namespace, after, limit),
+        ))
     }
 
     fn load<'a>(&'a self, object: &'a ObjectKey) -> ReadFuture<'a, ObjectMeta> {

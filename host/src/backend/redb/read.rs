@@ -3,10 +3,11 @@
 use super::handle::RedbStorage;
 use super::tables::{ALARM_RETRIES, ALARMS, KV, NAMES, OBJECT_SIZES, ObjectPrefix, decode_retry};
 use crate::backend::{ObjectMeta, StoredAlarm};
-use crate::id::{KEY_BYTES, ObjectKey};
+use crate::id::{KEY_BYTES, ObjectId, ObjectKey};
 use anyhow::{Context, Result};
 use bytes::Bytes;
 use redb::ReadableTable;
+use std::collections::BTreeMap;
 use std::ops::Bound;
 
 /// One entry of a redb range over `KV`.
@@ -130,4 +131,58 @@ impl RedbStorage {
         }
         Ok(out)
     }
+
+    /// Objects of `namespace` with a size or a name recorded, in ID order after `after`.
+    pub(super) fn read_objects(
+        &self,
+        namespace: u64,
+        after: Option<ObjectId>,
+        limit: usize,
+    ) -> Result<Vec<(ObjectId, Option<String>)>> {
+        let from = match after {
+            Some(id) => Bound::Excluded(ObjectKey { namespace, id }.to_bytes()),
+            None => Bound::Included(
+                ObjectKey {
+                    namespace,
+                    id: ObjectId::from_bytes([0; crate::id::ID_BYTES]),
+                }
+                .to_bytes(),
+            ),
+        };
+        let in_namespace = |k: &[u8]| k[..8] == namespace.to_be_bytes();
+        let txn = self.begin_read()?;
+        let sizes = txn.open_table(OBJECT_SIZES)?;
+        let names = txn.open_table(NAMES)?;
+        let from = from.as_ref().map(|k| k.as_slice());
+        // The first `limit` of each table, merged: the first `limit` of the union.
+        let mut found: BTreeMap<[u8; KEY_BYTES], Option<String>> = BTreeMap::new();
+        for item in sizes.range::<&[u8]>((from, Bound::Unbounded))?.take(limit) {
+            let key = item?.0.value().to_vec();
+            if !in_namespace(&key) {
+                break;
+            }
+            found.insert(prefix_of(&key)?, None);
+        }
+        for item in names.range::<&[u8]>((from, Bound::Unbounded))?.take(limit) {
+            let (k, v) = item?;
+            if !in_namespace(k.value()) {
+                break;
+            }
+            found.insert(prefix_of(k.value())?, Some(v.value().to_string()));
+        }
+        let mut out = Vec::new();
+        for (key, name) in found.into_iter().take(limit) {
+            let name = match name {
+                Some(n) => Some(n),
+                None => names.get(key.as_slice())?.map(|v| v.value().to_string()),
+            };
+            out.push((ObjectPrefix(key).object().id, name));
+        }
+        Ok(out)
+    }
+}
+
+fn prefix_of(key: &[u8]) -> Result<[u8; KEY_BYTES]> {
+    key.try_into()
+        .context("an object record has a malformed key: the database is corrupt")
 }
