@@ -251,4 +251,146 @@ async fn inspect_shows_classes_objects_entries_and_alarms(backend: Backend) {
     );
 }
 
-on_both_backends!(inspect_shows_classes_objects_entries_and_alarms);
+on_both_backends!(
+    inspect_shows_classes_objects_entries_and_alarms,
+    edits_are_events_of_the_object
+);
+
+/// Edits through the admin API are events of the object: a value an operator sets while
+/// the counter is being incremented loses no increment on either side (the increments
+/// before it count from 1, those after from the new value, and the last is what stays);
+/// the alarm can be set, run now and deleted; a bad edit is refused with the limit's
+/// message; evict and sockets answer.
+async fn edits_are_events_of_the_object(backend: Backend) {
+    let dir = backend.data_dir();
+    let admin = format!("127.0.0.1:{}", free_port());
+    let host = HostProcess::spawn(
+        dir.path(),
+        &["counter", "test-object", "chat-room"],
+        &["--admin", &admin, "--max-key-bytes", "16"],
+    );
+    let c = client();
+    let public = |path: &str| format!("http://{}{path}", host.addr);
+    assert_eq!(get(&c, &public("/counter/race/increment")).await.1, "1");
+    let inspect = |args: &[&str]| -> serde_json::Value {
+        let mut all = vec!["inspect", "--admin", &admin];
+        all.extend_from_slice(args);
+        serde_json::from_str(&process::run_dohost(all)).unwrap()
+    };
+    let id_of = |binding: &str| {
+        inspect(&["objects", binding])["objects"][0]["id"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let race = id_of("counter");
+    const N: u64 = 100;
+    let increments = {
+        let (c, url) = (c.clone(), public("/counter/race/increment"));
+        tokio::spawn(async move {
+            let mut answers = Vec::new();
+            for _ in 0..N {
+                answers.push(get(&c, &url).await.1.parse::<u64>().unwrap());
+            }
+            answers
+        })
+    };
+    let admin_for_edit = admin.clone();
+    let race_for_edit = race.clone();
+    tokio::task::spawn_blocking(move || {
+        process::run_dohost([
+            "inspect",
+            "--admin",
+            &admin_for_edit,
+            "put",
+            "counter",
+            &race_for_edit,
+            "value",
+            "1000",
+        ])
+    })
+    .await
+    .unwrap();
+    let mut answers = increments.await.unwrap();
+    answers.sort();
+    let (before, after): (Vec<u64>, Vec<u64>) = answers.iter().partition(|v| **v <= 1000);
+    assert_eq!(before, (2..2 + before.len() as u64).collect::<Vec<_>>());
+    assert_eq!(after, (1001..1001 + after.len() as u64).collect::<Vec<_>>());
+    let last = if after.is_empty() {
+        1000
+    } else {
+        1000 + after.len() as u64
+    };
+    assert_eq!(
+        get(&c, &public("/counter/race/get")).await.1,
+        last.to_string()
+    );
+
+    // The alarm: far away, then run now (the test object records its name when it runs).
+    assert_eq!(post(&c, &public("/test-object/t/log"), "").await.0, 200);
+    let t = id_of("test-object");
+    inspect(&["set-alarm", "test-object", &t, "99999999999999"]);
+    assert_eq!(
+        inspect(&["alarm", "test-object", &t])["alarm"],
+        99999999999999u64
+    );
+    inspect(&["run-alarm", "test-object", &t]);
+    wait_until("the alarm ran", || async {
+        get(&c, &public("/test-object/t/get?key=alarm-name"))
+            .await
+            .0
+            == 200
+    })
+    .await;
+    inspect(&["set-alarm", "test-object", &t, "99999999999999"]);
+    inspect(&["delete-alarm", "test-object", &t]);
+    assert_eq!(
+        inspect(&["alarm", "test-object", &t])["alarm"],
+        serde_json::Value::Null
+    );
+
+    // A key over --max-key-bytes is refused with the limit's own message; nothing changed.
+    let long = "k".repeat(17);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_dohost"))
+        .args([
+            "inspect",
+            "--admin",
+            &admin,
+            "put",
+            "test-object",
+            &t,
+            &long,
+            "1",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("400") && err.contains("KeyTooLarge"), "{err}");
+    inspect(&["delete", "test-object", &t, "alarm-name"]);
+    assert_eq!(
+        get(&c, &public("/test-object/t/get?key=alarm-name"))
+            .await
+            .0,
+        404
+    );
+
+    // Sockets and eviction.
+    let (_ws, _) =
+        tokio_tungstenite::connect_async(format!("ws://{}/chat-room/r/ws?name=zoe", host.addr))
+            .await
+            .unwrap();
+    let room = id_of("chat-room");
+    let sockets = inspect(&["sockets", "chat-room", &room]);
+    assert_eq!(
+        sockets["sockets"][0]["tags"],
+        serde_json::json!(["user:zoe"])
+    );
+    assert_eq!(inspect(&["evict", "counter", &race])["evicted"], true);
+    assert_eq!(
+        get(&c, &public("/counter/race/get")).await.1,
+        last.to_string()
+    );
+    inspect(&["delete-all", "counter", &race]);
+    assert_eq!(get(&c, &public("/counter/race/get")).await.1, "0");
+}

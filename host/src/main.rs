@@ -75,6 +75,36 @@ enum InspectCommand {
     },
     /// An object's alarm (milliseconds since the Unix epoch, or null).
     Alarm { binding: String, id: String },
+    /// Stores VALUE (as is: the SDK stores JSON, so `5` or '"text"') under KEY, as one of
+    /// the object's events.
+    Put {
+        binding: String,
+        id: String,
+        key: String,
+        value: String,
+    },
+    /// Deletes KEY, as one of the object's events.
+    Delete {
+        binding: String,
+        id: String,
+        key: String,
+    },
+    /// Deletes every entry of the object.
+    DeleteAll { binding: String, id: String },
+    /// Sets the alarm to AT (milliseconds since the Unix epoch), exactly.
+    SetAlarm {
+        binding: String,
+        id: String,
+        at: u64,
+    },
+    /// Deletes the alarm.
+    DeleteAlarm { binding: String, id: String },
+    /// Runs the alarm now (sets it due now).
+    RunAlarm { binding: String, id: String },
+    /// Drops the object's instance if it is idle (its next event builds a new one).
+    Evict { binding: String, id: String },
+    /// The object's open WebSockets on that node, with their tags.
+    Sockets { binding: String, id: String },
 }
 
 #[derive(Subcommand)]
@@ -462,7 +492,59 @@ fn inspect(args: InspectArgs) -> anyhow::Result<()> {
     let seg = |s: &str| {
         percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
     };
-    let path = match args.what {
+    use hyper::Method;
+    let object = |b: &str, id: &str, rest: &str| format!("/objects/{}/{}/{rest}", seg(b), seg(id));
+    let (method, path, body) = match args.what {
+        InspectCommand::Put {
+            binding,
+            id,
+            key,
+            value,
+        } => (
+            Method::PUT,
+            object(&binding, &id, &format!("entries/{}", seg(&key))),
+            value.into_bytes(),
+        ),
+        InspectCommand::Delete { binding, id, key } => (
+            Method::DELETE,
+            object(&binding, &id, &format!("entries/{}", seg(&key))),
+            Vec::new(),
+        ),
+        InspectCommand::DeleteAll { binding, id } => {
+            (Method::DELETE, object(&binding, &id, "entries"), Vec::new())
+        }
+        InspectCommand::SetAlarm { binding, id, at } => (
+            Method::PUT,
+            object(&binding, &id, "alarm"),
+            at.to_string().into_bytes(),
+        ),
+        InspectCommand::DeleteAlarm { binding, id } => {
+            (Method::DELETE, object(&binding, &id, "alarm"), Vec::new())
+        }
+        InspectCommand::RunAlarm { binding, id } => {
+            (Method::POST, object(&binding, &id, "alarm/run"), Vec::new())
+        }
+        InspectCommand::Evict { binding, id } => {
+            (Method::POST, object(&binding, &id, "evict"), Vec::new())
+        }
+        InspectCommand::Sockets { binding, id } => {
+            (Method::GET, object(&binding, &id, "sockets"), Vec::new())
+        }
+        read => (Method::GET, read_path(read, &q, &seg), Vec::new()),
+    };
+    let answer =
+        dohost::admin::client::request(&args.admin, token.as_deref(), method, &path, body)?;
+    println!("{answer}");
+    Ok(())
+}
+
+/// The admin API's path for a read (`classes`, `objects`, `entries`, `alarm`).
+fn read_path(
+    what: InspectCommand,
+    q: &dyn Fn(&[(&str, Option<String>)]) -> String,
+    seg: &dyn Fn(&str) -> String,
+) -> String {
+    match what {
         InspectCommand::Classes => "/classes".to_string(),
         InspectCommand::Objects {
             binding,
@@ -496,12 +578,8 @@ fn inspect(args: InspectArgs) -> anyhow::Result<()> {
         InspectCommand::Alarm { binding, id } => {
             format!("/objects/{}/{}/alarm", seg(&binding), seg(&id))
         }
-    };
-    println!(
-        "{}",
-        dohost::admin::client::get(&args.admin, token.as_deref(), &path)?
-    );
-    Ok(())
+        _ => unreachable!("edits are sent by `inspect`"),
+    }
 }
 
 /// `k=v&…` for the pairs that have a value, each percent-encoded.

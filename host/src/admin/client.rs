@@ -2,25 +2,33 @@
 
 use anyhow::{Context, Result, bail};
 use bytes::Bytes;
-use http_body_util::{BodyExt, Empty};
+use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 
-/// GETs `path` (with its query) from the admin listener at `admin`; the answer's JSON,
-/// indented. A refusal is an error carrying the answer's own message.
-pub fn get(admin: &str, token: Option<&str>, path: &str) -> Result<String> {
+/// Sends `method path` (with its query, and `body`) to the admin listener at `admin`; the
+/// answer's JSON, indented. A refusal is an error carrying the answer's own message.
+pub fn request(
+    admin: &str,
+    token: Option<&str>,
+    method: hyper::Method,
+    path: &str,
+    body: Vec<u8>,
+) -> Result<String> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
     rt.block_on(async {
-        let client = Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();
-        let mut req = hyper::Request::get(format!("http://{admin}{path}"));
+        let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+        let mut req = hyper::Request::builder()
+            .method(method)
+            .uri(format!("http://{admin}{path}"));
         if let Some(t) = token {
             req = req.header(hyper::header::AUTHORIZATION, format!("Bearer {t}"));
         }
         let resp = client
-            .request(req.body(Empty::new())?)
+            .request(req.body(Full::new(Bytes::from(body)))?)
             .await
             .with_context(|| format!("cannot reach the admin API at {admin} (--admin)"))?;
         let status = resp.status();

@@ -1,8 +1,9 @@
 //! The admin listener: a second HTTP server, on loopback by default and never on the public
-//! port, for operators — Prometheus metrics at `/metrics` and a read-only view of objects
-//! (see `objects`), behind a bearer token when one is configured.
+//! port, for operators — Prometheus metrics at `/metrics`, a view of objects (`objects`)
+//! and changes to them (`edits`), behind a bearer token when one is configured.
 
 pub mod client;
+mod edits;
 mod objects;
 
 use crate::runtime::Runtime;
@@ -11,6 +12,7 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
@@ -62,20 +64,26 @@ pub fn router(runtime: Arc<Runtime>, token: Option<String>) -> Router {
         token: token.map(Arc::from),
     };
     Router::new()
-        .route("/metrics", axum::routing::get(metrics))
-        .route("/classes", axum::routing::get(objects::classes))
-        .route(
-            "/classes/{binding}/objects",
-            axum::routing::get(objects::objects),
-        )
+        .route("/metrics", get(metrics))
+        .route("/classes", get(objects::classes))
+        .route("/classes/{binding}/objects", get(objects::objects))
         .route(
             "/objects/{binding}/{id}/entries",
-            axum::routing::get(objects::entries),
+            get(objects::entries).delete(edits::delete_all),
+        )
+        .route(
+            "/objects/{binding}/{id}/entries/{*key}",
+            put(edits::put).delete(edits::delete),
         )
         .route(
             "/objects/{binding}/{id}/alarm",
-            axum::routing::get(objects::alarm),
+            get(objects::alarm)
+                .put(edits::set_alarm)
+                .delete(edits::delete_alarm),
         )
+        .route("/objects/{binding}/{id}/alarm/run", post(edits::run_alarm))
+        .route("/objects/{binding}/{id}/evict", post(edits::evict))
+        .route("/objects/{binding}/{id}/sockets", get(edits::sockets))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             authorized,

@@ -17,7 +17,9 @@ impl IntoResponse for InspectError {
         let status = match &self {
             InspectError::NotFound(_) => StatusCode::NOT_FOUND,
             InspectError::BadRequest(_) => StatusCode::BAD_REQUEST,
-            InspectError::Storage(_) => StatusCode::SERVICE_UNAVAILABLE,
+            InspectError::Storage(_) | InspectError::Unavailable(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
         };
         (status, Json(json!({ "error": self.to_string() }))).into_response()
     }

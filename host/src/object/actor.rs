@@ -165,6 +165,7 @@ impl Actor {
                 }
             }
             Event::Alarm { retry } => self.alarm(retry).await,
+            Event::Edit(edit) => self.edit(*edit).await,
         }
     }
 }

@@ -8,7 +8,10 @@
 
 mod actor;
 mod cell;
+mod edit;
 mod event;
+
+pub use edit::{Edit, EditOp};
 mod instance;
 mod output;
 
@@ -62,6 +65,8 @@ pub enum Event {
     Disown(Option<oneshot::Sender<()>>),
     /// The object's alarm came due; `retry` counts earlier failed attempts.
     Alarm { retry: u32 },
+    /// An operator's change (the admin API).
+    Edit(Box<Edit>),
 }
 
 /// Retries of a failing alarm before it is given up, and the first retry's delay (each

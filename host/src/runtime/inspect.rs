@@ -18,6 +18,9 @@ pub enum InspectError {
     BadRequest(String),
     #[error("storage: {0:#}")]
     Storage(anyhow::Error),
+    /// Not now: the object is served by another node, or storage refused the write.
+    #[error("{0}")]
+    Unavailable(String),
 }
 
 /// A class as the admin API lists it.
@@ -124,7 +127,7 @@ impl Runtime {
             .ok_or_else(|| InspectError::NotFound(format!("no binding named {binding:?}")))
     }
 
-    fn object_key(&self, binding: &str, id: &str) -> Result<ObjectKey, InspectError> {
+    pub(super) fn object_key(&self, binding: &str, id: &str) -> Result<ObjectKey, InspectError> {
         let class = self
             .class(binding)
             .ok_or_else(|| InspectError::NotFound(format!("no binding named {binding:?}")))?;

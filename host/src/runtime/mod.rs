@@ -6,6 +6,7 @@ mod calls;
 mod cluster;
 mod deliver;
 mod dispatch;
+pub mod edit;
 pub mod inspect;
 mod placement;
 pub mod remote;

@@ -208,6 +208,12 @@ impl ObjectStore {
         Ok(at)
     }
 
+    /// Sets the alarm to `at` as given, without the minimum interval (an operator's edit).
+    pub fn set_alarm_exactly(&mut self, at: u64) -> StoreResult<()> {
+        self.top().alarm = Some(Some(at));
+        Ok(())
+    }
+
     pub fn delete_alarm(&mut self) -> StoreResult<()> {
         self.top().alarm = Some(None);
         Ok(())

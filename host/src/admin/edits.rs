@@ -1,0 +1,102 @@
+//! The admin API's changes to objects: put or delete an entry, delete them all, set,
+//! delete or run the alarm (each an event of the object, answered once durable), evict the
+//! instance, and list the object's sockets.
+
+use super::AdminState;
+use crate::object::EditOp;
+use crate::runtime::inspect::InspectError;
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use serde_json::{Value, json};
+
+type Answer = Result<Json<Value>, InspectError>;
+
+async fn apply(s: &AdminState, binding: &str, id: &str, op: EditOp) -> Answer {
+    s.runtime.edit(binding, id, op).await?;
+    Ok(Json(json!({ "ok": true })))
+}
+
+/// `PUT /objects/{binding}/{id}/entries/{key}`: the body is the stored value, as is (the
+/// SDK stores JSON: `5`, `"text"`, `{"a": 1}`).
+pub async fn put(
+    State(s): State<AdminState>,
+    Path((binding, id, key)): Path<(String, String, String)>,
+    body: Bytes,
+) -> Answer {
+    apply(&s, &binding, &id, EditOp::Put { key, value: body }).await
+}
+
+/// `DELETE /objects/{binding}/{id}/entries/{key}`
+pub async fn delete(
+    State(s): State<AdminState>,
+    Path((binding, id, key)): Path<(String, String, String)>,
+) -> Answer {
+    apply(&s, &binding, &id, EditOp::Delete { key }).await
+}
+
+/// `DELETE /objects/{binding}/{id}/entries`: every entry.
+pub async fn delete_all(
+    State(s): State<AdminState>,
+    Path((binding, id)): Path<(String, String)>,
+) -> Answer {
+    apply(&s, &binding, &id, EditOp::DeleteAll).await
+}
+
+/// `PUT /objects/{binding}/{id}/alarm`: the body is the time, in milliseconds since the
+/// Unix epoch.
+pub async fn set_alarm(
+    State(s): State<AdminState>,
+    Path((binding, id)): Path<(String, String)>,
+    body: Bytes,
+) -> Answer {
+    let at: u64 = std::str::from_utf8(&body)
+        .ok()
+        .and_then(|t| t.trim().parse().ok())
+        .ok_or_else(|| {
+            InspectError::BadRequest(
+                "the body must be the alarm's time in milliseconds since the Unix epoch".into(),
+            )
+        })?;
+    apply(&s, &binding, &id, EditOp::SetAlarm(at)).await
+}
+
+/// `DELETE /objects/{binding}/{id}/alarm`
+pub async fn delete_alarm(
+    State(s): State<AdminState>,
+    Path((binding, id)): Path<(String, String)>,
+) -> Answer {
+    apply(&s, &binding, &id, EditOp::DeleteAlarm).await
+}
+
+/// `POST /objects/{binding}/{id}/alarm/run`: the alarm, due now.
+pub async fn run_alarm(
+    State(s): State<AdminState>,
+    Path((binding, id)): Path<(String, String)>,
+) -> Answer {
+    let now = s.runtime.clock().now_ms();
+    apply(&s, &binding, &id, EditOp::SetAlarm(now)).await
+}
+
+/// `POST /objects/{binding}/{id}/evict`: drops the instance if it is idle.
+pub async fn evict(
+    State(s): State<AdminState>,
+    Path((binding, id)): Path<(String, String)>,
+) -> Answer {
+    let evicted = s.runtime.evict_id(&binding, &id)?;
+    Ok(Json(json!({ "evicted": evicted })))
+}
+
+/// `GET /objects/{binding}/{id}/sockets`: the object's open sockets here, with their tags.
+pub async fn sockets(
+    State(s): State<AdminState>,
+    Path((binding, id)): Path<(String, String)>,
+) -> Answer {
+    let sockets: Vec<Value> = s
+        .runtime
+        .sockets_of(&binding, &id)?
+        .into_iter()
+        .map(|(id, tags)| json!({"id": id, "tags": tags}))
+        .collect();
+    Ok(Json(json!({ "sockets": sockets })))
+}
