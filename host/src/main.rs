@@ -482,16 +482,7 @@ fn inspect(args: InspectArgs) -> anyhow::Result<()> {
         .as_deref()
         .map(dohost::admin::read_token)
         .transpose()?;
-    let q = |pairs: &[(&str, Option<String>)]| {
-        let mut query = url_query(pairs);
-        if !query.is_empty() {
-            query.insert(0, '?');
-        }
-        query
-    };
-    let seg = |s: &str| {
-        percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
-    };
+    use dohost::admin::client::segment as seg;
     use hyper::Method;
     let object = |b: &str, id: &str, rest: &str| format!("/objects/{}/{}/{rest}", seg(b), seg(id));
     let (method, path, body) = match args.what {
@@ -530,7 +521,7 @@ fn inspect(args: InspectArgs) -> anyhow::Result<()> {
         InspectCommand::Sockets { binding, id } => {
             (Method::GET, object(&binding, &id, "sockets"), Vec::new())
         }
-        read => (Method::GET, read_path(read, &q, &seg), Vec::new()),
+        read => (Method::GET, read_path(read), Vec::new()),
     };
     let answer =
         dohost::admin::client::request(&args.admin, token.as_deref(), method, &path, body)?;
@@ -539,11 +530,8 @@ fn inspect(args: InspectArgs) -> anyhow::Result<()> {
 }
 
 /// The admin API's path for a read (`classes`, `objects`, `entries`, `alarm`).
-fn read_path(
-    what: InspectCommand,
-    q: &dyn Fn(&[(&str, Option<String>)]) -> String,
-    seg: &dyn Fn(&str) -> String,
-) -> String {
+fn read_path(what: InspectCommand) -> String {
+    use dohost::admin::client::{query as q, segment as seg};
     match what {
         InspectCommand::Classes => "/classes".to_string(),
         InspectCommand::Objects {
@@ -580,17 +568,4 @@ fn read_path(
         }
         _ => unreachable!("edits are sent by `inspect`"),
     }
-}
-
-/// `k=v&…` for the pairs that have a value, each percent-encoded.
-fn url_query(pairs: &[(&str, Option<String>)]) -> String {
-    pairs
-        .iter()
-        .filter_map(|(k, v)| {
-            let v = v.as_ref()?;
-            let v = percent_encoding::utf8_percent_encode(v, percent_encoding::NON_ALPHANUMERIC);
-            Some(format!("{k}={v}"))
-        })
-        .collect::<Vec<_>>()
-        .join("&")
 }

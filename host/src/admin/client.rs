@@ -46,3 +46,20 @@ pub fn request(
         Ok(serde_json::to_string_pretty(&value)?)
     })
 }
+
+/// `s` as one path segment, percent-encoded.
+pub fn segment(s: &str) -> String {
+    percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
+}
+
+/// `?k=v&…` for the pairs that have a value, each percent-encoded; empty when none has.
+pub fn query(pairs: &[(&str, Option<String>)]) -> String {
+    let q: Vec<String> = pairs
+        .iter()
+        .filter_map(|(k, v)| Some(format!("{k}={}", segment(v.as_ref()?))))
+        .collect();
+    match q.is_empty() {
+        true => String::new(),
+        false => format!("?{}", q.join("&")),
+    }
+}
