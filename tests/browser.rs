@@ -35,3 +35,49 @@ async fn two_browser_tabs_chat() {
     assert!(stdout.contains("messages crossed"), "{stdout}");
     host.stop().await;
 }
+
+/// The admin listener's web inspector in headless Chromium: with the token, it browses to
+/// the counter a request wrote, shows its value, and saves a new one, which the public
+/// route then answers.
+#[tokio::test]
+async fn the_web_inspector_edits_a_value_the_public_route_then_reads() {
+    let dir = tempfile::tempdir().unwrap();
+    let token = dir.path().join("token");
+    std::fs::write(&token, "inspector-token\n").unwrap();
+    let admin = format!("127.0.0.1:{}", free_port());
+    let host = common::process::HostProcess::spawn(
+        &dir.path().join("data"),
+        &["counter"],
+        &[
+            "--admin",
+            &admin,
+            "--admin-token-file",
+            token.to_str().unwrap(),
+        ],
+    );
+    let c = client();
+    for _ in 0..3 {
+        get(&c, &format!("http://{}/counter/web/increment", host.addr)).await;
+    }
+    let out = tokio::process::Command::new("node")
+        .arg("inspector.mjs")
+        .arg(format!("http://{admin}/"))
+        .arg("inspector-token")
+        .arg("web")
+        .current_dir(repo_root().join("tests/browser"))
+        .output()
+        .await
+        .expect("run node");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "browser test failed:\n{stdout}\n{stderr}"
+    );
+    assert!(stdout.contains("value shown: 3"), "{stdout}");
+    assert!(stdout.contains("value saved: 42"), "{stdout}");
+    assert_eq!(
+        get(&c, &format!("http://{}/counter/web/get", host.addr)).await,
+        (200, "42".to_string())
+    );
+}

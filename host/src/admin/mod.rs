@@ -1,6 +1,7 @@
 //! The admin listener: a second HTTP server, on loopback by default and never on the public
 //! port, for operators — Prometheus metrics at `/metrics`, a view of objects (`objects`)
-//! and changes to them (`edits`), behind a bearer token when one is configured.
+//! and changes to them (`edits`), behind a bearer token when one is configured, and the
+//! web inspector at `/`, a page that uses them.
 
 pub mod client;
 mod edits;
@@ -63,7 +64,7 @@ pub fn router(runtime: Arc<Runtime>, token: Option<String>) -> Router {
         runtime,
         token: token.map(Arc::from),
     };
-    Router::new()
+    let api = Router::new()
         .route("/metrics", get(metrics))
         .route("/classes", get(objects::classes))
         .route("/classes/{binding}/objects", get(objects::objects))
@@ -87,7 +88,11 @@ pub fn router(runtime: Arc<Runtime>, token: Option<String>) -> Router {
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             authorized,
-        ))
+        ));
+    // The inspector page holds no data (it asks the API, with the token, for everything).
+    Router::new()
+        .route("/", get(inspector))
+        .merge(api)
         .with_state(state)
 }
 
@@ -129,6 +134,11 @@ async fn authorized(State(s): State<AdminState>, req: Request, next: Next) -> Re
 /// how much of a guess was right.
 fn same(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// `GET /`: the web inspector.
+async fn inspector() -> axum::response::Html<&'static str> {
+    axum::response::Html(include_str!("inspector.html"))
 }
 
 async fn metrics(State(s): State<AdminState>) -> Response {

@@ -1,0 +1,40 @@
+// Uses the web inspector in headless Chromium: enters the token, browses classes →
+// objects → the counter the test wrote, edits its value, and checks the page shows it.
+// Usage: node inspector.mjs http://127.0.0.1:ADMIN_PORT/ TOKEN OBJECT_NAME
+import { chromium } from 'playwright-core';
+
+const [url, token, name] = process.argv.slice(2);
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+  // The flags this machine needs: no sandbox as root, and no background networking
+  // (the network is closed).
+  args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+         '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+});
+try {
+  const page = await browser.newPage();
+  await page.goto(url);
+  // Without the token the API refuses, and the page says so.
+  await page.waitForSelector('#error:has-text("401")', { timeout: 10000 });
+  await page.fill('#token', token);
+  await page.dispatchEvent('#token', 'change');
+  await page.click('a[data-class="counter"]', { timeout: 10000 });
+  await page.click(`a[data-object="${name}"]`, { timeout: 10000 });
+  const value = page.locator('input[data-edit="value"]');
+  await value.waitFor({ timeout: 10000 });
+  console.log('value shown: ' + await value.inputValue());
+  await value.fill('42');
+  await page.click('button[data-save="value"]');
+  await page.waitForSelector('body[data-edits="1"]', { timeout: 10000 });
+  await page.waitForFunction(
+    () => document.querySelector('input[data-edit="value"]')?.value === '42', null, { timeout: 10000 });
+  console.log('value saved: 42');
+  console.log('metrics: ' + await page.locator('#metrics').innerText());
+} catch (e) {
+  // What the page showed, to tell a wrong view from a slow one.
+  const page = browser.contexts()[0]?.pages()[0];
+  if (page) console.log('page at failure:\n' + await page.locator('body').innerText());
+  throw e;
+} finally {
+  await browser.close();
+}
