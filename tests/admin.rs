@@ -394,3 +394,143 @@ async fn edits_are_events_of_the_object(backend: Backend) {
     inspect(&["delete-all", "counter", &race]);
     assert_eq!(get(&c, &public("/counter/race/get")).await.1, "0");
 }
+
+/// `dohost backup` of a node under increments, then `dohost restore` into an empty
+/// directory: a node started there reads a value that was acknowledged — at least every
+/// increment answered before the backup began, at most those sent before it ended.
+#[tokio::test]
+async fn a_backup_under_writes_restores_an_acknowledged_prefix() {
+    let dir = tempfile::tempdir().unwrap();
+    let admin = format!("127.0.0.1:{}", free_port());
+    let host = HostProcess::spawn(&dir.path().join("data"), &["counter"], &["--admin", &admin]);
+    let c = client();
+    let url = format!("http://{}/counter/b/increment", host.addr);
+    // (answer, sent, received), one increment at a time until told to stop.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let (c, stop) = (c.clone(), stop.clone());
+        tokio::spawn(async move {
+            let mut log = Vec::new();
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                let sent = std::time::Instant::now();
+                let value: u64 = get(&c, &url).await.1.parse().unwrap();
+                log.push((value, sent, std::time::Instant::now()));
+            }
+            log
+        })
+    };
+    wait_until("some increments answered", || async {
+        get(&c, &format!("http://{}/counter/b/get", host.addr))
+            .await
+            .1
+            .parse::<u64>()
+            .unwrap()
+            >= 50
+    })
+    .await;
+    let file = dir.path().join("node.backup");
+    let started = std::time::Instant::now();
+    let saved = {
+        let (admin, file) = (admin.clone(), file.clone());
+        tokio::task::spawn_blocking(move || {
+            process::run_dohost([
+                "backup".as_ref(),
+                "--admin".as_ref(),
+                admin.as_ref(),
+                "--to".as_ref(),
+                file.as_os_str(),
+            ])
+        })
+        .await
+        .unwrap()
+    };
+    let ended = std::time::Instant::now();
+    assert!(saved.contains("written to"), "{saved}");
+    let value_now = || async {
+        get(&c, &format!("http://{}/counter/b/get", host.addr))
+            .await
+            .1
+            .parse::<u64>()
+            .unwrap()
+    };
+    let at_end = value_now().await;
+    wait_until("more increments after the backup", || async {
+        value_now().await > at_end + 10
+    })
+    .await;
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let log = writer.await.unwrap();
+    let lower = log
+        .iter()
+        .filter(|e| e.2 < started)
+        .map(|e| e.0)
+        .max()
+        .unwrap();
+    let upper = log
+        .iter()
+        .filter(|e| e.1 < ended)
+        .map(|e| e.0)
+        .max()
+        .unwrap();
+    let total = log.iter().map(|e| e.0).max().unwrap();
+    assert!(
+        total > upper,
+        "increments went on during and after the backup"
+    );
+
+    // Not over an existing file; not into a directory that has a database.
+    let again = std::process::Command::new(env!("CARGO_BIN_EXE_dohost"))
+        .args(["backup", "--admin", &admin, "--to"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&again.stderr).contains("exists already"));
+    let occupied = std::process::Command::new(env!("CARGO_BIN_EXE_dohost"))
+        .args(["restore", "--from"])
+        .arg(&file)
+        .arg("--data")
+        .arg(dir.path().join("data"))
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&occupied.stderr).contains("already holds a database"),
+        "{}",
+        String::from_utf8_lossy(&occupied.stderr)
+    );
+
+    let restored = dir.path().join("restored");
+    process::run_dohost([
+        "restore".as_ref(),
+        "--from".as_ref(),
+        file.as_os_str(),
+        "--data".as_ref(),
+        restored.as_os_str(),
+    ]);
+    let copy = HostProcess::spawn(&restored, &["counter"], &[]);
+    let value: u64 = get(&c, &format!("http://{}/counter/b/get", copy.addr))
+        .await
+        .1
+        .parse()
+        .unwrap();
+    assert!(
+        (lower..=upper).contains(&value),
+        "restored {value}; acknowledged before the backup {lower}, sent before its end {upper}"
+    );
+}
+
+/// On PostgreSQL the backup points to PostgreSQL's own tools.
+#[tokio::test]
+async fn a_backup_on_postgres_names_its_tools() {
+    let dir = Backend::Postgres.data_dir();
+    let admin = format!("127.0.0.1:{}", free_port());
+    let _host = HostProcess::spawn(dir.path(), &["counter"], &["--admin", &admin]);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_dohost"))
+        .args(["backup", "--admin", &admin, "--to"])
+        .arg(dir.path().join("x.backup"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("pg_dump"), "{err}");
+    assert!(!dir.path().join("x.backup").exists());
+}

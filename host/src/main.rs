@@ -28,9 +28,29 @@ enum Command {
     /// A cluster's state as etcd records it.
     #[command(subcommand)]
     Cluster(ClusterCommand),
-    /// Look at a running node's classes and objects through its admin API (read-only; what
-    /// is shown is durable).
+    /// Look at a running node's classes and objects through its admin API, and change
+    /// them (each change one of the object's events).
     Inspect(InspectArgs),
+    /// Save a consistent copy of a running node's storage (redb) through its admin API,
+    /// while it keeps serving.
+    Backup {
+        /// The file to write (it must not exist).
+        #[arg(long)]
+        to: PathBuf,
+        #[arg(long, env = "DOHOST_ADMIN", default_value = dohost::admin::DEFAULT_ADDR)]
+        admin: String,
+        #[arg(long, value_name = "FILE", env = "DOHOST_ADMIN_TOKEN_FILE")]
+        admin_token_file: Option<PathBuf>,
+    },
+    /// Put a backup into an empty data directory, for `dohost run --data DIR`.
+    Restore {
+        /// The backup file (from `dohost backup`).
+        #[arg(long)]
+        from: PathBuf,
+        /// The data directory (it must hold no database).
+        #[arg(long)]
+        data: PathBuf,
+    },
 }
 
 #[derive(Args)]
@@ -314,6 +334,14 @@ fn main() -> ExitCode {
         Command::Migrate(args) => migrate(args),
         Command::Cluster(ClusterCommand::Status { cluster }) => cluster_status(&cluster),
         Command::Inspect(args) => inspect(args),
+        Command::Backup {
+            to,
+            admin,
+            admin_token_file,
+        } => backup(&to, &admin, admin_token_file.as_deref()),
+        Command::Restore { from, data } => dohost::backend::redb::restore(&from, &data).map(|()| {
+            println!("restored {} into {}", from.display(), data.display());
+        }),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -568,4 +596,18 @@ fn read_path(what: InspectCommand) -> String {
         }
         _ => unreachable!("edits are sent by `inspect`"),
     }
+}
+
+fn backup(
+    to: &std::path::Path,
+    admin: &str,
+    token_file: Option<&std::path::Path>,
+) -> anyhow::Result<()> {
+    let token = token_file.map(dohost::admin::read_token).transpose()?;
+    let bytes = dohost::admin::client::download_backup(admin, token.as_deref(), to)?;
+    println!(
+        "backup of {admin} written to {} ({bytes} bytes)",
+        to.display()
+    );
+    Ok(())
 }

@@ -1,4 +1,5 @@
-//! `dohost inspect`: a command-line client of the admin API, which prints its JSON answers.
+//! The command-line client of the admin API: `dohost inspect` prints its JSON answers,
+//! `dohost backup` saves its backup to a file.
 
 use anyhow::{Context, Result, bail};
 use bytes::Bytes;
@@ -62,4 +63,58 @@ pub fn query(pairs: &[(&str, Option<String>)]) -> String {
         true => String::new(),
         false => format!("?{}", q.join("&")),
     }
+}
+
+/// Saves the node's backup (`GET /backup`) to `to`, which must not exist: written beside
+/// it first, fsynced, then renamed into place.
+pub fn download_backup(admin: &str, token: Option<&str>, to: &std::path::Path) -> Result<u64> {
+    use std::io::Write;
+    anyhow::ensure!(!to.exists(), "{} exists already", to.display());
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let partial = to.with_extension("partial");
+    let written = rt.block_on(async {
+        let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+        let mut req = hyper::Request::get(format!("http://{admin}/backup"));
+        if let Some(t) = token {
+            req = req.header(hyper::header::AUTHORIZATION, format!("Bearer {t}"));
+        }
+        let resp = client
+            .request(req.body(Full::new(Bytes::new()))?)
+            .await
+            .with_context(|| format!("cannot reach the admin API at {admin} (--admin)"))?;
+        let status = resp.status();
+        let mut body = resp.into_body();
+        if !status.is_success() {
+            let text = body.collect().await?.to_bytes();
+            let text = String::from_utf8_lossy(&text);
+            let why = serde_json::from_str::<serde_json::Value>(&text)
+                .ok()
+                .and_then(|v| v["error"].as_str().map(str::to_string))
+                .unwrap_or_else(|| text.into_owned());
+            bail!("the admin API answered {status}: {}", why.trim_end());
+        }
+        let mut file = std::fs::File::create(&partial)
+            .with_context(|| format!("cannot create {}", partial.display()))?;
+        let mut written = 0u64;
+        while let Some(frame) = body.frame().await {
+            if let Ok(data) = frame?.into_data() {
+                file.write_all(&data)?;
+                written += data.len() as u64;
+            }
+        }
+        file.sync_all()?;
+        anyhow::Ok(written)
+    });
+    let written = match written {
+        Ok(n) => n,
+        Err(e) => {
+            let _ = std::fs::remove_file(&partial);
+            return Err(e);
+        }
+    };
+    std::fs::rename(&partial, to)?;
+    Ok(written)
 }

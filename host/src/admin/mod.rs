@@ -3,6 +3,7 @@
 //! and changes to them (`edits`), behind a bearer token when one is configured, and the
 //! web inspector at `/`, a page that uses them.
 
+mod backup;
 pub mod client;
 mod edits;
 mod objects;
@@ -66,6 +67,7 @@ pub fn router(runtime: Arc<Runtime>, token: Option<String>) -> Router {
     };
     let api = Router::new()
         .route("/metrics", get(metrics))
+        .route("/backup", get(backup::backup))
         .route("/classes", get(objects::classes))
         .route("/classes/{binding}/objects", get(objects::objects))
         .route(

@@ -100,6 +100,15 @@ pub trait Storage: Send + Sync + 'static {
 
     /// Gives a shard up on this node: its commits are refused from now on.
     fn drop_shard(&self, _shard: u32) {}
+
+    /// Writes a consistent copy of everything stored (classes, objects, alarms, migration
+    /// history) to the new file `to`, while writes go on; blocks.
+    fn backup(&self, _to: &std::path::Path) -> anyhow::Result<()> {
+        anyhow::bail!(
+            "this node keeps its data in PostgreSQL: back it up with PostgreSQL's own tools \
+             (pg_dump --schema=dohost, or a base backup)"
+        )
+    }
 }
 
 /// What a process opening shared storage does with its shards (redb is never shared:

@@ -112,6 +112,13 @@ impl Runtime {
             .map_err(InspectError::Storage)
     }
 
+    /// Writes a consistent copy of the node's storage to the new file `to` (blocks).
+    pub fn backup_to(&self, to: &std::path::Path) -> Result<(), InspectError> {
+        self.storage_now()?
+            .backup(to)
+            .map_err(|e| InspectError::Unavailable(format!("{e:#}")))
+    }
+
     /// The object's durable alarm, in milliseconds since the Unix epoch.
     pub async fn alarm_of(&self, binding: &str, id: &str) -> Result<Option<u64>, InspectError> {
         let key = self.object_key(binding, id)?;

@@ -18,6 +18,9 @@ const REOPEN_WAIT: std::time::Duration = std::time::Duration::from_millis(200);
 /// Shared handle to the database. After an I/O error redb refuses every further write
 /// until the database is closed and opened again, so the handle can be reopened in place
 /// (by the committer) without the objects holding it noticing.
+/// The database's file in the data directory.
+pub const FILE_NAME: &str = "dohost.redb";
+
 #[derive(Clone)]
 pub struct RedbStorage {
     inner: Arc<Handle>,
@@ -45,7 +48,7 @@ impl RedbStorage {
     pub fn open(dir: &Path) -> Result<RedbStorage> {
         std::fs::create_dir_all(dir)
             .with_context(|| format!("cannot create the data directory {}", dir.display()))?;
-        let path = dir.join("dohost.redb");
+        let path = dir.join(FILE_NAME);
         let db = open_file(&path)?;
         let db = RedbStorage {
             inner: Arc::new(Handle {

@@ -1,6 +1,7 @@
 //! The redb backend (the embedded default): one database file under the data directory, its
 //! tables, reads, group commits, classes and migrations.
 
+mod backup;
 mod classes;
 mod commit;
 mod handle;
@@ -8,6 +9,7 @@ mod migrate;
 mod read;
 pub mod tables;
 
+pub use backup::restore;
 pub use handle::RedbStorage;
 
 use crate::backend::{
@@ -40,6 +42,10 @@ impl Storage for RedbStorage {
 
     fn get_alarm<'a>(&'a self, object: &'a ObjectKey) -> ReadFuture<'a, Option<u64>> {
         Box::pin(std::future::ready(self.read_alarm(object)))
+    }
+
+    fn backup(&self, to: &std::path::Path) -> Result<()> {
+        self.write_backup(to)
     }
 
     fn list_objects<'a>(
