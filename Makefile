@@ -1,7 +1,7 @@
 # The project's commands. `make run` and `make test` do all set-up on a fresh machine with
 # the Rust toolchain (rustup) installed.
 
-GUESTS      := counter storage-demo bank alarm worker rate-limiter lock chat-room connection-pool test-object
+GUESTS      := counter counter-v2 storage-demo bank alarm worker rate-limiter lock chat-room connection-pool test-object
 EXAMPLES    := counter storage-demo bank alarm rate-limiter lock chat-room connection-pool
 GUEST_OUT   := target/guests
 GUEST_BUILD := target/guests-build

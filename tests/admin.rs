@@ -534,3 +534,109 @@ async fn a_backup_on_postgres_names_its_tools() {
     assert!(err.contains("pg_dump"), "{err}");
     assert!(!dir.path().join("x.backup").exists());
 }
+
+/// `dohost deploy` under load: a broken component is refused with the reason and the old
+/// code serves on; the counter's next version then takes over without a request failing
+/// (every increment answered, +1 until the switch and +10 after, never back); a chat
+/// room's sockets stay connected across a deploy of its class.
+#[tokio::test]
+async fn deploys_change_code_without_dropping_requests_or_sockets() {
+    use futures::SinkExt;
+    use tokio_tungstenite::tungstenite::Message;
+    let dir = tempfile::tempdir().unwrap();
+    let admin = format!("127.0.0.1:{}", free_port());
+    let host = HostProcess::spawn(
+        &dir.path().join("data"),
+        &["counter", "chat-room"],
+        &["--admin", &admin],
+    );
+    let c = client();
+    let public = |path: &str| format!("http://{}{path}", host.addr);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let load = {
+        let (c, stop, url) = (c.clone(), stop.clone(), public("/counter/d/increment"));
+        tokio::spawn(async move {
+            let mut answers = Vec::new();
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                answers.push(get(&c, &url).await);
+            }
+            answers
+        })
+    };
+    let ws = |name: &str| {
+        let url = format!("ws://{}/chat-room/r/ws?name={name}", host.addr);
+        async move { tokio_tungstenite::connect_async(url).await.unwrap().0 }
+    };
+    let (mut alice, mut bob) = (ws("alice").await, ws("bob").await);
+    let deploy = |binding: &str, file: std::path::PathBuf| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_dohost"))
+            .args(["deploy", binding])
+            .arg(file)
+            .args(["--admin", &admin])
+            .output()
+            .unwrap()
+    };
+
+    let broken = dir.path().join("broken.wasm");
+    std::fs::write(&broken, b"\0asm\x0d\0\x01\0not really").unwrap();
+    let refused = deploy("counter", broken);
+    assert!(!refused.status.success());
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        err.contains("400") && err.contains("the new code was refused"),
+        "{err}"
+    );
+    assert_eq!(get(&c, &public("/counter/d/version")).await.0, 404);
+
+    let out = deploy("counter", guest("counter-v2"));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("\"version\": 1"));
+    assert_eq!(
+        get(&c, &public("/counter/d/version")).await,
+        (200, "2".into())
+    );
+    let before = get(&c, &public("/counter/d/get"))
+        .await
+        .1
+        .parse::<i64>()
+        .unwrap();
+    wait_until("increments on the new code", || async {
+        get(&c, &public("/counter/d/get"))
+            .await
+            .1
+            .parse::<i64>()
+            .unwrap()
+            >= before + 50
+    })
+    .await;
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let answers = load.await.unwrap();
+    let values: Vec<i64> = answers
+        .iter()
+        .map(|(status, body)| {
+            assert_eq!(*status, 200, "a request failed across the deploy: {body}");
+            body.parse().unwrap()
+        })
+        .collect();
+    let steps: Vec<i64> = values.windows(2).map(|w| w[1] - w[0]).collect();
+    let switch = steps
+        .iter()
+        .position(|s| *s == 10)
+        .expect("the new code ran");
+    assert!(steps[..switch].iter().all(|s| *s == 1), "{steps:?}");
+    assert!(steps[switch..].iter().all(|s| *s == 10), "{steps:?}");
+
+    // The room's class is deployed again (same code, a new version): its sockets stay.
+    let out = deploy("chat-room", guest("chat-room"));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    alice.send(Message::text("still here")).await.unwrap();
+    assert_eq!(next_text(&mut bob).await, "alice: still here");
+}

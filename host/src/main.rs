@@ -42,6 +42,19 @@ enum Command {
         #[arg(long, value_name = "FILE", env = "DOHOST_ADMIN_TOKEN_FILE")]
         admin_token_file: Option<PathBuf>,
     },
+    /// Replace a class's code on a running node, without a restart: the new component is
+    /// compiled and checked first (refused with the reason, the old code serving on), then
+    /// each object's next event runs on it; sockets stay connected.
+    Deploy {
+        /// The class's binding.
+        binding: String,
+        /// The new component.
+        component: PathBuf,
+        #[arg(long, env = "DOHOST_ADMIN", default_value = dohost::admin::DEFAULT_ADDR)]
+        admin: String,
+        #[arg(long, value_name = "FILE", env = "DOHOST_ADMIN_TOKEN_FILE")]
+        admin_token_file: Option<PathBuf>,
+    },
     /// Put a backup into an empty data directory, for `dohost run --data DIR`.
     Restore {
         /// The backup file (from `dohost backup`).
@@ -339,6 +352,12 @@ fn main() -> ExitCode {
             admin,
             admin_token_file,
         } => backup(&to, &admin, admin_token_file.as_deref()),
+        Command::Deploy {
+            binding,
+            component,
+            admin,
+            admin_token_file,
+        } => deploy(&binding, &component, &admin, admin_token_file.as_deref()),
         Command::Restore { from, data } => dohost::backend::redb::restore(&from, &data).map(|()| {
             println!("restored {} into {}", from.display(), data.display());
         }),
@@ -609,5 +628,24 @@ fn backup(
         "backup of {admin} written to {} ({bytes} bytes)",
         to.display()
     );
+    Ok(())
+}
+
+fn deploy(
+    binding: &str,
+    component: &std::path::Path,
+    admin: &str,
+    token_file: Option<&std::path::Path>,
+) -> anyhow::Result<()> {
+    let token = token_file.map(dohost::admin::read_token).transpose()?;
+    let bytes =
+        std::fs::read(component).with_context(|| format!("cannot read {}", component.display()))?;
+    let path = format!(
+        "/classes/{}/deploy",
+        dohost::admin::client::segment(binding)
+    );
+    let answer =
+        dohost::admin::client::request(admin, token.as_deref(), hyper::Method::POST, &path, bytes)?;
+    println!("{answer}");
     Ok(())
 }

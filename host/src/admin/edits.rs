@@ -1,6 +1,6 @@
-//! The admin API's changes to objects: put or delete an entry, delete them all, set,
+//! The admin API's changes: to objects — put or delete an entry, delete them all, set,
 //! delete or run the alarm (each an event of the object, answered once durable), evict the
-//! instance, and list the object's sockets.
+//! instance, list its sockets — and to a class's code (a deploy).
 
 use super::AdminState;
 use crate::object::EditOp;
@@ -99,4 +99,14 @@ pub async fn sockets(
         .map(|(id, tags)| json!({"id": id, "tags": tags}))
         .collect();
     Ok(Json(json!({ "sockets": sockets })))
+}
+
+/// `POST /classes/{binding}/deploy`: the body is the class's new component (.wasm).
+pub async fn deploy(
+    State(s): State<AdminState>,
+    Path(binding): Path<String>,
+    body: Bytes,
+) -> Answer {
+    let version = s.runtime.deploy(&binding, body.to_vec()).await?;
+    Ok(Json(json!({ "version": version })))
 }

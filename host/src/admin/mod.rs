@@ -10,6 +10,7 @@ mod objects;
 
 use crate::runtime::Runtime;
 use axum::Router;
+use axum::extract::DefaultBodyLimit;
 use axum::extract::{Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
@@ -18,6 +19,10 @@ use axum::routing::{get, post, put};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
+
+/// The largest component a deploy takes (Python and JavaScript components run to tens of
+/// megabytes).
+pub const MAX_COMPONENT_BYTES: usize = 256 << 20;
 
 /// Where the admin listener listens unless told otherwise.
 pub const DEFAULT_ADDR: &str = "127.0.0.1:8788";
@@ -70,6 +75,10 @@ pub fn router(runtime: Arc<Runtime>, token: Option<String>) -> Router {
         .route("/backup", get(backup::backup))
         .route("/classes", get(objects::classes))
         .route("/classes/{binding}/objects", get(objects::objects))
+        .route(
+            "/classes/{binding}/deploy",
+            post(edits::deploy).layer(DefaultBodyLimit::max(MAX_COMPONENT_BYTES)),
+        )
         .route(
             "/objects/{binding}/{id}/entries",
             get(objects::entries).delete(edits::delete_all),

@@ -28,6 +28,16 @@ impl Actor {
             self.name_stored = self.name.is_none() || meta.name.is_some();
             shared.reload(meta.size, meta.preload);
         }
+        let code = self.class.code();
+        if self
+            .live
+            .as_ref()
+            .is_some_and(|l| l.code_version != code.version)
+        {
+            // A deploy: this event and the next run on the new code, built afresh from
+            // storage (the old instance's memory belongs to the old code).
+            self.drop_instance("its class's code was updated");
+        }
         if self.live.is_some() {
             return Ok(());
         }
@@ -51,7 +61,7 @@ impl Actor {
             ObjectState::new(self.label.clone(), ctx, objects, websockets, limits, clock),
         );
         self.env.metrics.instance_builds.inc();
-        let bindings = match self.class.pre.instantiate_async(&mut store).await {
+        let bindings = match code.pre.instantiate_async(&mut store).await {
             Ok(b) => b,
             Err(e) => {
                 let msg = format!("{e:#}");
@@ -90,6 +100,7 @@ impl Actor {
                     bindings,
                     handle,
                     generation,
+                    code_version: code.version,
                     _permit: permit,
                 });
                 Ok(())

@@ -113,7 +113,47 @@ pub struct Class {
     pub class_name: String,
     pub namespace: Namespace,
     pub vars: Vec<(String, String)>,
+    /// The class's code; replaced by a deploy (`Class::deploy`), after which each object's
+    /// next event runs on a fresh instance of the new code.
+    code: std::sync::RwLock<Code>,
+}
+
+/// A class's compiled code and which version of it this is (0 at start, one more per
+/// deploy).
+#[derive(Clone)]
+pub struct Code {
     pub pre: ObjectPre<ObjectState>,
+    pub version: u64,
+}
+
+impl Class {
+    pub fn new(
+        binding: String,
+        class_name: String,
+        namespace: Namespace,
+        vars: Vec<(String, String)>,
+        pre: ObjectPre<ObjectState>,
+    ) -> Class {
+        Class {
+            binding,
+            class_name,
+            namespace,
+            vars,
+            code: std::sync::RwLock::new(Code { pre, version: 0 }),
+        }
+    }
+
+    pub fn code(&self) -> Code {
+        self.code.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Replaces the code; answers the new version.
+    pub fn deploy(&self, pre: ObjectPre<ObjectState>) -> u64 {
+        let mut code = self.code.write().unwrap_or_else(|p| p.into_inner());
+        code.pre = pre;
+        code.version += 1;
+        code.version
+    }
 }
 
 /// What every actor needs of the host, handed down once at start rather than the whole
@@ -160,6 +200,8 @@ struct Instance {
     handle: ResourceAny,
     /// The object's commit generation this instance was built against.
     generation: u64,
+    /// The version of its class's code it runs.
+    code_version: u64,
     /// This instance's slot among `max_live_objects`; dropped after the store.
     _permit: tokio::sync::OwnedSemaphorePermit,
 }

@@ -5,6 +5,7 @@
 mod calls;
 mod cluster;
 mod deliver;
+pub mod deploy;
 mod dispatch;
 pub mod edit;
 pub mod inspect;
@@ -99,6 +100,10 @@ pub struct Runtime {
     cluster_secret: Option<String>,
     worker: Option<WorkerPre<WorkerState>>,
     vars: Vec<(String, String)>,
+    /// What compiles a class's new code (a deploy): the linker, and where compiled code is
+    /// cached.
+    linker: wasmtime::component::Linker<crate::wasm::state::ObjectState>,
+    cache_dir: std::path::PathBuf,
 }
 
 impl Runtime {

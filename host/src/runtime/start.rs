@@ -144,13 +144,13 @@ impl Runtime {
             };
             classes.insert(
                 class.binding.clone(),
-                Arc::new(Class {
-                    binding: class.binding.clone(),
-                    class_name: class.class_name.clone(),
+                Arc::new(Class::new(
+                    class.binding.clone(),
+                    class.class_name.clone(),
                     namespace,
-                    vars: config.vars.clone(),
-                    pre: compiled[&class.component].clone(),
-                }),
+                    config.vars.clone(),
+                    compiled[&class.component].clone(),
+                )),
             );
         }
         let scheduler = Scheduler::new(clock.clone());
@@ -240,6 +240,8 @@ impl Runtime {
             fenced,
             cluster: Mutex::new(None),
             shard_count,
+            linker,
+            cache_dir,
             cluster_secret: config.cluster.as_ref().map(|c| c.secret.clone()),
             worker,
             vars: config.vars.clone(),
