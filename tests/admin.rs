@@ -640,3 +640,49 @@ async fn deploys_change_code_without_dropping_requests_or_sockets() {
     alice.send(Message::text("still here")).await.unwrap();
     assert_eq!(next_text(&mut bob).await, "alice: still here");
 }
+
+/// SIGHUP deploys the classes whose component files changed: nothing when none did, a
+/// broken file is refused (logged) with the old code serving on, the counter's next
+/// version is taken up in place, its stored value kept.
+#[tokio::test]
+async fn sighup_deploys_changed_component_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let code = dir.path().join("code");
+    std::fs::create_dir_all(&code).unwrap();
+    let file = code.join("counter.wasm");
+    std::fs::copy(guest("counter"), &file).unwrap();
+    let host = HostProcess::spawn(&dir.path().join("data"), &[], &[file.to_str().unwrap()]);
+    let c = client();
+    let public = |path: &str| format!("http://{}{path}", host.addr);
+    let hup = || {
+        let pid = host.child.id().to_string();
+        assert!(
+            std::process::Command::new("kill")
+                .args(["-HUP", &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
+    };
+    assert_eq!(get(&c, &public("/counter/h/increment")).await.1, "1");
+    hup();
+    wait_until("the reload looked", || async {
+        host.log().contains("SIGHUP: no component file changed")
+    })
+    .await;
+    std::fs::write(&file, b"\0asm\x0d\0\x01\0broken").unwrap();
+    hup();
+    wait_until("the broken file was refused", || async {
+        host.log().contains("SIGHUP: the new code was refused")
+    })
+    .await;
+    assert_eq!(get(&c, &public("/counter/h/version")).await.0, 404);
+    assert_eq!(get(&c, &public("/counter/h/increment")).await.1, "2");
+    std::fs::copy(guest("counter-v2"), &file).unwrap();
+    hup();
+    wait_until("the new version serves", || async {
+        get(&c, &public("/counter/h/version")).await == (200, "2".into())
+    })
+    .await;
+    assert_eq!(get(&c, &public("/counter/h/increment")).await.1, "12");
+}

@@ -444,6 +444,7 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
             tracing::info!(admin = %at, "admin API (metrics at /metrics)");
             tokio::spawn(dohost::admin::serve(admin, runtime.clone(), admin_token));
         }
+        tokio::spawn(reload_on_sighup(runtime.clone()));
         tracing::info!(
             address = %listener.local_addr()?,
             bindings = %runtime.bindings().join(", "),
@@ -648,4 +649,31 @@ fn deploy(
         dohost::admin::client::request(admin, token.as_deref(), hyper::Method::POST, &path, bytes)?;
     println!("{answer}");
     Ok(())
+}
+
+/// SIGHUP: every class whose component file changed gets the new code (see `deploy`).
+async fn reload_on_sighup(runtime: std::sync::Arc<dohost::Runtime>) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let Ok(mut hup) = signal(SignalKind::hangup()) else {
+            return;
+        };
+        while hup.recv().await.is_some() {
+            let done = runtime.reload().await;
+            if done.is_empty() {
+                tracing::info!("SIGHUP: no component file changed");
+            }
+            for (binding, outcome) in done {
+                match outcome {
+                    Ok(version) => tracing::info!(binding, version, "SIGHUP: new code deployed"),
+                    Err(e) => {
+                        tracing::error!(binding, error = %e, "SIGHUP: the new code was refused; the old serves on")
+                    }
+                }
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = runtime;
 }

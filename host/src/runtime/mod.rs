@@ -104,6 +104,9 @@ pub struct Runtime {
     /// cached.
     linker: wasmtime::component::Linker<crate::wasm::state::ObjectState>,
     cache_dir: std::path::PathBuf,
+    /// Each binding's component file, and a hash of the code it runs now (a reload
+    /// deploys the files that changed).
+    deployed: Mutex<HashMap<String, (std::path::PathBuf, [u8; 32])>>,
 }
 
 impl Runtime {

@@ -133,7 +133,14 @@ impl Runtime {
             }
         }
         let mut classes = HashMap::new();
+        let mut deployed = HashMap::new();
         for class in &config.classes {
+            let code = std::fs::read(&class.component)
+                .with_context(|| format!("cannot read {}", class.component.display()))?;
+            deployed.insert(
+                class.binding.clone(),
+                (class.component.clone(), super::deploy::hash(&code)),
+            );
             let namespace = match &config.migrations {
                 None => db
                     .ensure_class(&config.script, &class.class_name)
@@ -242,6 +249,7 @@ impl Runtime {
             shard_count,
             linker,
             cache_dir,
+            deployed: Mutex::new(deployed),
             cluster_secret: config.cluster.as_ref().map(|c| c.secret.clone()),
             worker,
             vars: config.vars.clone(),
