@@ -224,6 +224,17 @@ async fn inspect_shows_classes_objects_entries_and_alarms(backend: Backend) {
     );
     let alarm = inspect(&["alarm", "test-object", &t]);
     assert!(alarm["alarm"].as_u64().is_some(), "{alarm}");
+    // Storage's sizes per binding, among the metrics: two counters' `value`s, at least.
+    let metrics = c
+        .get(format!("http://{admin}/metrics"))
+        .bearer_auth("t0ken")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(value(&metrics, r#"dohost_storage_bytes{binding="counter"}"#) >= 10.0);
 
     // Without the token; an unknown binding.
     let refused = std::process::Command::new(env!("CARGO_BIN_EXE_dohost"))

@@ -153,12 +153,16 @@ async fn inspector() -> axum::response::Html<&'static str> {
 }
 
 async fn metrics(State(s): State<AdminState>) -> Response {
+    let runtime = s.runtime.clone();
+    let Ok(text) = tokio::task::spawn_blocking(move || runtime.render_metrics()).await else {
+        return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+    };
     (
         [(
             header::CONTENT_TYPE,
             HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
         )],
-        s.runtime.render_metrics(),
+        text,
     )
         .into_response()
 }

@@ -101,6 +101,9 @@ pub trait Storage: Send + Sync + 'static {
     /// Gives a shard up on this node: its commits are refused from now on.
     fn drop_shard(&self, _shard: u32) {}
 
+    /// Bytes stored (keys and values) per namespace; blocks. Read when metrics are scraped.
+    fn stored_bytes(&self) -> anyhow::Result<HashMap<u64, u64>>;
+
     /// Writes a consistent copy of everything stored (classes, objects, alarms, migration
     /// history) to the new file `to`, while writes go on; blocks.
     fn backup(&self, _to: &std::path::Path) -> anyhow::Result<()> {

@@ -139,9 +139,24 @@ impl Runtime {
         &self.env.metrics
     }
 
-    /// Every metric in Prometheus' text format, the gauges read now.
+    /// Every metric in Prometheus' text format, the gauges read now (storage's sizes
+    /// included: this blocks on storage).
     pub fn render_metrics(&self) -> String {
         let m = &self.env.metrics;
+        match self.db().map(|db| db.stored_bytes()) {
+            Some(Ok(sizes)) => {
+                for class in self.classes.values() {
+                    let bytes = sizes.get(&class.namespace.number).copied().unwrap_or(0);
+                    m.storage_bytes
+                        .with_label_values(&[class.binding.as_str()])
+                        .set(bytes as i64);
+                }
+            }
+            Some(Err(e)) => {
+                tracing::warn!(error = %format!("{e:#}"), "metrics: cannot read storage sizes")
+            }
+            None => {}
+        }
         m.live_instances.set(self.env.slots.live() as i64);
         m.websockets_open.set(self.env.sockets.count() as i64);
         m.calls_waiting.set(self.calls.waiting() as i64);

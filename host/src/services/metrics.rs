@@ -2,8 +2,8 @@
 //! Prometheus' text format for the admin listener's `/metrics`.
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
-    Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 /// Buckets for request, event and commit durations, in seconds: 100 µs to 10 s.
@@ -47,6 +47,8 @@ pub struct Metrics {
     pub websockets_open: IntGauge,
     pub calls_waiting: IntGauge,
     pub mailbox_events: IntGauge,
+    /// Bytes stored (keys and values) per binding, read from storage when scraped.
+    pub storage_bytes: IntGaugeVec,
 }
 
 impl Metrics {
@@ -147,6 +149,20 @@ impl Metrics {
             live_instances: gauge("live_instances", "Object instances alive."),
             websockets_open: gauge("websockets_open", "WebSockets open."),
             calls_waiting: gauge("calls_waiting", "Objects waiting on a call to another."),
+            storage_bytes: {
+                let g = IntGaugeVec::new(
+                    Opts::new(
+                        "storage_bytes",
+                        "Bytes stored (keys and values), by binding.",
+                    ),
+                    &["binding"],
+                )
+                .expect("a valid metric");
+                registry
+                    .register(Box::new(g.clone()))
+                    .expect("registered once");
+                g
+            },
             mailbox_events: gauge(
                 "mailbox_events",
                 "Events queued in objects' mailboxes, all objects together.",

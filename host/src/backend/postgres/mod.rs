@@ -190,6 +190,23 @@ impl Storage for PostgresStorage {
         classes::migrate(self, script, migrations, bound, dry_run)
     }
 
+    fn stored_bytes(&self) -> Result<HashMap<u64, u64>> {
+        self.block_on(async {
+            let c = self.reader().await?;
+            let rows = c
+                .client
+                .query(
+                    "SELECT ns, sum(size)::bigint FROM dohost.objects GROUP BY ns",
+                    &[],
+                )
+                .await?;
+            Ok(rows
+                .iter()
+                .map(|r| (r.get::<_, i64>(0) as u64, r.get::<_, i64>(1) as u64))
+                .collect())
+        })
+    }
+
     fn commit_batch(&self, batch: &[Write<'_>]) -> Result<HashMap<ObjectKey, u64>, Failure> {
         self.commit(batch)
     }

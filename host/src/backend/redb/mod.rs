@@ -44,6 +44,10 @@ impl Storage for RedbStorage {
         Box::pin(std::future::ready(self.read_alarm(object)))
     }
 
+    fn stored_bytes(&self) -> Result<HashMap<u64, u64>> {
+        self.read_stored_bytes()
+    }
+
     fn backup(&self, to: &std::path::Path) -> Result<()> {
         self.write_backup(to)
     }

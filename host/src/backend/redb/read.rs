@@ -182,6 +182,21 @@ impl RedbStorage {
     }
 }
 
+impl RedbStorage {
+    /// Every object's recorded size, summed per namespace (one pass over the sizes).
+    pub(super) fn read_stored_bytes(&self) -> Result<std::collections::HashMap<u64, u64>> {
+        let txn = self.begin_read()?;
+        let sizes = txn.open_table(OBJECT_SIZES)?;
+        let mut out = std::collections::HashMap::new();
+        for item in sizes.iter()? {
+            let (k, v) = item?;
+            let object = ObjectPrefix(prefix_of(k.value())?).object();
+            *out.entry(object.namespace).or_insert(0) += v.value();
+        }
+        Ok(out)
+    }
+}
+
 fn prefix_of(key: &[u8]) -> Result<[u8; KEY_BYTES]> {
     key.try_into()
         .context("an object record has a malformed key: the database is corrupt")
