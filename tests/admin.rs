@@ -23,7 +23,7 @@ async fn metrics_count_what_was_served_and_need_the_token() {
     let admin = format!("127.0.0.1:{}", free_port());
     let host = HostProcess::spawn(
         &dir.path().join("data"),
-        &["counter", "chat-room"],
+        &["counter", "chat-room", "test-object"],
         &[
             "--admin",
             &admin,
@@ -41,6 +41,8 @@ async fn metrics_count_what_was_served_and_need_the_token() {
     }
     assert_eq!(get(&c, &public("/counter/m/get")).await.0, 200);
     assert_eq!(get(&c, &public("/nothing/m/get")).await.0, 404);
+    // An event that panics: counted by cause; its instance is gone.
+    assert_eq!(get(&c, &public("/test-object/p/panic")).await.0, 500);
     let url = format!("ws://{}/chat-room/r/ws?name=a", host.addr);
     let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
     {
@@ -86,7 +88,14 @@ async fn metrics_count_what_was_served_and_need_the_token() {
             r#"dohost_event_duration_seconds_count{kind="fetch"}"#
         ) >= 5.0
     );
-    assert_eq!(value(&text, "dohost_instance_builds_total"), 2.0);
+    assert_eq!(
+        value(
+            &text,
+            r#"dohost_event_failures_total{cause="panic",kind="fetch"}"#
+        ),
+        1.0
+    );
+    assert_eq!(value(&text, "dohost_instance_builds_total"), 3.0);
     assert_eq!(value(&text, "dohost_live_instances"), 2.0);
     assert_eq!(value(&text, "dohost_websockets_open"), 1.0);
     let messages = |d: &str| {

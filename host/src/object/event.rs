@@ -3,7 +3,7 @@
 //! (now or deferred), an alarm clears itself or is retried, a socket event just commits.
 
 use super::*;
-use crate::wasm::failure::describe_failure;
+use crate::wasm::failure::{describe_failure, failure_cause};
 
 /// Which handler an event calls, with its arguments.
 enum Handler {
@@ -77,8 +77,11 @@ impl Actor {
         match result {
             Ok(returned) => Ok(returned),
             Err(err) => {
-                m.event_failures.with_label_values(&[kind]).inc();
-                let why = describe_failure(&err, store.data().limiter.hit);
+                let hit = store.data().limiter.hit;
+                m.event_failures
+                    .with_label_values(&[kind, failure_cause(&err, hit)])
+                    .inc();
+                let why = describe_failure(&err, hit);
                 tracing::warn!(object = %self.label, error = %format!("{err:?}"), "{what} failed: {why}; instance discarded");
                 self.drop_instance(&format!("{what} trapped"));
                 Err(why)

@@ -25,7 +25,8 @@ pub struct Metrics {
     pub event_seconds: HistogramVec,
     /// Instances built (a first event, or one after eviction or a failure).
     pub instance_builds: IntCounter,
-    /// Events that failed: a trap, an exhausted limit, an error returned.
+    /// Events that failed, by kind and cause (`cpu`, `memory`, `exit`, `stack`, `panic`,
+    /// `trap`, `error`).
     pub event_failures: IntCounterVec,
     /// Instances given up, by reason (`idle`, `pressure`).
     pub evictions: IntCounterVec,
@@ -110,8 +111,8 @@ impl Metrics {
             instance_builds: counter("instance_builds_total", "Object instances built."),
             event_failures: counters(
                 "event_failures_total",
-                "Events that failed (a trap, a limit, an error), by kind.",
-                &["kind"],
+                "Events that failed, by kind and cause (cpu, memory, exit, stack, panic, trap, error).",
+                &["kind", "cause"],
             ),
             evictions: counters(
                 "evictions_total",

@@ -1,4 +1,5 @@
-//! Why a guest call failed, in a sentence for the caller (details go to the log).
+//! Why a guest call failed, in a sentence for the caller (details go to the log), and
+//! in a word for the metrics.
 
 use crate::wasm::state::{CpuLimitExceeded, MemoryLimitExceeded};
 
@@ -25,5 +26,25 @@ pub fn describe_failure(err: &wasmtime::Error, memory_hit: Option<usize>) -> Str
         // Anything else carries the guest's backtrace and host internals: those stay in
         // the log, which the caller's line points to.
         None => "the object failed (see the host log)".to_string(),
+    }
+}
+
+/// The failure's cause in one word, for the metrics' `cause` label: `cpu`, `memory`,
+/// `exit`, `stack`, `panic`, `trap` or `error`.
+pub fn failure_cause(err: &wasmtime::Error, memory_hit: Option<usize>) -> &'static str {
+    if err.downcast_ref::<CpuLimitExceeded>().is_some() {
+        return "cpu";
+    }
+    if err.downcast_ref::<MemoryLimitExceeded>().is_some() || memory_hit.is_some() {
+        return "memory";
+    }
+    if err.downcast_ref::<wasmtime_wasi::I32Exit>().is_some() {
+        return "exit";
+    }
+    match err.downcast_ref::<wasmtime::Trap>() {
+        Some(wasmtime::Trap::StackOverflow) => "stack",
+        Some(wasmtime::Trap::UnreachableCodeReached) => "panic",
+        Some(_) => "trap",
+        None => "error",
     }
 }
