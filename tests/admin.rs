@@ -706,3 +706,76 @@ async fn sighup_deploys_changed_component_files() {
     .await;
     assert_eq!(get(&c, &public("/counter/h/increment")).await.1, "12");
 }
+
+/// `--max-queued-events` at its edge: behind an event that spins, two requests queue for
+/// the object and the third is refused at once with 503 and `Retry-After`; the queued
+/// ones run once the spinning event hits its CPU limit; other objects are not affected.
+#[tokio::test]
+async fn an_object_with_a_full_mailbox_answers_503_with_retry_after() {
+    let dir = tempfile::tempdir().unwrap();
+    let admin = format!("127.0.0.1:{}", free_port());
+    let host = HostProcess::spawn(
+        &dir.path().join("data"),
+        &["test-object"],
+        &[
+            "--admin",
+            &admin,
+            "--max-queued-events",
+            "2",
+            "--cpu-ms",
+            "2000",
+        ],
+    );
+    let c = client();
+    let public = |path: &str| format!("http://{}{path}", host.addr);
+    let spinning = tokio::spawn({
+        let (c, url) = (c.clone(), public("/test-object/busy/loop"));
+        async move { get(&c, &url).await.0 }
+    });
+    let queued: Vec<_> = (0..2)
+        .map(|i| {
+            let (c, url) = (
+                c.clone(),
+                public(&format!("/test-object/busy/instance?n={i}")),
+            );
+            let metrics = format!("http://{admin}/metrics");
+            async move {
+                // One at a time: each is in the mailbox before the next is sent.
+                let r = tokio::spawn(async move { get(&c, &url).await });
+                wait_until("the request is queued", || async {
+                    let text = client()
+                        .get(&metrics)
+                        .send()
+                        .await
+                        .unwrap()
+                        .text()
+                        .await
+                        .unwrap();
+                    value(&text, "dohost_mailbox_events") >= (i + 1) as f64
+                })
+                .await;
+                r
+            }
+        })
+        .collect();
+    let mut waiting = Vec::new();
+    for q in queued {
+        waiting.push(q.await);
+    }
+    let refused = c
+        .get(public("/test-object/busy/instance"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 503);
+    assert_eq!(refused.headers()["retry-after"], "1");
+    let body = refused.text().await.unwrap();
+    assert!(body.contains("max_queued_events"), "{body}");
+    // Another object is served meanwhile.
+    assert_eq!(get(&c, &public("/test-object/other/instance")).await.0, 200);
+    assert_eq!(spinning.await.unwrap(), 500);
+    for w in waiting {
+        let (status, body) = w.await.unwrap();
+        assert_eq!(status, 200, "{body}");
+    }
+}

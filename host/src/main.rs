@@ -300,6 +300,9 @@ struct LimitArgs {
     /// with code 1013.
     #[arg(long)]
     ws_send_queue: Option<usize>,
+    /// Requests queued for one object before more are refused with 503 and Retry-After.
+    #[arg(long)]
+    max_queued_events: Option<usize>,
 }
 
 impl LimitArgs {
@@ -318,6 +321,7 @@ impl LimitArgs {
             deferred_timeout_ms: self.deferred_timeout_ms,
             max_ws_message_bytes: self.max_ws_message_bytes,
             ws_send_queue: self.ws_send_queue,
+            max_queued_events: self.max_queued_events,
             slot_wait_ms: self.slot_wait_ms,
             max_worker_instances: self.max_worker_instances,
             shutdown_timeout_secs: self.shutdown_timeout_secs,

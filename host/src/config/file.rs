@@ -85,6 +85,7 @@ pub struct FileLimits {
     pub deferred_timeout_ms: Option<u64>,
     pub max_ws_message_bytes: Option<usize>,
     pub ws_send_queue: Option<usize>,
+    pub max_queued_events: Option<usize>,
     pub slot_wait_ms: Option<u64>,
     pub max_worker_instances: Option<u32>,
     pub shutdown_timeout_secs: Option<u64>,
@@ -105,6 +106,7 @@ impl FileLimits {
             max_live_objects,
             max_ws_message_bytes,
             ws_send_queue,
+            max_queued_events,
             max_worker_instances
         );
         if let Some(ms) = self.slot_wait_ms {

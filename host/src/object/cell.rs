@@ -14,7 +14,7 @@ impl ActorCell {
         }
     }
 
-    /// Events in the mailbox, not yet run.
+    /// Events in the mailbox waiting to run (not the one running).
     pub fn queued(&self) -> usize {
         self.queued.load(Ordering::Acquire)
     }
@@ -23,6 +23,9 @@ impl ActorCell {
     /// task (which lives as long as its object) stays small.
     pub(super) async fn handle_queued(&self, event: Event) {
         let mut actor = self.actor.lock().await;
+        // No longer waiting: it runs now. Counted down only under the lock, which an inline
+        // request must take too, so none can slip in ahead of it.
+        self.queued.fetch_sub(1, Ordering::AcqRel);
         if actor
             .deferred
             .values()
@@ -32,7 +35,6 @@ impl ActorCell {
         }
         let span = actor.span();
         Box::pin(actor.handle(event).instrument(span)).await;
-        self.queued.fetch_sub(1, Ordering::AcqRel);
     }
 
     /// Runs a fetch on the calling task if the object is idle, nothing is queued for it

@@ -235,7 +235,8 @@ pub struct Actor {
 /// time, the queue count keeps arrival order).
 pub struct ActorCell {
     actor: tokio::sync::Mutex<Actor>,
-    /// Events sent to the mailbox and not finished yet; counted before they are sent.
+    /// Events sent to the mailbox and not started yet; counted before they are sent, counted
+    /// down under the actor lock when one starts.
     pub(crate) queued: AtomicUsize,
     /// An event ran inline since the task last looked: the object is not idle.
     touched: AtomicBool,

@@ -138,6 +138,16 @@ impl Runtime {
         }
         let mut actors = self.lock_actors();
         let event = match actors.get(&key) {
+            Some(handle)
+                if matches!(event, Event::Fetch { .. })
+                    && handle.cell.queued() >= self.env.limits.max_queued_events =>
+            {
+                return Err(EventError::Unavailable(format!(
+                    "this object is overloaded: {} requests are queued for it \
+                     (max_queued_events); try again shortly",
+                    handle.cell.queued()
+                )));
+            }
             Some(handle) => match handle.send(event) {
                 Ok(()) => return Ok(()),
                 // The actor died (its task panicked): replace it.
