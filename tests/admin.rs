@@ -732,35 +732,27 @@ async fn an_object_with_a_full_mailbox_answers_503_with_retry_after() {
         let (c, url) = (c.clone(), public("/test-object/busy/loop"));
         async move { get(&c, &url).await.0 }
     });
-    let queued: Vec<_> = (0..2)
-        .map(|i| {
-            let (c, url) = (
-                c.clone(),
-                public(&format!("/test-object/busy/instance?n={i}")),
-            );
-            let metrics = format!("http://{admin}/metrics");
-            async move {
-                // One at a time: each is in the mailbox before the next is sent.
-                let r = tokio::spawn(async move { get(&c, &url).await });
-                wait_until("the request is queued", || async {
-                    let text = client()
-                        .get(&metrics)
-                        .send()
-                        .await
-                        .unwrap()
-                        .text()
-                        .await
-                        .unwrap();
-                    value(&text, "dohost_mailbox_events") >= (i + 1) as f64
-                })
-                .await;
-                r
-            }
-        })
-        .collect();
+    // Two requests, one at a time: each is in the mailbox before the next is sent.
+    let metrics = format!("http://{admin}/metrics");
     let mut waiting = Vec::new();
-    for q in queued {
-        waiting.push(q.await);
+    for i in 0..2 {
+        let (c, url) = (
+            c.clone(),
+            public(&format!("/test-object/busy/instance?n={i}")),
+        );
+        waiting.push(tokio::spawn(async move { get(&c, &url).await }));
+        wait_until("the request is queued", || async {
+            let text = client()
+                .get(&metrics)
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            value(&text, "dohost_mailbox_events") >= (i + 1) as f64
+        })
+        .await;
     }
     let refused = c
         .get(public("/test-object/busy/instance"))
