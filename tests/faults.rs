@@ -741,3 +741,28 @@ on_both_backends!(
     shutdown_answers_waiting_requests_and_finishes,
     shutdown_is_bounded_by_the_shutdown_timeout,
 );
+
+/// A guest that fails over and over does not flood the log: each object logs at most a
+/// few failure lines a minute, the full error (its wasm backtrace) only at a trap site's
+/// first failure; every request still gets its 500.
+#[tokio::test]
+async fn repeated_failures_are_logged_a_few_times_with_one_backtrace() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = common::process::HostProcess::spawn(&dir.path().join("data"), &["test-object"], &[]);
+    let c = client();
+    for _ in 0..40 {
+        let (status, _) = get(&c, &format!("http://{}/test-object/p/panic", host.addr)).await;
+        assert_eq!(status, 500);
+    }
+    let log = host.log();
+    let lines: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("instance discarded"))
+        .collect();
+    assert_eq!(lines.len(), 5, "{log}");
+    assert_eq!(
+        lines.iter().filter(|l| l.contains("error=")).count(),
+        1,
+        "{log}"
+    );
+}

@@ -82,7 +82,22 @@ impl Actor {
                     .with_label_values(&[kind, failure_cause(&err, hit)])
                     .inc();
                 let why = describe_failure(&err, hit);
-                tracing::warn!(object = %self.label, error = %format!("{err:?}"), "{what} failed: {why}; instance discarded");
+                let site = trap_site(&self.class.binding, &err, &why);
+                let verdict = self
+                    .env
+                    .trap_log
+                    .failure(self.key, &site, std::time::Instant::now());
+                if verdict.line {
+                    let more = match verdict.left_out {
+                        0 => String::new(),
+                        n => format!(" ({n} earlier failures of this object not logged)"),
+                    };
+                    if verdict.backtrace {
+                        tracing::warn!(object = %self.label, error = %format!("{err:?}"), "{what} failed: {why}; instance discarded{more}");
+                    } else {
+                        tracing::warn!(object = %self.label, "{what} failed: {why}; instance discarded (the error's backtrace was logged at this trap site's first failure){more}");
+                    }
+                }
                 self.drop_instance(&format!("{what} trapped"));
                 Err(why)
             }
@@ -266,4 +281,14 @@ impl Actor {
             self.env.sockets.remove(ws);
         }
     }
+}
+
+/// Where a failure happened, to log its backtrace once: the class, and the innermost wasm
+/// frame's function when there is a backtrace (else the failure's sentence).
+fn trap_site(binding: &str, err: &wasmtime::Error, why: &str) -> String {
+    let frame = err
+        .downcast_ref::<wasmtime::WasmBacktrace>()
+        .and_then(|bt| bt.frames().first())
+        .map(|f| format!("{}#{}", f.module().name().unwrap_or("?"), f.func_index()));
+    format!("{binding}: {}", frame.as_deref().unwrap_or(why))
 }

@@ -167,6 +167,8 @@ pub struct ObjectEnv {
     pub slots: Arc<Slots>,
     pub scheduler: Arc<Scheduler>,
     pub metrics: Arc<Metrics>,
+    /// Which failures are logged in full (see `TrapLog`).
+    pub trap_log: crate::services::trap_log::TrapLog,
     /// How instances reach other objects (the runtime).
     pub calls: Arc<dyn ObjectCalls>,
 }

@@ -226,6 +226,7 @@ impl Runtime {
                 )),
                 scheduler: scheduler.clone(),
                 metrics,
+                trap_log: Default::default(),
                 calls: Arc::new(RuntimeCalls(weak.clone())),
             }),
             calls,

@@ -9,3 +9,4 @@ pub mod peer;
 pub mod scheduler;
 pub mod slots;
 pub mod sockets;
+pub mod trap_log;
