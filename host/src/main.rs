@@ -303,6 +303,9 @@ struct LimitArgs {
     /// Requests queued for one object before more are refused with 503 and Retry-After.
     #[arg(long)]
     max_queued_events: Option<usize>,
+    /// How long a request's body may take to arrive, in milliseconds, before 408.
+    #[arg(long)]
+    body_timeout_ms: Option<u64>,
 }
 
 impl LimitArgs {
@@ -322,6 +325,7 @@ impl LimitArgs {
             max_ws_message_bytes: self.max_ws_message_bytes,
             ws_send_queue: self.ws_send_queue,
             max_queued_events: self.max_queued_events,
+            body_timeout_ms: self.body_timeout_ms,
             slot_wait_ms: self.slot_wait_ms,
             max_worker_instances: self.max_worker_instances,
             shutdown_timeout_secs: self.shutdown_timeout_secs,

@@ -86,6 +86,7 @@ pub struct FileLimits {
     pub max_ws_message_bytes: Option<usize>,
     pub ws_send_queue: Option<usize>,
     pub max_queued_events: Option<usize>,
+    pub body_timeout_ms: Option<u64>,
     pub slot_wait_ms: Option<u64>,
     pub max_worker_instances: Option<u32>,
     pub shutdown_timeout_secs: Option<u64>,
@@ -109,6 +110,9 @@ impl FileLimits {
             max_queued_events,
             max_worker_instances
         );
+        if let Some(ms) = self.body_timeout_ms {
+            limits.body_timeout = Duration::from_millis(ms);
+        }
         if let Some(ms) = self.slot_wait_ms {
             limits.slot_wait = Duration::from_millis(ms);
         }

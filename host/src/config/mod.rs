@@ -107,6 +107,9 @@ pub struct Limits {
     /// `Retry-After`: an object that cannot keep up sheds load instead of queueing without
     /// bound. Socket messages and alarms are not refused.
     pub max_queued_events: usize,
+    /// How long a request's body may take to arrive, from the end of its headers; a client
+    /// slower than that (or one that never finishes its body) gets 408.
+    pub body_timeout: Duration,
 }
 
 impl Default for Limits {
@@ -129,6 +132,7 @@ impl Default for Limits {
             max_ws_message_bytes: 1024 * 1024,
             ws_send_queue: 1024,
             max_queued_events: 1000,
+            body_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -170,6 +174,7 @@ impl Limits {
             ),
             ("ws_send_queue", self.ws_send_queue.to_string()),
             ("max_queued_events", self.max_queued_events.to_string()),
+            ("body_timeout_ms", self.body_timeout.as_millis().to_string()),
         ]
     }
 }

@@ -23,7 +23,16 @@ pub async fn read_body(
     {
         return Err(HttpError::BodyTooLarge(limit));
     }
-    axum::body::to_bytes(body, limit).await.map_err(|e| {
+    let timeout = rt.limits().body_timeout;
+    let read = tokio::time::timeout(timeout, axum::body::to_bytes(body, limit))
+        .await
+        .map_err(|_| {
+            HttpError::RequestTimeout(format!(
+                "the request body did not arrive within {} ms (body_timeout_ms)",
+                timeout.as_millis()
+            ))
+        })?;
+    read.map_err(|e| {
         // Only a body over the limit is a 413; a malformed one (a bad chunk size, a
         // connection cut mid-body) is the client's mistake of another kind.
         if error_chain(&e).any(|c| c.is::<http_body_util::LengthLimitError>()) {

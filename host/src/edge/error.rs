@@ -33,6 +33,9 @@ pub enum HttpError {
     /// may or may not have run there.
     #[error("{0}")]
     Unanswered(String),
+    /// The request's body did not arrive in time.
+    #[error("{0}")]
+    RequestTimeout(String),
     /// A forwarded request without the cluster's secret.
     #[error("{0}")]
     Forbidden(String),
@@ -56,6 +59,7 @@ impl IntoResponse for HttpError {
             HttpError::Misdirected(_) => StatusCode::MISDIRECTED_REQUEST,
             HttpError::Forbidden(_) => StatusCode::FORBIDDEN,
             HttpError::Unanswered(_) => StatusCode::BAD_GATEWAY,
+            HttpError::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
         };
         let mut body = self.to_string();
         body.push('\n');
