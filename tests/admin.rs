@@ -6,6 +6,15 @@ mod common;
 use common::process::{self, HostProcess};
 use common::*;
 
+/// A host serving `guests` with its data behind `data` and its admin listener on a free
+/// port (and `more` flags): the host, and the admin listener's address.
+fn with_admin(data: &std::path::Path, guests: &[&str], more: &[&str]) -> (HostProcess, String) {
+    let admin = format!("127.0.0.1:{}", free_port());
+    let mut flags = vec!["--admin", admin.as_str()];
+    flags.extend_from_slice(more);
+    (HostProcess::spawn(data, guests, &flags), admin)
+}
+
 /// The value of the series `series` (name and labels, exactly as printed) in `text`.
 fn value(text: &str, series: &str) -> f64 {
     text.lines()
@@ -20,16 +29,10 @@ async fn metrics_count_what_was_served_and_need_the_token() {
     let dir = tempfile::tempdir().unwrap();
     let token = dir.path().join("token");
     std::fs::write(&token, "s3cret-token\n").unwrap();
-    let admin = format!("127.0.0.1:{}", free_port());
-    let host = HostProcess::spawn(
+    let (host, admin) = with_admin(
         &dir.path().join("data"),
         &["counter", "chat-room", "test-object"],
-        &[
-            "--admin",
-            &admin,
-            "--admin-token-file",
-            token.to_str().unwrap(),
-        ],
+        &["--admin-token-file", token.to_str().unwrap()],
     );
     let c = client();
     let public = |path: &str| format!("http://{}{path}", host.addr);
@@ -145,12 +148,11 @@ async fn inspect_shows_classes_objects_entries_and_alarms(backend: Backend) {
     let dir = backend.data_dir();
     let token = dir.path().join("token");
     std::fs::write(&token, "t0ken\n").unwrap();
-    let admin = format!("127.0.0.1:{}", free_port());
     let token_flag = token.to_str().unwrap();
-    let host = HostProcess::spawn(
+    let (host, admin) = with_admin(
         dir.path(),
         &["counter", "test-object"],
-        &["--admin", &admin, "--admin-token-file", token_flag],
+        &["--admin-token-file", token_flag],
     );
     let c = client();
     let public = |path: &str| format!("http://{}{path}", host.addr);
@@ -283,11 +285,10 @@ on_both_backends!(
 /// message; evict and sockets answer.
 async fn edits_are_events_of_the_object(backend: Backend) {
     let dir = backend.data_dir();
-    let admin = format!("127.0.0.1:{}", free_port());
-    let host = HostProcess::spawn(
+    let (host, admin) = with_admin(
         dir.path(),
         &["counter", "test-object", "chat-room"],
-        &["--admin", &admin, "--max-key-bytes", "16"],
+        &["--max-key-bytes", "16"],
     );
     let c = client();
     let public = |path: &str| format!("http://{}{path}", host.addr);
@@ -421,8 +422,7 @@ async fn edits_are_events_of_the_object(backend: Backend) {
 #[tokio::test]
 async fn a_backup_under_writes_restores_an_acknowledged_prefix() {
     let dir = tempfile::tempdir().unwrap();
-    let admin = format!("127.0.0.1:{}", free_port());
-    let host = HostProcess::spawn(&dir.path().join("data"), &["counter"], &["--admin", &admin]);
+    let (host, admin) = with_admin(&dir.path().join("data"), &["counter"], &[]);
     let c = client();
     let url = format!("http://{}/counter/b/increment", host.addr);
     // (answer, sent, received), one increment at a time until told to stop.
@@ -542,8 +542,7 @@ async fn a_backup_under_writes_restores_an_acknowledged_prefix() {
 #[tokio::test]
 async fn a_backup_on_postgres_names_its_tools() {
     let dir = Backend::Postgres.data_dir();
-    let admin = format!("127.0.0.1:{}", free_port());
-    let _host = HostProcess::spawn(dir.path(), &["counter"], &["--admin", &admin]);
+    let (_host, admin) = with_admin(dir.path(), &["counter"], &[]);
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_dohost"))
         .args(["backup", "--admin", &admin, "--to"])
         .arg(dir.path().join("x.backup"))
@@ -564,12 +563,7 @@ async fn deploys_change_code_without_dropping_requests_or_sockets() {
     use futures::SinkExt;
     use tokio_tungstenite::tungstenite::Message;
     let dir = tempfile::tempdir().unwrap();
-    let admin = format!("127.0.0.1:{}", free_port());
-    let host = HostProcess::spawn(
-        &dir.path().join("data"),
-        &["counter", "chat-room"],
-        &["--admin", &admin],
-    );
+    let (host, admin) = with_admin(&dir.path().join("data"), &["counter", "chat-room"], &[]);
     let c = client();
     let public = |path: &str| format!("http://{}{path}", host.addr);
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -713,18 +707,10 @@ async fn sighup_deploys_changed_component_files() {
 #[tokio::test]
 async fn an_object_with_a_full_mailbox_answers_503_with_retry_after() {
     let dir = tempfile::tempdir().unwrap();
-    let admin = format!("127.0.0.1:{}", free_port());
-    let host = HostProcess::spawn(
+    let (host, admin) = with_admin(
         &dir.path().join("data"),
         &["test-object"],
-        &[
-            "--admin",
-            &admin,
-            "--max-queued-events",
-            "2",
-            "--cpu-ms",
-            "2000",
-        ],
+        &["--max-queued-events", "2", "--cpu-ms", "2000"],
     );
     let c = client();
     let public = |path: &str| format!("http://{}{path}", host.addr);

@@ -19,19 +19,7 @@ async fn two_browser_tabs_chat() {
         "no Chromium at {chromium}: run `make browser-deps` (part of `make test`)"
     );
     let url = host.url("/chat-room/browser-room/");
-    let out = tokio::process::Command::new("node")
-        .arg("chat.mjs")
-        .arg(&url)
-        .current_dir(&script_dir)
-        .output()
-        .await
-        .expect("run node");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "browser test failed:\n{stdout}\n{stderr}"
-    );
+    let stdout = run_script("chat.mjs", &[&url]).await;
     assert!(stdout.contains("messages crossed"), "{stdout}");
     host.stop().await;
 }
@@ -59,25 +47,34 @@ async fn the_web_inspector_edits_a_value_the_public_route_then_reads() {
     for _ in 0..3 {
         get(&c, &format!("http://{}/counter/web/increment", host.addr)).await;
     }
-    let out = tokio::process::Command::new("node")
-        .arg("inspector.mjs")
-        .arg(format!("http://{admin}/"))
-        .arg("inspector-token")
-        .arg("web")
-        .current_dir(repo_root().join("tests/browser"))
-        .output()
-        .await
-        .expect("run node");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "browser test failed:\n{stdout}\n{stderr}"
-    );
+    let stdout = run_script(
+        "inspector.mjs",
+        &[&format!("http://{admin}/"), "inspector-token", "web"],
+    )
+    .await;
     assert!(stdout.contains("value shown: 3"), "{stdout}");
     assert!(stdout.contains("value saved: 42"), "{stdout}");
     assert_eq!(
         get(&c, &format!("http://{}/counter/web/get", host.addr)).await,
         (200, "42".to_string())
     );
+}
+
+/// Runs the Playwright script `script` of `tests/browser` with `args`; its stdout, once it
+/// succeeded (the test fails with both outputs otherwise).
+async fn run_script(script: &str, args: &[&str]) -> String {
+    let out = tokio::process::Command::new("node")
+        .arg(script)
+        .args(args)
+        .current_dir(repo_root().join("tests/browser"))
+        .output()
+        .await
+        .expect("run node");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "browser test failed:\n{stdout}\n{stderr}"
+    );
+    stdout
 }
