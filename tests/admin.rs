@@ -298,11 +298,16 @@ async fn edits_are_events_of_the_object(backend: Backend) {
         all.extend_from_slice(args);
         serde_json::from_str(&process::run_dohost(all)).unwrap()
     };
+    // An object that wrote nothing yet has its name recorded just after its first answer
+    // (the answer does not wait for it): wait until it is listed.
     let id_of = |binding: &str| {
-        inspect(&["objects", binding])["objects"][0]["id"]
-            .as_str()
-            .unwrap()
-            .to_string()
+        for _ in 0..600 {
+            if let Some(id) = inspect(&["objects", binding])["objects"][0]["id"].as_str() {
+                return id.to_string();
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        panic!("no object of {binding} listed");
     };
     let race = id_of("counter");
     const N: u64 = 100;
@@ -718,8 +723,22 @@ async fn an_object_with_a_full_mailbox_answers_503_with_retry_after() {
         let (c, url) = (c.clone(), public("/test-object/busy/loop"));
         async move { get(&c, &url).await.0 }
     });
-    // Two requests, one at a time: each is in the mailbox before the next is sent.
     let metrics = format!("http://{admin}/metrics");
+    // The spinning event has started: its instance is built and nothing waits.
+    wait_until("the loop runs", || async {
+        let text = client()
+            .get(&metrics)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        value(&text, "dohost_instance_builds_total") >= 1.0
+            && value(&text, "dohost_mailbox_events") == 0.0
+    })
+    .await;
+    // Two requests, one at a time: each is in the mailbox before the next is sent.
     let mut waiting = Vec::new();
     for i in 0..2 {
         let (c, url) = (
