@@ -1,5 +1,7 @@
 //! The `dohost` command: parses arguments, sets up logging and calls the library.
 
+mod cli;
+
 use anyhow::Context;
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use dohost::{Config, Limits};
@@ -30,7 +32,7 @@ enum Command {
     Cluster(ClusterCommand),
     /// Look at a running node's classes and objects through its admin API, and change
     /// them (each change one of the object's events).
-    Inspect(InspectArgs),
+    Inspect(cli::inspect::InspectArgs),
     /// Save a consistent copy of a running node's storage (redb) through its admin API,
     /// while it keeps serving.
     Backup {
@@ -64,80 +66,6 @@ enum Command {
         #[arg(long)]
         data: PathBuf,
     },
-}
-
-#[derive(Args)]
-struct InspectArgs {
-    /// The node's admin listener.
-    #[arg(long, env = "DOHOST_ADMIN", default_value = dohost::admin::DEFAULT_ADDR)]
-    admin: String,
-    /// The file holding the admin API's bearer token, if it has one.
-    #[arg(long, value_name = "FILE", env = "DOHOST_ADMIN_TOKEN_FILE")]
-    admin_token_file: Option<PathBuf>,
-    #[command(subcommand)]
-    what: InspectCommand,
-}
-
-#[derive(Subcommand)]
-enum InspectCommand {
-    /// The classes served: binding, class name, namespace.
-    Classes,
-    /// A class's objects (IDs and names), in ID order, a page at a time.
-    Objects {
-        binding: String,
-        /// Start after this object ID (the previous page's `next`).
-        #[arg(long)]
-        after: Option<String>,
-        #[arg(long, default_value_t = 100)]
-        limit: usize,
-    },
-    /// An object's stored entries (values as JSON when they parse, else base64).
-    Entries {
-        binding: String,
-        id: String,
-        #[arg(long)]
-        prefix: Option<String>,
-        #[arg(long)]
-        start: Option<String>,
-        #[arg(long)]
-        end: Option<String>,
-        #[arg(long)]
-        reverse: bool,
-        #[arg(long)]
-        limit: Option<usize>,
-    },
-    /// An object's alarm (milliseconds since the Unix epoch, or null).
-    Alarm { binding: String, id: String },
-    /// Stores VALUE (as is: the SDK stores JSON, so `5` or '"text"') under KEY, as one of
-    /// the object's events.
-    Put {
-        binding: String,
-        id: String,
-        key: String,
-        value: String,
-    },
-    /// Deletes KEY, as one of the object's events.
-    Delete {
-        binding: String,
-        id: String,
-        key: String,
-    },
-    /// Deletes every entry of the object.
-    DeleteAll { binding: String, id: String },
-    /// Sets the alarm to AT (milliseconds since the Unix epoch), exactly.
-    SetAlarm {
-        binding: String,
-        id: String,
-        at: u64,
-    },
-    /// Deletes the alarm.
-    DeleteAlarm { binding: String, id: String },
-    /// Runs the alarm now (sets it due now).
-    RunAlarm { binding: String, id: String },
-    /// Drops the object's instance if it is idle (its next event builds a new one).
-    Evict { binding: String, id: String },
-    /// The object's open WebSockets on that node, with their tags.
-    Sockets { binding: String, id: String },
 }
 
 #[derive(Subcommand)]
@@ -354,18 +282,18 @@ fn main() -> ExitCode {
         Command::Run(args) => run(*args),
         Command::Migrate(args) => migrate(args),
         Command::Cluster(ClusterCommand::Status { cluster }) => cluster_status(&cluster),
-        Command::Inspect(args) => inspect(args),
+        Command::Inspect(args) => cli::inspect::inspect(args),
         Command::Backup {
             to,
             admin,
             admin_token_file,
-        } => backup(&to, &admin, admin_token_file.as_deref()),
+        } => cli::operate::backup(&to, &admin, admin_token_file.as_deref()),
         Command::Deploy {
             binding,
             component,
             admin,
             admin_token_file,
-        } => deploy(&binding, &component, &admin, admin_token_file.as_deref()),
+        } => cli::operate::deploy(&binding, &component, &admin, admin_token_file.as_deref()),
         Command::Restore { from, data } => dohost::backend::redb::restore(&from, &data).map(|()| {
             println!("restored {} into {}", from.display(), data.display());
         }),
@@ -452,7 +380,7 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
             tracing::info!(admin = %at, "admin API (metrics at /metrics)");
             tokio::spawn(dohost::admin::serve(admin, runtime.clone(), admin_token));
         }
-        tokio::spawn(reload_on_sighup(runtime.clone()));
+        tokio::spawn(cli::operate::reload_on_sighup(runtime.clone()));
         tracing::info!(
             address = %listener.local_addr()?,
             bindings = %runtime.bindings().join(", "),
@@ -530,158 +458,4 @@ async fn shutdown_signal() {
     #[cfg(not(unix))]
     let _ = ctrl_c.await;
     tracing::info!("shutting down: finishing queued events and commits");
-}
-
-fn inspect(args: InspectArgs) -> anyhow::Result<()> {
-    let token = args
-        .admin_token_file
-        .as_deref()
-        .map(dohost::admin::read_token)
-        .transpose()?;
-    use dohost::admin::client::segment as seg;
-    use hyper::Method;
-    let object = |b: &str, id: &str, rest: &str| format!("/objects/{}/{}/{rest}", seg(b), seg(id));
-    let (method, path, body) = match args.what {
-        InspectCommand::Put {
-            binding,
-            id,
-            key,
-            value,
-        } => (
-            Method::PUT,
-            object(&binding, &id, &format!("entries/{}", seg(&key))),
-            value.into_bytes(),
-        ),
-        InspectCommand::Delete { binding, id, key } => (
-            Method::DELETE,
-            object(&binding, &id, &format!("entries/{}", seg(&key))),
-            Vec::new(),
-        ),
-        InspectCommand::DeleteAll { binding, id } => {
-            (Method::DELETE, object(&binding, &id, "entries"), Vec::new())
-        }
-        InspectCommand::SetAlarm { binding, id, at } => (
-            Method::PUT,
-            object(&binding, &id, "alarm"),
-            at.to_string().into_bytes(),
-        ),
-        InspectCommand::DeleteAlarm { binding, id } => {
-            (Method::DELETE, object(&binding, &id, "alarm"), Vec::new())
-        }
-        InspectCommand::RunAlarm { binding, id } => {
-            (Method::POST, object(&binding, &id, "alarm/run"), Vec::new())
-        }
-        InspectCommand::Evict { binding, id } => {
-            (Method::POST, object(&binding, &id, "evict"), Vec::new())
-        }
-        InspectCommand::Sockets { binding, id } => {
-            (Method::GET, object(&binding, &id, "sockets"), Vec::new())
-        }
-        read => (Method::GET, read_path(read), Vec::new()),
-    };
-    let answer =
-        dohost::admin::client::request(&args.admin, token.as_deref(), method, &path, body)?;
-    println!("{answer}");
-    Ok(())
-}
-
-/// The admin API's path for a read (`classes`, `objects`, `entries`, `alarm`).
-fn read_path(what: InspectCommand) -> String {
-    use dohost::admin::client::{query as q, segment as seg};
-    match what {
-        InspectCommand::Classes => "/classes".to_string(),
-        InspectCommand::Objects {
-            binding,
-            after,
-            limit,
-        } => format!(
-            "/classes/{}/objects{}",
-            seg(&binding),
-            q(&[("after", after), ("limit", Some(limit.to_string()))])
-        ),
-        InspectCommand::Entries {
-            binding,
-            id,
-            prefix,
-            start,
-            end,
-            reverse,
-            limit,
-        } => format!(
-            "/objects/{}/{}/entries{}",
-            seg(&binding),
-            seg(&id),
-            q(&[
-                ("prefix", prefix),
-                ("start", start),
-                ("end", end),
-                ("reverse", reverse.then(|| "true".to_string())),
-                ("limit", limit.map(|l| l.to_string())),
-            ])
-        ),
-        InspectCommand::Alarm { binding, id } => {
-            format!("/objects/{}/{}/alarm", seg(&binding), seg(&id))
-        }
-        _ => unreachable!("edits are sent by `inspect`"),
-    }
-}
-
-fn backup(
-    to: &std::path::Path,
-    admin: &str,
-    token_file: Option<&std::path::Path>,
-) -> anyhow::Result<()> {
-    let token = token_file.map(dohost::admin::read_token).transpose()?;
-    let bytes = dohost::admin::client::download_backup(admin, token.as_deref(), to)?;
-    println!(
-        "backup of {admin} written to {} ({bytes} bytes)",
-        to.display()
-    );
-    Ok(())
-}
-
-fn deploy(
-    binding: &str,
-    component: &std::path::Path,
-    admin: &str,
-    token_file: Option<&std::path::Path>,
-) -> anyhow::Result<()> {
-    let token = token_file.map(dohost::admin::read_token).transpose()?;
-    let bytes =
-        std::fs::read(component).with_context(|| format!("cannot read {}", component.display()))?;
-    let path = format!(
-        "/classes/{}/deploy",
-        dohost::admin::client::segment(binding)
-    );
-    let answer =
-        dohost::admin::client::request(admin, token.as_deref(), hyper::Method::POST, &path, bytes)?;
-    println!("{answer}");
-    Ok(())
-}
-
-/// SIGHUP: every class whose component file changed gets the new code (see `deploy`).
-async fn reload_on_sighup(runtime: std::sync::Arc<dohost::Runtime>) {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        let Ok(mut hup) = signal(SignalKind::hangup()) else {
-            return;
-        };
-        while hup.recv().await.is_some() {
-            let done = runtime.reload().await;
-            if done.is_empty() {
-                tracing::info!("SIGHUP: no component file changed");
-            }
-            for (binding, outcome) in done {
-                match outcome {
-                    Ok(version) => tracing::info!(binding, version, "SIGHUP: new code deployed"),
-                    Err(e) => {
-                        tracing::error!(binding, error = %e, "SIGHUP: the new code was refused; the old serves on")
-                    }
-                }
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = runtime;
 }
