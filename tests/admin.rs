@@ -726,14 +726,7 @@ async fn an_object_with_a_full_mailbox_answers_503_with_retry_after() {
     let metrics = format!("http://{admin}/metrics");
     // The spinning event has started: its instance is built and nothing waits.
     wait_until("the loop runs", || async {
-        let text = client()
-            .get(&metrics)
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let text = get(&c, &metrics).await.1;
         value(&text, "dohost_instance_builds_total") >= 1.0
             && value(&text, "dohost_mailbox_events") == 0.0
     })
@@ -741,20 +734,13 @@ async fn an_object_with_a_full_mailbox_answers_503_with_retry_after() {
     // Two requests, one at a time: each is in the mailbox before the next is sent.
     let mut waiting = Vec::new();
     for i in 0..2 {
-        let (c, url) = (
+        let (sender, url) = (
             c.clone(),
             public(&format!("/test-object/busy/instance?n={i}")),
         );
-        waiting.push(tokio::spawn(async move { get(&c, &url).await }));
+        waiting.push(tokio::spawn(async move { get(&sender, &url).await }));
         wait_until("the request is queued", || async {
-            let text = client()
-                .get(&metrics)
-                .send()
-                .await
-                .unwrap()
-                .text()
-                .await
-                .unwrap();
+            let text = get(&c, &metrics).await.1;
             value(&text, "dohost_mailbox_events") >= (i + 1) as f64
         })
         .await;
