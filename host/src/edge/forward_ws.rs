@@ -6,9 +6,10 @@ use super::HttpError;
 use super::forward::FORWARDED;
 use crate::runtime::Dispatch;
 pub use crate::services::peer::Upstream;
+use crate::services::peer::handshake_header;
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
 use axum::http::request::Parts;
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, StatusCode};
 use futures::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame as TCloseFrame;
@@ -26,11 +27,7 @@ pub async fn open(
         .into_client_request()
         .map_err(|e| HttpError::BadRequest(format!("cannot forward this WebSocket: {e}")))?;
     for (name, value) in &parts.headers {
-        // The handshake's own headers are the client library's to set.
-        let own = name.as_str().starts_with("sec-websocket-")
-            || [header::HOST, header::CONNECTION, header::UPGRADE].contains(name)
-            || name == FORWARDED;
-        if !own || name == header::SEC_WEBSOCKET_PROTOCOL {
+        if !handshake_header(name.as_str()) && name != FORWARDED {
             req.headers_mut().append(name.clone(), value.clone());
         }
     }

@@ -34,11 +34,7 @@ impl Runtime {
 
     /// Drops the object's instance if it has one and is idle; false when it has none here.
     pub fn evict_id(&self, binding: &str, id: &str) -> Result<bool, InspectError> {
-        let key = self.object_key(binding, id)?;
-        Ok(match self.lock_actors().get(&key) {
-            Some(handle) => handle.send(Event::Evict).is_ok(),
-            None => false,
-        })
+        Ok(self.evict_key(&self.object_key(binding, id)?))
     }
 
     /// The object's open WebSockets on this node: their IDs and tags.

@@ -242,11 +242,15 @@ impl Runtime {
         let Some(class) = self.class(binding) else {
             return false;
         };
-        let key = ObjectKey {
+        self.evict_key(&ObjectKey {
             namespace: class.namespace.number,
             id: class.namespace.id_key.id_from_name(name),
-        };
-        match self.lock_actors().get(&key) {
+        })
+    }
+
+    /// `evict`, for the object at `key`.
+    pub(super) fn evict_key(&self, key: &ObjectKey) -> bool {
+        match self.lock_actors().get(key) {
             Some(handle) => handle.send(Event::Evict).is_ok(),
             None => false,
         }

@@ -5,7 +5,7 @@
 
 use crate::id::ObjectKey;
 use crate::services::calls::chain_to_wire;
-use crate::services::peer::{FORWARDED, client};
+use crate::services::peer::{FORWARDED, client, handshake_header};
 use crate::services::sockets::Upgrade;
 use crate::wasm::bindings::types as wit;
 use crate::wasm::objects::CallError;
@@ -145,14 +145,8 @@ pub async fn call_upgrade(
     let mut req = to.uri("ws").into_client_request().map_err(|e| {
         CallError::Unavailable(format!("cannot send this call to node {addr}: {e}"))
     })?;
-    // The handshake's own headers are the client library's to set.
     let mut request = request;
-    request.headers.retain(|(k, _)| {
-        let k = k.to_ascii_lowercase();
-        let handshake = k.starts_with("sec-websocket-") && k != "sec-websocket-protocol";
-        let hop = ["host", "connection", "upgrade"].contains(&k.as_str());
-        !handshake && !hop
-    });
+    request.headers.retain(|(k, _)| !handshake_header(k));
     to.headers(&request, req.headers_mut())?;
     match tokio_tungstenite::connect_async(req).await {
         Ok((upstream, resp)) => Ok(Some((

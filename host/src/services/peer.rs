@@ -15,6 +15,15 @@ use std::time::Duration;
 pub type Upstream =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
+/// Whether a client's header is the WebSocket handshake's own (or hop-by-hop), which the
+/// WebSocket client library sets itself when an upgrade is passed on to another node; the
+/// subprotocol the client asked for is passed on.
+pub fn handshake_header(name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    (name.starts_with("sec-websocket-") && name != "sec-websocket-protocol")
+        || ["host", "connection", "upgrade"].contains(&name.as_str())
+}
+
 /// Marks a request sent by another node; its value is the cluster's secret.
 pub const FORWARDED: HeaderName = HeaderName::from_static("x-dohost-cluster");
 
