@@ -16,36 +16,55 @@ pub fn request(
     path: &str,
     body: Vec<u8>,
 ) -> Result<String> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
-    rt.block_on(async {
-        let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
-        let mut req = hyper::Request::builder()
-            .method(method)
-            .uri(format!("http://{admin}{path}"));
-        if let Some(t) = token {
-            req = req.header(hyper::header::AUTHORIZATION, format!("Bearer {t}"));
-        }
-        let resp = client
-            .request(req.body(Full::new(Bytes::from(body)))?)
-            .await
-            .with_context(|| format!("cannot reach the admin API at {admin} (--admin)"))?;
-        let status = resp.status();
-        let body = resp.into_body().collect().await?.to_bytes();
-        let text = String::from_utf8_lossy(&body).into_owned();
-        if !status.is_success() {
-            let why = serde_json::from_str::<serde_json::Value>(&text)
-                .ok()
-                .and_then(|v| v["error"].as_str().map(str::to_string))
-                .unwrap_or(text);
-            bail!("the admin API answered {status}: {}", why.trim_end());
-        }
+    on_runtime(async {
+        let answer = send(admin, token, method, path, body).await?;
+        let text = answer.collect().await?.to_bytes();
         let value: serde_json::Value =
-            serde_json::from_str(&text).context("the admin API's answer is not JSON")?;
+            serde_json::from_slice(&text).context("the admin API's answer is not JSON")?;
         Ok(serde_json::to_string_pretty(&value)?)
     })
+}
+
+/// Runs `work` on a runtime of its own (the CLI has none).
+fn on_runtime<T>(work: impl std::future::Future<Output = Result<T>>) -> Result<T> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?
+        .block_on(work)
+}
+
+/// Sends the request; the body of a successful answer, or an error carrying the refusal's
+/// own message.
+async fn send(
+    admin: &str,
+    token: Option<&str>,
+    method: hyper::Method,
+    path: &str,
+    body: Vec<u8>,
+) -> Result<hyper::body::Incoming> {
+    let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+    let mut req = hyper::Request::builder()
+        .method(method)
+        .uri(format!("http://{admin}{path}"));
+    if let Some(t) = token {
+        req = req.header(hyper::header::AUTHORIZATION, format!("Bearer {t}"));
+    }
+    let resp = client
+        .request(req.body(Full::new(Bytes::from(body)))?)
+        .await
+        .with_context(|| format!("cannot reach the admin API at {admin} (--admin)"))?;
+    let status = resp.status();
+    if status.is_success() {
+        return Ok(resp.into_body());
+    }
+    let text = resp.into_body().collect().await?.to_bytes();
+    let text = String::from_utf8_lossy(&text);
+    let why = serde_json::from_str::<serde_json::Value>(&text)
+        .ok()
+        .and_then(|v| v["error"].as_str().map(str::to_string))
+        .unwrap_or_else(|| text.into_owned());
+    bail!("the admin API answered {status}: {}", why.trim_end())
 }
 
 /// `s` as one path segment, percent-encoded.
@@ -70,32 +89,9 @@ pub fn query(pairs: &[(&str, Option<String>)]) -> String {
 pub fn download_backup(admin: &str, token: Option<&str>, to: &std::path::Path) -> Result<u64> {
     use std::io::Write;
     anyhow::ensure!(!to.exists(), "{} exists already", to.display());
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
     let partial = to.with_extension("partial");
-    let written = rt.block_on(async {
-        let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
-        let mut req = hyper::Request::get(format!("http://{admin}/backup"));
-        if let Some(t) = token {
-            req = req.header(hyper::header::AUTHORIZATION, format!("Bearer {t}"));
-        }
-        let resp = client
-            .request(req.body(Full::new(Bytes::new()))?)
-            .await
-            .with_context(|| format!("cannot reach the admin API at {admin} (--admin)"))?;
-        let status = resp.status();
-        let mut body = resp.into_body();
-        if !status.is_success() {
-            let text = body.collect().await?.to_bytes();
-            let text = String::from_utf8_lossy(&text);
-            let why = serde_json::from_str::<serde_json::Value>(&text)
-                .ok()
-                .and_then(|v| v["error"].as_str().map(str::to_string))
-                .unwrap_or_else(|| text.into_owned());
-            bail!("the admin API answered {status}: {}", why.trim_end());
-        }
+    let written = on_runtime(async {
+        let mut body = send(admin, token, hyper::Method::GET, "/backup", Vec::new()).await?;
         let mut file = std::fs::File::create(&partial)
             .with_context(|| format!("cannot create {}", partial.display()))?;
         let mut written = 0u64;
@@ -106,7 +102,7 @@ pub fn download_backup(admin: &str, token: Option<&str>, to: &std::path::Path) -
             }
         }
         file.sync_all()?;
-        anyhow::Ok(written)
+        Ok(written)
     });
     let written = match written {
         Ok(n) => n,
