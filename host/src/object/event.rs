@@ -71,8 +71,7 @@ impl Actor {
         store.data().stdout.flush_partial();
         store.data().stderr.flush_partial();
         let m = &self.env.metrics;
-        m.event_seconds
-            .with_label_values(&[kind])
+        m.event_seconds(kind)
             .observe(started.elapsed().as_secs_f64());
         match result {
             Ok(returned) => Ok(returned),
