@@ -741,3 +741,49 @@ async fn a_worker_passes_websockets_to_rooms_on_other_nodes() {
     b.send(Message::text("who")).await.unwrap();
     assert!(next_text(&mut b).await.contains("user:bob"));
 }
+
+/// A request forwarded to the node that serves its object, which took it and then died
+/// before answering (a lock acquire waiting there), is answered 502 — it may or may not
+/// have run — not 503, which would say nothing ran.
+#[tokio::test]
+async fn a_forwarded_request_whose_node_dies_mid_way_is_502() {
+    let etcd = Etcd::start().await;
+    let dir = Backend::Postgres.data_dir();
+    let n1 = node_serving(&etcd.client_url, dir.path(), "f1", &["lock"], &[]);
+    let n2 = node_serving(&etcd.client_url, dir.path(), "f2", &["lock"], &[]);
+    settled(&etcd.client_url, 2).await;
+    let c = client();
+    // A lock served by f2, reached through f1.
+    let mut name = None;
+    for i in 0..32 {
+        let r = c
+            .get(format!("http://{}/lock/l-{i}/status", n1.addr))
+            .send()
+            .await
+            .unwrap();
+        if r.headers()["x-dohost-served-by"]
+            .to_str()
+            .unwrap()
+            .starts_with("f2@")
+        {
+            name = Some(format!("l-{i}"));
+            break;
+        }
+    }
+    let name = name.expect("some lock served by f2");
+    let acquire = format!("http://{}/lock/{name}/acquire", n1.addr);
+    assert_eq!(post(&c, &acquire, "").await.1, "Locked");
+    let waiter = {
+        let (c, acquire) = (c.clone(), acquire.clone());
+        tokio::spawn(async move { post(&c, &acquire, "").await })
+    };
+    let status = format!("http://{}/lock/{name}/status", n1.addr);
+    wait_until("the second acquire waits on f2", || async {
+        get(&c, &status).await.1.contains("\"waiting\":1")
+    })
+    .await;
+    n2.kill();
+    let (code, body) = waiter.await.unwrap();
+    assert_eq!(code, 502, "{body}");
+    assert!(body.contains("may or may not have run"), "{body}");
+}
