@@ -164,7 +164,7 @@ impl Actor {
                     let _ = done.send(());
                 }
             }
-            Event::Alarm { retry } => self.alarm(retry).await,
+            Event::Alarm { retry, firing } => self.alarm(retry, firing).await,
             Event::Edit(edit) => self.edit(*edit).await,
         }
     }

@@ -3,6 +3,7 @@
 //! (now or deferred), an alarm clears itself or is retried, a socket event just commits.
 
 use super::*;
+use crate::services::scheduler::Firing;
 use crate::wasm::failure::{describe_failure, failure_cause};
 
 /// Which handler an event calls, with its arguments.
@@ -160,7 +161,7 @@ impl Actor {
         self.release_outputs(&durable);
     }
 
-    pub(super) async fn alarm(&mut self, retry: u32) {
+    pub(super) async fn alarm(&mut self, retry: u32, firing: Firing) {
         if let Err(e) = self.ensure_live().await {
             let why = match e {
                 EventError::Failed(m) | EventError::Unavailable(m) => m,
@@ -197,6 +198,12 @@ impl Actor {
                 let durable = self.commit_writes();
                 self.release_outputs(&durable);
                 self.env.metrics.alarm_runs.inc();
+                if let Some(durable) = durable {
+                    tokio::spawn(async move {
+                        let _ = durable.await;
+                        drop(firing);
+                    });
+                }
             }
             Ok(Returned::Alarm(Err(message))) => {
                 // A failed alarm's writes are dropped so that its retry starts from the

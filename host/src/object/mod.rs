@@ -63,8 +63,12 @@ pub enum Event {
     /// With a sender, the shard is being handed over: its writes are made durable first,
     /// and the sender told once they are.
     Disown(Option<oneshot::Sender<()>>),
-    /// The object's alarm came due; `retry` counts earlier failed attempts.
-    Alarm { retry: u32 },
+    /// The object's alarm came due; `retry` counts earlier failed attempts. `firing` is
+    /// dropped once the handler's writes are durable.
+    Alarm {
+        retry: u32,
+        firing: crate::services::scheduler::Firing,
+    },
     /// An operator's change (the admin API).
     Edit(Box<Edit>),
 }

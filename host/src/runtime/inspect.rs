@@ -128,6 +128,14 @@ impl Runtime {
             .map_err(InspectError::Storage)
     }
 
+    /// The ID (64 hex characters) of the object named `name` in `binding`.
+    pub fn id_from_name(&self, binding: &str, name: &str) -> Result<String, InspectError> {
+        let class = self
+            .class(binding)
+            .ok_or_else(|| InspectError::NotFound(format!("no binding named {binding:?}")))?;
+        Ok(class.namespace.id_key.id_from_name(name).to_string())
+    }
+
     fn namespace_of(&self, binding: &str) -> Result<u64, InspectError> {
         self.class(binding)
             .map(|c| c.namespace.number)

@@ -13,7 +13,7 @@ use crate::object::{ActorStorage, Class, Event, ObjectEnv};
 use crate::services::calls::CallGraph;
 use crate::services::metrics::Metrics;
 use crate::services::objstore::StorageLimits;
-use crate::services::scheduler::{AlarmWaker, Clock, Scheduler, SystemClock};
+use crate::services::scheduler::{AlarmWaker, Clock, Firing, Scheduler, SystemClock};
 use crate::services::slots::Slots;
 use crate::services::sockets::Sockets;
 use crate::wasm::bindings::ObjectPre;
@@ -59,9 +59,13 @@ impl CommitListener for CommitEvents {
 struct RuntimeWaker(Weak<Runtime>);
 
 impl AlarmWaker for RuntimeWaker {
-    fn wake(&self, object: ObjectKey, retry_count: u32) {
+    fn wake(&self, object: ObjectKey, retry_count: u32, firing: Firing) {
         let Some(rt) = self.0.upgrade() else { return };
-        if let Err(e) = rt.deliver(object, Event::Alarm { retry: retry_count }) {
+        let alarm = Event::Alarm {
+            retry: retry_count,
+            firing,
+        };
+        if let Err(e) = rt.deliver(object, alarm) {
             tracing::warn!(error = ?e, "cannot deliver an alarm; left in place");
         }
     }

@@ -5,6 +5,7 @@ use crate::id::ObjectKey;
 use futures::FutureExt;
 use futures::future::BoxFuture;
 use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::{Notify, watch};
@@ -72,7 +73,19 @@ impl Clock for ManualClock {
 
 /// Something that can wake an object for its alarm (the runtime).
 pub trait AlarmWaker: Send + Sync + 'static {
-    fn wake(&self, object: ObjectKey, retry_count: u32);
+    /// `firing` is held until the alarm's handler has run and its writes are durable (or
+    /// the alarm was dropped), so that a test can wait for due alarms to have run.
+    fn wake(&self, object: ObjectKey, retry_count: u32, firing: Firing);
+}
+
+/// An alarm taken off the queue and not yet done with: counted by its scheduler until
+/// dropped.
+pub struct Firing(Arc<Scheduler>);
+
+impl Drop for Firing {
+    fn drop(&mut self) {
+        self.0.firing.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 #[derive(Default)]
@@ -101,6 +114,8 @@ pub struct Scheduler {
     // A std Mutex: held for queue updates only, never across an await.
     queue: Mutex<Queue>,
     changed: Notify,
+    /// Alarms taken off the queue whose `Firing` is still alive.
+    firing: AtomicUsize,
 }
 
 impl Scheduler {
@@ -109,6 +124,7 @@ impl Scheduler {
             clock,
             queue: Mutex::new(Queue::default()),
             changed: Notify::new(),
+            firing: AtomicUsize::new(0),
         })
     }
 
@@ -143,6 +159,17 @@ impl Scheduler {
         self.lock().by_object.len()
     }
 
+    /// True when no alarm is due at the clock's current time and none taken off the queue
+    /// is still running: every alarm due so far has run (a failed one is queued again for
+    /// its retry, later).
+    pub fn settled(&self) -> bool {
+        let now = self.clock.now_ms();
+        // Read under the queue's lock: an alarm leaves the queue and is counted as firing
+        // in one step.
+        let q = self.lock();
+        self.firing.load(Ordering::SeqCst) == 0 && q.by_time.first().is_none_or(|(at, _)| *at > now)
+    }
+
     /// Wakes objects as their alarms come due, until `stop` resolves.
     pub async fn run(self: Arc<Self>, waker: Arc<dyn AlarmWaker>, mut stop: watch::Receiver<bool>) {
         loop {
@@ -160,12 +187,13 @@ impl Scheduler {
                     }
                     let retry = q.by_object.get(&object).map_or(0, |(_, r)| *r);
                     q.remove(&object);
-                    due.push((object, retry));
+                    self.firing.fetch_add(1, Ordering::SeqCst);
+                    due.push((object, retry, Firing(self.clone())));
                 }
                 q.by_time.first().map(|(at, _)| *at)
             };
-            for (object, retry) in due {
-                waker.wake(object, retry);
+            for (object, retry, firing) in due {
+                waker.wake(object, retry, firing);
             }
             let sleep = match next {
                 Some(at) => self.clock.sleep_until(at),
