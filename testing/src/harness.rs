@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use tokio::sync::oneshot;
 
@@ -151,6 +152,7 @@ impl Builder {
             host: Some(host),
             http: reqwest::Client::new(),
             timeout: self.timeout.unwrap_or(DEFAULT_TIMEOUT),
+            alarms_counted: AtomicU64::new(0),
             _data: data,
         })
     }
@@ -165,6 +167,8 @@ pub struct Harness {
     host: Option<Host>,
     http: reqwest::Client,
     timeout: Duration,
+    /// The runtime's alarm runs already reported by `run_due_alarms`.
+    alarms_counted: AtomicU64,
     _data: tempfile::TempDir,
 }
 
@@ -292,12 +296,11 @@ impl Harness {
     }
 
     /// Waits until every alarm due at the clock's current time has run and its writes are
-    /// durable, and returns how many handler runs that took (failed runs count; their
-    /// retries are due later, after [`Harness::advance`]). 0 when none was due.
+    /// durable, and returns how many handler runs there were since the last call (failed
+    /// runs count; their retries are due later, after [`Harness::advance`]). Alarms start
+    /// as soon as they come due; this waits for them and counts them. 0 when none was due.
     pub fn run_due_alarms(&self) -> u64 {
         let runtime = self.runtime().clone();
-        let attempts = |rt: &Runtime| rt.alarm_runs() + rt.alarm_failures();
-        let before = attempts(&runtime);
         let timeout = self.timeout;
         self.tokio.block_on(async {
             let waited = tokio::time::timeout(timeout, async {
@@ -312,7 +315,8 @@ impl Harness {
                 panic!("due alarms still running after {timeout:?}");
             }
         });
-        attempts(&runtime) - before
+        let attempts = runtime.alarm_runs() + runtime.alarm_failures();
+        attempts - self.alarms_counted.swap(attempts, Ordering::SeqCst)
     }
 
     /// Drops the object's live instance (as when it idles out), keeping its storage and
@@ -332,6 +336,8 @@ impl Harness {
             Host::start(&config, clock).await
         });
         self.host = Some(host.unwrap_or_else(|e| panic!("the host did not start again: {e:#}")));
+        // A new runtime counts from zero.
+        self.alarms_counted.store(0, Ordering::SeqCst);
     }
 
     /// The object's stored entries (durable ones: what a restart would find).
