@@ -8,21 +8,44 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// Any failure inside an object: a storage error, a (de)serialization error, or your own.
 ///
 /// Like `anyhow::Error`, any `std::error::Error` converts into it with `?`, and
-/// [`Error::msg`] makes one from a message. Returned from `fetch` it becomes a 500 response
-/// carrying the message.
+/// [`Error::msg`] makes one from a message. Returned from `fetch`:
+/// - an error with a status ([`Error::status`], [`bail_status!`](crate::bail_status), or
+///   the SDK's own for bad input: a query parameter that does not parse, a body that is not
+///   the JSON expected) is answered with that status and its message;
+/// - any other error is a bug or an outage, not the client's business: the client gets a
+///   bare 500 and the message goes to the host's log (with the object's name).
 ///
 /// ```no_run
-/// # use dohost_sdk::{Error, Request, Result};
+/// # use dohost_sdk::{bail_status, Error, Request, Result};
 /// # fn handle(req: Request) -> Result<()> {
-/// let n: i64 = req.text()?.parse()?;
-/// if n < 0 { return Err(Error::msg("n must not be negative")); }
+/// let n: i64 = req.query_as("n")?.unwrap_or(0); // "?n=x" answers 400
+/// if n < 0 { bail_status!(422, "n must not be negative, got {n}"); }
+/// if n > 100 { return Err(Error::status(400, "n is at most 100")); }
 /// # Ok(())
 /// # }
 /// ```
 pub struct Error {
     message: String,
+    status: Option<u16>,
     storage: Option<StorageErrorCode>,
     call: Option<CallErrorCode>,
+}
+
+/// Returns early with an [`Error`] carrying an HTTP status and a formatted message, which
+/// the client sees as is.
+///
+/// ```no_run
+/// # use dohost_sdk::{bail_status, Result};
+/// # fn f(id: u64, found: bool) -> Result<()> {
+/// if !found { bail_status!(404, "no item {id}"); }
+/// # Ok(())
+/// # }
+/// ```
+#[macro_export]
+macro_rules! bail_status {
+    ($status:expr, $($message:tt)+) => {
+        return ::core::result::Result::Err($crate::Error::status($status, format!($($message)+)))
+    };
 }
 
 /// Why a call to another object failed (the WIT `objects.error-code`): `Deadlock`,
@@ -45,17 +68,47 @@ impl Error {
     pub fn msg(message: impl fmt::Display) -> Self {
         Error {
             message: message.to_string(),
+            status: None,
             storage: None,
             call: None,
         }
     }
 
+    /// An error answered with HTTP `status` (400..=599) and `message`, which the client
+    /// sees. A status outside that range is answered as 500.
+    pub fn status(status: u16, message: impl fmt::Display) -> Self {
+        Error {
+            status: Some(status),
+            ..Error::msg(message)
+        }
+    }
+
+    /// 400 with `message`.
+    pub fn bad_request(message: impl fmt::Display) -> Self {
+        Error::status(400, message)
+    }
+
+    /// 404 with `message`.
+    pub fn not_found(message: impl fmt::Display) -> Self {
+        Error::status(404, message)
+    }
+
+    /// This error answered with `status` instead (its message becomes the client's).
+    pub fn with_status(mut self, status: u16) -> Self {
+        self.status = Some(status);
+        self
+    }
+
+    /// The HTTP status this error is answered with, when it carries one.
+    pub fn status_code(&self) -> Option<u16> {
+        self.status
+    }
+
     /// A failed call to another object, keeping the host's error code.
     pub(crate) fn call(code: CallErrorCode, message: impl fmt::Display) -> Self {
         Error {
-            message: message.to_string(),
-            storage: None,
             call: Some(code),
+            ..Error::msg(message)
         }
     }
 
@@ -89,9 +142,8 @@ impl<E: std::error::Error + Send + Sync + 'static> From<E> for Error {
             .downcast_ref::<StorageError>()
             .map(|e| e.code);
         Error {
-            message: err.to_string(),
             storage,
-            call: None,
+            ..Error::msg(err)
         }
     }
 }

@@ -4,6 +4,7 @@ use crate::__private::bindings::dohost::object::types as wit;
 use crate::{Error, Result};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use std::str::FromStr;
 
 /// An HTTP request delivered to an object.
 ///
@@ -99,6 +100,38 @@ impl Request {
             .map(|(_, v)| v)
     }
 
+    /// A query parameter parsed as `T` (`?by=2` → `Some(2)`); `None` when absent. A value
+    /// that does not parse is an error answered 400, naming the parameter.
+    ///
+    /// ```no_run
+    /// # use dohost_sdk::{Request, Result};
+    /// # fn f(req: &Request) -> Result<()> {
+    /// let by: i64 = req.query_as("by")?.unwrap_or(1);
+    /// # let _ = by; Ok(())
+    /// # }
+    /// ```
+    pub fn query_as<T: FromStr>(&self, name: &str) -> Result<Option<T>>
+    where
+        T::Err: std::fmt::Display,
+    {
+        self.query_param(name)
+            .map(|v| {
+                v.parse().map_err(|e| {
+                    Error::bad_request(format!("query parameter {name:?}: {e} (got {v:?})"))
+                })
+            })
+            .transpose()
+    }
+
+    /// A query parameter that must be there, parsed as `T`: absent or unparsable is a 400.
+    pub fn require_query<T: FromStr>(&self, name: &str) -> Result<T>
+    where
+        T::Err: std::fmt::Display,
+    {
+        self.query_as(name)?
+            .ok_or_else(|| Error::bad_request(format!("missing query parameter {name:?}")))
+    }
+
     /// Every query parameter, percent-decoded, in order.
     pub fn query_params(&self) -> Vec<(String, String)> {
         let Some(query) = self.query() else {
@@ -109,7 +142,7 @@ impl Request {
             .filter(|p| !p.is_empty())
             .map(|pair| {
                 let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-                (percent_decode(k), percent_decode(v))
+                (percent_decode(k, true), percent_decode(v, true))
             })
             .collect()
     }
@@ -144,15 +177,15 @@ impl Request {
         &self.body
     }
 
-    /// The body as UTF-8 text.
+    /// The body as UTF-8 text (400 when it is not).
     pub fn text(&self) -> Result<&str> {
-        std::str::from_utf8(&self.body).map_err(|_| Error::msg("request body is not UTF-8"))
+        std::str::from_utf8(&self.body).map_err(|_| Error::bad_request("request body is not UTF-8"))
     }
 
-    /// The body parsed as JSON.
+    /// The body parsed as JSON (400 saying why when it is not the JSON expected).
     pub fn json<T: DeserializeOwned>(&self) -> Result<T> {
         serde_json::from_slice(&self.body)
-            .map_err(|e| Error::msg(format!("request body is not the expected JSON: {e}")))
+            .map_err(|e| Error::bad_request(format!("request body is not the expected JSON: {e}")))
     }
 }
 
@@ -170,13 +203,14 @@ fn after_authority(url: &str) -> &str {
     }
 }
 
-fn percent_decode(s: &str) -> String {
+/// `%XX` escapes decoded; `+` is a space in a query (`plus_is_space`), itself in a path.
+pub(crate) fn percent_decode(s: &str, plus_is_space: bool) -> String {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
         match bytes[i] {
-            b'+' => out.push(b' '),
+            b'+' if plus_is_space => out.push(b' '),
             b'%' if i + 2 < bytes.len() => {
                 let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok();
                 match hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
@@ -292,6 +326,20 @@ impl Response {
     /// host ignores it and answers the client when the deferred request is responded to.
     pub fn deferred() -> Self {
         Response::empty(202)
+    }
+
+    /// The answer to an error returned from `fetch`: its status and message when it
+    /// carries a status; otherwise a bare 500, the message going to the host's log.
+    pub fn from_error(err: &Error) -> Self {
+        match err.status_code() {
+            Some(status) if (400..=599).contains(&status) => {
+                Response::text(err.to_string()).with_status(status)
+            }
+            _ => {
+                eprintln!("error (answered 500): {err}");
+                Response::text("Internal Server Error").with_status(500)
+            }
+        }
     }
 
     /// The body as UTF-8 text.

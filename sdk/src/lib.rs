@@ -52,13 +52,16 @@ extern crate self as dohost_sdk;
 pub mod error;
 pub mod http;
 pub mod objects;
+pub mod router;
+pub mod rpc;
 pub mod storage;
 
-pub use dohost_sdk_macros::{durable_object, worker};
+pub use dohost_sdk_macros::{durable_object, rpc, worker};
 pub use error::{CallErrorCode, Error, Result, StorageError, StorageErrorCode};
 pub use http::{Request, Response};
 pub use objects::{Deferred, Namespace, ObjectId, Stub};
-pub use storage::{AlarmTime, ListOptions, Storage, Transaction};
+pub use router::{Params, Router};
+pub use storage::{AlarmTime, Collection, ListOptions, Storage, StorageLimits, Transaction};
 
 use std::collections::HashMap;
 
@@ -85,9 +88,10 @@ pub trait DurableObject: Sized + 'static {
     /// Builds the instance before its first event. May read (and write) storage.
     fn new(state: State, env: Env) -> Self;
 
-    /// Handles an HTTP request. An `Err` becomes a 500 response carrying the error's message;
-    /// writes made before it still commit (use [`Storage::transaction`] to make them
-    /// conditional).
+    /// Handles an HTTP request. An `Err` carrying a status ([`Error::status`]) is answered
+    /// with it and its message; any other `Err` is a bare 500, its message logged by the
+    /// host. Either way writes made before it still commit (use [`Storage::transaction`]
+    /// to make them conditional).
     fn fetch(&mut self, req: Request) -> Result<Response>;
 
     /// Handles the object's alarm. On `Ok` the alarm is cleared unless the handler set a new
@@ -281,6 +285,11 @@ impl WebSocket {
         ws::send(self.id, &wit::WebsocketMessage::Binary(bytes.to_vec())).map_err(Error::msg)
     }
 
+    /// Sends `value` encoded as JSON, as a text message.
+    pub fn send_json<T: serde::Serialize + ?Sized>(&self, value: &T) -> Result<()> {
+        self.send_text(&serde_json::to_string(value)?)
+    }
+
     /// Sends `message` as it arrived (text or binary).
     pub fn send(&self, message: &WebSocketMessage) -> Result<()> {
         match message {
@@ -348,6 +357,29 @@ impl State {
             .into_iter()
             .map(|id| WebSocket { id })
             .collect()
+    }
+
+    /// Sends `message` to every open socket of this object carrying `tag` (all of them
+    /// with `None`), except `except` (usually the sender); returns how many were sent to.
+    /// A socket that cannot take it (closed meanwhile, its queue full) is skipped.
+    ///
+    /// ```no_run
+    /// # use dohost_sdk::{State, WebSocket, WebSocketMessage};
+    /// # fn f(state: &State, ws: WebSocket, message: WebSocketMessage) {
+    /// state.broadcast(&message, Some("room:lobby"), Some(ws));
+    /// # }
+    /// ```
+    pub fn broadcast(
+        &self,
+        message: &WebSocketMessage,
+        tag: Option<&str>,
+        except: Option<WebSocket>,
+    ) -> usize {
+        self.get_websockets(tag)
+            .into_iter()
+            .filter(|ws| Some(*ws) != except)
+            .filter(|ws| ws.send(message).is_ok())
+            .count()
     }
 
     /// A (request, response) pair the host answers on this object's sockets without waking
@@ -425,16 +457,48 @@ pub mod __private {
         request: wit::Request,
         env: Vec<(String, String)>,
     ) -> wit::Response {
+        panic_hook::install();
         let env = Env {
             vars: env.into_iter().collect(),
         };
         let response = match T::fetch(Request::from_wit(request), env) {
             Ok(response) => response,
-            Err(err) => Response::text(err.to_string()).with_status(500),
+            Err(err) => Response::from_error(&err),
         };
         response.into_wit()
     }
+    pub use crate::rpc::Methods;
     use bindings::exports::dohost::object::handler::GuestDurableObject;
+
+    mod panic_hook {
+        use std::sync::Once;
+
+        /// A guest's panic message without the standard hook's advice to set
+        /// `RUST_BACKTRACE` (a guest cannot): the host logs it with the object's name and
+        /// the wasm backtrace, and answers the event's caller with an error.
+        pub fn install() {
+            static ONCE: Once = Once::new();
+            ONCE.call_once(|| {
+                std::panic::set_hook(Box::new(|info| {
+                    let message = info
+                        .payload()
+                        .downcast_ref::<&str>()
+                        .copied()
+                        .or_else(|| info.payload().downcast_ref::<String>().map(String::as_str))
+                        .unwrap_or("(a panic without a message)");
+                    let at = info
+                        .location()
+                        .map(|l| format!(" at {}:{}", l.file(), l.line()))
+                        .unwrap_or_default();
+                    eprintln!(
+                        "panicked{at}: {message} (this event's writes are discarded and the \
+                         instance is rebuilt for the next event; the backtrace follows in \
+                         the host's log)"
+                    );
+                }));
+            });
+        }
+    }
     pub use wit_bindgen;
 
     /// The exported resource: the user's object behind a `RefCell`, because the component
@@ -443,8 +507,9 @@ pub mod __private {
         inner: RefCell<T>,
     }
 
-    impl<T: DurableObject> GuestDurableObject for Instance<T> {
+    impl<T: DurableObject + crate::rpc::Methods> GuestDurableObject for Instance<T> {
         fn new(ctx: wit::ObjectContext) -> Self {
+            panic_hook::install();
             let state = State {
                 id: ctx.id,
                 name: ctx.name,
@@ -461,9 +526,19 @@ pub mod __private {
         }
 
         fn fetch(&self, request: wit::Request) -> wit::Response {
-            let response = match self.inner.borrow_mut().fetch(Request::from_wit(request)) {
+            let request = Request::from_wit(request);
+            if let Some(method) = crate::rpc::method_of(&request) {
+                let method = method.to_string();
+                let result = crate::rpc::Methods::call(
+                    &mut *self.inner.borrow_mut(),
+                    &method,
+                    request.body(),
+                );
+                return crate::rpc::answer(&method, result).into_wit();
+            }
+            let response = match self.inner.borrow_mut().fetch(request) {
                 Ok(response) => response,
-                Err(err) => Response::text(err.to_string()).with_status(500),
+                Err(err) => Response::from_error(&err),
             };
             response.into_wit()
         }

@@ -155,14 +155,14 @@ impl Storage {
         keys: impl IntoIterator<Item = K>,
     ) -> Result<BTreeMap<String, T>> {
         let keys: Vec<String> = keys.into_iter().map(|k| k.as_ref().to_string()).collect();
-        wit::get_many(&keys)
-            .map_err(storage_err)?
-            .into_iter()
-            .map(|(k, v)| {
+        let mut found = BTreeMap::new();
+        for batch in keys.chunks(self.limits().max_keys_per_call) {
+            for (k, v) in wit::get_many(batch).map_err(storage_err)? {
                 let value = decode(&k, &v)?;
-                Ok((k, value))
-            })
-            .collect()
+                found.insert(k, value);
+            }
+        }
+        Ok(found)
     }
 
     /// Stores `value` (as JSON) under `key`.
@@ -171,7 +171,9 @@ impl Storage {
         self.put_bytes(key, &bytes)
     }
 
-    /// Stores several entries at once (atomically with the rest of the event).
+    /// Stores several entries at once (atomically with the rest of the event). Any number:
+    /// more than the host takes in one call are stored in batches, in a transaction, so
+    /// that a failure stores none of them.
     pub fn put_many<T: Serialize, K: AsRef<str>>(
         &self,
         entries: impl IntoIterator<Item = (K, T)>,
@@ -184,7 +186,16 @@ impl Storage {
                 Ok((key, bytes))
             })
             .collect::<Result<Vec<_>>>()?;
-        wit::put_many(&entries).map_err(storage_err)
+        let per_call = self.limits().max_keys_per_call;
+        if entries.len() <= per_call {
+            return wit::put_many(&entries).map_err(storage_err);
+        }
+        self.transaction(|_| {
+            for batch in entries.chunks(per_call) {
+                wit::put_many(batch).map_err(storage_err)?;
+            }
+            Ok(())
+        })
     }
 
     /// Removes `key`; true when it existed.
@@ -192,10 +203,52 @@ impl Storage {
         wit::delete(key).map_err(storage_err)
     }
 
-    /// Removes several keys; returns how many existed.
+    /// Removes several keys (any number, batched as `put_many` is); returns how many
+    /// existed.
     pub fn delete_many<K: AsRef<str>>(&self, keys: impl IntoIterator<Item = K>) -> Result<u32> {
         let keys: Vec<String> = keys.into_iter().map(|k| k.as_ref().to_string()).collect();
-        wit::delete_many(&keys).map_err(storage_err)
+        let per_call = self.limits().max_keys_per_call;
+        if keys.len() <= per_call {
+            return wit::delete_many(&keys).map_err(storage_err);
+        }
+        self.transaction(|_| {
+            let mut existed = 0;
+            for batch in keys.chunks(per_call) {
+                existed += wit::delete_many(batch).map_err(storage_err)?;
+            }
+            Ok(existed)
+        })
+    }
+
+    /// The host's storage limits (asked once per instance).
+    pub fn limits(&self) -> StorageLimits {
+        thread_local! {
+            static LIMITS: Cell<Option<StorageLimits>> = const { Cell::new(None) };
+        }
+        LIMITS.with(|cached| {
+            cached.get().unwrap_or_else(|| {
+                let l = wit::get_limits();
+                let limits = StorageLimits {
+                    max_key_bytes: l.max_key_bytes as usize,
+                    max_value_bytes: l.max_value_bytes as usize,
+                    // At least 1, so that batching always makes progress.
+                    max_keys_per_call: (l.max_keys_per_call as usize).max(1),
+                    min_alarm_interval: std::time::Duration::from_millis(l.min_alarm_interval_ms),
+                };
+                cached.set(Some(limits));
+                limits
+            })
+        })
+    }
+
+    /// A typed collection of values under `prefix`, with ids from a counter (see
+    /// [`Collection`]).
+    pub fn collection<T: Serialize + DeserializeOwned>(&self, prefix: &str) -> Collection<T> {
+        Collection {
+            storage: *self,
+            prefix: prefix.to_string(),
+            _values: std::marker::PhantomData,
+        }
     }
 
     /// The entries selected by `options`, in key order (descending with `reverse`).
@@ -308,6 +361,11 @@ impl Storage {
         wit_alarms::set_alarm(at.epoch_millis()).map_err(storage_err)
     }
 
+    /// Schedules the object's alarm `delay` from now (the host's clock), as `set_alarm`.
+    pub fn set_alarm_in(&self, delay: std::time::Duration) -> Result<()> {
+        self.set_alarm(std::time::SystemTime::now() + delay)
+    }
+
     /// The pending alarm, in milliseconds since the Unix epoch.
     pub fn get_alarm(&self) -> Result<Option<u64>> {
         wit_alarms::get_alarm().map_err(storage_err)
@@ -316,6 +374,103 @@ impl Storage {
     /// Cancels the pending alarm, if any.
     pub fn delete_alarm(&self) -> Result<()> {
         wit_alarms::delete_alarm().map_err(storage_err)
+    }
+}
+
+/// The host's storage limits, from [`Storage::limits`]. Each is configurable on the host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StorageLimits {
+    /// Longest key, in bytes.
+    pub max_key_bytes: usize,
+    /// Largest value, in bytes (after JSON encoding).
+    pub max_value_bytes: usize,
+    /// Most keys one host call takes (the `*_many` methods batch by it for you).
+    pub max_keys_per_call: usize,
+    /// Alarms sooner than this from now are moved to now plus this.
+    pub min_alarm_interval: std::time::Duration,
+}
+
+/// Values of one type under a key prefix, with ids handed out by a counter stored beside
+/// them: `insert` stores a value under the next id. Item keys are the prefix and the id in
+/// 20 digits (`item:00000000000000000001`), so they list in id order; the counter is at the
+/// prefix followed by `#next`, outside that range.
+///
+/// ```no_run
+/// # use dohost_sdk::{Result, Storage};
+/// # #[derive(serde::Serialize, serde::Deserialize)] struct Todo { text: String, done: bool }
+/// # fn f(storage: &Storage) -> Result<()> {
+/// let todos = storage.collection::<Todo>("todo:");
+/// let id = todos.insert(&Todo { text: "write tests".into(), done: false })?;
+/// let mut todo = todos.get(id)?.expect("just stored");
+/// todo.done = true;
+/// todos.put(id, &todo)?;
+/// for (id, todo) in todos.list()? { println!("{id}: {}", todo.text); }
+/// todos.delete(id)?;
+/// # Ok(())
+/// # }
+/// ```
+pub struct Collection<T> {
+    storage: Storage,
+    prefix: String,
+    _values: std::marker::PhantomData<fn() -> T>,
+}
+
+impl<T: Serialize + DeserializeOwned> Collection<T> {
+    fn key(&self, id: u64) -> String {
+        format!("{}{id:020}", self.prefix)
+    }
+
+    fn counter_key(&self) -> String {
+        format!("{}#next", self.prefix)
+    }
+
+    /// Stores `value` under the next id (1, 2, ...) and returns the id.
+    pub fn insert(&self, value: &T) -> Result<u64> {
+        let counter = self.counter_key();
+        let id = self.storage.get::<u64>(&counter)?.unwrap_or(0) + 1;
+        self.storage.transaction(|txn| {
+            txn.put(&self.key(id), value)?;
+            txn.put(&counter, &id)
+        })?;
+        Ok(id)
+    }
+
+    /// The item with `id`, if stored.
+    pub fn get(&self, id: u64) -> Result<Option<T>> {
+        self.storage.get(&self.key(id))
+    }
+
+    /// Stores `value` under `id` (replacing what was there).
+    pub fn put(&self, id: u64, value: &T) -> Result<()> {
+        self.storage.put(&self.key(id), value)
+    }
+
+    /// Removes the item; true when it existed.
+    pub fn delete(&self, id: u64) -> Result<bool> {
+        self.storage.delete(&self.key(id))
+    }
+
+    /// Every item, in id order.
+    pub fn list(&self) -> Result<Vec<(u64, T)>> {
+        self.list_after(0, None)
+    }
+
+    /// Items with ids above `after`, in id order, at most `limit`: pages of a long list.
+    pub fn list_after(&self, after: u64, limit: Option<u32>) -> Result<Vec<(u64, T)>> {
+        let mut options = ListOptions::new()
+            .start(self.key(after.saturating_add(1)))
+            .prefix(self.prefix.clone());
+        if let Some(limit) = limit {
+            options = options.limit(limit);
+        }
+        self.storage
+            .list::<T>(options)?
+            .into_iter()
+            .filter_map(|(key, value)| {
+                let id = key.strip_prefix(&self.prefix)?.parse().ok()?;
+                Some(Ok((id, value)))
+            })
+            .collect()
     }
 }
 

@@ -23,9 +23,16 @@
 //! | `POST /append?op=X` | appends X to the object's list; answers its index (0, 1, …) |
 //! | `POST /append-by-alarm?op=X` | sets the alarm, which appends X (and every other op armed before it runs) |
 //! | `GET /items` | `{"len": N, "items": [...]}`: the list's length and its stored items |
+//! | `GET /fail?status=N` | an `Err` carrying status N (`bail_status!`) |
+//! | `GET /fail-internal` | an `Err` without a status, whose message must not reach the client |
+//! | `GET /typed?n=N` | `N` parsed as u32 (`require_query`): 400 when absent or not a number |
+//! | `POST /many?n=N` | `put_many`, `get_many` and `delete_many` of N keys (batched by the SDK): `{"stored", "found", "deleted", "limit"}` |
+//! | `/r/...` | a `Router`: `GET /r/todo/:id`, `POST /r/todo` (body: text), `DELETE /r/todo/:id`, `GET /r/todos` (a `Collection`) |
+//! | `GET /ws` (upgrade) | accepts a WebSocket: `panic` panics, `json` answers `{"json": true}`, anything else is broadcast to the other sockets |
 
 use dohost_sdk::{
-    AlarmInfo, DurableObject, Env, Error, Request, Response, Result, State, durable_object,
+    AlarmInfo, DurableObject, Env, Error, Params, Request, Response, Result, Router, State,
+    WebSocket, WebSocketMessage, bail_status, durable_object,
 };
 use serde_json::json;
 
@@ -73,7 +80,49 @@ impl DurableObject for TestObject {
     fn fetch(&mut self, req: Request) -> Result<Response> {
         self.events += 1;
         let storage = self.state.storage();
+        if req.path().starts_with("/r/") {
+            return Router::new()
+                .get("/r/todo/:id", Self::get_todo)
+                .post("/r/todo", |o: &mut Self, req, _| {
+                    let id = o.todos().insert(&req.text()?.to_string())?;
+                    Ok(Response::json(&id).with_status(201))
+                })
+                .delete("/r/todo/:id", |o: &mut Self, _, params| {
+                    let id: u64 = params.parse("id")?;
+                    Ok(Response::json(&o.todos().delete(id)?))
+                })
+                .get("/r/todos", |o: &mut Self, _, _| {
+                    Ok(Response::json(&o.todos().list()?))
+                })
+                .handle(self, req);
+        }
         match req.path() {
+            "/fail" => {
+                let status: u16 = req.require_query("status")?;
+                bail_status!(status, "failed with {status} on purpose")
+            }
+            "/fail-internal" => Err(Error::msg("secret internal detail")),
+            "/typed" => {
+                let n: u32 = req.require_query("n")?;
+                Ok(Response::json(&n))
+            }
+            "/many" => {
+                let n: usize = req.require_query("n")?;
+                let keys: Vec<String> = (0..n).map(|i| format!("many/{i:06}")).collect();
+                storage.put_many(keys.iter().map(|k| (k.as_str(), 1u8)))?;
+                let found = storage.get_many::<u8, _>(&keys)?.len();
+                let deleted = storage.delete_many(&keys)?;
+                Ok(Response::json(&json!({
+                    "stored": n,
+                    "found": found,
+                    "deleted": deleted,
+                    "limit": storage.limits().max_keys_per_call,
+                })))
+            }
+            "/ws" => {
+                let ws = self.state.accept_websocket(&req, &[])?;
+                Ok(Response::websocket(ws))
+            }
             "/instance" => Ok(Response::json(&json!({
                 "instance": self.instance.to_string(),
                 "events": self.events,
@@ -253,9 +302,35 @@ impl DurableObject for TestObject {
     fn alarm(&mut self, _info: AlarmInfo) -> Result<()> {
         self.record_alarm()
     }
+
+    fn websocket_message(&mut self, ws: WebSocket, message: WebSocketMessage) {
+        match &message {
+            WebSocketMessage::Text(t) if t == "panic" => {
+                panic!("deliberate panic in a socket handler")
+            }
+            WebSocketMessage::Text(t) if t == "json" => {
+                let _ = ws.send_json(&json!({ "json": true }));
+            }
+            _ => {
+                self.state.broadcast(&message, None, Some(ws));
+            }
+        }
+    }
 }
 
 impl TestObject {
+    fn todos(&self) -> dohost_sdk::Collection<String> {
+        self.state.storage().collection("todo:")
+    }
+
+    fn get_todo(&mut self, _req: Request, params: Params) -> Result<Response> {
+        let id: u64 = params.parse("id")?;
+        match self.todos().get(id)? {
+            Some(todo) => Ok(Response::json(&todo)),
+            None => Err(Error::not_found(format!("no todo {id}"))),
+        }
+    }
+
     fn record_alarm(&self) -> Result<()> {
         let storage = self.state.storage();
         let armed: Vec<(String, String)> =

@@ -5,11 +5,13 @@
 //! | `/by-name/{name}/{action}` | the counter `id_from_name(name)`, as `/{action}` |
 //! | `/new-id` | answers a fresh unique counter ID |
 //! | `/by-id/{id}/{action}` | the counter with that ID (400 if the ID is not a counter's) |
+//! | `/rpc/{name}/increment?by=N` | calls `increment(N)` on counter `name` through its stub (typed RPC); answers the count as JSON |
 //! | `/objects/{binding}/{name}/{path}` | object `name` of any binding, as `/{path}` (the default routes, through a worker): a WebSocket upgrade passes through to it |
 //! | anything else | the seed's `env.COUNTER.idFromName('global')`, request forwarded as is |
 //!
 //! Forwarded requests keep their method, headers, query and body.
 
+use counter_api::Counting;
 use dohost_sdk::{Env, Request, Response, Result, Worker, worker};
 
 #[worker]
@@ -38,6 +40,11 @@ impl Worker for Router {
             ["by-name", name, action] => {
                 let id = counter.id_from_name(name)?;
                 counter.get(&id).fetch(forward(&req, "counter", action))
+            }
+            ["rpc", name, "increment"] => {
+                let by: i64 = req.query_as("by")?.unwrap_or(1);
+                let mut stub = counter.get(&counter.id_from_name(name)?);
+                Ok(Response::json(&stub.increment(by)?))
             }
             ["new-id"] => Ok(Response::text(counter.new_unique_id()?.to_string())),
             ["by-id", id, action] => match counter.id_from_string(id) {

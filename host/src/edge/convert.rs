@@ -50,6 +50,10 @@ pub(super) fn error_chain<'a>(
     std::iter::successors(Some(e), |e| e.source())
 }
 
+/// The header naming the RPC method a call from another object invokes (the SDKs'
+/// `rpc` module): never taken from a public request.
+pub const RPC_HEADER: &str = "x-dohost-rpc";
+
 /// The request as a guest sees it: `path` (without its leading `/`) under the original
 /// host, the query kept. The Host header must be a plain authority (host and port): it is
 /// spliced into the URL, so a `/`, `?`, `#` or `@` in it would rewrite what the object sees.
@@ -81,6 +85,8 @@ pub fn to_wit(
     let headers = parts
         .headers
         .iter()
+        // Only objects and the worker call RPC methods (through their stubs).
+        .filter(|(k, _)| k.as_str() != RPC_HEADER)
         .filter_map(|(k, v)| Some((k.as_str().to_string(), v.to_str().ok()?.to_string())))
         .collect();
     Ok(wit::Request {

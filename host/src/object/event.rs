@@ -4,6 +4,7 @@
 
 use super::*;
 use crate::services::scheduler::Firing;
+use crate::services::sockets::{CLOSE_INTERNAL_ERROR, Outgoing};
 use crate::wasm::failure::{describe_failure, failure_cause};
 
 /// Which handler an event calls, with its arguments.
@@ -93,7 +94,9 @@ impl Actor {
                         n => format!(" ({n} earlier failures of this object not logged)"),
                     };
                     if verdict.backtrace {
-                        tracing::warn!(object = %self.label, error = %format!("{err:?}"), "{what} failed: {why}; instance discarded{more}");
+                        // `{:#}`: the error chain with the guest's wasm backtrace, not the
+                        // host's own stack (which says nothing about the guest).
+                        tracing::warn!(object = %self.label, error = %format!("{err:#}"), "{what} failed: {why}; instance discarded{more}");
                     } else {
                         tracing::warn!(object = %self.label, "{what} failed: {why}; instance discarded (the error's backtrace was logged at this trap site's first failure){more}");
                     }
@@ -261,22 +264,37 @@ impl Actor {
     /// leave once they are durable; a trap discards the instance. A socket's registry entry
     /// goes once its close (or the object's own close) has been handled.
     pub(super) async fn socket_event(&mut self, event: SocketEvent) {
-        let closed = match &event {
+        let (closed, open) = match &event {
             SocketEvent::Forget(ws) => {
                 self.env.sockets.remove(*ws);
                 return;
             }
-            SocketEvent::Close(ws, ..) => Some(*ws),
-            _ => None,
+            SocketEvent::Close(ws, ..) => (Some(*ws), None),
+            SocketEvent::Message(ws, _) | SocketEvent::Error(ws, _) => (None, Some(*ws)),
         };
         match self.ensure_live().await {
             Ok(()) => {
                 let ran = self
                     .run_event(Handler::Socket(event), None, false, "WebSocket handler")
                     .await;
-                if ran.is_ok() {
-                    let durable = self.commit_writes();
-                    self.release_outputs(&durable);
+                match ran {
+                    Ok(_) => {
+                        let durable = self.commit_writes();
+                        self.release_outputs(&durable);
+                    }
+                    // The client would otherwise never learn that its message was lost.
+                    Err(_) => {
+                        if let Some(ws) = open {
+                            self.env.sockets.deliver(
+                                ws,
+                                Outgoing::Close(
+                                    CLOSE_INTERNAL_ERROR,
+                                    "the object failed handling a message (see the host log)"
+                                        .into(),
+                                ),
+                            );
+                        }
+                    }
                 }
             }
             Err(e) => {

@@ -22,6 +22,9 @@ pub const CLOSE_QUEUE_OVERFLOW: u16 = 1013;
 /// Close code for a socket whose object moved to another node of a cluster (1012, "service
 /// restart"): the client should reconnect, and reaches the new owner.
 pub const CLOSE_MOVED: u16 = 1012;
+/// Close code for a socket whose message the object failed to handle (1011, "internal
+/// error"): its handler trapped, so the message was lost.
+pub const CLOSE_INTERNAL_ERROR: u16 = 1011;
 /// Close code for a message over the size limit (1009, "message too big").
 pub const CLOSE_TOO_BIG: u16 = 1009;
 /// At most this many tags per socket, each at most `MAX_TAG_BYTES`.

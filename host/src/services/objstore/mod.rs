@@ -77,6 +77,10 @@ impl ObjectStore {
         }
     }
 
+    pub fn limits(&self) -> &StorageLimits {
+        &self.limits
+    }
+
     fn top(&mut self) -> &mut WriteSet {
         self.txns.last_mut().unwrap_or(&mut self.event)
     }

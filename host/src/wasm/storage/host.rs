@@ -77,6 +77,17 @@ impl wit::Host for StorageCtx {
         Ok(found.map(entries).map_err(to_wit))
     }
 
+    fn get_limits(&mut self) -> wasmtime::Result<wit::StorageLimits> {
+        let l = self.store.limits();
+        let narrow = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
+        Ok(wit::StorageLimits {
+            max_key_bytes: narrow(l.max_key_bytes),
+            max_value_bytes: narrow(l.max_value_bytes),
+            max_keys_per_call: narrow(l.max_keys_per_call),
+            min_alarm_interval_ms: l.min_alarm_interval_ms,
+        })
+    }
+
     fn delete_all(&mut self) -> Res<()> {
         Ok(self.store.delete_all().map_err(to_wit))
     }
