@@ -26,9 +26,12 @@ cluster: test-deps guests build
 ## The whole test suite.
 test: test-deps guests browser-deps
 	cargo test --workspace
-	@# The SDK's doc examples compile for the host (wit-bindgen stubs the imports there);
-	@# none runs, since only the host can answer an object's imports.
-	cargo test --doc --manifest-path sdk/Cargo.toml --target-dir target/sdk-host
+	@# The SDK's unit tests (its pure parts: the router) and doc examples, built for the
+	@# host (wit-bindgen stubs the imports there); no doc example runs, since only the host
+	@# can answer an object's imports.
+	cargo test --manifest-path sdk/Cargo.toml --target-dir target/sdk-host
+	@# A crate made by `dohost new` outside the repository: builds, passes its test, runs.
+	scripts/new-crate.sh
 
 ## curl for the README quick-start test, PostgreSQL 15 (server and psql) and etcd for the
 ## tests that run on them (they start their own servers from temp dirs), and protoc, which

@@ -215,7 +215,7 @@ async fn limits_give_clear_errors_and_store_nothing(backend: Backend) {
         max_body_bytes: 1000,
         ..Limits::default()
     };
-    let host = TestHost::start_with(&["storage-demo"], dir.path(), limits).await;
+    let host = TestHost::start_with(&["storage-demo", "test-object"], dir.path(), limits).await;
     let c = client();
     let u = |p: &str| host.url(&format!("/storage-demo/lim{p}"));
 
@@ -242,12 +242,36 @@ async fn limits_give_clear_errors_and_store_nothing(backend: Backend) {
     );
     assert_eq!(get(&c, &u("/get?key=w")).await.1, "null");
 
-    // Keys per call: 3 is fine, 4 is refused, and a refused put-many stores none of them.
-    assert_eq!(post(&c, &u("/get-many"), r#"["a","b","c"]"#).await.0, 200);
-    let (s, body) = post(&c, &u("/put-many"), r#"{"a":1,"b":2,"c":3,"d":4}"#).await;
+    // Keys per call: the host takes 3 and refuses 4 in one call, and a refused call stores
+    // none of them.
+    let raw = |n: usize| host.url(&format!("/test-object/lim/raw-put-many?n={n}"));
+    assert_eq!(post(&c, &raw(3), "").await.0, 200);
+    let (s, body) = post(&c, &raw(4), "").await;
     assert_eq!(s, 400);
-    assert!(body.contains("TooManyKeys"), "{body}");
+    assert!(
+        body.contains("TooManyKeys") && body.contains("max_keys_per_call"),
+        "{body}"
+    );
+    // The SDK splits a larger call into calls the host takes, in one transaction: a batch
+    // that fails stores none of the others.
+    let big = "x".repeat(200);
+    let (s, _) = post(
+        &c,
+        &u("/put-many"),
+        format!(r#"{{"a":1,"b":2,"c":3,"d":"{big}"}}"#),
+    )
+    .await;
+    assert_eq!(s, 400);
     assert_eq!(get(&c, &u("/get?key=a")).await.1, "null");
+    assert_eq!(
+        post(&c, &u("/put-many"), r#"{"a":1,"b":2,"c":3,"d":4}"#)
+            .await
+            .0,
+        200
+    );
+    assert_eq!(get(&c, &u("/get?key=d")).await.1, "4");
+    let (s, body) = post(&c, &u("/delete-many"), r#"["a","b","c","d","e"]"#).await;
+    assert_eq!((s, body.as_str()), (200, r#"{"deleted":4}"#));
     // One bad value refuses the whole put-many.
     let big = "x".repeat(200);
     let (s, _) = post(&c, &u("/put-many"), format!(r#"{{"a":1,"b":"{big}"}}"#)).await;

@@ -57,6 +57,19 @@ enum Command {
         #[arg(long, value_name = "FILE", env = "DOHOST_ADMIN_TOKEN_FILE")]
         admin_token_file: Option<PathBuf>,
     },
+    /// Start an object class of your own: writes a crate with the SDK, the wasm target,
+    /// an example object and its test on dohost-testing (`cargo test-host` runs it).
+    New {
+        /// The crate's name; its component is served as this with `-` written `_`.
+        name: String,
+        /// Where to write it [default: ./NAME]; must not exist or be empty.
+        #[arg(long)]
+        path: Option<PathBuf>,
+        /// The dohost checkout whose `sdk` and `testing` crates it depends on [default: the
+        /// one this dohost was built from].
+        #[arg(long, value_name = "DIR")]
+        dohost_path: Option<PathBuf>,
+    },
     /// Put a backup into an empty data directory, for `dohost run --data DIR`.
     Restore {
         /// The backup file (from `dohost backup`).
@@ -145,6 +158,10 @@ struct RunArgs {
     /// default routes, and reaches objects through its `objects` import.
     #[arg(long, value_name = "WORKER.wasm")]
     worker: Option<PathBuf>,
+
+    /// A variable for every object's `Env` (repeatable); overrides the config's `vars`.
+    #[arg(long = "var", value_name = "NAME=VALUE")]
+    vars: Vec<String>,
 
     #[command(flatten)]
     limits: LimitArgs,
@@ -294,6 +311,11 @@ fn main() -> ExitCode {
             admin,
             admin_token_file,
         } => cli::operate::deploy(&binding, &component, &admin, admin_token_file.as_deref()),
+        Command::New {
+            name,
+            path,
+            dohost_path,
+        } => cli::new::new(&name, path.as_deref(), dohost_path.as_deref()),
         Command::Restore { from, data } => dohost::backend::redb::restore(&from, &data).map(|()| {
             println!("restored {} into {}", from.display(), data.display());
         }),
@@ -338,6 +360,13 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
     }
     if let Some(worker) = args.worker {
         config.worker = Some(worker);
+    }
+    for var in &args.vars {
+        let Some((name, value)) = var.split_once('=') else {
+            anyhow::bail!("--var {var:?}: expected NAME=VALUE");
+        };
+        config.vars.retain(|(n, _)| n != name);
+        config.vars.push((name.to_string(), value.to_string()));
     }
     if let Some(etcd) = args.cluster {
         let (Some(node_id), Some(advertise)) = (args.node_id, args.advertise) else {

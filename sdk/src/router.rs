@@ -273,3 +273,66 @@ fn matches(pattern: &[Segment], segments: &[&str]) -> Option<Params> {
     }
     (pattern.len() == segments.len()).then_some(params)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Shop {
+        seen: Vec<String>,
+    }
+
+    fn router() -> Router<Shop> {
+        Router::new()
+            .get("/items/:id", |s: &mut Shop, _, p| {
+                s.seen.push(format!("get {}", p.get("id").unwrap()));
+                Ok(Response::text(p.get("id").unwrap()))
+            })
+            .post("/items", |s: &mut Shop, _, _| {
+                s.seen.push("post".into());
+                Ok(Response::empty(201))
+            })
+            .get("/files/*path", |_: &mut Shop, _, p| {
+                Ok(Response::text(p.get("path").unwrap()))
+            })
+    }
+
+    fn run(method: &str, path: &str) -> (Response, Vec<String>) {
+        let mut shop = Shop { seen: Vec::new() };
+        let url = format!("http://x{path}");
+        let response = router().handle(&mut shop, Request::new(method, &url)).unwrap();
+        (response, shop.seen)
+    }
+
+    #[test]
+    fn parameters_are_captured_and_decoded() {
+        let (r, seen) = run("GET", "/items/a%20b+c");
+        assert_eq!(r.body(), b"a b+c");
+        assert_eq!(seen, ["get a b+c"]);
+        assert_eq!(run("HEAD", "/items/7/").0.body(), b"7");
+        assert_eq!(run("GET", "/files/a/b/c?x=1").0.body(), b"a/b/c");
+        assert_eq!(run("GET", "/files").0.body(), b"");
+    }
+
+    #[test]
+    fn unknown_paths_are_404_and_other_methods_405() {
+        assert_eq!(run("GET", "/items").0.status(), 405);
+        let (r, seen) = run("DELETE", "/items/1");
+        assert_eq!(r.status(), 405);
+        assert!(seen.is_empty());
+        let allow = r.headers().iter().find(|(n, _)| n == "allow").unwrap();
+        assert_eq!(allow.1, "GET, HEAD");
+        assert_eq!(run("GET", "/nothing").0.status(), 404);
+        assert_eq!(run("GET", "/items/1/more").0.status(), 404);
+    }
+
+    #[test]
+    fn params_parse_to_400() {
+        let params = Params {
+            pairs: vec![("id".into(), "x".into())],
+        };
+        let err = params.parse::<u64>("id").unwrap_err();
+        assert_eq!(err.status_code(), Some(400));
+        assert!(params.parse::<u64>("other").unwrap_err().status_code().is_none());
+    }
+}

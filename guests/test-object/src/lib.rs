@@ -26,6 +26,7 @@
 //! | `GET /fail?status=N` | an `Err` carrying status N (`bail_status!`) |
 //! | `GET /fail-internal` | an `Err` without a status, whose message must not reach the client |
 //! | `GET /typed?n=N` | `N` parsed as u32 (`require_query`): 400 when absent or not a number |
+//! | `POST /raw-put-many?n=N` | the WIT `put-many` of N keys as is (no SDK batching): 400 with the host's error |
 //! | `POST /many?n=N` | `put_many`, `get_many` and `delete_many` of N keys (batched by the SDK): `{"stored", "found", "deleted", "limit"}` |
 //! | `/r/...` | a `Router`: `GET /r/todo/:id`, `POST /r/todo` (body: text), `DELETE /r/todo/:id`, `GET /r/todos` (a `Collection`) |
 //! | `GET /ws` (upgrade) | accepts a WebSocket: `panic` panics, `json` answers `{"json": true}`, anything else is broadcast to the other sockets |
@@ -105,6 +106,17 @@ impl DurableObject for TestObject {
             "/typed" => {
                 let n: u32 = req.require_query("n")?;
                 Ok(Response::json(&n))
+            }
+            "/raw-put-many" => {
+                use dohost_sdk::__private::bindings::dohost::object::storage as raw;
+                let n: usize = req.require_query("n")?;
+                let entries: Vec<(String, Vec<u8>)> = (0..n)
+                    .map(|i| (format!("raw/{i}"), b"1".to_vec()))
+                    .collect();
+                match raw::put_many(&entries) {
+                    Ok(()) => Ok(Response::text("stored")),
+                    Err(e) => Err(Error::bad_request(format!("{:?}: {}", e.code, e.message))),
+                }
             }
             "/many" => {
                 let n: usize = req.require_query("n")?;

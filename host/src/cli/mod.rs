@@ -1,5 +1,6 @@
-//! The `dohost` command's subcommands that are clients of a running node (the binary's
-//! own modules; `main.rs` parses and dispatches).
+//! The `dohost` command's subcommands besides `run`: clients of a running node, and
+//! `new` (the binary's own modules; `main.rs` parses and dispatches).
 
 pub mod inspect;
+pub mod new;
 pub mod operate;
