@@ -33,7 +33,12 @@ try {
 } catch (e) {
   // What the page showed, to tell a wrong view from a slow one.
   const page = browser.contexts()[0]?.pages()[0];
-  if (page) console.log('page at failure:\n' + await page.locator('body').innerText());
+  if (page) {
+    console.log('page at failure:\n' + await page.locator('body').innerText());
+    console.log('hash: ' + await page.evaluate(() => location.hash) +
+      ', rendered: ' + await page.evaluate(() => document.body.dataset.ready) +
+      ', error: ' + await page.locator('#error').innerText());
+  }
   throw e;
 } finally {
   await browser.close();
