@@ -488,6 +488,8 @@ fn the_readme_config_example_parses_with_every_limit() {
     assert_eq!(l.max_worker_instances, 64);
     assert_eq!(l.shutdown_timeout, std::time::Duration::from_secs(30));
     assert_eq!(l.ws_send_queue, 1024);
+    assert_eq!(l.header_timeout, std::time::Duration::from_millis(20000));
+    assert_eq!(l.max_connections, 20000);
 }
 
 /// Every limit flag's help shows its default from `Limits::default()` (the one definition),

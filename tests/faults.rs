@@ -801,3 +801,108 @@ async fn a_body_that_does_not_arrive_in_time_is_answered_408() {
     assert_eq!(post(&c, &put, "in time").await.0, 200);
     assert_eq!(get(&c, &get_k).await, (200, "in time".into()));
 }
+
+/// `--header-timeout-ms` at its edge: a connection that sends part of its headers and
+/// stalls (slowloris) is closed once the time is up, and so is a kept-alive connection left
+/// idle after a request; a request sent in time is served.
+#[tokio::test]
+async fn stalled_headers_and_idle_connections_are_closed_after_the_header_timeout() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = tempfile::tempdir().unwrap();
+    let host = common::process::HostProcess::spawn(
+        &dir.path().join("data"),
+        &["counter"],
+        &["--header-timeout-ms", "300"],
+    );
+    let closed = |mut stream: tokio::net::TcpStream| async move {
+        let mut rest = Vec::new();
+        // The server closes; a hang here would be the bug.
+        tokio::time::timeout(Duration::from_secs(30), stream.read_to_end(&mut rest))
+            .await
+            .expect("the connection stayed open")
+            .ok();
+        String::from_utf8_lossy(&rest).into_owned()
+    };
+    let mut slow = tokio::net::TcpStream::connect(&host.addr).await.unwrap();
+    slow.write_all(b"GET /counter/h/get HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    let answer = closed(slow).await;
+    assert!(!answer.contains("200 OK"), "{answer}");
+
+    let mut idle = tokio::net::TcpStream::connect(&host.addr).await.unwrap();
+    idle.write_all(b"GET /counter/h/get HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let answer = closed(idle).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+
+    let c = client();
+    let url = format!("http://{}/counter/h/increment", host.addr);
+    assert_eq!(get(&c, &url).await, (200, "1".into()));
+}
+
+/// `--max-connections` at its edge: with 2, an idle connection and a WebSocket hold both
+/// slots, so a third connection is answered 503 with Retry-After naming the limit and
+/// closed; once the idle one goes, a new connection is served.
+#[tokio::test]
+async fn connections_over_the_cap_are_answered_503() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = tempfile::tempdir().unwrap();
+    let host = common::process::HostProcess::spawn(
+        &dir.path().join("data"),
+        &["chat-room"],
+        &["--max-connections", "2"],
+    );
+    let (mut ws, _) =
+        tokio_tungstenite::connect_async(format!("ws://{}/chat-room/cap/ws?name=a", host.addr))
+            .await
+            .unwrap();
+    let idle = tokio::net::TcpStream::connect(&host.addr).await.unwrap();
+    let request = b"GET /chat-room/cap/stats HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    let addr = host.addr.clone();
+    let send = |request: &'static [u8]| {
+        let addr = addr.clone();
+        async move {
+            let mut stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
+            stream.write_all(request).await.unwrap();
+            let mut answer = Vec::new();
+            tokio::time::timeout(Duration::from_secs(30), stream.read_to_end(&mut answer))
+                .await
+                .expect("no answer")
+                .ok();
+            String::from_utf8_lossy(&answer).into_owned()
+        }
+    };
+    let answer = send(request).await;
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    assert!(
+        answer.to_ascii_lowercase().contains("retry-after: 1"),
+        "{answer}"
+    );
+    assert!(answer.contains("max_connections"), "{answer}");
+    // The socket still works.
+    use futures::{SinkExt, StreamExt};
+    ws.send(tokio_tungstenite::tungstenite::Message::text("who"))
+        .await
+        .unwrap();
+    let reply = ws.next().await.unwrap().unwrap();
+    assert!(
+        reply.to_text().unwrap().starts_with("you are a"),
+        "{reply:?}"
+    );
+    // A slot frees when the idle connection goes.
+    drop(idle);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let answer = send(request).await;
+        if answer.starts_with("HTTP/1.1 200") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never served again: {answer}"
+        );
+        tokio::task::yield_now().await;
+    }
+}

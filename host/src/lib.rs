@@ -92,23 +92,25 @@ pub async fn serve(
             }
         }
     };
-    let app = edge::router(runtime.clone() as Arc<dyn runtime::Dispatch>);
-    let serving = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .into_future();
+    let limits = runtime.limits();
+    let connections = edge::listener::Connections::new(limits.max_connections);
+    let app = edge::router(runtime.clone() as Arc<dyn runtime::Dispatch>)
+        .layer(axum::Extension(connections.clone()));
+    let serving =
+        edge::listener::serve(listener, app, connections, limits.header_timeout, shutdown);
     let stopping = async {
         stop_at().await;
         runtime.shutdown().await;
     };
     let finished = tokio::select! {
-        (served, ()) = async { tokio::join!(serving, stopping) } => Some(served),
+        ((), ()) = async { tokio::join!(serving, stopping) } => Some(()),
         _ = async { tokio::time::sleep_until(stop_at().await).await } => None,
     };
     if let Some(why) = fenced.get() {
         anyhow::bail!("fenced off the storage by another dohost: {why}");
     }
     match finished {
-        Some(served) => served.map_err(Into::into),
+        Some(()) => Ok(()),
         None => {
             tracing::warn!(
                 "requests still in flight after {grace:?} (shutdown_timeout); stopping anyway"

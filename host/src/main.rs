@@ -251,6 +251,14 @@ struct LimitArgs {
     /// How long a request's body may take to arrive, in milliseconds, before 408.
     #[arg(long)]
     body_timeout_ms: Option<u64>,
+    /// How long a connection may take to send a request's headers, in milliseconds; also
+    /// how long a kept-alive connection may sit idle. Past it the connection is closed.
+    #[arg(long)]
+    header_timeout_ms: Option<u64>,
+    /// Open public connections (HTTP and WebSocket) at once; one more gets 503 and is
+    /// closed.
+    #[arg(long)]
+    max_connections: Option<usize>,
 }
 
 impl LimitArgs {
@@ -271,6 +279,8 @@ impl LimitArgs {
             ws_send_queue: self.ws_send_queue,
             max_queued_events: self.max_queued_events,
             body_timeout_ms: self.body_timeout_ms,
+            header_timeout_ms: self.header_timeout_ms,
+            max_connections: self.max_connections,
             slot_wait_ms: self.slot_wait_ms,
             max_worker_instances: self.max_worker_instances,
             shutdown_timeout_secs: self.shutdown_timeout_secs,
@@ -381,6 +391,7 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         });
     }
     args.limits.apply(&mut config.limits)?;
+    cli::fds::raise_for(config.limits.max_connections);
     let admin_addr =
         dohost::admin::parse_addr(args.admin.as_deref().unwrap_or(dohost::admin::DEFAULT_ADDR))?;
     let admin_token = args

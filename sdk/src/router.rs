@@ -300,7 +300,9 @@ mod tests {
     fn run(method: &str, path: &str) -> (Response, Vec<String>) {
         let mut shop = Shop { seen: Vec::new() };
         let url = format!("http://x{path}");
-        let response = router().handle(&mut shop, Request::new(method, &url)).unwrap();
+        let response = router()
+            .handle(&mut shop, Request::new(method, &url))
+            .unwrap();
         (response, shop.seen)
     }
 
@@ -333,6 +335,12 @@ mod tests {
         };
         let err = params.parse::<u64>("id").unwrap_err();
         assert_eq!(err.status_code(), Some(400));
-        assert!(params.parse::<u64>("other").unwrap_err().status_code().is_none());
+        assert!(
+            params
+                .parse::<u64>("other")
+                .unwrap_err()
+                .status_code()
+                .is_none()
+        );
     }
 }

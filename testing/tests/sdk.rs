@@ -70,10 +70,9 @@ fn router_matches_parameters_and_answers_404_and_405() {
     let r = host.fetch(Request::new("PUT", "/test-object/t/r/todo/1"));
     assert_eq!(r.status, 405);
     assert_eq!(r.header("allow"), Some("DELETE, GET, HEAD"));
-    assert_eq!(
+    assert!(
         host.fetch(Request::new("DELETE", "/test-object/t/r/todo/1"))
-            .json::<bool>(),
-        true
+            .json::<bool>()
     );
     let todos: Vec<(u64, String)> = host.get("/test-object/t/r/todos").json();
     assert_eq!(todos, vec![(2, "ship".to_string())]);

@@ -87,6 +87,8 @@ pub struct FileLimits {
     pub ws_send_queue: Option<usize>,
     pub max_queued_events: Option<usize>,
     pub body_timeout_ms: Option<u64>,
+    pub header_timeout_ms: Option<u64>,
+    pub max_connections: Option<usize>,
     pub slot_wait_ms: Option<u64>,
     pub max_worker_instances: Option<u32>,
     pub shutdown_timeout_secs: Option<u64>,
@@ -108,8 +110,12 @@ impl FileLimits {
             max_ws_message_bytes,
             ws_send_queue,
             max_queued_events,
+            max_connections,
             max_worker_instances
         );
+        if let Some(ms) = self.header_timeout_ms {
+            limits.header_timeout = Duration::from_millis(ms);
+        }
         if let Some(ms) = self.body_timeout_ms {
             limits.body_timeout = Duration::from_millis(ms);
         }

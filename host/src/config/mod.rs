@@ -110,6 +110,13 @@ pub struct Limits {
     /// How long a request's body may take to arrive, from the end of its headers; a client
     /// slower than that (or one that never finishes its body) gets 408.
     pub body_timeout: Duration,
+    /// How long a connection may take to send a request's headers, counted from when the
+    /// server waits for them: also how long a kept-alive connection may sit idle. Past it
+    /// the connection is closed. WebSockets are not affected.
+    pub header_timeout: Duration,
+    /// Open public connections (HTTP connections and WebSockets) at once; one more is
+    /// answered 503 with `Retry-After` and closed.
+    pub max_connections: usize,
 }
 
 impl Default for Limits {
@@ -133,6 +140,8 @@ impl Default for Limits {
             ws_send_queue: 1024,
             max_queued_events: 1000,
             body_timeout: Duration::from_secs(30),
+            header_timeout: Duration::from_secs(20),
+            max_connections: 20_000,
         }
     }
 }
@@ -175,6 +184,11 @@ impl Limits {
             ("ws_send_queue", self.ws_send_queue.to_string()),
             ("max_queued_events", self.max_queued_events.to_string()),
             ("body_timeout_ms", self.body_timeout.as_millis().to_string()),
+            (
+                "header_timeout_ms",
+                self.header_timeout.as_millis().to_string(),
+            ),
+            ("max_connections", self.max_connections.to_string()),
         ]
     }
 }
@@ -253,6 +267,12 @@ impl Config {
         }
         if l.max_keys_per_call == 0 || l.max_key_bytes == 0 {
             bail!("max_keys_per_call and max_key_bytes must be at least 1");
+        }
+        if l.max_connections == 0 {
+            bail!("max_connections must be at least 1");
+        }
+        if l.header_timeout.is_zero() {
+            bail!("header_timeout_ms must be more than zero");
         }
         Ok(())
     }

@@ -7,6 +7,7 @@ mod convert;
 mod error;
 mod forward;
 mod forward_ws;
+pub mod listener;
 mod socket;
 
 pub use error::{HttpError, RETRY_AFTER_SECS};
@@ -16,7 +17,7 @@ use crate::services::sockets::Upgrade;
 use crate::wasm::bindings::types as wit;
 use axum::Router;
 use axum::body::Body;
-use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::ws::{WebSocket, WebSocketUpgrade};
 use axum::extract::{FromRequestParts, Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::Next;
@@ -143,12 +144,9 @@ async fn handle(State(rt): State<Arc<dyn Dispatch>>, req: Request) -> Result<Res
     while let Some(addr) = forward::route(&*rt, &binding, &name, forwarded, &mut attempt).await? {
         if upgrade.is_some() {
             if let Some(upstream) = forward_ws::open(&*rt, &addr, &parts).await? {
-                let ws = upgrade.take().expect("checked above");
+                let handshake = upgrade.take().expect("checked above");
                 let limit = rt.limits().max_ws_message_bytes;
-                return Ok(ws
-                    .max_message_size(limit)
-                    .max_frame_size(limit)
-                    .on_upgrade(move |socket| forward_ws::relay(socket, upstream)));
+                return handshake.accept(limit, move |socket| forward_ws::relay(socket, upstream));
             }
             forward::backoff(&mut attempt).await.map_err(|()| {
                 HttpError::Unavailable(format!(
@@ -181,7 +179,7 @@ async fn handle(State(rt): State<Arc<dyn Dispatch>>, req: Request) -> Result<Res
 /// A WebSocket upgrade is offered to the object (or the worker, which may pass it on to an
 /// object) like any request; the object accepts it through its websockets import and
 /// answers 101.
-async fn websocket_upgrade(parts: &mut axum::http::request::Parts) -> Option<WebSocketUpgrade> {
+async fn websocket_upgrade(parts: &mut axum::http::request::Parts) -> Option<Handshake> {
     let asked = parts
         .headers
         .get(header::UPGRADE)
@@ -189,7 +187,46 @@ async fn websocket_upgrade(parts: &mut axum::http::request::Parts) -> Option<Web
     if !asked {
         return None;
     }
-    WebSocketUpgrade::from_request_parts(parts, &()).await.ok()
+    let ws = WebSocketUpgrade::from_request_parts(parts, &())
+        .await
+        .ok()?;
+    Some(Handshake {
+        ws,
+        connections: parts.extensions.get::<listener::Connections>().cloned(),
+    })
+}
+
+/// A client's WebSocket handshake, and the connection cap its socket counts against once
+/// upgraded (none when the router is served without the listener's cap).
+struct Handshake {
+    ws: WebSocketUpgrade,
+    connections: Option<listener::Connections>,
+}
+
+impl Handshake {
+    /// Upgrades, with `limit` as the largest message, and runs `run` on the socket while it
+    /// holds a connection slot; 503 when every slot is taken.
+    fn accept<F, Fut>(self, limit: usize, run: F) -> Result<Response, HttpError>
+    where
+        F: FnOnce(WebSocket) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = ()> + Send + 'static,
+    {
+        let slot = match &self.connections {
+            Some(c) => Some(
+                c.try_open()
+                    .ok_or_else(|| HttpError::Unavailable(c.refusal()))?,
+            ),
+            None => None,
+        };
+        Ok(self
+            .ws
+            .max_message_size(limit)
+            .max_frame_size(limit)
+            .on_upgrade(move |socket| async move {
+                run(socket).await;
+                drop(slot);
+            }))
+    }
 }
 
 /// With a worker configured, every public request goes to it, path and all.
@@ -197,7 +234,7 @@ async fn handle_with_worker(
     rt: Arc<dyn Dispatch>,
     parts: axum::http::request::Parts,
     body: Body,
-    upgrade: Option<WebSocketUpgrade>,
+    upgrade: Option<Handshake>,
 ) -> Result<Response, HttpError> {
     let body = read_body(&*rt, &parts, body).await?;
     let path = parts.uri.path().trim_start_matches('/').to_string();
@@ -216,16 +253,15 @@ fn respond(
     rt: Arc<dyn Dispatch>,
     response: wit::Response,
     accepted: Option<Upgrade>,
-    upgrade: Option<WebSocketUpgrade>,
+    upgrade: Option<Handshake>,
 ) -> Result<Response, HttpError> {
     match (response.status, accepted, upgrade) {
         // A failed upgrade drops the closure, and with it the socket (out of the registry).
-        (101, Some(accepted), Some(ws)) => {
+        (101, Some(accepted), Some(handshake)) => {
             let limit = rt.limits().max_ws_message_bytes;
-            Ok(ws
-                .max_message_size(limit)
-                .max_frame_size(limit)
-                .on_upgrade(move |socket| socket::run_connection(rt, accepted, socket)))
+            handshake.accept(limit, move |socket| {
+                socket::run_connection(rt, accepted, socket)
+            })
         }
         (101, _, _) => Err(HttpError::ObjectFailed(
             "the object answered 101 without accepting the WebSocket".into(),
