@@ -906,3 +906,72 @@ async fn connections_over_the_cap_are_answered_503() {
         tokio::task::yield_now().await;
     }
 }
+
+/// `--max-memory` at its edge: a memory bomb under a budget smaller than its own limit is
+/// stopped by the budget — its request answered 503 with Retry-After naming max_memory,
+/// its instance dropped — and the budget comes back: the next object runs. A body that
+/// would not fit is refused before it reaches the object. Under a budget of one byte, an
+/// event that does not grow its memory runs and the first that does gets the same 503.
+#[tokio::test]
+async fn the_memory_budget_stops_a_bomb_and_is_given_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = common::process::HostProcess::spawn(
+        &dir.path().join("data"),
+        &["test-object"],
+        &[
+            "--max-memory",
+            "67108864",
+            "--memory-bytes",
+            "134217728",
+            "--max-body-bytes",
+            "134217728",
+        ],
+    );
+    let c = client();
+    let url = |p: &str| format!("http://{}/test-object{p}", host.addr);
+    for _ in 0..3 {
+        let r = c.get(url("/bomb/membomb")).send().await.unwrap();
+        assert_eq!(r.status(), 503);
+        assert_eq!(r.headers()["retry-after"], "1");
+        let body = r.text().await.unwrap();
+        assert!(body.contains("max_memory"), "{body}");
+        // Given back: another object gets an instance.
+        assert_eq!(get(&c, &url("/other/instance")).await.0, 200);
+    }
+    // A body over what is left of the budget is refused on its announced length, before
+    // it is sent.
+    {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut stream = tokio::net::TcpStream::connect(&host.addr).await.unwrap();
+        stream
+            .write_all(
+                b"POST /test-object/other/put?key=k HTTP/1.1\r\nHost: x\r\n\
+                  Content-Length: 83886080\r\n\r\nxxxx",
+            )
+            .await
+            .unwrap();
+        let mut answer = vec![0; 4096];
+        let n = tokio::time::timeout(Duration::from_secs(30), stream.read(&mut answer))
+            .await
+            .expect("no answer")
+            .unwrap();
+        let answer = String::from_utf8_lossy(&answer[..n]).into_owned();
+        assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+        assert!(answer.contains("max_memory"), "{answer}");
+    }
+    assert_eq!(get(&c, &url("/other/get?key=k")).await.0, 404);
+
+    let dir = tempfile::tempdir().unwrap();
+    let tiny = common::process::HostProcess::spawn(
+        &dir.path().join("data"),
+        &["test-object"],
+        &["--max-memory", "1"],
+    );
+    // Initial memories are not counted (max_live_objects bounds them): an event that does
+    // not grow its memory runs; the first that does is refused.
+    let tiny_url = |p: &str| format!("http://{}/test-object/t{p}", tiny.addr);
+    assert_eq!(get(&c, &tiny_url("/instance")).await.0, 200);
+    let (status, body) = get(&c, &tiny_url("/membomb")).await;
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("max_memory"), "{body}");
+}

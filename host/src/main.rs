@@ -259,6 +259,11 @@ struct LimitArgs {
     /// closed.
     #[arg(long)]
     max_connections: Option<usize>,
+    /// Bytes the guests' memories and request bodies being read may hold together (the
+    /// default is three quarters of the machine's memory, or of its cgroup's limit); past
+    /// it, a guest's growth fails its event and new requests get 503.
+    #[arg(long)]
+    max_memory: Option<usize>,
 }
 
 impl LimitArgs {
@@ -281,6 +286,7 @@ impl LimitArgs {
             body_timeout_ms: self.body_timeout_ms,
             header_timeout_ms: self.header_timeout_ms,
             max_connections: self.max_connections,
+            max_memory: self.max_memory,
             slot_wait_ms: self.slot_wait_ms,
             max_worker_instances: self.max_worker_instances,
             shutdown_timeout_secs: self.shutdown_timeout_secs,

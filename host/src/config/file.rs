@@ -89,6 +89,7 @@ pub struct FileLimits {
     pub body_timeout_ms: Option<u64>,
     pub header_timeout_ms: Option<u64>,
     pub max_connections: Option<usize>,
+    pub max_memory: Option<usize>,
     pub slot_wait_ms: Option<u64>,
     pub max_worker_instances: Option<u32>,
     pub shutdown_timeout_secs: Option<u64>,
@@ -111,6 +112,7 @@ impl FileLimits {
             ws_send_queue,
             max_queued_events,
             max_connections,
+            max_memory,
             max_worker_instances
         );
         if let Some(ms) = self.header_timeout_ms {

@@ -2,6 +2,7 @@
 
 pub mod file;
 pub mod jsonc;
+pub mod machine;
 pub mod migration;
 
 use anyhow::{Result, bail};
@@ -117,6 +118,9 @@ pub struct Limits {
     /// Open public connections (HTTP connections and WebSockets) at once; one more is
     /// answered 503 with `Retry-After` and closed.
     pub max_connections: usize,
+    /// Bytes the guests' linear memories and request bodies being read may hold together;
+    /// past it, a guest's growth fails its event and new requests get 503.
+    pub max_memory: usize,
 }
 
 impl Default for Limits {
@@ -142,6 +146,7 @@ impl Default for Limits {
             body_timeout: Duration::from_secs(30),
             header_timeout: Duration::from_secs(20),
             max_connections: 20_000,
+            max_memory: machine::default_max_memory(),
         }
     }
 }
@@ -189,6 +194,7 @@ impl Limits {
                 self.header_timeout.as_millis().to_string(),
             ),
             ("max_connections", self.max_connections.to_string()),
+            ("max_memory", self.max_memory.to_string()),
         ]
     }
 }
@@ -267,6 +273,9 @@ impl Config {
         }
         if l.max_keys_per_call == 0 || l.max_key_bytes == 0 {
             bail!("max_keys_per_call and max_key_bytes must be at least 1");
+        }
+        if l.max_memory == 0 {
+            bail!("max_memory must be more than zero");
         }
         if l.max_connections == 0 {
             bail!("max_connections must be at least 1");

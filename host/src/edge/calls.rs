@@ -62,7 +62,7 @@ pub async fn call(
     let chain = chain_from_wire(&text(&CALL_CHAIN).unwrap_or_default()).ok_or_else(|| {
         HttpError::BadRequest(format!("the {CALL_CHAIN} header is malformed or too long"))
     })?;
-    let body = read_body(&*rt, &parts, body).await?;
+    let (body, _held) = read_body(&*rt, &parts, body).await?;
     let internal = [
         &FORWARDED,
         &CALL_URL,

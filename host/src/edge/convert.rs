@@ -3,44 +3,72 @@
 
 use super::error::HttpError;
 use crate::runtime::Dispatch;
+use crate::services::memory::Held;
 use crate::wasm::bindings::types as wit;
 use axum::body::Body;
 use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::response::Response;
 
+/// The request's body, read within `max_body_bytes` and `body_timeout`, and held against
+/// the host's memory budget (keep the `Held` until the request is answered). A host whose
+/// budget is used up refuses at once, before reading: 503.
 pub async fn read_body(
     rt: &dyn Dispatch,
     parts: &axum::http::request::Parts,
     body: Body,
-) -> Result<bytes::Bytes, HttpError> {
+) -> Result<(bytes::Bytes, Held), HttpError> {
+    use http_body_util::BodyExt;
+    let budget = rt.memory();
+    if budget.used() >= budget.limit() {
+        return Err(HttpError::Unavailable(budget.exhausted()));
+    }
     let limit = rt.limits().max_body_bytes;
-    if let Some(len) = parts
+    let mut held = Held::none(budget.clone());
+    let announced = parts
         .headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok())
-        && len > limit as u64
-    {
-        return Err(HttpError::BodyTooLarge(limit));
+        .and_then(|v| v.parse::<u64>().ok());
+    if let Some(len) = announced {
+        if len > limit as u64 {
+            return Err(HttpError::BodyTooLarge(limit));
+        }
+        // Held before reading, so a body that cannot fit is refused before it is sent.
+        if !held.grow(len as usize) {
+            return Err(HttpError::Unavailable(budget.exhausted()));
+        }
     }
     let timeout = rt.limits().body_timeout;
-    let read = tokio::time::timeout(timeout, axum::body::to_bytes(body, limit))
-        .await
-        .map_err(|_| {
-            HttpError::RequestTimeout(format!(
-                "the request body did not arrive within {} ms (body_timeout_ms)",
-                timeout.as_millis()
-            ))
-        })?;
-    read.map_err(|e| {
-        // Only a body over the limit is a 413; a malformed one (a bad chunk size, a
-        // connection cut mid-body) is the client's mistake of another kind.
-        if error_chain(&e).any(|c| c.is::<http_body_util::LengthLimitError>()) {
-            HttpError::BodyTooLarge(limit)
-        } else {
-            HttpError::BadRequest(format!("the request body could not be read: {e}"))
+    let read = async {
+        let mut body = body;
+        let mut buf = bytes::BytesMut::new();
+        while let Some(frame) = body.frame().await {
+            // A malformed body (a bad chunk size, a connection cut mid-body) is the
+            // client's mistake.
+            let frame = frame.map_err(|e| {
+                HttpError::BadRequest(format!("the request body could not be read: {e}"))
+            })?;
+            let Ok(data) = frame.into_data() else {
+                continue;
+            };
+            if buf.len() + data.len() > limit {
+                return Err(HttpError::BodyTooLarge(limit));
+            }
+            // A body of announced length was held whole already.
+            if announced.is_none() && !held.grow(data.len()) {
+                return Err(HttpError::Unavailable(budget.exhausted()));
+            }
+            buf.extend_from_slice(&data);
         }
-    })
+        Ok(buf.freeze())
+    };
+    let body = tokio::time::timeout(timeout, read).await.map_err(|_| {
+        HttpError::RequestTimeout(format!(
+            "the request body did not arrive within {} ms (body_timeout_ms)",
+            timeout.as_millis()
+        ))
+    })??;
+    Ok((body, held))
 }
 
 /// An error and its sources, outermost first.

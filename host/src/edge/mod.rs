@@ -136,7 +136,7 @@ async fn handle(State(rt): State<Arc<dyn Dispatch>>, req: Request) -> Result<Res
         )));
     }
     let rest = rest.map(str::to_string);
-    let body = read_body(&*rt, &parts, body).await?;
+    let (body, _held) = read_body(&*rt, &parts, body).await?;
     // In a cluster, the object may be served by another node: forward it there.
     let forwarded = forward::forwarded(&*rt, &parts)?;
     let mut attempt = 0;
@@ -236,7 +236,7 @@ async fn handle_with_worker(
     body: Body,
     upgrade: Option<Handshake>,
 ) -> Result<Response, HttpError> {
-    let body = read_body(&*rt, &parts, body).await?;
+    let (body, _held) = read_body(&*rt, &parts, body).await?;
     let path = parts.uri.path().trim_start_matches('/').to_string();
     let request = to_wit(&parts, &path, body)?;
     let (response, accepted) = rt

@@ -32,7 +32,7 @@ impl Actor {
         fetch: Option<u64>,
         upgrade: bool,
         what: &str,
-    ) -> Result<Returned, String> {
+    ) -> Result<Returned, EventError> {
         self.begin_event(fetch, upgrade);
         let kind = match &handler {
             Handler::Fetch(_) => "fetch",
@@ -101,8 +101,14 @@ impl Actor {
                         tracing::warn!(object = %self.label, "{what} failed: {why}; instance discarded (the error's backtrace was logged at this trap site's first failure){more}");
                     }
                 }
+                let overload = store.data().limiter.budget_hit;
                 self.drop_instance(&format!("{what} trapped"));
-                Err(why)
+                // The host's memory ran short, not the object: its caller may retry (503).
+                Err(if overload {
+                    EventError::Unavailable(why)
+                } else {
+                    EventError::Failed(why)
+                })
             }
         }
     }
@@ -125,8 +131,8 @@ impl Actor {
         {
             Ok(Returned::Response(response)) => self.answer(response, handle, reply),
             Ok(_) => unreachable!("a fetch returns a response"),
-            Err(why) => {
-                let _ = reply.send(Outcome::failed(EventError::Failed(why)));
+            Err(e) => {
+                let _ = reply.send(Outcome::failed(e));
             }
         }
     }
@@ -222,7 +228,9 @@ impl Actor {
                 self.alarm_failed(retry, &message);
             }
             Ok(_) => unreachable!("an alarm handler returns a result"),
-            Err(why) => self.alarm_failed(retry, &why),
+            Err(EventError::Failed(why) | EventError::Unavailable(why)) => {
+                self.alarm_failed(retry, &why)
+            }
         }
     }
 

@@ -58,7 +58,15 @@ impl Actor {
             crate::wasm::websockets::WebSocketsCtx::new(self.env.sockets.clone(), self.key);
         let mut store: Store<ObjectState> = new_store(
             &self.env.engine,
-            ObjectState::new(self.label.clone(), ctx, objects, websockets, limits, clock),
+            ObjectState::new(
+                self.label.clone(),
+                ctx,
+                objects,
+                websockets,
+                limits,
+                &self.env.memory,
+                clock,
+            ),
         );
         self.env.metrics.instance_builds.inc();
         let bindings = match code.pre.instantiate_async(&mut store).await {
@@ -68,6 +76,9 @@ impl Actor {
                 tracing::error!(object = %self.label, error = %msg, "cannot instantiate");
                 // Slots are counted before instantiation, so the pool should never be full;
                 // if it is anyway, it is capacity (503), not a broken object.
+                if let Some(e) = e.downcast_ref::<crate::wasm::state::MemoryBudgetExhausted>() {
+                    return Err(EventError::Unavailable(e.0.clone()));
+                }
                 if e.downcast_ref::<wasmtime::PoolConcurrencyLimitError>()
                     .is_some()
                 {
@@ -109,7 +120,10 @@ impl Actor {
                 store.data().stdout.flush_partial();
                 store.data().stderr.flush_partial();
                 let why = describe_failure(&err, store.data().limiter.hit);
-                tracing::warn!(object = %self.label, error = %format!("{err:?}"), "constructor failed: {why}");
+                tracing::warn!(object = %self.label, error = %format!("{err:#}"), "constructor failed: {why}");
+                if store.data().limiter.budget_hit {
+                    return Err(EventError::Unavailable(why));
+                }
                 Err(EventError::Failed(format!("the constructor failed: {why}")))
             }
         }

@@ -171,6 +171,8 @@ pub struct ObjectEnv {
     pub slots: Arc<Slots>,
     pub scheduler: Arc<Scheduler>,
     pub metrics: Arc<Metrics>,
+    /// The host's memory budget, which instances' linear memories count against.
+    pub memory: Arc<crate::services::memory::MemoryBudget>,
     /// Which failures are logged in full (see `TrapLog`).
     pub trap_log: crate::services::trap_log::TrapLog,
     /// How instances reach other objects (the runtime).

@@ -6,6 +6,7 @@ use super::{FetchError, Owner, Runtime, Via};
 use crate::config::Limits;
 use crate::id::ObjectKey;
 use crate::object::{Event, EventError};
+use crate::services::memory::MemoryBudget;
 use crate::services::metrics::Metrics;
 use crate::services::sockets::{Sockets, Upgrade};
 use crate::wasm::bindings::types as wit;
@@ -29,6 +30,9 @@ pub trait Dispatch: Send + Sync + 'static {
     fn limits(&self) -> &Limits;
 
     fn metrics(&self) -> &Metrics;
+
+    /// The host's memory budget, which request bodies count against while read.
+    fn memory(&self) -> &Arc<MemoryBudget>;
 
     /// None while writes can be made durable; otherwise why not.
     fn storage_health(&self) -> Option<String>;
@@ -101,6 +105,10 @@ impl Dispatch for Runtime {
 
     fn metrics(&self) -> &Metrics {
         Runtime::metrics(self)
+    }
+
+    fn memory(&self) -> &Arc<MemoryBudget> {
+        &self.env.memory
     }
 
     fn storage_health(&self) -> Option<String> {

@@ -158,6 +158,7 @@ impl Runtime {
             None => {}
         }
         m.live_instances.set(self.env.slots.live() as i64);
+        m.memory_budget_used.set(self.env.memory.used() as i64);
         m.websockets_open.set(self.env.sockets.count() as i64);
         m.calls_waiting.set(self.calls.waiting() as i64);
         let queued: usize = self.lock_actors().values().map(|h| h.cell.queued()).sum();

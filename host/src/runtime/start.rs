@@ -221,6 +221,7 @@ impl Runtime {
                     min_alarm_interval_ms: l.min_alarm_interval.as_millis() as u64,
                 }),
                 clock,
+                memory: crate::services::memory::MemoryBudget::new(l.max_memory),
                 sockets: Arc::new(Sockets::new(l.ws_send_queue)),
                 slots: Arc::new(Slots::new(
                     l.max_live_objects,

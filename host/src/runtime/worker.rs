@@ -31,7 +31,12 @@ impl Runtime {
         objects.begin(upgrade);
         let mut store = state::new_store(
             &self.env.engine,
-            WorkerState::new(objects, &self.env.limits, self.env.clock.clone()),
+            WorkerState::new(
+                objects,
+                &self.env.limits,
+                &self.env.memory,
+                self.env.clock.clone(),
+            ),
         );
         let result = async {
             let worker = pre.instantiate_async(&mut store).await?;

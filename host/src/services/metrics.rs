@@ -49,6 +49,7 @@ pub struct Metrics {
     /// Set when scraped: instances alive, WebSockets open, objects waiting on a call,
     /// events queued in objects' mailboxes.
     pub live_instances: IntGauge,
+    pub memory_budget_used: IntGauge,
     pub websockets_open: IntGauge,
     pub calls_waiting: IntGauge,
     pub mailbox_events: IntGauge,
@@ -155,6 +156,10 @@ impl Metrics {
                 &["direction"],
             ),
             live_instances: gauge("live_instances", "Object instances alive."),
+            memory_budget_used: gauge(
+                "memory_budget_used_bytes",
+                "Bytes of max_memory held by guests' memories and bodies being read.",
+            ),
             websockets_open: gauge("websockets_open", "WebSockets open."),
             calls_waiting: gauge("calls_waiting", "Objects waiting on a call to another."),
             storage_bytes: {

@@ -3,6 +3,7 @@
 //! call graph, instance slots, and the HTTP client nodes of a cluster talk to each other with.
 
 pub mod calls;
+pub mod memory;
 pub mod metrics;
 pub mod objstore;
 pub mod peer;

@@ -1,7 +1,7 @@
 //! Why a guest call failed, in a sentence for the caller (details go to the log), and
 //! in a word for the metrics.
 
-use crate::wasm::state::{CpuLimitExceeded, MemoryLimitExceeded};
+use crate::wasm::state::{CpuLimitExceeded, MemoryBudgetExhausted, MemoryLimitExceeded};
 
 /// A short account of why an event failed, for the caller; the full error goes to the log.
 pub fn describe_failure(err: &wasmtime::Error, memory_hit: Option<usize>) -> String {
@@ -9,6 +9,9 @@ pub fn describe_failure(err: &wasmtime::Error, memory_hit: Option<usize>) -> Str
         return e.to_string();
     }
     if let Some(e) = err.downcast_ref::<MemoryLimitExceeded>() {
+        return e.to_string();
+    }
+    if let Some(e) = err.downcast_ref::<MemoryBudgetExhausted>() {
         return e.to_string();
     }
     if let Some(asked) = memory_hit {
@@ -35,7 +38,10 @@ pub fn failure_cause(err: &wasmtime::Error, memory_hit: Option<usize>) -> &'stat
     if err.downcast_ref::<CpuLimitExceeded>().is_some() {
         return "cpu";
     }
-    if err.downcast_ref::<MemoryLimitExceeded>().is_some() || memory_hit.is_some() {
+    if err.downcast_ref::<MemoryLimitExceeded>().is_some()
+        || err.downcast_ref::<MemoryBudgetExhausted>().is_some()
+        || memory_hit.is_some()
+    {
         return "memory";
     }
     if err.downcast_ref::<wasmtime_wasi::I32Exit>().is_some() {

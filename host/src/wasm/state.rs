@@ -2,6 +2,7 @@
 //! memory limiter and the CPU budget; and the guests' wall clock.
 
 use crate::config::Limits;
+use crate::services::memory::{Held, MemoryBudget};
 use crate::services::scheduler::Clock;
 use crate::wasm::guest_log::GuestLog;
 use crate::wasm::storage::StorageCtx;
@@ -78,12 +79,14 @@ fn guest_wasi(
     (wasi, stdout, stderr)
 }
 
-fn budget(limits: &Limits) -> (Limiter, CpuBudget) {
+fn budget(limits: &Limits, memory: &Arc<MemoryBudget>) -> (Limiter, CpuBudget) {
     let max_ticks = (limits.cpu_per_event.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64;
     (
         Limiter {
             max_memory: limits.memory_per_instance,
             hit: None,
+            held: Held::none(memory.clone()),
+            budget_hit: false,
         },
         CpuBudget {
             used_ticks: 0,
@@ -108,10 +111,11 @@ impl WorkerState {
     pub fn new(
         objects: crate::wasm::objects::ObjectsCtx,
         limits: &Limits,
+        memory: &Arc<MemoryBudget>,
         clock: Arc<dyn crate::services::scheduler::Clock>,
     ) -> Self {
         let (wasi, stdout, stderr) = guest_wasi(&Arc::from("worker"), clock);
-        let (limiter, cpu) = budget(limits);
+        let (limiter, cpu) = budget(limits, memory);
         WorkerState {
             wasi,
             table: ResourceTable::new(),
@@ -174,10 +178,11 @@ impl ObjectState {
         objects: crate::wasm::objects::ObjectsCtx,
         websockets: crate::wasm::websockets::WebSocketsCtx,
         limits: &Limits,
+        memory: &Arc<MemoryBudget>,
         clock: Arc<dyn crate::services::scheduler::Clock>,
     ) -> Self {
         let (wasi, stdout, stderr) = guest_wasi(&tag, clock);
-        let (limiter, cpu) = budget(limits);
+        let (limiter, cpu) = budget(limits, memory);
         ObjectState {
             wasi,
             table: ResourceTable::new(),
@@ -222,17 +227,28 @@ pub struct MemoryLimitExceeded {
     pub asked: usize,
 }
 
-/// Caps linear memory per instance; a refused growth traps with `MemoryLimitExceeded` so
-/// the caller is told why instead of seeing Rust's abort on allocation failure.
+/// The trap raised when a guest's memory growth would take the host past its memory
+/// budget: not the guest's fault, so its caller is told to retry (503).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct MemoryBudgetExhausted(pub String);
+
+/// Caps linear memory per instance, and counts it against the host's budget (given back
+/// when the instance goes); a refused growth traps with `MemoryLimitExceeded` or
+/// `MemoryBudgetExhausted` so the caller is told why instead of seeing Rust's abort on
+/// allocation failure.
 pub struct Limiter {
     max_memory: usize,
     pub hit: Option<usize>,
+    held: Held,
+    /// The host's budget refused a growth (the failure is the host's, not the guest's).
+    pub budget_hit: bool,
 }
 
 impl wasmtime::ResourceLimiter for Limiter {
     fn memory_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         _max: Option<usize>,
     ) -> wasmtime::Result<bool> {
@@ -243,6 +259,13 @@ impl wasmtime::ResourceLimiter for Limiter {
                 asked: desired,
             }
             .into());
+        }
+        // An instance's initial memory (the call with `current` 0) is not counted: it is
+        // what the component declares, mostly never touched, and bounded by
+        // max_live_objects; growth is what a guest asks for at run time.
+        if current > 0 && !self.held.grow(desired.saturating_sub(current)) {
+            self.budget_hit = true;
+            return Err(MemoryBudgetExhausted(self.held.budget().exhausted()).into());
         }
         Ok(true)
     }

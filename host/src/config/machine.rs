@@ -1,0 +1,37 @@
+//! What this machine offers, for the defaults of limits: its memory, or its cgroup's
+//! limit when that is lower (a container).
+
+/// Share of the machine's memory the host's budget takes by default: the rest is for the
+/// host's own structures, the database's cache and the kernel.
+const BUDGET_SHARE: (u64, u64) = (3, 4);
+
+/// Used when the machine's memory cannot be read.
+const FALLBACK_BUDGET: u64 = 4 << 30;
+
+/// The default `max_memory`: three quarters of the memory this process may use.
+pub fn default_max_memory() -> usize {
+    let budget = memory_bytes()
+        .map(|m| m / BUDGET_SHARE.1 * BUDGET_SHARE.0)
+        .unwrap_or(FALLBACK_BUDGET);
+    usize::try_from(budget).unwrap_or(usize::MAX)
+}
+
+/// The machine's memory, or its cgroup's limit if lower.
+pub fn memory_bytes() -> Option<u64> {
+    let total = std::fs::read_to_string("/proc/meminfo").ok().and_then(|m| {
+        let line = m.lines().find(|l| l.starts_with("MemTotal:"))?;
+        let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+        Some(kib * 1024)
+    });
+    // cgroup v2, then v1 (whose "no limit" is a huge number, which `min` ignores).
+    let cgroup = [
+        "/sys/fs/cgroup/memory.max",
+        "/sys/fs/cgroup/memory/memory.limit_in_bytes",
+    ]
+    .iter()
+    .find_map(|f| std::fs::read_to_string(f).ok()?.trim().parse::<u64>().ok());
+    match (total, cgroup) {
+        (Some(t), Some(c)) => Some(t.min(c)),
+        (t, c) => t.or(c),
+    }
+}

@@ -1,0 +1,103 @@
+//! The host's memory budget (`max_memory`): the bytes guests' linear memories and request
+//! bodies being read may hold together. Past it, growth is refused (the guest asking fails
+//! its event) and new requests are answered 503, rather than the kernel killing the host.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+pub struct MemoryBudget {
+    used: AtomicUsize,
+    limit: usize,
+}
+
+impl MemoryBudget {
+    pub fn new(limit: usize) -> Arc<Self> {
+        Arc::new(MemoryBudget {
+            used: AtomicUsize::new(0),
+            limit,
+        })
+    }
+
+    /// Takes `bytes` if they fit under the limit.
+    pub fn try_take(&self, bytes: usize) -> bool {
+        self.used
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
+                used.checked_add(bytes).filter(|total| *total <= self.limit)
+            })
+            .is_ok()
+    }
+
+    pub fn give_back(&self, bytes: usize) {
+        self.used.fetch_sub(bytes, Ordering::AcqRel);
+    }
+
+    pub fn used(&self) -> usize {
+        self.used.load(Ordering::Acquire)
+    }
+
+    pub fn limit(&self) -> usize {
+        self.limit
+    }
+
+    /// The refusal's words.
+    pub fn exhausted(&self) -> String {
+        format!(
+            "the host's memory budget is exhausted ({} of {} bytes in use: max_memory); \
+             try again shortly",
+            self.used(),
+            self.limit
+        )
+    }
+}
+
+/// Bytes of the budget held until dropped.
+pub struct Held {
+    budget: Arc<MemoryBudget>,
+    bytes: usize,
+}
+
+impl Held {
+    pub fn none(budget: Arc<MemoryBudget>) -> Held {
+        Held { budget, bytes: 0 }
+    }
+
+    /// Holds `more` bytes too, if they fit.
+    pub fn grow(&mut self, more: usize) -> bool {
+        let taken = self.budget.try_take(more);
+        if taken {
+            self.bytes += more;
+        }
+        taken
+    }
+
+    pub fn budget(&self) -> &Arc<MemoryBudget> {
+        &self.budget
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.budget.give_back(self.bytes);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn holds_up_to_the_limit_and_gives_back_on_drop() {
+        let budget = MemoryBudget::new(100);
+        let mut a = Held::none(budget.clone());
+        assert!(a.grow(60));
+        let mut b = Held::none(budget.clone());
+        assert!(!b.grow(41));
+        assert!(b.grow(40));
+        assert_eq!(budget.used(), 100);
+        drop(a);
+        assert_eq!(budget.used(), 40);
+        assert!(b.grow(60));
+        drop(b);
+        assert_eq!(budget.used(), 0);
+    }
+}
