@@ -250,11 +250,27 @@ async fn a_thousand_sockets_on_one_object() {
 
 #[tokio::test]
 async fn a_client_that_stops_reading_does_not_stall_the_others() {
-    let dir = tempfile::tempdir().unwrap();
-    let limits = Limits {
+    stalled_client_is_cut(Limits {
         ws_send_queue: 16,
         ..Limits::default()
-    };
+    })
+    .await;
+}
+
+/// The same bound in bytes (`--ws-send-queue-bytes`): 1 MB, with the bound in messages out
+/// of reach.
+#[tokio::test]
+async fn a_client_that_stops_reading_is_cut_at_the_byte_bound() {
+    stalled_client_is_cut(Limits {
+        ws_send_queue: 1_000_000,
+        ws_send_queue_bytes: 1_000_000,
+        ..Limits::default()
+    })
+    .await;
+}
+
+async fn stalled_client_is_cut(limits: Limits) {
+    let dir = tempfile::tempdir().unwrap();
     let host = start(dir.path(), limits).await;
     let c = client();
     let mut sender = connect(&host, "/chat-room/s/ws?name=sender").await;
@@ -364,3 +380,28 @@ async fn messages_sent_just_before_a_close_still_see_the_socket() {
 }
 
 on_both_backends!(two_clients_chat_and_survive_forced_eviction,);
+
+/// An event's queued sends wait in the host until its writes are durable, so they count
+/// against its instance's memory limit: with 8 MiB, the 129th 64 KiB send of one event
+/// fails with a message naming the limit (and the event goes on).
+#[tokio::test]
+async fn one_events_queued_sends_are_bounded_by_its_memory_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let limits = Limits {
+        memory_per_instance: 8 * 1024 * 1024,
+        ..Limits::default()
+    };
+    let host = TestHost::start_with(&["test-object"], dir.path(), limits).await;
+    let c = client();
+    let mut ws = connect(&host, "/test-object/f/ws").await;
+    ws.send(Message::text("flood:1000")).await.unwrap();
+    let url = host.url("/test-object/f/get?key=flood");
+    wait_until("the flood's outcome is stored", || async {
+        get(&c, &url).await.0 == 200
+    })
+    .await;
+    let outcome = get(&c, &url).await.1;
+    assert!(outcome.starts_with("\"128 sent, then:"), "{outcome}");
+    assert!(outcome.contains("memory_bytes"), "{outcome}");
+    host.stop().await;
+}

@@ -245,6 +245,10 @@ struct LimitArgs {
     /// with code 1013.
     #[arg(long)]
     ws_send_queue: Option<usize>,
+    /// Bytes queued for one WebSocket client before it counts as too slow and is closed
+    /// with code 1013.
+    #[arg(long)]
+    ws_send_queue_bytes: Option<usize>,
     /// Requests queued for one object before more are refused with 503 and Retry-After.
     #[arg(long)]
     max_queued_events: Option<usize>,
@@ -282,6 +286,7 @@ impl LimitArgs {
             deferred_timeout_ms: self.deferred_timeout_ms,
             max_ws_message_bytes: self.max_ws_message_bytes,
             ws_send_queue: self.ws_send_queue,
+            ws_send_queue_bytes: self.ws_send_queue_bytes,
             max_queued_events: self.max_queued_events,
             body_timeout_ms: self.body_timeout_ms,
             header_timeout_ms: self.header_timeout_ms,

@@ -360,13 +360,14 @@ impl State {
     }
 
     /// Sends `message` to every open socket of this object carrying `tag` (all of them
-    /// with `None`), except `except` (usually the sender); returns how many were sent to.
-    /// A socket that cannot take it (closed meanwhile, its queue full) is skipped.
+    /// with `None`), except `except` (usually the sender); returns how many it was sent to.
+    /// The host keeps one copy of the message for all of them.
     ///
     /// ```no_run
-    /// # use dohost_sdk::{State, WebSocket, WebSocketMessage};
-    /// # fn f(state: &State, ws: WebSocket, message: WebSocketMessage) {
-    /// state.broadcast(&message, Some("room:lobby"), Some(ws));
+    /// # use dohost_sdk::{Result, State, WebSocket, WebSocketMessage};
+    /// # fn f(state: &State, ws: WebSocket, message: WebSocketMessage) -> Result<()> {
+    /// state.broadcast(&message, Some("room:lobby"), Some(ws))?;
+    /// # Ok(())
     /// # }
     /// ```
     pub fn broadcast(
@@ -374,12 +375,12 @@ impl State {
         message: &WebSocketMessage,
         tag: Option<&str>,
         except: Option<WebSocket>,
-    ) -> usize {
-        self.get_websockets(tag)
-            .into_iter()
-            .filter(|ws| Some(*ws) != except)
-            .filter(|ws| ws.send(message).is_ok())
-            .count()
+    ) -> Result<u32> {
+        let message = match message {
+            WebSocketMessage::Text(t) => wit::WebsocketMessage::Text(t.clone()),
+            WebSocketMessage::Binary(b) => wit::WebsocketMessage::Binary(b.clone()),
+        };
+        ws::broadcast(&message, tag, except.map(|w| w.id)).map_err(Error::msg)
     }
 
     /// A (request, response) pair the host answers on this object's sockets without waking

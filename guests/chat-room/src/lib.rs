@@ -102,15 +102,12 @@ impl DurableObject for ChatRoom {
                 _ => {}
             }
         }
-        // Broadcast to every other socket.
-        for session in self.state.get_websockets(None) {
-            if session != ws {
-                let _ = match &message {
-                    WebSocketMessage::Text(t) => session.send_text(&format!("{name}: {t}")),
-                    WebSocketMessage::Binary(b) => session.send_binary(b),
-                };
-            }
-        }
+        // Broadcast to every other socket (the host keeps one copy for all of them).
+        let message = match message {
+            WebSocketMessage::Text(t) => WebSocketMessage::Text(format!("{name}: {t}")),
+            binary => binary,
+        };
+        let _ = self.state.broadcast(&message, None, Some(ws));
     }
 
     fn websocket_close(&mut self, _ws: WebSocket, code: u16, reason: String, was_clean: bool) {

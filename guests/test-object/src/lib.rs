@@ -29,7 +29,7 @@
 //! | `POST /raw-put-many?n=N` | the WIT `put-many` of N keys as is (no SDK batching): 400 with the host's error |
 //! | `POST /many?n=N` | `put_many`, `get_many` and `delete_many` of N keys (batched by the SDK): `{"stored", "found", "deleted", "limit"}` |
 //! | `/r/...` | a `Router`: `GET /r/todo/:id`, `POST /r/todo` (body: text), `DELETE /r/todo/:id`, `GET /r/todos` (a `Collection`) |
-//! | `GET /ws` (upgrade) | accepts a WebSocket: `panic` panics, `json` answers `{"json": true}`, anything else is broadcast to the other sockets |
+//! | `GET /ws` (upgrade) | accepts a WebSocket: `panic` panics, `json` answers `{"json": true}`, `flood:N` sends itself N binary messages of 64 KiB in one event and stores under `flood` how many were queued before a send failed (and why), anything else is broadcast to the other sockets |
 
 use dohost_sdk::{
     AlarmInfo, DurableObject, Env, Error, Params, Request, Response, Result, Router, State,
@@ -323,8 +323,20 @@ impl DurableObject for TestObject {
             WebSocketMessage::Text(t) if t == "json" => {
                 let _ = ws.send_json(&json!({ "json": true }));
             }
+            WebSocketMessage::Text(t) if t.starts_with("flood:") => {
+                let n: usize = t["flood:".len()..].parse().unwrap_or(0);
+                let chunk = vec![7u8; 64 * 1024];
+                let mut outcome = format!("all {n} sent");
+                for i in 0..n {
+                    if let Err(e) = ws.send_binary(&chunk) {
+                        outcome = format!("{i} sent, then: {e}");
+                        break;
+                    }
+                }
+                let _ = self.state.storage().put("flood", &outcome);
+            }
             _ => {
-                self.state.broadcast(&message, None, Some(ws));
+                let _ = self.state.broadcast(&message, None, Some(ws));
             }
         }
     }

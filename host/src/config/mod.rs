@@ -104,6 +104,8 @@ pub struct Limits {
     /// Messages queued for one WebSocket client before it counts as too slow and is closed
     /// with 1013.
     pub ws_send_queue: usize,
+    /// The same, in bytes of payload.
+    pub ws_send_queue_bytes: usize,
     /// Requests (and calls) queued for one object before more are refused with 503 and
     /// `Retry-After`: an object that cannot keep up sheds load instead of queueing without
     /// bound. Socket messages and alarms are not refused.
@@ -142,6 +144,7 @@ impl Default for Limits {
             deferred_timeout: Duration::from_secs(60),
             max_ws_message_bytes: 1024 * 1024,
             ws_send_queue: 1024,
+            ws_send_queue_bytes: 16 * 1024 * 1024,
             max_queued_events: 1000,
             body_timeout: Duration::from_secs(30),
             header_timeout: Duration::from_secs(20),
@@ -187,6 +190,7 @@ impl Limits {
                 self.max_ws_message_bytes.to_string(),
             ),
             ("ws_send_queue", self.ws_send_queue.to_string()),
+            ("ws_send_queue_bytes", self.ws_send_queue_bytes.to_string()),
             ("max_queued_events", self.max_queued_events.to_string()),
             ("body_timeout_ms", self.body_timeout.as_millis().to_string()),
             (

@@ -19,7 +19,12 @@ pub async fn run_connection(rt: Arc<dyn Dispatch>, upgrade: Upgrade, socket: Web
         Upgrade::Here { object, socket } => (object, socket),
         Upgrade::Relayed(upstream) => return super::forward_ws::relay(socket, *upstream).await,
     };
-    let (id, mut out, kill) = accepted.connect();
+    let crate::services::sockets::Connected {
+        id,
+        mut out,
+        queued,
+        kill,
+    } = accepted.connect();
     let sockets = rt.sockets().clone();
     let (mut sink, mut stream) = socket.split();
     let deliver = |event: Event| {
@@ -48,13 +53,22 @@ pub async fn run_connection(rt: Arc<dyn Dispatch>, upgrade: Upgrade, socket: Web
     );
     let writer = async {
         loop {
-            let message = match out.recv().await {
-                Some(Outgoing::Text(t)) => Message::Text(t.into()),
-                Some(Outgoing::Binary(b)) => Message::Binary(b.into()),
+            let outgoing = out.recv().await;
+            let len = outgoing.as_ref().map_or(0, Outgoing::queued_bytes);
+            let message = match outgoing {
+                // Valid UTF-8 by construction (a WIT string, a host string): checked again
+                // here rather than trusted, which costs a scan and no copy.
+                Some(Outgoing::Text(t)) => match axum::extract::ws::Utf8Bytes::try_from(t) {
+                    Ok(t) => Message::Text(t),
+                    Err(_) => continue,
+                },
+                Some(Outgoing::Binary(b)) => Message::Binary(b),
                 Some(Outgoing::Close(code, reason)) => return End::ClosedByObject(code, reason),
                 None => return End::Closed(CLOSE_ABNORMAL, "closed".into(), false),
             };
-            if sink.send(message).await.is_err() {
+            let written = sink.send(message).await;
+            queued.fetch_sub(len, std::sync::atomic::Ordering::AcqRel);
+            if written.is_err() {
                 return End::Closed(CLOSE_ABNORMAL, "the connection broke".into(), false);
             }
             sent.inc();

@@ -54,8 +54,11 @@ impl Actor {
             store: ObjectStore::new(self.storage.db.clone(), shared, store_limits, clock.clone()),
         };
         let objects = crate::wasm::objects::ObjectsCtx::new(self.env.calls.clone(), Some(self.key));
-        let websockets =
-            crate::wasm::websockets::WebSocketsCtx::new(self.env.sockets.clone(), self.key);
+        let websockets = crate::wasm::websockets::WebSocketsCtx::new(
+            self.env.sockets.clone(),
+            self.key,
+            limits.memory_per_instance,
+        );
         let mut store: Store<ObjectState> = new_store(
             &self.env.engine,
             ObjectState::new(

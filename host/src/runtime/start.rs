@@ -222,7 +222,7 @@ impl Runtime {
                 }),
                 clock,
                 memory: crate::services::memory::MemoryBudget::new(l.max_memory),
-                sockets: Arc::new(Sockets::new(l.ws_send_queue)),
+                sockets: Arc::new(Sockets::new(l.ws_send_queue, l.ws_send_queue_bytes)),
                 slots: Arc::new(Slots::new(
                     l.max_live_objects,
                     l.max_worker_instances,

@@ -5,7 +5,7 @@
 use super::peer::Upstream;
 use crate::id::ObjectKey;
 use std::collections::{BTreeSet, HashMap};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use tokio::sync::{mpsc, oneshot};
 
@@ -33,12 +33,28 @@ pub const MAX_TAG_BYTES: usize = 256;
 /// Largest attachment kept with a socket.
 pub const MAX_ATTACHMENT_BYTES: usize = 2048;
 
-/// A message from the host or the object to a client.
+/// A message from the host or the object to a client. Text and binary payloads are
+/// shared buffers: a broadcast queues one buffer for every recipient. `Text` holds valid
+/// UTF-8.
 #[derive(Debug, Clone)]
 pub enum Outgoing {
-    Text(String),
-    Binary(Vec<u8>),
+    Text(bytes::Bytes),
+    Binary(bytes::Bytes),
     Close(u16, String),
+}
+
+impl Outgoing {
+    pub fn text(text: impl Into<String>) -> Outgoing {
+        Outgoing::Text(bytes::Bytes::from(text.into()))
+    }
+
+    /// The payload's size, which counts against the socket's queue in bytes.
+    pub fn queued_bytes(&self) -> usize {
+        match self {
+            Outgoing::Text(b) | Outgoing::Binary(b) => b.len(),
+            Outgoing::Close(_, reason) => reason.len(),
+        }
+    }
 }
 
 struct Entry {
@@ -46,6 +62,8 @@ struct Entry {
     tags: Vec<String>,
     attachment: Option<Vec<u8>>,
     out: mpsc::Sender<Outgoing>,
+    /// Bytes queued for the client and not yet written (the connection task subtracts).
+    queued: Arc<AtomicUsize>,
     kill: Option<oneshot::Sender<()>>,
     auto_response_at: Option<u64>,
     /// The connection ended; the entry stays (attachment, tags) until the object has
@@ -68,6 +86,8 @@ pub struct Sockets {
     /// Messages one socket may have queued for its client; past this the client is too
     /// slow and the socket is closed with [`CLOSE_QUEUE_OVERFLOW`].
     send_queue: usize,
+    /// The same, in bytes.
+    send_queue_bytes: usize,
 }
 
 /// A socket an object accepted for a client's upgrade request (the object's own, or one a
@@ -86,16 +106,25 @@ pub enum Upgrade {
 /// an answer other than 101) leaves nothing behind.
 pub struct Accepted {
     pub id: u64,
-    channels: Option<(mpsc::Receiver<Outgoing>, oneshot::Receiver<()>)>,
+    channels: Option<Connected>,
     registry: Weak<Sockets>,
 }
 
+/// A socket's ends for its connection task.
+pub struct Connected {
+    pub id: u64,
+    /// The messages for the client.
+    pub out: mpsc::Receiver<Outgoing>,
+    /// Bytes queued in `out`: subtract each message's `len` once written.
+    pub queued: Arc<AtomicUsize>,
+    /// Fires when the client is too slow.
+    pub kill: oneshot::Receiver<()>,
+}
+
 impl Accepted {
-    /// Hands the socket to its connection task, which removes it when the connection ends:
-    /// its ID, the messages for the client, and the signal that the client is too slow.
-    pub fn connect(mut self) -> (u64, mpsc::Receiver<Outgoing>, oneshot::Receiver<()>) {
-        let (out, kill) = self.channels.take().expect("connected once");
-        (self.id, out, kill)
+    /// Hands the socket to its connection task, which removes it when the connection ends.
+    pub fn connect(mut self) -> Connected {
+        self.channels.take().expect("connected once")
     }
 }
 
@@ -110,11 +139,12 @@ impl Drop for Accepted {
 }
 
 impl Sockets {
-    pub fn new(send_queue: usize) -> Self {
+    pub fn new(send_queue: usize, send_queue_bytes: usize) -> Self {
         Sockets {
             inner: Mutex::default(),
             next_id: AtomicU64::new(0),
             send_queue: send_queue.max(1),
+            send_queue_bytes: send_queue_bytes.max(1),
         }
     }
 
@@ -127,6 +157,7 @@ impl Sockets {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed) + 1;
         let (out_tx, out) = mpsc::channel(self.send_queue);
         let (kill_tx, kill) = oneshot::channel();
+        let queued = Arc::new(AtomicUsize::new(0));
         let mut inner = self.lock();
         inner.sockets.insert(
             id,
@@ -135,6 +166,7 @@ impl Sockets {
                 tags,
                 attachment: None,
                 out: out_tx,
+                queued: queued.clone(),
                 kill: Some(kill_tx),
                 auto_response_at: None,
                 closed: false,
@@ -143,7 +175,12 @@ impl Sockets {
         inner.by_object.entry(object).or_default().insert(id);
         Accepted {
             id,
-            channels: Some((out, kill)),
+            channels: Some(Connected {
+                id,
+                out,
+                queued,
+                kill,
+            }),
             registry: Arc::downgrade(self),
         }
     }
@@ -218,7 +255,10 @@ impl Sockets {
             return;
         };
         let closing = matches!(message, Outgoing::Close(..));
-        if entry.out.try_send(message).is_err()
+        let len = message.queued_bytes();
+        let over_bytes =
+            entry.queued.fetch_add(len, Ordering::AcqRel) + len > self.send_queue_bytes;
+        if (over_bytes || entry.out.try_send(message).is_err())
             && let Some(kill) = entry.kill.take()
         {
             tracing::warn!(
@@ -304,7 +344,8 @@ impl Sockets {
         }
         if let Some(e) = inner.sockets.get_mut(&id) {
             e.auto_response_at = Some(now);
-            let _ = e.out.try_send(Outgoing::Text(response));
+            e.queued.fetch_add(response.len(), Ordering::AcqRel);
+            let _ = e.out.try_send(Outgoing::text(response));
         }
         true
     }
@@ -323,7 +364,7 @@ mod tests {
     /// client left while the answer waited for durability, say).
     #[test]
     fn an_accepted_socket_never_connected_leaves_the_registry_when_dropped() {
-        let sockets = Arc::new(Sockets::new(4));
+        let sockets = Arc::new(Sockets::new(4, 1 << 20));
         let object = ObjectKey {
             namespace: 1,
             id: IdKey::new([1; 32]).id_from_name("room"),
@@ -333,7 +374,7 @@ mod tests {
         drop(accepted);
         assert_eq!(sockets.count(), 0);
         let accepted = sockets.register(object, Vec::new());
-        let (id, _out, _kill) = accepted.connect();
+        let Connected { id, .. } = accepted.connect();
         assert_eq!(
             sockets.list(&object, None),
             vec![id],

@@ -29,6 +29,33 @@ impl WebSocketsCtx {
     }
 }
 
+/// A guest's message as the host queues it.
+fn outgoing(message: WebsocketMessage) -> Outgoing {
+    match message {
+        WebsocketMessage::Text(t) => Outgoing::text(t),
+        WebsocketMessage::Binary(b) => Outgoing::Binary(b.into()),
+    }
+}
+
+impl WebSocketsCtx {
+    /// Queues `out` for `ws` with the event's other sends, within the event's allowance
+    /// (its instance's memory limit): sends wait in the host until the event's writes are
+    /// durable, so an event must not be able to pile them up without bound.
+    fn queue(&mut self, ws: u64, out: Outgoing) -> Result<(), String> {
+        let len = out.queued_bytes();
+        if self.queued_bytes + len > self.max_queued_bytes {
+            return Err(format!(
+                "this event's queued sends would exceed {} bytes (its memory limit, \
+                 memory_bytes); send less per event",
+                self.max_queued_bytes
+            ));
+        }
+        self.queued_bytes += len;
+        self.sends.push((ws, out));
+        Ok(())
+    }
+}
+
 impl wit::Host for WebSocketsCtx {
     fn accept(&mut self, tags: Vec<String>) -> Res<u64> {
         if !self.upgrade {
@@ -54,12 +81,32 @@ impl wit::Host for WebSocketsCtx {
         if let Err(e) = self.check(ws) {
             return Ok(Err(e));
         }
-        let out = match message {
-            WebsocketMessage::Text(t) => Outgoing::Text(t),
-            WebsocketMessage::Binary(b) => Outgoing::Binary(b),
-        };
-        self.sends.push((ws, out));
+        let out = outgoing(message);
+        if let Err(e) = self.queue(ws, out) {
+            return Ok(Err(e));
+        }
         Ok(Ok(()))
+    }
+
+    fn broadcast(
+        &mut self,
+        message: WebsocketMessage,
+        tag: Option<String>,
+        except: Option<u64>,
+    ) -> Res<u32> {
+        // One buffer, shared by every recipient's queue.
+        let out = outgoing(message);
+        let mut sent = 0;
+        for ws in self.sockets.list(&self.object, tag.as_deref()) {
+            if Some(ws) == except {
+                continue;
+            }
+            if let Err(e) = self.queue(ws, out.clone()) {
+                return Ok(Err(e));
+            }
+            sent += 1;
+        }
+        Ok(Ok(sent))
     }
 
     fn close(&mut self, ws: u64, code: u16, reason: String) -> Res<()> {

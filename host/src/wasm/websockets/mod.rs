@@ -19,16 +19,22 @@ pub struct WebSocketsCtx {
     pub accepted: Option<Accepted>,
     /// Messages and closes queued by the current event, in order.
     pub sends: Vec<(u64, Outgoing)>,
+    /// Their payloads' bytes (a broadcast's shared buffer counted once per recipient), and
+    /// the most one event may queue.
+    queued_bytes: usize,
+    max_queued_bytes: usize,
 }
 
 impl WebSocketsCtx {
-    pub fn new(sockets: Arc<Sockets>, object: ObjectKey) -> Self {
+    pub fn new(sockets: Arc<Sockets>, object: ObjectKey, max_queued_bytes: usize) -> Self {
         WebSocketsCtx {
             sockets,
             object,
             upgrade: false,
             accepted: None,
             sends: Vec::new(),
+            queued_bytes: 0,
+            max_queued_bytes,
         }
     }
 
@@ -37,11 +43,13 @@ impl WebSocketsCtx {
         self.upgrade = upgrade;
         self.accepted = None;
         self.sends.clear();
+        self.queued_bytes = 0;
     }
 
     /// Drops what a failed event did: its queued messages, and its accepted socket.
     pub fn discard(&mut self) {
         self.sends.clear();
+        self.queued_bytes = 0;
         // Dropping an accepted socket removes it from the registry.
         self.accepted = None;
     }
