@@ -9,7 +9,10 @@ WASM_TARGET := wasm32-wasip2
 LISTEN      ?= 127.0.0.1:8787
 DATA        ?= data
 
-.PHONY: run cluster test test-deps build-deps bench bench-deps guests rust-guests build wasm-target browser-deps lint clean
+TORTURE_CYCLES ?= 100
+FUZZ_CASES     ?= 1000000
+
+.PHONY: torture fuzz run cluster test test-deps build-deps bench bench-deps guests rust-guests build wasm-target browser-deps lint clean
 
 COMPONENTIZE_PY := 0.25.1
 
@@ -71,6 +74,21 @@ browser-deps:
 bench: build-deps guests bench-deps bench/workerd/build/counter.js
 	cargo build --release -p dohost -p dohost-bench
 	./target/release/dohost-bench $(BENCH_ARGS)
+
+## kill -9 under load, TORTURE_CYCLES times (100): appends by request and by alarm, bank
+## transfers, counters and WebSockets; prints cycles, acknowledged operations and
+## violations (none allowed). `make test` runs 10 cycles.
+torture: test-deps guests
+	DOHOST_TORTURE_CYCLES=$(TORTURE_CYCLES) cargo test -p dohost --test torture -- --nocapture
+
+## Property-based fuzzing of the edge, IDs, the config file, migration histories,
+## WebSocket messages and the storage imports: FUZZ_CASES cases (1,000,000) from a fresh
+## seed, printed (DOHOST_FUZZ_SEED=N to replay one). `make test` runs 3,000 from a fixed
+## seed.
+fuzz: test-deps guests
+	@seed=$${DOHOST_FUZZ_SEED:-$$(od -An -N4 -tu4 /dev/urandom | tr -d ' ')}; \
+	echo "fuzz: $(FUZZ_CASES) cases, seed $$seed"; \
+	DOHOST_FUZZ_CASES=$(FUZZ_CASES) DOHOST_FUZZ_SEED=$$seed cargo test -p dohost --test fuzz
 
 ## wrk and PostgreSQL 15 from Debian's packages; workerd and esbuild from npm (pinned in
 ## bench/package-lock.json).

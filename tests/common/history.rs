@@ -54,6 +54,18 @@ impl Workload {
     /// `workers` clients, each appending to `objects` in turn through the nodes in turn
     /// (every tenth operation arms the alarm instead).
     pub fn start(binding: &str, nodes: Nodes, objects: &[String], workers: usize) -> Workload {
+        Self::start_with_prefix("", binding, nodes, objects, workers)
+    }
+
+    /// `start`, with op IDs that begin with `prefix` (histories joined from several
+    /// workloads keep them unique).
+    pub fn start_with_prefix(
+        prefix: &str,
+        binding: &str,
+        nodes: Nodes,
+        objects: &[String],
+        workers: usize,
+    ) -> Workload {
         let stop = Arc::new(AtomicBool::new(false));
         let acked = Arc::new(AtomicUsize::new(0));
         let c = reqwest::Client::builder()
@@ -65,6 +77,7 @@ impl Workload {
                 let (stop, nodes, c) = (stop.clone(), nodes.clone(), c.clone());
                 let acked = acked.clone();
                 let (binding, objects) = (binding.to_string(), objects.to_vec());
+                let prefix = prefix.to_string();
                 tokio::spawn(async move {
                     let mut ops = Vec::new();
                     let mut seq = 0usize;
@@ -76,7 +89,7 @@ impl Workload {
                             nodes[(w + seq) % nodes.len()].clone()
                         };
                         let by_alarm = seq.is_multiple_of(10);
-                        let op = format!("w{w}-{seq}");
+                        let op = format!("{prefix}w{w}-{seq}");
                         let action = if by_alarm {
                             "append-by-alarm"
                         } else {

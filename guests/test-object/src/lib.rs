@@ -22,7 +22,7 @@
 //! | `GET /exit` | calls `exit(3)` |
 //! | `POST /append?op=X` | appends X to the object's list; answers its index (0, 1, …) |
 //! | `POST /append-by-alarm?op=X` | sets the alarm, which appends X (and every other op armed before it runs) |
-//! | `GET /items` | `{"len": N, "items": [...]}`: the list's length and its stored items |
+//! | `GET /items` | `{"len": N, "items": [...], "indices": [...]}`: the list's length, its stored items and their indices |
 //! | `GET /fail?status=N` | an `Err` carrying status N (`bail_status!`) |
 //! | `GET /fail-internal` | an `Err` without a status, whose message must not reach the client |
 //! | `GET /typed?n=N` | `N` parsed as u32 (`require_query`): 400 when absent or not a number |
@@ -288,8 +288,14 @@ impl DurableObject for TestObject {
                 let len: u64 = storage.get("len")?.unwrap_or(0);
                 let items: Vec<(String, String)> =
                     storage.list(dohost_sdk::ListOptions::new().prefix("item/"))?;
+                let indices: Vec<u64> = items
+                    .iter()
+                    .filter_map(|(k, _)| k.trim_start_matches("item/").parse().ok())
+                    .collect();
                 let items: Vec<String> = items.into_iter().map(|(_, op)| op).collect();
-                Ok(Response::json(&json!({ "len": len, "items": items })))
+                Ok(Response::json(
+                    &json!({ "len": len, "items": items, "indices": indices }),
+                ))
             }
             "/ids" => {
                 // id_from_string round trip and rejections, for ?binding=B&id=I
