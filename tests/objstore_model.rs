@@ -123,6 +123,7 @@ fn limits() -> Arc<StorageLimits> {
         max_keys_per_call: 16,
         max_object_bytes: 1 << 20,
         min_alarm_interval_ms: 0,
+        max_list_bytes: usize::MAX,
     })
 }
 
@@ -207,12 +208,15 @@ fn run(
                 reverse,
                 limit,
             } => {
-                let got: Vec<(String, Vec<u8>)> = now(real.store.list(
+                // Pages of two entries: the paging of `list_bounded` (what guests call) is
+                // checked against the model too.
+                let got: Vec<(String, Vec<u8>)> = now(real.store.list_paged(
                     start.as_deref(),
                     end.as_deref(),
                     prefix.as_deref(),
                     *reverse,
                     *limit,
+                    2,
                 ))
                 .unwrap()
                 .into_iter()

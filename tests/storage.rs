@@ -321,3 +321,34 @@ on_both_backends!(
     concurrent_read_modify_write_through_storage,
     limits_give_clear_errors_and_store_nothing,
 );
+
+/// A `list` the guest could not hold (over its instance's memory limit) is refused with a
+/// clear error once that much was read, not after the host gathered the whole range; a
+/// list with a limit reads the same entries in pages.
+#[tokio::test]
+async fn a_list_over_the_memory_limit_is_refused_and_pages_are_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let limits = Limits {
+        memory_per_instance: 8 * 1024 * 1024,
+        ..Limits::default()
+    };
+    let host = TestHost::start_with(&["storage-demo"], dir.path(), limits).await;
+    let c = client();
+    let value = format!("\"{}\"", "v".repeat(100_000));
+    for i in 0..100 {
+        let url = host.url(&format!("/storage-demo/big/put?key=k{i:03}"));
+        assert_eq!(post(&c, &url, value.clone()).await.0, 200);
+    }
+    let (status, body) = get(&c, &host.url("/storage-demo/big/list")).await;
+    assert_eq!(status, 400, "{}", &body[..body.len().min(300)]);
+    assert!(body.contains("memory_bytes"), "{body}");
+    let (status, body) = get(&c, &host.url("/storage-demo/big/list?limit=10&start=k050")).await;
+    assert_eq!(status, 200);
+    let page: Vec<(String, String)> = serde_json::from_str(&body).unwrap();
+    let keys: Vec<&str> = page.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(
+        keys,
+        (50..60).map(|i| format!("k{i:03}")).collect::<Vec<_>>()
+    );
+    host.stop().await;
+}

@@ -219,6 +219,7 @@ impl Runtime {
                     max_keys_per_call: l.max_keys_per_call,
                     max_object_bytes: l.max_object_bytes,
                     min_alarm_interval_ms: l.min_alarm_interval.as_millis() as u64,
+                    max_list_bytes: l.memory_per_instance,
                 }),
                 clock,
                 memory: crate::services::memory::MemoryBudget::new(l.max_memory),

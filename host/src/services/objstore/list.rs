@@ -57,7 +57,76 @@ fn successor(prefix: &[u8]) -> Option<Vec<u8>> {
     None
 }
 
+/// Entries one page of a bounded list reads.
+const PAGE: u32 = 1024;
+
 impl ObjectStore {
+    /// `list`, read a page at a time so that an answer over `max_list_bytes` is refused
+    /// once that much was read, not after the whole range was gathered.
+    pub async fn list_bounded(
+        &self,
+        start: Option<&str>,
+        end: Option<&str>,
+        prefix: Option<&str>,
+        reverse: bool,
+        limit: Option<u32>,
+    ) -> StoreResult<Vec<(String, Bytes)>> {
+        self.list_paged(start, end, prefix, reverse, limit, PAGE)
+            .await
+    }
+
+    /// `list_bounded` with pages of `page` entries (the model test uses tiny ones).
+    pub async fn list_paged(
+        &self,
+        start: Option<&str>,
+        end: Option<&str>,
+        prefix: Option<&str>,
+        reverse: bool,
+        limit: Option<u32>,
+        page_size: u32,
+    ) -> StoreResult<Vec<(String, Bytes)>> {
+        let cap = self.limits.max_list_bytes;
+        let want = limit.map_or(usize::MAX, |l| l as usize);
+        let (mut start, mut end) = (start.map(str::to_string), end.map(str::to_string));
+        let mut out: Vec<(String, Bytes)> = Vec::new();
+        let mut bytes = 0usize;
+        while out.len() < want {
+            let page = page_size.min((want - out.len()).try_into().unwrap_or(page_size));
+            let found = self
+                .list(
+                    start.as_deref(),
+                    end.as_deref(),
+                    prefix,
+                    reverse,
+                    Some(page),
+                )
+                .await?;
+            let full = found.len() as u32 == page;
+            for (k, v) in found {
+                bytes = bytes.saturating_add(k.len() + v.len());
+                if bytes > cap {
+                    return Err(StoreError::InvalidArgument(format!(
+                        "this list would answer more than {cap} bytes (the instance's memory \
+                         limit, memory_bytes): give it a limit, or a narrower range, and \
+                         read it in pages"
+                    )));
+                }
+                out.push((k, v));
+            }
+            let Some((last, _)) = out.last() else { break };
+            if !full {
+                break;
+            }
+            // The next page: past the last key (`start` is inclusive, `end` exclusive).
+            if reverse {
+                end = Some(last.clone());
+            } else {
+                start = Some(format!("{last}\0"));
+            }
+        }
+        Ok(out)
+    }
+
     pub async fn list(
         &self,
         start: Option<&str>,

@@ -24,6 +24,9 @@ pub struct StorageLimits {
     pub max_object_bytes: u64,
     /// Alarms sooner than this from now are moved to now plus this, in milliseconds.
     pub min_alarm_interval_ms: u64,
+    /// Most bytes (keys and values) one `list` answers: the guest could not hold more (its
+    /// memory limit), and the host must not gather more than that to find out.
+    pub max_list_bytes: usize,
 }
 
 /// Open transactions one event may nest; a guest looping on `transaction-begin` would

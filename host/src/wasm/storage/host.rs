@@ -66,7 +66,7 @@ impl wit::Host for StorageCtx {
     }
 
     async fn list(&mut self, o: ListOptions) -> Res<Vec<(String, Vec<u8>)>> {
-        let found = self.store.list(
+        let found = self.store.list_bounded(
             o.start.as_deref(),
             o.end.as_deref(),
             o.prefix.as_deref(),
