@@ -975,3 +975,45 @@ async fn the_memory_budget_stops_a_bomb_and_is_given_back() {
     assert_eq!(status, 503, "{body}");
     assert!(body.contains("max_memory"), "{body}");
 }
+
+/// A queued request whose client goes away is not run to its CPU limit: two endless loops
+/// on one object (the first inline, the second queued behind it), both clients give up,
+/// and the object answers again — which it could not for twenty minutes if either loop ran
+/// on (`--cpu-ms` is ten minutes).
+#[tokio::test]
+async fn abandoned_loops_stop_when_their_clients_leave() {
+    let dir = tempfile::tempdir().unwrap();
+    let limits = Limits {
+        cpu_per_event: Duration::from_secs(600),
+        ..Limits::default()
+    };
+    let host = TestHost::start_observed(&["test-object"], dir.path(), limits).await;
+    let rt = host.runtime().clone();
+    let impatient = reqwest::Client::builder()
+        .timeout(Duration::from_millis(500))
+        .build()
+        .unwrap();
+    let first = {
+        let (c, url) = (impatient.clone(), host.url("/test-object/spin/loop"));
+        tokio::spawn(async move { c.get(url).send().await.is_err() })
+    };
+    wait_until("the first loop runs", || async { rt.live_instances() == 1 }).await;
+    let second = impatient
+        .get(host.url("/test-object/spin/loop"))
+        .send()
+        .await;
+    assert!(second.is_err(), "the queued loop answered");
+    assert!(first.await.unwrap(), "the first loop answered");
+    let patient = reqwest::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .build()
+        .unwrap();
+    let answer = patient
+        .get(host.url("/test-object/spin/instance"))
+        .send()
+        .await
+        .expect("the object never answered again: an abandoned loop ran on");
+    assert_eq!(answer.status(), 200);
+    assert!(rt.metrics().cancelled_events.get() >= 1);
+    host.stop().await;
+}

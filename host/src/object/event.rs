@@ -117,18 +117,34 @@ impl Actor {
         &mut self,
         request: wit::Request,
         upgrade: bool,
-        reply: oneshot::Sender<Outcome>,
+        mut reply: oneshot::Sender<Outcome>,
     ) {
+        if reply.is_closed() {
+            // Its client left while it waited in the mailbox: it never starts.
+            self.env.metrics.cancelled_events.inc();
+            return;
+        }
         if let Err(e) = self.ensure_live().await {
             let _ = reply.send(Outcome::failed(e));
             return;
         }
         self.next_handle += 1;
         let handle = self.next_handle;
-        match self
-            .run_event(Handler::Fetch(request), Some(handle), upgrade, "event")
-            .await
-        {
+        // A queued request whose client went away (its receiver dropped) stops at once,
+        // as an inline one does when its task is dropped: the guest's time is not spent
+        // on an answer nobody reads. Inline, the receiver lives until the event ends.
+        let ran = tokio::select! {
+            biased;
+            ran = self.run_event(Handler::Fetch(request), Some(handle), upgrade, "event") => ran,
+            () = reply.closed() => {
+                // Dropping a guest call mid-way leaves its store unusable; its writes go
+                // with it, as after a trap.
+                self.drop_instance("its client went away mid-event");
+                self.env.metrics.cancelled_events.inc();
+                return;
+            }
+        };
+        match ran {
             Ok(Returned::Response(response)) => self.answer(response, handle, reply),
             Ok(_) => unreachable!("a fetch returns a response"),
             Err(e) => {

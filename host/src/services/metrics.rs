@@ -49,6 +49,7 @@ pub struct Metrics {
     /// Set when scraped: instances alive, WebSockets open, objects waiting on a call,
     /// events queued in objects' mailboxes.
     pub live_instances: IntGauge,
+    pub cancelled_events: IntCounter,
     pub memory_budget_used: IntGauge,
     pub websockets_open: IntGauge,
     pub calls_waiting: IntGauge,
@@ -156,6 +157,10 @@ impl Metrics {
                 &["direction"],
             ),
             live_instances: gauge("live_instances", "Object instances alive."),
+            cancelled_events: counter(
+                "cancelled_events_total",
+                "Queued requests dropped, or stopped mid-event, because their client went away.",
+            ),
             memory_budget_used: gauge(
                 "memory_budget_used_bytes",
                 "Bytes of max_memory held by guests' memories and bodies being read.",
