@@ -1017,3 +1017,50 @@ async fn abandoned_loops_stop_when_their_clients_leave() {
     assert!(rt.metrics().cancelled_events.get() >= 1);
     host.stop().await;
 }
+
+/// Objects holding deferred requests (never evicted) move to slots of their own
+/// (`--max-deferring-objects`), so they do not keep `--max-live-objects` from objects that
+/// come and go: with 2 live slots and 3 deferring ones, five locks with a waiter each
+/// leave a live slot free while three of them have moved; the next two keep theirs, and
+/// then a new object is refused (503) after `--slot-wait-ms`.
+#[tokio::test]
+async fn objects_with_deferred_requests_do_not_pin_live_slots() {
+    let dir = tempfile::tempdir().unwrap();
+    let limits = Limits {
+        max_live_objects: 2,
+        max_deferring_objects: 3,
+        slot_wait: Duration::from_millis(500),
+        ..Limits::default()
+    };
+    let host = TestHost::start_with(&["lock", "test-object"], dir.path(), limits).await;
+    let c = client();
+    let mut waiters = Vec::new();
+    for i in 0..5 {
+        let acquire = host.url(&format!("/lock/l{i}/acquire"));
+        assert_eq!(
+            post(&c, &acquire, "").await,
+            (200, "Locked".into()),
+            "lock {i}"
+        );
+        let (c2, url) = (c.clone(), acquire.clone());
+        waiters.push(tokio::spawn(async move { post(&c2, &url, "").await }));
+        let status = host.url(&format!("/lock/l{i}/status"));
+        wait_until("the waiter is queued", || async {
+            get(&c, &status).await.1.contains("\"waiting\":1")
+        })
+        .await;
+        let fresh = host.url(&format!("/test-object/fresh{i}/instance"));
+        let expected = if i < 4 { 200 } else { 503 };
+        assert_eq!(
+            get(&c, &fresh).await.0,
+            expected,
+            "a new object after lock {i}"
+        );
+    }
+    for (i, w) in waiters.into_iter().enumerate() {
+        let release = host.url(&format!("/lock/l{i}/release"));
+        assert_eq!(post(&c, &release, "").await.0, 200);
+        assert_eq!(w.await.unwrap(), (200, "Locked".into()));
+    }
+    host.stop().await;
+}

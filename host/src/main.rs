@@ -263,6 +263,10 @@ struct LimitArgs {
     /// closed.
     #[arg(long)]
     max_connections: Option<usize>,
+    /// Objects holding deferred requests (never evicted) get slots of their own, this
+    /// many, beside --max-live-objects.
+    #[arg(long)]
+    max_deferring_objects: Option<u32>,
     /// Bytes the guests' memories and request bodies being read may hold together (the
     /// default is three quarters of the machine's memory, or of its cgroup's limit); past
     /// it, a guest's growth fails its event and new requests get 503.
@@ -291,6 +295,7 @@ impl LimitArgs {
             body_timeout_ms: self.body_timeout_ms,
             header_timeout_ms: self.header_timeout_ms,
             max_connections: self.max_connections,
+            max_deferring_objects: self.max_deferring_objects,
             max_memory: self.max_memory,
             slot_wait_ms: self.slot_wait_ms,
             max_worker_instances: self.max_worker_instances,

@@ -85,6 +85,9 @@ pub struct Limits {
     /// an object without an instance waits for idle instances to be evicted, for at most
     /// `slot_wait`.
     pub max_live_objects: u32,
+    /// Objects holding deferred requests (which are never evicted) live in slots of their
+    /// own, this many, beside `max_live_objects`; past it they keep their live slot.
+    pub max_deferring_objects: u32,
     /// How long an event waits for an instance slot (or a worker request for a worker
     /// slot) before it is refused with 503 and `Retry-After`. A wait that can never end
     /// (every slot held by an object that is itself waiting on a call) is refused at once.
@@ -137,6 +140,7 @@ impl Default for Limits {
             memory_per_instance: 128 * 1024 * 1024,
             idle_timeout: Duration::from_secs(30),
             max_live_objects: 1000,
+            max_deferring_objects: 1000,
             slot_wait: Duration::from_secs(5),
             max_worker_instances: 64,
             shutdown_timeout: Duration::from_secs(30),
@@ -168,6 +172,10 @@ impl Limits {
             ("memory_bytes", self.memory_per_instance.to_string()),
             ("idle_secs", self.idle_timeout.as_secs_f64().to_string()),
             ("max_live_objects", self.max_live_objects.to_string()),
+            (
+                "max_deferring_objects",
+                self.max_deferring_objects.to_string(),
+            ),
             ("slot_wait_ms", self.slot_wait.as_millis().to_string()),
             (
                 "max_worker_instances",

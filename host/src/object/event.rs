@@ -174,6 +174,15 @@ impl Actor {
             drop(accepted);
             let deadline = Instant::now() + self.env.limits.deferred_timeout;
             self.deferred.insert(handle, (reply, deadline));
+            // An object holding deferred requests is not evicted: it moves to a slot of
+            // its own pool when one is free, so that it does not keep one of
+            // max_live_objects from the objects that come and go.
+            if let Some(live) = self.live.as_mut().filter(|l| !l.deferring)
+                && let Some(slot) = self.env.slots.deferring_permit()
+            {
+                live.permit = slot;
+                live.deferring = true;
+            }
         } else {
             let _ = reply.send(Outcome {
                 result: Ok(response),

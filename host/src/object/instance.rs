@@ -115,7 +115,8 @@ impl Actor {
                     handle,
                     generation,
                     code_version: code.version,
-                    _permit: permit,
+                    permit,
+                    deferring: false,
                 });
                 Ok(())
             }

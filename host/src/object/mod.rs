@@ -210,8 +210,11 @@ struct Instance {
     generation: u64,
     /// The version of its class's code it runs.
     code_version: u64,
-    /// This instance's slot among `max_live_objects`; dropped after the store.
-    _permit: tokio::sync::OwnedSemaphorePermit,
+    /// This instance's slot: among `max_live_objects`, or among `max_deferring_objects`
+    /// once it holds deferred requests (see `Slots`); dropped after the store.
+    permit: tokio::sync::OwnedSemaphorePermit,
+    /// `permit` is a deferring slot.
+    deferring: bool,
 }
 
 pub struct Actor {

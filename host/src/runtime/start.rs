@@ -226,6 +226,7 @@ impl Runtime {
                 sockets: Arc::new(Sockets::new(l.ws_send_queue, l.ws_send_queue_bytes)),
                 slots: Arc::new(Slots::new(
                     l.max_live_objects,
+                    l.max_deferring_objects,
                     l.max_worker_instances,
                     l.slot_wait,
                     calls.clone(),

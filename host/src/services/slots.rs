@@ -13,6 +13,8 @@ const PRESSURE_RETRY: Duration = Duration::from_millis(50);
 
 pub struct Slots {
     objects: Arc<Semaphore>,
+    /// Slots of objects holding deferred requests (never evicted), apart from `objects`.
+    deferring: Arc<Semaphore>,
     workers: Arc<Semaphore>,
     max_objects: u32,
     max_workers: u32,
@@ -27,9 +29,16 @@ pub struct Slots {
 pub struct SlotRefused(pub String);
 
 impl Slots {
-    pub fn new(max_objects: u32, max_workers: u32, wait: Duration, calls: Arc<CallGraph>) -> Self {
+    pub fn new(
+        max_objects: u32,
+        max_deferring: u32,
+        max_workers: u32,
+        wait: Duration,
+        calls: Arc<CallGraph>,
+    ) -> Self {
         Slots {
             objects: Arc::new(Semaphore::new(max_objects as usize)),
+            deferring: Arc::new(Semaphore::new(max_deferring as usize)),
             workers: Arc::new(Semaphore::new(max_workers as usize)),
             max_objects,
             max_workers,
@@ -85,6 +94,12 @@ impl Slots {
                 _ = tokio::time::sleep(PRESSURE_RETRY.min(deadline - now)) => {}
             }
         }
+    }
+
+    /// A slot among `max_deferring_objects` for an object that holds deferred requests,
+    /// if one is free (it then gives its `max_live_objects` slot back).
+    pub fn deferring_permit(&self) -> Option<OwnedSemaphorePermit> {
+        self.deferring.clone().try_acquire_owned().ok()
     }
 
     /// Waits, at most `slot_wait`, for a worker instance slot.

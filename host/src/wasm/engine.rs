@@ -23,6 +23,7 @@ pub fn build_engine(limits: &Limits) -> Result<Engine> {
     // Objects and workers have separate slots (see `Runtime::instance_permit`), both here.
     let n = limits
         .max_live_objects
+        .saturating_add(limits.max_deferring_objects)
         .saturating_add(limits.max_worker_instances);
     pool.total_component_instances(n)
         .total_core_instances(n.saturating_mul(CORE_INSTANCES_PER_COMPONENT))
