@@ -264,7 +264,7 @@ struct LimitArgs {
     #[arg(long)]
     max_connections: Option<usize>,
     /// Objects holding deferred requests (never evicted) get slots of their own, this
-    /// many, beside --max-live-objects.
+    /// many, beside the live-object slots (max_live_objects).
     #[arg(long)]
     max_deferring_objects: Option<u32>,
     /// Bytes the guests' memories and request bodies being read may hold together (the
