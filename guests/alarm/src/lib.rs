@@ -47,8 +47,9 @@ fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
+/// A numeric query parameter; one that does not parse is a 400 naming it.
 fn param(req: &Request, name: &str) -> Result<Option<u64>> {
-    Ok(req.query_param(name).map(|v| v.parse()).transpose()?)
+    req.query_as(name)
 }
 
 impl DurableObject for AlarmObject {
@@ -65,7 +66,7 @@ impl DurableObject for AlarmObject {
                 Ok(Response::text("Alarm set"))
             }
             "/set-at" => {
-                let at = param(&req, "at")?.ok_or_else(|| Error::msg("missing ?at="))?;
+                let at: u64 = req.require_query("at")?;
                 storage.set_alarm(at)?;
                 Ok(Response::text("Alarm set"))
             }

@@ -24,7 +24,7 @@ pub struct Bank {
 
 fn param(req: &Request, name: &str) -> Result<String> {
     req.query_param(name)
-        .ok_or_else(|| Error::msg(format!("missing ?{name}=")))
+        .ok_or_else(|| Error::bad_request(format!("missing ?{name}=")))
 }
 
 fn account_key(name: &str) -> String {
@@ -66,7 +66,7 @@ impl DurableObject for Bank {
             ("POST", "/transfer") => {
                 let from = param(&req, "from")?;
                 let to = param(&req, "to")?;
-                let amount: i64 = param(&req, "amount")?.parse()?;
+                let amount: i64 = req.require_query("amount")?;
                 let dry_run = req.query_param("dry_run").is_some();
                 let result = storage.transaction(|txn| {
                     let from_balance: i64 = txn

@@ -51,7 +51,7 @@ fn item_key(index: u64) -> String {
 
 fn key(req: &Request) -> Result<String> {
     req.query_param("key")
-        .ok_or_else(|| Error::msg("missing ?key="))
+        .ok_or_else(|| Error::bad_request("missing ?key="))
 }
 
 /// Small frames, so the engine's native stack limit is reached before the shadow stack in
