@@ -170,20 +170,9 @@ impl Rig {
             true
         })
         .await;
-        let armed = history::armed(&ops);
-        let deadline = Instant::now() + Duration::from_secs(60);
-        let lists = loop {
-            let lists = history::lists_in_database(&self.db);
-            let appended: std::collections::HashSet<&str> = lists
-                .values()
-                .flat_map(|(_, items)| items.iter().map(|(_, op)| op.as_str()))
-                .collect();
-            // Past the deadline, the checker names the ops still missing.
-            if armed.iter().all(|op| appended.contains(op.as_str())) || Instant::now() > deadline {
-                break lists;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        };
+        let lists =
+            history::lists_once_alarms_ran(&ops, || async { history::lists_in_database(&self.db) })
+                .await;
 
         eprintln!("{scenario}: {}", history::summary(&ops));
         let problems = history::check(&ops, &lists);

@@ -166,6 +166,13 @@ fn migration_histories_apply_or_refuse_clearly() {
         .unwrap();
 }
 
+/// Checks that the host still says it is healthy after the cases, then stops it.
+fn stop_healthy(rt: &tokio::runtime::Runtime, host: TestHost) {
+    let health = rt.block_on(get(&client(), &host.url("/.well-known/dohost/health")));
+    assert_eq!(health, (200, "ok\n".into()));
+    rt.block_on(host.stop());
+}
+
 /// A raw HTTP/1.1 request as a hostile client writes it.
 #[derive(Debug, Clone)]
 struct RawRequest {
@@ -298,10 +305,7 @@ fn the_http_edge_answers_every_request_without_a_server_error() {
             Ok(())
         })
         .unwrap();
-    let c = client();
-    let health = rt.block_on(get(&c, &host.url("/.well-known/dohost/health")));
-    assert_eq!(health, (200, "ok\n".into()));
-    rt.block_on(host.stop());
+    stop_healthy(&rt, host);
 }
 
 #[test]
@@ -407,8 +411,5 @@ fn storage_imports_take_or_refuse_whatever_a_guest_sends() {
             Ok(())
         })
         .unwrap();
-    let c = client();
-    let health = rt.block_on(get(&c, &host.url("/.well-known/dohost/health")));
-    assert_eq!(health, (200, "ok\n".into()));
-    rt.block_on(host.stop());
+    stop_healthy(&rt, host);
 }

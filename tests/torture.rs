@@ -89,19 +89,7 @@ async fn kill_nine_under_load_loses_nothing_acknowledged() {
     // checked against what the host kept.
     let host = spawn(&data);
     check_after_restart(&c, &host.addr, &counts).await;
-    let armed = history::armed(&ops);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let lists = loop {
-        let lists = read_lists(&c, &host.addr, &objects).await;
-        let appended: std::collections::HashSet<&str> = lists
-            .values()
-            .flat_map(|(_, items)| items.iter().map(|(_, op)| op.as_str()))
-            .collect();
-        if armed.iter().all(|op| appended.contains(op.as_str())) || Instant::now() > deadline {
-            break lists;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let lists = history::lists_once_alarms_ran(&ops, || read_lists(&c, &host.addr, &objects)).await;
     let violations = history::check(&ops, &lists);
     let acked = ops
         .iter()

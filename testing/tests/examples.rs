@@ -1,30 +1,15 @@
 //! The example objects' tests on the harness: each starts its own host on a manual clock,
 //! so alarms are proven to run (or not) without sleeping.
 
+mod common;
+use common::guest;
 use dohost_testing::{Harness, Message, Request};
 use serde_json::Value;
-use std::path::PathBuf;
-use std::sync::OnceLock;
 use std::time::Duration;
-
-/// A built example (built once per test binary, as `make guests` does).
-fn example(name: &str) -> PathBuf {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-    static BUILT: OnceLock<()> = OnceLock::new();
-    BUILT.get_or_init(|| {
-        let status = std::process::Command::new("make")
-            .args(["-s", "rust-guests"])
-            .current_dir(&root)
-            .status()
-            .expect("run `make rust-guests`");
-        assert!(status.success(), "`make rust-guests` failed");
-    });
-    root.join("target/guests").join(format!("{name}.wasm"))
-}
 
 #[test]
 fn counter_counts_and_keeps_its_count_across_eviction_and_restart() {
-    let mut host = Harness::builder().object(example("counter")).start();
+    let mut host = Harness::builder().object(guest("counter")).start();
     assert_eq!(host.post("/counter/a/increment", "").text(), "1");
     assert_eq!(host.post("/counter/a/increment", "").text(), "2");
     assert_eq!(host.post("/counter/b/increment", "").text(), "1");
@@ -38,7 +23,7 @@ fn counter_counts_and_keeps_its_count_across_eviction_and_restart() {
 
 #[test]
 fn alarm_runs_when_due_and_not_before() {
-    let host = Harness::builder().object(example("alarm")).start();
+    let host = Harness::builder().object(guest("alarm")).start();
     host.post("/alarm/job/work?key=x", "");
     let set = host.post("/alarm/job/set?delay_ms=60000", "");
     assert_eq!((set.status, set.text().as_str()), (200, "Alarm set"));
@@ -62,7 +47,7 @@ fn alarm_runs_when_due_and_not_before() {
 
 #[test]
 fn a_failing_alarm_is_retried_with_backoff_on_the_virtual_clock() {
-    let host = Harness::builder().object(example("alarm")).start();
+    let host = Harness::builder().object(guest("alarm")).start();
     host.post("/alarm/job/configure?fail=2", "");
     host.post("/alarm/job/set?delay_ms=40000", "");
     host.advance(Duration::from_secs(40));
@@ -84,7 +69,7 @@ fn a_failing_alarm_is_retried_with_backoff_on_the_virtual_clock() {
 
 #[test]
 fn an_alarm_set_by_a_panicking_request_never_fires() {
-    let host = Harness::builder().object(example("alarm")).start();
+    let host = Harness::builder().object(guest("alarm")).start();
     assert_eq!(host.post("/alarm/p/set-then-panic", "").status, 500);
     assert_eq!(host.alarm("alarm", "p"), None);
     host.advance(Duration::from_secs(3600));
@@ -93,7 +78,7 @@ fn an_alarm_set_by_a_panicking_request_never_fires() {
 
 #[test]
 fn lock_queues_waiters_and_hands_the_lock_over_in_order() {
-    let host = Harness::builder().object(example("lock")).start();
+    let host = Harness::builder().object(guest("lock")).start();
     assert_eq!(host.post("/lock/l/acquire", "").text(), "Locked");
     // A waiter's answer is deferred until a release.
     let waiter = host.send(Request::post("/lock/l/acquire"));
@@ -123,7 +108,7 @@ fn lock_queues_waiters_and_hands_the_lock_over_in_order() {
 
 #[test]
 fn chat_room_broadcasts_and_keeps_its_sockets_across_eviction() {
-    let host = Harness::builder().object(example("chat-room")).start();
+    let host = Harness::builder().object(guest("chat-room")).start();
     let mut ann = host.websocket("/chat-room/lobby/ws?name=ann");
     let mut bob = host.websocket("/chat-room/lobby/ws?name=bob");
     ann.send_text("hello");

@@ -1,24 +1,10 @@
 //! The Rust SDK's HTTP, storage, socket and RPC helpers, seen from a client: statuses of
 //! errors, the router, batching past the host's limits, typed calls between objects.
 
+mod common;
+use common::guest;
 use dohost_testing::{Harness, Limits, Message, Request};
 use serde_json::{Value, json};
-use std::path::PathBuf;
-use std::sync::OnceLock;
-
-fn guest(name: &str) -> PathBuf {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-    static BUILT: OnceLock<()> = OnceLock::new();
-    BUILT.get_or_init(|| {
-        let status = std::process::Command::new("make")
-            .args(["-s", "rust-guests"])
-            .current_dir(&root)
-            .status()
-            .expect("run `make rust-guests`");
-        assert!(status.success(), "`make rust-guests` failed");
-    });
-    root.join("target/guests").join(format!("{name}.wasm"))
-}
 
 fn host() -> Harness {
     Harness::builder().object(guest("test-object")).start()

@@ -227,6 +227,28 @@ pub fn armed(ops: &[Op]) -> HashSet<String> {
         .collect()
 }
 
+/// The lists `read` returns once every acknowledged alarm append is in them (or after a
+/// minute, when the checker names those still missing).
+pub async fn lists_once_alarms_ran<F, Fut>(ops: &[Op], mut read: F) -> Lists
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Lists>,
+{
+    let armed = armed(ops);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let lists = read().await;
+        let appended: HashSet<&str> = lists
+            .values()
+            .flat_map(|(_, items)| items.iter().map(|(_, op)| op.as_str()))
+            .collect();
+        if armed.iter().all(|op| appended.contains(op.as_str())) || Instant::now() > deadline {
+            return lists;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// The checker: every violation it finds, as sentences (empty when the history is good).
 pub fn check(ops: &[Op], lists: &Lists) -> Vec<String> {
     let mut problems = Vec::new();
