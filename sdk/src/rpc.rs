@@ -1,5 +1,5 @@
 //! Typed calls between objects (RPC): methods declared once in a trait marked
-//! [`#[rpc]`](crate::rpc), implemented by the object, called on a [`Stub`].
+//! [`#[rpc]`](macro@crate::rpc), implemented by the object, called on a [`Stub`].
 //!
 //! ```no_run,standalone_crate
 //! use dohost_sdk::{durable_object, rpc, DurableObject, Env, Request, Response, Result, State};
