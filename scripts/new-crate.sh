@@ -36,4 +36,21 @@ done
 id=$(curl -fsS -X POST "http://$addr/hello_todos/mine/todos" -d 'try dohost')
 [ "$id" = 1 ] || { echo "expected id 1, got $id"; exit 1; }
 curl -fsS "http://$addr/hello_todos/mine/todos/1" | grep -q '"try dohost"'
-echo "dohost new: the generated crate builds, passes its test and is served"
+# The SDK's compile-time diagnostics, rather than linker errors: a build for this machine,
+# and a second object in the crate.
+if cargo build --target host-tuple --lib 2> "$work/native.log"; then
+    echo "a native build of an object crate was not refused"; exit 1
+fi
+grep -q "is a WebAssembly component" "$work/native.log" || { cat "$work/native.log"; exit 1; }
+cat >> src/lib.rs <<'RUST'
+
+#[durable_object]
+pub struct Second {
+    state: State,
+}
+RUST
+if cargo build --release 2> "$work/second.log"; then
+    echo "a second #[durable_object] in one crate was not refused"; exit 1
+fi
+grep -q "a component exports one Durable Object class" "$work/second.log" || { cat "$work/second.log"; exit 1; }
+echo "dohost new: the generated crate builds, passes its test and is served; mistakes are refused clearly"

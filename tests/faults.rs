@@ -431,12 +431,13 @@ async fn calls_from_objects_holding_every_slot_never_wedge_the_host(backend: Bac
 
 /// Guards against unbounded waits for an instance slot: the wait ends with 503 and
 /// Retry-After when no slot frees up in time (here the one slot is held by a lock with a
-/// waiter, which is never evicted).
+/// waiter, which is never evicted, and has no deferring slot to move to).
 #[tokio::test]
 async fn a_wait_for_an_instance_slot_is_bounded_and_answered_503_with_retry_after() {
     let dir = tempfile::tempdir().unwrap();
     let limits = Limits {
         max_live_objects: 1,
+        max_deferring_objects: 0,
         slot_wait: Duration::from_millis(300),
         ..Limits::default()
     };
