@@ -859,7 +859,26 @@ async fn connections_over_the_cap_are_answered_503() {
         tokio_tungstenite::connect_async(format!("ws://{}/chat-room/cap/ws?name=a", host.addr))
             .await
             .unwrap();
-    let idle = tokio::net::TcpStream::connect(&host.addr).await.unwrap();
+    // A kept-alive connection that has been served holds the second slot. (Until the
+    // socket's handshake connection has given its own slot back, it may be refused: retry.)
+    let idle = {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let mut stream = tokio::net::TcpStream::connect(&host.addr).await.unwrap();
+            stream
+                .write_all(b"GET /chat-room/cap/stats HTTP/1.1\r\nHost: x\r\n\r\n")
+                .await
+                .unwrap();
+            let mut head = vec![0; 12];
+            stream.read_exact(&mut head).await.unwrap();
+            if head.starts_with(b"HTTP/1.1 200") {
+                break stream;
+            }
+            assert!(std::time::Instant::now() < deadline, "never served");
+            tokio::task::yield_now().await;
+        }
+    };
     let request = b"GET /chat-room/cap/stats HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
     let addr = host.addr.clone();
     let send = |request: &'static [u8]| {
