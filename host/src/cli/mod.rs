@@ -1,7 +1,8 @@
-//! The `dohost` command's subcommands besides `run`: clients of a running node, and
-//! `new`; and `run`'s raising of the open-file limit (the binary's own modules; `main.rs`
-//! parses and dispatches).
+//! The `dohost` command's own modules: its arguments, the subcommands besides `run`
+//! (clients of a running node, and `new`), and `run`'s raising of the open-file limit;
+//! `main.rs` dispatches.
 
+pub mod args;
 pub mod fds;
 pub mod inspect;
 pub mod new;
