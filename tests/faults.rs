@@ -830,6 +830,13 @@ async fn stalled_headers_and_idle_connections_are_closed_after_the_header_timeou
         .unwrap();
     let answer = closed(slow).await;
     assert!(!answer.contains("200 OK"), "{answer}");
+    // One that connects and sends nothing at all, and one that starts a protocol preface
+    // and stalls, are closed too.
+    let silent = tokio::net::TcpStream::connect(&host.addr).await.unwrap();
+    assert_eq!(closed(silent).await, "");
+    let mut preface = tokio::net::TcpStream::connect(&host.addr).await.unwrap();
+    preface.write_all(b"PRI * HT").await.unwrap();
+    closed(preface).await;
 
     let mut idle = tokio::net::TcpStream::connect(&host.addr).await.unwrap();
     idle.write_all(b"GET /counter/h/get HTTP/1.1\r\nHost: x\r\n\r\n")

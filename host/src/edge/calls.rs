@@ -24,7 +24,7 @@ pub async fn call(
 ) -> Result<Response, HttpError> {
     let (mut parts, body) = req.into_parts();
     // A call that passes its caller's client's WebSocket upgrade on comes as a handshake.
-    let upgrade = super::websocket_upgrade(&mut parts).await;
+    let upgrade = super::websocket_upgrade(&mut parts).await?;
     if !forward::forwarded(&*rt, &parts)? {
         return Err(HttpError::Forbidden(
             "this route is for the nodes of a cluster".into(),

@@ -33,8 +33,9 @@ pub async fn read_body(
         if len > limit as u64 {
             return Err(HttpError::BodyTooLarge(limit));
         }
-        // Held before reading, so a body that cannot fit is refused before it is sent.
-        if !held.grow(len as usize) {
+        // A body that cannot fit is refused before it is sent; one that may fit is held as
+        // its bytes arrive (an announced length alone holds nothing).
+        if budget.used().saturating_add(len as usize) > budget.limit() {
             return Err(HttpError::Unavailable(budget.exhausted()));
         }
     }
@@ -54,8 +55,7 @@ pub async fn read_body(
             if buf.len() + data.len() > limit {
                 return Err(HttpError::BodyTooLarge(limit));
             }
-            // A body of announced length was held whole already.
-            if announced.is_none() && !held.grow(data.len()) {
+            if !held.grow(data.len()) {
                 return Err(HttpError::Unavailable(budget.exhausted()));
             }
             buf.extend_from_slice(&data);

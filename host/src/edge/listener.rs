@@ -5,6 +5,7 @@
 
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
@@ -60,9 +61,13 @@ pub async fn serve(
 ) {
     use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-    // hyper starts this deadline when it waits for a request's headers: the first one's,
-    // and each next one's on a kept-alive connection, so it is the idle timeout as well.
+    // HTTP/1 only: HTTP/2 connections would have no header or idle timeout.
+    let mut builder =
+        hyper_util::server::conn::auto::Builder::new(TokioExecutor::new()).http1_only();
+    // hyper starts this deadline when it waits for a request's headers once it knows the
+    // protocol, and for each next one on a kept-alive connection: the idle timeout too.
+    // Before that (a client that sends nothing, or a protocol preface byte by byte) the
+    // first-request deadline below applies.
     builder
         .http1()
         .timer(TokioTimer::new())
@@ -86,13 +91,32 @@ pub async fn serve(
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let service = hyper_util::service::TowerToHyperService::new(app.clone());
+        let inner = hyper_util::service::TowerToHyperService::new(app.clone());
+        let served = Arc::new(AtomicBool::new(false));
+        let service = {
+            let served = served.clone();
+            hyper::service::service_fn(move |req| {
+                served.store(true, Ordering::Release);
+                hyper::service::Service::call(&inner, req)
+            })
+        };
         let connection = builder
             .serve_connection_with_upgrades(TokioIo::new(stream), service)
             .into_owned();
         let connection = graceful.watch(connection);
         tokio::spawn(async move {
-            let _ = connection.await;
+            // A connection whose first request's headers have not arrived within the
+            // header timeout is dropped (closed).
+            let first = async {
+                tokio::time::sleep(header_timeout).await;
+                if served.load(Ordering::Acquire) {
+                    std::future::pending::<()>().await;
+                }
+            };
+            tokio::select! {
+                _ = connection => {}
+                () = first => {}
+            }
             drop(slot);
         });
     }

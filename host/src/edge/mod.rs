@@ -98,7 +98,7 @@ async fn health(State(rt): State<Arc<dyn Dispatch>>) -> Response {
 
 async fn handle(State(rt): State<Arc<dyn Dispatch>>, req: Request) -> Result<Response, HttpError> {
     let (mut parts, body) = req.into_parts();
-    let upgrade = websocket_upgrade(&mut parts).await;
+    let upgrade = websocket_upgrade(&mut parts).await?;
     if rt.has_worker() {
         return handle_with_worker(rt, parts, body, upgrade).await;
     }
@@ -179,45 +179,47 @@ async fn handle(State(rt): State<Arc<dyn Dispatch>>, req: Request) -> Result<Res
 /// A WebSocket upgrade is offered to the object (or the worker, which may pass it on to an
 /// object) like any request; the object accepts it through its websockets import and
 /// answers 101.
-async fn websocket_upgrade(parts: &mut axum::http::request::Parts) -> Option<Handshake> {
+async fn websocket_upgrade(
+    parts: &mut axum::http::request::Parts,
+) -> Result<Option<Handshake>, HttpError> {
     let asked = parts
         .headers
         .get(header::UPGRADE)
         .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"websocket"));
     if !asked {
-        return None;
+        return Ok(None);
     }
-    let ws = WebSocketUpgrade::from_request_parts(parts, &())
-        .await
-        .ok()?;
-    Some(Handshake {
-        ws,
-        connections: parts.extensions.get::<listener::Connections>().cloned(),
-    })
+    let Ok(ws) = WebSocketUpgrade::from_request_parts(parts, &()).await else {
+        return Ok(None);
+    };
+    // The socket's connection slot is taken before any object sees the handshake, so that
+    // a refusal (503) reaches no object that has accepted it already.
+    let slot = match parts.extensions.get::<listener::Connections>() {
+        Some(c) => Some(
+            c.try_open()
+                .ok_or_else(|| HttpError::Unavailable(c.refusal()))?,
+        ),
+        None => None,
+    };
+    Ok(Some(Handshake { ws, slot }))
 }
 
-/// A client's WebSocket handshake, and the connection cap its socket counts against once
-/// upgraded (none when the router is served without the listener's cap).
+/// A client's WebSocket handshake, and the connection slot its socket holds once upgraded
+/// (none when the router is served without the listener's cap).
 struct Handshake {
     ws: WebSocketUpgrade,
-    connections: Option<listener::Connections>,
+    slot: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
 impl Handshake {
     /// Upgrades, with `limit` as the largest message, and runs `run` on the socket while it
-    /// holds a connection slot; 503 when every slot is taken.
+    /// holds its connection slot.
     fn accept<F, Fut>(self, limit: usize, run: F) -> Result<Response, HttpError>
     where
         F: FnOnce(WebSocket) -> Fut + Send + 'static,
         Fut: std::future::Future<Output = ()> + Send + 'static,
     {
-        let slot = match &self.connections {
-            Some(c) => Some(
-                c.try_open()
-                    .ok_or_else(|| HttpError::Unavailable(c.refusal()))?,
-            ),
-            None => None,
-        };
+        let slot = self.slot;
         Ok(self
             .ws
             .max_message_size(limit)

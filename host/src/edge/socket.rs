@@ -60,7 +60,10 @@ pub async fn run_connection(rt: Arc<dyn Dispatch>, upgrade: Upgrade, socket: Web
                 // here rather than trusted, which costs a scan and no copy.
                 Some(Outgoing::Text(t)) => match axum::extract::ws::Utf8Bytes::try_from(t) {
                     Ok(t) => Message::Text(t),
-                    Err(_) => continue,
+                    Err(_) => {
+                        queued.fetch_sub(len, std::sync::atomic::Ordering::AcqRel);
+                        continue;
+                    }
                 },
                 Some(Outgoing::Binary(b)) => Message::Binary(b),
                 Some(Outgoing::Close(code, reason)) => return End::ClosedByObject(code, reason),

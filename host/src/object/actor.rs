@@ -64,7 +64,9 @@ impl Actor {
                 (
                     // An instance holding deferred requests keeps them in its memory: it
                     // is not given up.
-                    actor.live.is_some() && actor.deferred.is_empty(),
+                    // One on a deferring slot would free that slot, not the live one asked
+                    // for; it idles out instead.
+                    actor.live.as_ref().is_some_and(|l| !l.deferring) && actor.deferred.is_empty(),
                     actor.deferred.values().map(|(_, d)| *d).min(),
                 )
             };

@@ -136,7 +136,9 @@ impl Actor {
         let ran = tokio::select! {
             biased;
             ran = self.run_event(Handler::Fetch(request), Some(handle), upgrade, "event") => ran,
-            () = reply.closed() => {
+            // Not while other requests wait on this instance's memory (deferred answers):
+            // dropping it would fail them too.
+            () = reply.closed(), if self.deferred.is_empty() => {
                 // Dropping a guest call mid-way leaves its store unusable; its writes go
                 // with it, as after a trap.
                 self.drop_instance("its client went away mid-event");

@@ -53,7 +53,11 @@ impl Runtime {
             Ok(response) => Ok((response, forwarded)),
             Err(e) => {
                 let why = crate::wasm::failure::describe_failure(&e, store.data().limiter.hit);
-                tracing::warn!(error = %format!("{e:?}"), "worker failed: {why}");
+                tracing::warn!(error = %format!("{e:#}"), "worker failed: {why}");
+                // The host's memory ran short, not the worker: its client may retry.
+                if store.data().limiter.budget_hit {
+                    return Err(EventError::Unavailable(why));
+                }
                 Err(EventError::Failed(format!("the worker failed: {why}")))
             }
         }

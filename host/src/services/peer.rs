@@ -38,7 +38,13 @@ pub const RETRY_BUDGET: Duration = Duration::from_secs(6);
 
 pub fn client() -> &'static Client<HttpConnector, Full<Bytes>> {
     static CLIENT: OnceLock<Client<HttpConnector, Full<Bytes>>> = OnceLock::new();
-    CLIENT.get_or_init(|| Client::builder(TokioExecutor::new()).build_http())
+    // Idle connections are let go well before the other node's header timeout (20 s by
+    // default) would close them under a request just sent, which would then end unanswered.
+    CLIENT.get_or_init(|| {
+        Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(5))
+            .build_http()
+    })
 }
 
 /// Waits before the next attempt; Err once the budget is spent.

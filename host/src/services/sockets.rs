@@ -344,8 +344,10 @@ impl Sockets {
         }
         if let Some(e) = inner.sockets.get_mut(&id) {
             e.auto_response_at = Some(now);
-            e.queued.fetch_add(response.len(), Ordering::AcqRel);
-            let _ = e.out.try_send(Outgoing::text(response));
+            let len = response.len();
+            if e.out.try_send(Outgoing::text(response)).is_ok() {
+                e.queued.fetch_add(len, Ordering::AcqRel);
+            }
         }
         true
     }

@@ -38,17 +38,21 @@ fn outgoing(message: WebsocketMessage) -> Outgoing {
 }
 
 impl WebSocketsCtx {
+    fn over_allowance(&self) -> String {
+        format!(
+            "this event's queued sends would exceed {} bytes (its memory limit, \
+             memory_bytes); send less per event",
+            self.max_queued_bytes
+        )
+    }
+
     /// Queues `out` for `ws` with the event's other sends, within the event's allowance
     /// (its instance's memory limit): sends wait in the host until the event's writes are
     /// durable, so an event must not be able to pile them up without bound.
     fn queue(&mut self, ws: u64, out: Outgoing) -> Result<(), String> {
         let len = out.queued_bytes();
         if self.queued_bytes + len > self.max_queued_bytes {
-            return Err(format!(
-                "this event's queued sends would exceed {} bytes (its memory limit, \
-                 memory_bytes); send less per event",
-                self.max_queued_bytes
-            ));
+            return Err(self.over_allowance());
         }
         self.queued_bytes += len;
         self.sends.push((ws, out));
@@ -96,17 +100,23 @@ impl wit::Host for WebSocketsCtx {
     ) -> Res<u32> {
         // One buffer, shared by every recipient's queue.
         let out = outgoing(message);
-        let mut sent = 0;
-        for ws in self.sockets.list(&self.object, tag.as_deref()) {
-            if Some(ws) == except {
-                continue;
-            }
-            if let Err(e) = self.queue(ws, out.clone()) {
+        let recipients: Vec<u64> = self
+            .sockets
+            .list(&self.object, tag.as_deref())
+            .into_iter()
+            .filter(|ws| Some(*ws) != except)
+            .collect();
+        // All or none: past the event's allowance, no recipient gets it.
+        let total = out.queued_bytes().saturating_mul(recipients.len());
+        if self.queued_bytes.saturating_add(total) > self.max_queued_bytes {
+            return Ok(Err(self.over_allowance()));
+        }
+        for ws in &recipients {
+            if let Err(e) = self.queue(*ws, out.clone()) {
                 return Ok(Err(e));
             }
-            sent += 1;
         }
-        Ok(Ok(sent))
+        Ok(Ok(recipients.len() as u32))
     }
 
     fn close(&mut self, ws: u64, code: u16, reason: String) -> Res<()> {
