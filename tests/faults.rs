@@ -522,6 +522,26 @@ async fn raw_request(addr: std::net::SocketAddr, request: &[u8]) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// Connects to `addr` and sends `bytes` (possibly an incomplete request).
+async fn send_raw(addr: &str, bytes: &[u8]) -> tokio::net::TcpStream {
+    use tokio::io::AsyncWriteExt;
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream.write_all(bytes).await.unwrap();
+    stream
+}
+
+/// What the server sends on `stream` until it closes it; a connection still open after
+/// 30 s fails the test (the hang is the bug these tests guard against).
+async fn until_closed(mut stream: tokio::net::TcpStream) -> String {
+    use tokio::io::AsyncReadExt;
+    let mut out = Vec::new();
+    tokio::time::timeout(Duration::from_secs(30), stream.read_to_end(&mut out))
+        .await
+        .expect("the connection stayed open")
+        .ok();
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 /// Guards against a Host header spliced into the URL the object sees: `Host:
 /// evil/increment?` turned `/get` into `/increment`.
 #[tokio::test]
@@ -773,26 +793,19 @@ async fn repeated_failures_are_logged_a_few_times_with_one_backtrace() {
 /// arrives in time is taken.
 #[tokio::test]
 async fn a_body_that_does_not_arrive_in_time_is_answered_408() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let dir = tempfile::tempdir().unwrap();
     let host = common::process::HostProcess::spawn(
         &dir.path().join("data"),
         &["test-object"],
         &["--body-timeout-ms", "300"],
     );
-    let mut slow = tokio::net::TcpStream::connect(&host.addr).await.unwrap();
-    slow.write_all(
+    let slow = send_raw(
+        &host.addr,
         b"POST /test-object/b/put?key=k HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n0123456789",
     )
-    .await
-    .unwrap();
-    let mut answer = Vec::new();
-    // The server answers and closes; a hang here would be the bug.
-    tokio::time::timeout(Duration::from_secs(30), slow.read_to_end(&mut answer))
-        .await
-        .expect("no answer to a stalled body")
-        .unwrap();
-    let answer = String::from_utf8_lossy(&answer);
+    .await;
+    // The server answers and closes.
+    let answer = until_closed(slow).await;
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
     assert!(answer.contains("body_timeout_ms"), "{answer}");
     let c = client();
@@ -808,41 +821,27 @@ async fn a_body_that_does_not_arrive_in_time_is_answered_408() {
 /// idle after a request; a request sent in time is served.
 #[tokio::test]
 async fn stalled_headers_and_idle_connections_are_closed_after_the_header_timeout() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let dir = tempfile::tempdir().unwrap();
     let host = common::process::HostProcess::spawn(
         &dir.path().join("data"),
         &["counter"],
         &["--header-timeout-ms", "300"],
     );
-    let closed = |mut stream: tokio::net::TcpStream| async move {
-        let mut rest = Vec::new();
-        // The server closes; a hang here would be the bug.
-        tokio::time::timeout(Duration::from_secs(30), stream.read_to_end(&mut rest))
-            .await
-            .expect("the connection stayed open")
-            .ok();
-        String::from_utf8_lossy(&rest).into_owned()
-    };
-    let mut slow = tokio::net::TcpStream::connect(&host.addr).await.unwrap();
-    slow.write_all(b"GET /counter/h/get HTTP/1.1\r\nHost: x\r\n")
-        .await
-        .unwrap();
-    let answer = closed(slow).await;
+    let slow = send_raw(&host.addr, b"GET /counter/h/get HTTP/1.1\r\nHost: x\r\n").await;
+    let answer = until_closed(slow).await;
     assert!(!answer.contains("200 OK"), "{answer}");
     // One that connects and sends nothing at all, and one that starts a protocol preface
     // and stalls, are closed too.
-    let silent = tokio::net::TcpStream::connect(&host.addr).await.unwrap();
-    assert_eq!(closed(silent).await, "");
-    let mut preface = tokio::net::TcpStream::connect(&host.addr).await.unwrap();
-    preface.write_all(b"PRI * HT").await.unwrap();
-    closed(preface).await;
+    let silent = send_raw(&host.addr, b"").await;
+    assert_eq!(until_closed(silent).await, "");
+    until_closed(send_raw(&host.addr, b"PRI * HT").await).await;
 
-    let mut idle = tokio::net::TcpStream::connect(&host.addr).await.unwrap();
-    idle.write_all(b"GET /counter/h/get HTTP/1.1\r\nHost: x\r\n\r\n")
-        .await
-        .unwrap();
-    let answer = closed(idle).await;
+    let idle = send_raw(
+        &host.addr,
+        b"GET /counter/h/get HTTP/1.1\r\nHost: x\r\n\r\n",
+    )
+    .await;
+    let answer = until_closed(idle).await;
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
 
     let c = client();
@@ -855,7 +854,6 @@ async fn stalled_headers_and_idle_connections_are_closed_after_the_header_timeou
 /// closed; once the idle one goes, a new connection is served.
 #[tokio::test]
 async fn connections_over_the_cap_are_answered_503() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let dir = tempfile::tempdir().unwrap();
     let host = common::process::HostProcess::spawn(
         &dir.path().join("data"),
@@ -869,14 +867,14 @@ async fn connections_over_the_cap_are_answered_503() {
     // A kept-alive connection that has been served holds the second slot. (Until the
     // socket's handshake connection has given its own slot back, it may be refused: retry.)
     let idle = {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        use tokio::io::AsyncReadExt;
         let deadline = std::time::Instant::now() + Duration::from_secs(30);
         loop {
-            let mut stream = tokio::net::TcpStream::connect(&host.addr).await.unwrap();
-            stream
-                .write_all(b"GET /chat-room/cap/stats HTTP/1.1\r\nHost: x\r\n\r\n")
-                .await
-                .unwrap();
+            let mut stream = send_raw(
+                &host.addr,
+                b"GET /chat-room/cap/stats HTTP/1.1\r\nHost: x\r\n\r\n",
+            )
+            .await;
             let mut head = vec![0; 12];
             stream.read_exact(&mut head).await.unwrap();
             if head.starts_with(b"HTTP/1.1 200") {
@@ -887,20 +885,8 @@ async fn connections_over_the_cap_are_answered_503() {
         }
     };
     let request = b"GET /chat-room/cap/stats HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
-    let addr = host.addr.clone();
-    let send = |request: &'static [u8]| {
-        let addr = addr.clone();
-        async move {
-            let mut stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
-            stream.write_all(request).await.unwrap();
-            let mut answer = Vec::new();
-            tokio::time::timeout(Duration::from_secs(30), stream.read_to_end(&mut answer))
-                .await
-                .expect("no answer")
-                .ok();
-            String::from_utf8_lossy(&answer).into_owned()
-        }
-    };
+    let send =
+        |request: &'static [u8]| async { until_closed(send_raw(&host.addr, request).await).await };
     let answer = send(request).await;
     assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
     assert!(
