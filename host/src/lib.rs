@@ -94,8 +94,7 @@ pub async fn serve(
     };
     let limits = runtime.limits();
     let connections = edge::listener::Connections::new(limits.max_connections);
-    let app = edge::router(runtime.clone() as Arc<dyn runtime::Dispatch>)
-        .layer(axum::Extension(connections.clone()));
+    let app = edge::router(runtime.clone() as Arc<dyn runtime::Dispatch>);
     let serving =
         edge::listener::serve(listener, app, connections, limits.header_timeout, shutdown);
     let stopping = async {

@@ -42,7 +42,9 @@ pub async fn read_body(
     let timeout = rt.limits().body_timeout;
     let read = async {
         let mut body = body;
-        let mut buf = bytes::BytesMut::new();
+        // Most bodies come in one frame: kept as is, not copied.
+        let mut frames: Vec<bytes::Bytes> = Vec::new();
+        let mut len = 0usize;
         while let Some(frame) = body.frame().await {
             // A malformed body (a bad chunk size, a connection cut mid-body) is the
             // client's mistake.
@@ -52,15 +54,20 @@ pub async fn read_body(
             let Ok(data) = frame.into_data() else {
                 continue;
             };
-            if buf.len() + data.len() > limit {
+            if len + data.len() > limit {
                 return Err(HttpError::BodyTooLarge(limit));
             }
             if !held.grow(data.len()) {
                 return Err(HttpError::Unavailable(budget.exhausted()));
             }
-            buf.extend_from_slice(&data);
+            len += data.len();
+            frames.push(data);
         }
-        Ok(buf.freeze())
+        Ok(match frames.len() {
+            0 => bytes::Bytes::new(),
+            1 => frames.pop().expect("one frame"),
+            _ => frames.concat().into(),
+        })
     };
     let body = tokio::time::timeout(timeout, read).await.map_err(|_| {
         HttpError::RequestTimeout(format!(

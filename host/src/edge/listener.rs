@@ -94,9 +94,14 @@ pub async fn serve(
         let inner = hyper_util::service::TowerToHyperService::new(app.clone());
         let served = Arc::new(AtomicBool::new(false));
         let service = {
-            let served = served.clone();
-            hyper::service::service_fn(move |req| {
+            let (served, connections) = (served.clone(), connections.clone());
+            hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
                 served.store(true, Ordering::Release);
+                // A WebSocket handshake takes its socket's slot from these (see
+                // `edge::websocket_upgrade`); other requests need nothing.
+                if req.headers().contains_key(hyper::header::UPGRADE) {
+                    req.extensions_mut().insert(connections.clone());
+                }
                 hyper::service::Service::call(&inner, req)
             })
         };
