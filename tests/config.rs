@@ -524,3 +524,38 @@ on_both_backends!(
     transfer_moves_a_class_in_from_another_script,
     history_edits_and_bad_references_are_refused_and_change_nothing,
 );
+
+/// `dohost run --var NAME=VALUE` sets the objects' variables without a config file; the
+/// last of a name wins.
+#[tokio::test]
+async fn run_var_flags_reach_the_objects_env() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = common::process::HostProcess::spawn(
+        &dir.path().join("data"),
+        &["test-object"],
+        &[
+            "--var",
+            "GREETING=hi",
+            "--var",
+            "MODE=a=b",
+            "--var",
+            "GREETING=hello",
+        ],
+    );
+    let (status, body) = get(
+        &client(),
+        &format!("http://{}/test-object/v/env", host.addr),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let env: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let mut vars: Vec<(String, String)> = serde_json::from_value(env["env"].clone()).unwrap();
+    vars.sort();
+    assert_eq!(
+        vars,
+        vec![
+            ("GREETING".into(), "hello".into()),
+            ("MODE".into(), "a=b".into())
+        ]
+    );
+}

@@ -786,6 +786,10 @@ async fn repeated_failures_are_logged_a_few_times_with_one_backtrace() {
         1,
         "{log}"
     );
+    // The guest's own line says where it panicked and points to the log, not to
+    // RUST_BACKTRACE (which a guest cannot set).
+    assert!(log.contains("panicked at test-object/src/lib.rs"), "{log}");
+    assert!(!log.contains("RUST_BACKTRACE"), "{log}");
 }
 
 /// `--body-timeout-ms` at its edge: a client that sends part of its body and stops gets
