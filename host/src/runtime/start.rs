@@ -164,7 +164,10 @@ impl Runtime {
                 )),
             );
         }
-        let scheduler = Scheduler::new(clock.clone());
+        // Half the slots at most go to alarms, so requests still find instances while a
+        // burst of alarms runs.
+        let max_firing = config.limits.max_live_objects as usize / 2;
+        let scheduler = Scheduler::new(clock.clone(), max_firing);
         // A cluster node loads a shard's alarms when it takes the shard.
         let alarms = match membership {
             Some(_) => Vec::new(),

@@ -85,6 +85,8 @@ pub struct Firing(Arc<Scheduler>);
 impl Drop for Firing {
     fn drop(&mut self) {
         self.0.firing.fetch_sub(1, Ordering::SeqCst);
+        // The scheduler may be holding due alarms back for want of a firing place.
+        self.0.changed.notify_one();
     }
 }
 
@@ -116,15 +118,21 @@ pub struct Scheduler {
     changed: Notify,
     /// Alarms taken off the queue whose `Firing` is still alive.
     firing: AtomicUsize,
+    /// At most this many alarms fire at once; the rest stay queued until one is done. Ten
+    /// thousand alarms due in one second would otherwise all queue for instance slots at
+    /// once, and those that waited past the slot wait would fail (and be retried later) for
+    /// no fault of their own, while requests found every slot taken.
+    max_firing: usize,
 }
 
 impl Scheduler {
-    pub fn new(clock: Arc<dyn Clock>) -> Arc<Self> {
+    pub fn new(clock: Arc<dyn Clock>, max_firing: usize) -> Arc<Self> {
         Arc::new(Scheduler {
             clock,
             queue: Mutex::new(Queue::default()),
             changed: Notify::new(),
             firing: AtomicUsize::new(0),
+            max_firing: max_firing.max(1),
         })
     }
 
@@ -179,10 +187,16 @@ impl Scheduler {
             changed.as_mut().enable();
             let now = self.clock.now_ms();
             let mut due = Vec::new();
+            let mut held_back = false;
             let next = {
                 let mut q = self.lock();
                 while let Some(&(at, object)) = q.by_time.first() {
                     if at > now {
+                        break;
+                    }
+                    if self.firing.load(Ordering::SeqCst) >= self.max_firing {
+                        // Due, but held back: a `Firing` dropped will wake the loop.
+                        held_back = true;
                         break;
                     }
                     let retry = q.by_object.get(&object).map_or(0, |(_, r)| *r);
@@ -196,8 +210,8 @@ impl Scheduler {
                 waker.wake(object, retry, firing);
             }
             let sleep = match next {
-                Some(at) => self.clock.sleep_until(at),
-                None => futures::future::pending().boxed(),
+                Some(at) if !held_back => self.clock.sleep_until(at),
+                _ => futures::future::pending().boxed(),
             };
             tokio::select! {
                 _ = sleep => {}
@@ -205,5 +219,52 @@ impl Scheduler {
                 _ = stop.wait_for(|s| *s) => return,
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::sync::mpsc;
+
+    /// Hands each woken alarm's `Firing` to the test, which decides when it is done.
+    struct Recorder(mpsc::UnboundedSender<(ObjectKey, Firing)>);
+
+    impl AlarmWaker for Recorder {
+        fn wake(&self, object: ObjectKey, _retry: u32, firing: Firing) {
+            let _ = self.0.send((object, firing));
+        }
+    }
+
+    fn key(n: u8) -> ObjectKey {
+        ObjectKey::from_bytes(&[n; crate::id::KEY_BYTES])
+    }
+
+    #[tokio::test]
+    async fn due_alarms_past_the_firing_cap_wait_for_one_to_finish() {
+        let clock = ManualClock::new(1_000);
+        let scheduler = Scheduler::new(clock.clone(), 2);
+        for n in 0..5 {
+            scheduler.set(key(n), Some(1_000 + n as u64));
+        }
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let (_stop_tx, stop_rx) = watch::channel(false);
+        tokio::spawn(scheduler.clone().run(Arc::new(Recorder(tx)), stop_rx));
+        clock.advance(Duration::from_secs(1));
+        let first = rx.recv().await.unwrap();
+        let second = rx.recv().await.unwrap();
+        // Two fire; the other three are due but held back, still queued.
+        tokio::task::yield_now().await;
+        assert!(rx.try_recv().is_err());
+        assert_eq!(scheduler.pending(), 3);
+        assert!(!scheduler.settled());
+        drop(first);
+        let third = rx.recv().await.unwrap();
+        assert_eq!(third.0, key(2), "earliest first");
+        drop((second, third));
+        let rest = [rx.recv().await.unwrap(), rx.recv().await.unwrap()];
+        assert_eq!(scheduler.pending(), 0);
+        drop(rest);
+        assert!(scheduler.settled());
     }
 }
