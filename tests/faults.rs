@@ -1081,3 +1081,46 @@ async fn objects_with_deferred_requests_do_not_pin_live_slots() {
     }
     host.stop().await;
 }
+
+/// `--max-long-events` at its edge: with one turn, of two endless loops on two objects one
+/// runs and the other waits; a short request to a third object is answered meanwhile (it
+/// ends within its free slices and never needs a turn); when the running loop's client
+/// leaves, the waiting loop takes the turn, and when its own leaves, none is held.
+#[tokio::test]
+async fn endless_loops_take_turns_and_short_events_pass_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let limits = Limits {
+        max_long_events: 1,
+        cpu_per_event: Duration::from_secs(600),
+        ..Limits::default()
+    };
+    let host = TestHost::start_observed(&["test-object"], dir.path(), limits).await;
+    let rt = host.runtime().clone();
+    let spin = |name: &str| {
+        let (c, url) = (client(), host.url(&format!("/test-object/{name}/loop")));
+        tokio::spawn(async move { get(&c, &url).await })
+    };
+    let first = spin("turn-a");
+    wait_until("the first loop holds the turn", || async {
+        rt.long_events() == (1, 0)
+    })
+    .await;
+    let second = spin("turn-b");
+    wait_until("the second loop waits for it", || async {
+        rt.long_events() == (1, 1)
+    })
+    .await;
+    let c = client();
+    assert_eq!(
+        get(&c, &host.url("/test-object/short/instance")).await.0,
+        200
+    );
+    first.abort();
+    wait_until("the second loop takes the turn", || async {
+        rt.long_events() == (1, 0)
+    })
+    .await;
+    second.abort();
+    wait_until("no turn is held", || async { rt.long_events() == (0, 0) }).await;
+    host.stop().await;
+}

@@ -261,6 +261,10 @@ pub struct LimitArgs {
     /// closed.
     #[arg(long)]
     pub max_connections: Option<usize>,
+    /// Guest events running past their first 15 ms at once (default: two per core); the
+    /// others wait their turn, oldest first, so endless loops cannot starve short events.
+    #[arg(long)]
+    pub max_long_events: Option<u32>,
     /// Objects holding deferred requests (never evicted) get slots of their own, this
     /// many, beside the live-object slots (max_live_objects).
     #[arg(long)]
@@ -293,6 +297,7 @@ impl LimitArgs {
             body_timeout_ms: self.body_timeout_ms,
             header_timeout_ms: self.header_timeout_ms,
             max_connections: self.max_connections,
+            max_long_events: self.max_long_events,
             max_deferring_objects: self.max_deferring_objects,
             max_memory: self.max_memory,
             slot_wait_ms: self.slot_wait_ms,

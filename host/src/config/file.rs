@@ -91,6 +91,7 @@ pub struct FileLimits {
     pub body_timeout_ms: Option<u64>,
     pub header_timeout_ms: Option<u64>,
     pub max_connections: Option<usize>,
+    pub max_long_events: Option<u32>,
     pub max_memory: Option<usize>,
     pub slot_wait_ms: Option<u64>,
     pub max_worker_instances: Option<u32>,
@@ -116,6 +117,7 @@ impl FileLimits {
             ws_send_queue_bytes,
             max_queued_events,
             max_connections,
+            max_long_events,
             max_memory,
             max_worker_instances
         );

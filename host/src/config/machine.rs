@@ -16,6 +16,16 @@ pub fn default_max_memory() -> usize {
     usize::try_from(budget).unwrap_or(usize::MAX)
 }
 
+/// Long events running at once per core by default: two, so that a core stays busy while
+/// one of them waits on storage.
+const LONG_EVENTS_PER_CORE: u32 = 2;
+
+/// The default `max_long_events`: two per core this process may use.
+pub fn default_max_long_events() -> u32 {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    LONG_EVENTS_PER_CORE * u32::try_from(cores).unwrap_or(u32::MAX / LONG_EVENTS_PER_CORE)
+}
+
 /// The machine's memory, or its cgroup's limit if lower.
 pub fn memory_bytes() -> Option<u64> {
     let total = std::fs::read_to_string("/proc/meminfo").ok().and_then(|m| {

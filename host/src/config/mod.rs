@@ -126,6 +126,9 @@ pub struct Limits {
     /// Bytes the guests' linear memories and request bodies being read may hold together;
     /// past it, a guest's growth fails its event and new requests get 503.
     pub max_memory: usize,
+    /// Guest events running past their first time slices at once (`FREE_TICKS`); the rest
+    /// wait their turn, oldest first, and each running one gives its turn up every slice.
+    pub max_long_events: u32,
 }
 
 impl Default for Limits {
@@ -154,6 +157,7 @@ impl Default for Limits {
             header_timeout: Duration::from_secs(20),
             max_connections: 20_000,
             max_memory: machine::default_max_memory(),
+            max_long_events: machine::default_max_long_events(),
         }
     }
 }
@@ -206,6 +210,7 @@ impl Limits {
                 self.header_timeout.as_millis().to_string(),
             ),
             ("max_connections", self.max_connections.to_string()),
+            ("max_long_events", self.max_long_events.to_string()),
             ("max_memory", self.max_memory.to_string()),
         ]
     }
@@ -291,6 +296,9 @@ impl Config {
         }
         if l.max_connections == 0 {
             bail!("max_connections must be at least 1");
+        }
+        if l.max_long_events == 0 {
+            bail!("max_long_events must be at least 1");
         }
         if l.header_timeout.is_zero() {
             bail!("header_timeout_ms must be more than zero");

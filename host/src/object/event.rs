@@ -70,6 +70,7 @@ impl Actor {
             // Handled by the actor without the instance; nothing to call.
             Handler::Socket(SocketEvent::Forget(_)) => Ok(Returned::Done),
         };
+        end_call(store);
         store.data().stdout.flush_partial();
         store.data().stderr.flush_partial();
         let m = &self.env.metrics;

@@ -67,7 +67,7 @@ impl Actor {
                 objects,
                 websockets,
                 limits,
-                &self.env.memory,
+                &self.env.shared,
                 clock,
             ),
         );
@@ -107,6 +107,7 @@ impl Actor {
             .durable_object()
             .call_constructor(&mut store, &ctx)
             .await;
+        end_call(&mut store);
         match constructed {
             Ok(handle) => {
                 self.live = Some(Instance {

@@ -29,7 +29,7 @@ use crate::services::sockets::{Sockets, Upgrade};
 use crate::wasm::bindings::ObjectPre;
 use crate::wasm::bindings::{Object, types as wit};
 use crate::wasm::objects::ObjectCalls;
-use crate::wasm::state::{ObjectState, new_store, start_event};
+use crate::wasm::state::{ObjectState, end_call, new_store, start_event};
 use crate::wasm::storage::StorageCtx;
 use futures::FutureExt;
 use futures::future::{BoxFuture, Shared};
@@ -171,8 +171,9 @@ pub struct ObjectEnv {
     pub slots: Arc<Slots>,
     pub scheduler: Arc<Scheduler>,
     pub metrics: Arc<Metrics>,
-    /// The host's memory budget, which instances' linear memories count against.
-    pub memory: Arc<crate::services::memory::MemoryBudget>,
+    /// The host's memory budget, which instances' linear memories count against, and the
+    /// turns long events take on the CPU.
+    pub shared: crate::wasm::state::Shared,
     /// Which failures are logged in full (see `TrapLog`).
     pub trap_log: crate::services::trap_log::TrapLog,
     /// How instances reach other objects (the runtime).

@@ -108,7 +108,7 @@ impl Dispatch for Runtime {
     }
 
     fn memory(&self) -> &Arc<MemoryBudget> {
-        &self.env.memory
+        &self.env.shared.memory
     }
 
     fn storage_health(&self) -> Option<String> {

@@ -134,6 +134,12 @@ impl Runtime {
         self.env.metrics.inline_events.get()
     }
 
+    /// Long guest events (past their first slices) holding a turn, and waiting for one.
+    pub fn long_events(&self) -> (usize, usize) {
+        let cpu = &self.env.shared.cpu;
+        (cpu.running(), cpu.waiting())
+    }
+
     /// The host's metrics.
     pub fn metrics(&self) -> &Metrics {
         &self.env.metrics
@@ -158,7 +164,12 @@ impl Runtime {
             None => {}
         }
         m.live_instances.set(self.env.slots.live() as i64);
-        m.memory_budget_used.set(self.env.memory.used() as i64);
+        m.memory_budget_used
+            .set(self.env.shared.memory.used() as i64);
+        m.long_events_running
+            .set(self.env.shared.cpu.running() as i64);
+        m.long_events_waiting
+            .set(self.env.shared.cpu.waiting() as i64);
         m.websockets_open.set(self.env.sockets.count() as i64);
         m.calls_waiting.set(self.calls.waiting() as i64);
         let queued: usize = self.lock_actors().values().map(|h| h.cell.queued()).sum();

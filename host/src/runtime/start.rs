@@ -225,7 +225,10 @@ impl Runtime {
                     max_list_bytes: l.memory_per_instance,
                 }),
                 clock,
-                memory: crate::services::memory::MemoryBudget::new(l.max_memory),
+                shared: crate::wasm::state::Shared {
+                    memory: crate::services::memory::MemoryBudget::new(l.max_memory),
+                    cpu: crate::wasm::cpu_gate::CpuGate::new(l.max_long_events as usize),
+                },
                 sockets: Arc::new(Sockets::new(l.ws_send_queue, l.ws_send_queue_bytes)),
                 slots: Arc::new(Slots::new(
                     l.max_live_objects,

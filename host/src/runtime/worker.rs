@@ -34,7 +34,7 @@ impl Runtime {
             WorkerState::new(
                 objects,
                 &self.env.limits,
-                &self.env.memory,
+                &self.env.shared,
                 self.env.clock.clone(),
             ),
         );

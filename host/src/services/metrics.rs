@@ -51,6 +51,8 @@ pub struct Metrics {
     pub live_instances: IntGauge,
     pub cancelled_events: IntCounter,
     pub memory_budget_used: IntGauge,
+    pub long_events_running: IntGauge,
+    pub long_events_waiting: IntGauge,
     pub websockets_open: IntGauge,
     pub calls_waiting: IntGauge,
     pub mailbox_events: IntGauge,
@@ -164,6 +166,14 @@ impl Metrics {
             memory_budget_used: gauge(
                 "memory_budget_used_bytes",
                 "Bytes of max_memory held by guests' memories and bodies being read.",
+            ),
+            long_events_running: gauge(
+                "long_events_running",
+                "Guest events past their first time slices holding a turn (max_long_events).",
+            ),
+            long_events_waiting: gauge(
+                "long_events_waiting",
+                "Guest events past their first time slices waiting for a turn.",
             ),
             websockets_open: gauge("websockets_open", "WebSockets open."),
             calls_waiting: gauge("calls_waiting", "Objects waiting on a call to another."),

@@ -3,6 +3,7 @@
 
 pub mod alarms;
 pub mod bindings;
+pub mod cpu_gate;
 pub mod engine;
 pub mod failure;
 pub mod guest_log;

@@ -4,6 +4,7 @@
 use crate::config::Limits;
 use crate::services::memory::{Held, MemoryBudget};
 use crate::services::scheduler::Clock;
+use crate::wasm::cpu_gate::{CpuGate, FREE_TICKS, Turn};
 use crate::wasm::guest_log::GuestLog;
 use crate::wasm::storage::StorageCtx;
 use std::sync::Arc;
@@ -12,9 +13,16 @@ use wasmtime::Engine;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
-/// How often the epoch advances: the granularity of the CPU limit and of yielding a busy
-/// guest back to the executor.
-pub const EPOCH_TICK: Duration = Duration::from_millis(10);
+/// How often the epoch advances: the granularity of the CPU limit, and the time slice after
+/// which a busy guest gives its thread (and its turn, see `CpuGate`) to others.
+pub const EPOCH_TICK: Duration = Duration::from_millis(5);
+
+/// What every guest store draws on host-wide: the memory budget and the CPU turns.
+#[derive(Clone)]
+pub struct Shared {
+    pub memory: Arc<MemoryBudget>,
+    pub cpu: Arc<CpuGate>,
+}
 
 /// The guests' view of wall-clock time: the host's clock, so that alarm times a guest
 /// computes from "now" agree with the scheduler's.
@@ -45,6 +53,11 @@ pub fn new_store<T: GuestState>(engine: &Engine, data: T) -> wasmtime::Store<T> 
         cpu.used_ticks += 1;
         if cpu.used_ticks >= cpu.max_ticks {
             Err(CpuLimitExceeded(cpu.limit).into())
+        } else if cpu.used_ticks >= FREE_TICKS {
+            // A long event: it runs only while it holds a turn, and gives it up at each
+            // slice to the events waiting for one.
+            let next = cpu.turn.renew(&cpu.gate);
+            Ok(wasmtime::UpdateDeadline::YieldCustom(1, Box::pin(next)))
         } else {
             // Let other objects' tasks run on this thread between slices.
             Ok(wasmtime::UpdateDeadline::Yield(1))
@@ -56,8 +69,15 @@ pub fn new_store<T: GuestState>(engine: &Engine, data: T) -> wasmtime::Store<T> 
 
 /// Gives an event its full CPU allowance.
 pub fn start_event<T: GuestState>(store: &mut wasmtime::Store<T>) {
-    store.data_mut().cpu().used_ticks = 0;
+    let cpu = store.data_mut().cpu();
+    cpu.used_ticks = 0;
+    cpu.turn.release();
     store.set_epoch_deadline(1);
+}
+
+/// After a call into the guest returns: an idle instance must not keep a turn.
+pub fn end_call<T: GuestState>(store: &mut wasmtime::Store<T>) {
+    store.data_mut().cpu().turn.release();
 }
 
 /// WASI for a guest: no preopened directories, no environment, no arguments, no sockets —
@@ -79,19 +99,21 @@ fn guest_wasi(
     (wasi, stdout, stderr)
 }
 
-fn budget(limits: &Limits, memory: &Arc<MemoryBudget>) -> (Limiter, CpuBudget) {
+fn budget(limits: &Limits, shared: &Shared) -> (Limiter, CpuBudget) {
     let max_ticks = (limits.cpu_per_event.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64;
     (
         Limiter {
             max_memory: limits.memory_per_instance,
             hit: None,
-            held: Held::none(memory.clone()),
+            held: Held::none(shared.memory.clone()),
             budget_hit: false,
         },
         CpuBudget {
             used_ticks: 0,
             max_ticks,
             limit: limits.cpu_per_event,
+            gate: shared.cpu.clone(),
+            turn: Turn::default(),
         },
     )
 }
@@ -109,13 +131,15 @@ pub struct WorkerState {
 
 impl WorkerState {
     pub fn new(
-        objects: crate::wasm::objects::ObjectsCtx,
+        mut objects: crate::wasm::objects::ObjectsCtx,
         limits: &Limits,
-        memory: &Arc<MemoryBudget>,
+        shared: &Shared,
         clock: Arc<dyn crate::services::scheduler::Clock>,
     ) -> Self {
         let (wasi, stdout, stderr) = guest_wasi(&Arc::from("worker"), clock);
-        let (limiter, cpu) = budget(limits, memory);
+        let (limiter, cpu) = budget(limits, shared);
+        // A call to another object gives up the turn while it waits.
+        objects.turn = cpu.turn.clone();
         WorkerState {
             wasi,
             table: ResourceTable::new(),
@@ -175,14 +199,16 @@ impl ObjectState {
     pub fn new(
         tag: Arc<str>,
         storage: StorageCtx,
-        objects: crate::wasm::objects::ObjectsCtx,
+        mut objects: crate::wasm::objects::ObjectsCtx,
         websockets: crate::wasm::websockets::WebSocketsCtx,
         limits: &Limits,
-        memory: &Arc<MemoryBudget>,
+        shared: &Shared,
         clock: Arc<dyn crate::services::scheduler::Clock>,
     ) -> Self {
         let (wasi, stdout, stderr) = guest_wasi(&tag, clock);
-        let (limiter, cpu) = budget(limits, memory);
+        let (limiter, cpu) = budget(limits, shared);
+        // A call to another object gives up the turn while it waits.
+        objects.turn = cpu.turn.clone();
         ObjectState {
             wasi,
             table: ResourceTable::new(),
@@ -212,6 +238,8 @@ pub struct CpuBudget {
     pub used_ticks: u64,
     pub max_ticks: u64,
     pub limit: Duration,
+    gate: Arc<CpuGate>,
+    turn: Turn,
 }
 
 /// The trap raised when an event uses up its CPU time.

@@ -77,6 +77,9 @@ impl wit::Host for ObjectsCtx {
         if upgrade {
             self.upgrade_offered = false;
         }
+        // Waiting on the callee is not running: a caller holding a turn could keep the
+        // callee (and so itself) from ever finishing.
+        self.turn.release();
         let call = self
             .calls
             .call(self.caller, binding, id, name, request, upgrade);

@@ -50,6 +50,8 @@ pub struct ObjectsCtx {
     upgrade_offered: bool,
     /// The socket a callee accepted for the current event's client.
     upgrade: Option<Upgrade>,
+    /// The store's CPU turn, given up while a call waits: the callee may need it.
+    pub turn: crate::wasm::cpu_gate::Turn,
 }
 
 impl ObjectsCtx {
@@ -59,6 +61,7 @@ impl ObjectsCtx {
             caller,
             upgrade_offered: false,
             upgrade: None,
+            turn: Default::default(),
         }
     }
 
