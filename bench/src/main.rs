@@ -4,6 +4,7 @@
 //! against acknowledged responses, the values surviving SIGKILL, every broadcast message
 //! arriving in order) must pass or the run fails: a fast wrong answer prints no table.
 
+mod bounds;
 mod cluster;
 mod format;
 mod load;
@@ -68,6 +69,48 @@ struct Opts {
     /// SIGKILLs of a cluster node whose objects' failover is timed.
     #[arg(long, default_value_t = 4)]
     failover_rounds: usize,
+    /// Run only the bounds table (attacks on dohost's limits).
+    #[arg(long)]
+    bounds_only: bool,
+    /// Skip the bounds table.
+    #[arg(long)]
+    no_bounds: bool,
+    /// Memory bombs sent at once (bounds table).
+    #[arg(long, default_value_t = 40)]
+    bombs: u32,
+    /// `--max-memory` of the host the bombs hit, in MiB.
+    #[arg(long, default_value_t = 2048)]
+    bomb_budget_mib: u64,
+    /// Slowloris connections held open (bounds table).
+    #[arg(long, default_value_t = 2000)]
+    slowloris: u32,
+    /// `--header-timeout-ms` of the host they hit.
+    #[arg(long, default_value_t = 2000)]
+    header_timeout_ms: u64,
+    /// Endless loops kept in flight beside the bystander (bounds table).
+    #[arg(long, default_value_t = 300)]
+    loops: u32,
+    /// Seconds the bystander is timed among the loops.
+    #[arg(long, default_value_t = 10)]
+    loop_secs: u64,
+    /// Requests sent at once to one slow object (bounds table).
+    #[arg(long, default_value_t = 1500)]
+    flood: u32,
+}
+
+impl Opts {
+    fn bounds(&self) -> bounds::BoundsOpts {
+        bounds::BoundsOpts {
+            bombs: self.bombs,
+            max_memory_mib: self.bomb_budget_mib,
+            slowloris: self.slowloris,
+            header_timeout_ms: self.header_timeout_ms,
+            loops: self.loops,
+            loop_cpu_ms: 2000,
+            loop_window: Duration::from_secs(self.loop_secs),
+            flood: self.flood,
+        }
+    }
 }
 
 /// What one runtime measured.
@@ -105,6 +148,12 @@ async fn main() -> Result<()> {
         let _ = std::fs::remove_file(paths.log(kind));
     }
 
+    if opts.bounds_only {
+        let table = bounds::table(&bounds::measure(&opts.bounds(), &paths).await?);
+        println!("\n{table}");
+        std::fs::write(paths.work.join("latest-bounds.md"), &table)?;
+        return Ok(());
+    }
     let ceiling = measure_ceiling(&opts, &paths).await?;
     let dohost = measure(Kind::Dohost, &opts, &paths).await?;
     let (on_postgres, on_cluster) = if opts.no_postgres {
@@ -134,6 +183,11 @@ async fn main() -> Result<()> {
         if let Some(c) = &on_cluster {
             table.push_str(&cluster_table(&opts, c, pg));
         }
+    }
+    if !opts.no_bounds {
+        table.push_str(&bounds::table(
+            &bounds::measure(&opts.bounds(), &paths).await?,
+        ));
     }
     println!("\n{table}");
     std::fs::write(paths.work.join("latest.md"), &table)?;

@@ -135,7 +135,7 @@ impl Server {
             None => (paths.data(kind), paths.log(kind)),
         };
         std::fs::create_dir_all(&data)?;
-        let mut cmd = match kind {
+        let cmd = match kind {
             Kind::Dohost | Kind::DohostPostgres | Kind::DohostCluster => {
                 let mut c = Command::new(paths.dohost());
                 if let Some(url) = storage {
@@ -176,10 +176,40 @@ impl Server {
                 c
             }
         };
+        Self::spawn(kind, cmd, addr, &log_path).await
+    }
+
+    /// dohost serving the counter and the test object (misbehaviour on demand) with extra
+    /// `flags`, its data and log named after `name`: for the bounds table.
+    pub async fn start_flagged(paths: &Paths, name: &str, flags: &[String]) -> Result<Server> {
+        let addr: SocketAddr = format!("127.0.0.1:{}", free_port()?).parse()?;
+        let data = paths.work.join(format!("data-{name}"));
+        let _ = std::fs::remove_dir_all(&data);
+        std::fs::create_dir_all(&data)?;
+        let mut cmd = Command::new(paths.dohost());
+        cmd.args(["run", "--admin", "off", "--listen"])
+            .arg(addr.to_string())
+            .arg("--data")
+            .arg(&data)
+            .args(flags)
+            .arg(paths.guest("counter"))
+            .arg(paths.guest("test-object"));
+        let log_path = paths.work.join(format!("{name}.log"));
+        let _ = std::fs::remove_file(&log_path);
+        Self::spawn(Kind::Dohost, cmd, addr, &log_path).await
+    }
+
+    /// Starts `cmd` with its output in `log_path` and waits until it answers.
+    async fn spawn(
+        kind: Kind,
+        mut cmd: Command,
+        addr: SocketAddr,
+        log_path: &Path,
+    ) -> Result<Server> {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
-            .open(&log_path)?;
+            .open(log_path)?;
         cmd.stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)
@@ -188,7 +218,7 @@ impl Server {
             .spawn()
             .with_context(|| format!("starting {}", kind.label()))?;
         let mut server = Server { kind, addr, child };
-        server.wait_ready(&log_path).await?;
+        server.wait_ready(log_path).await?;
         Ok(server)
     }
 

@@ -1,0 +1,330 @@
+//! The bounds table: dohost under the attacks its limits exist for — memory bombs, slowloris
+//! connections, endless loops beside a bystander, one object flooded — each on a fresh host.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, ensure};
+use futures::future::join_all;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::format::ms;
+use crate::probes::quantile;
+use crate::servers::{Paths, Server};
+
+/// How many of each attack, and the limits the hosts run with.
+pub struct BoundsOpts {
+    pub bombs: u32,
+    pub max_memory_mib: u64,
+    pub slowloris: u32,
+    pub header_timeout_ms: u64,
+    pub loops: u32,
+    pub loop_cpu_ms: u64,
+    pub loop_window: Duration,
+    pub flood: u32,
+}
+
+/// One row: what was done, what was measured, whether the bound held.
+pub struct Row {
+    pub workload: String,
+    pub figures: String,
+    pub held: bool,
+}
+
+pub async fn measure(o: &BoundsOpts, paths: &Paths) -> Result<Vec<Row>> {
+    eprintln!("== bounds");
+    Ok(vec![
+        memory_bombs(o, paths).await?,
+        slowloris(o, paths).await?,
+        loops(o, paths).await?,
+        flood(o, paths).await?,
+    ])
+}
+
+pub fn table(rows: &[Row]) -> String {
+    let mut t = String::from(
+        "\n| bounds (dohost alone, a fresh host each) | figures | bound held |\n| --- | --- | --- |\n",
+    );
+    for r in rows {
+        t.push_str(&format!(
+            "| {} | {} | {} |\n",
+            r.workload,
+            r.figures,
+            if r.held { "✓" } else { "✗" }
+        ));
+    }
+    t
+}
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .build()
+        .expect("an HTTP client")
+}
+
+/// Status of a GET, or 0 when it failed outright.
+async fn status(c: &reqwest::Client, url: &str) -> u16 {
+    match c.get(url).send().await {
+        Ok(r) => {
+            let s = r.status().as_u16();
+            let _ = r.bytes().await;
+            s
+        }
+        Err(_) => 0,
+    }
+}
+
+/// Memory bombs on distinct objects at once, under `--max-memory`: the peak resident
+/// memory of the host, sampled every 10 ms, must stay under the budget plus what the host
+/// held before.
+async fn memory_bombs(o: &BoundsOpts, paths: &Paths) -> Result<Row> {
+    let budget = o.max_memory_mib << 20;
+    let s = Server::start_flagged(
+        paths,
+        "bounds-bombs",
+        &["--max-memory".into(), budget.to_string()],
+    )
+    .await?;
+    let c = client();
+    status(&c, &s.url("/counter/warm/get")).await;
+    let before = s.rss_kib()?;
+    let peak = Arc::new(AtomicU64::new(before));
+    let done = Arc::new(AtomicBool::new(false));
+    let sampler = {
+        let (peak, done, pid) = (peak.clone(), done.clone(), s.pid());
+        tokio::spawn(async move {
+            while !done.load(Ordering::Relaxed) {
+                if let Some(kib) = rss_of(pid) {
+                    peak.fetch_max(kib, Ordering::Relaxed);
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+    };
+    let statuses = join_all((0..o.bombs).map(|i| {
+        let (c, url) = (c.clone(), s.url(&format!("/test-object/bomb-{i}/membomb")));
+        async move { status(&c, &url).await }
+    }))
+    .await;
+    done.store(true, Ordering::Relaxed);
+    sampler.await?;
+    let bystander = status(&c, &s.url("/counter/bystander/increment")).await;
+    s.kill().await?;
+    let peak_kib = peak.load(Ordering::Relaxed);
+    let count = |code: u16| statuses.iter().filter(|&&s| s == code).count();
+    let held = (peak_kib - before) * 1024 <= budget && bystander == 200;
+    eprintln!("   bombs: RSS {before} -> peak {peak_kib} KiB");
+    Ok(Row {
+        workload: format!(
+            "{} memory bombs at once (`--max-memory {}` = {} MiB, 128 MiB per instance)",
+            o.bombs, budget, o.max_memory_mib
+        ),
+        figures: format!(
+            "peak RSS {} MiB ({} MiB before); {} answered 500 (instance limit), {} answered 503 (budget), {} other; a bystander's request after them: {}",
+            peak_kib / 1024,
+            before / 1024,
+            count(500),
+            count(503),
+            statuses.len() - count(500) - count(503),
+            bystander
+        ),
+        held,
+    })
+}
+
+fn rss_of(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
+/// Connections that send half a request's headers and then nothing: each must be closed
+/// by the host within the header timeout (plus a second's slack), and a bystander served
+/// meanwhile.
+async fn slowloris(o: &BoundsOpts, paths: &Paths) -> Result<Row> {
+    let flags = [
+        "--header-timeout-ms".to_string(),
+        o.header_timeout_ms.to_string(),
+    ];
+    let s = Server::start_flagged(paths, "bounds-slowloris", &flags).await?;
+    let addr = s.addr;
+    let opened = Instant::now();
+    let mut conns = Vec::new();
+    for _ in 0..o.slowloris {
+        let mut t = TcpStream::connect(addr)
+            .await
+            .context("slowloris connect")?;
+        t.write_all(b"GET /counter/slow/get HTTP/1.1\r\nHost: bench\r\n")
+            .await?;
+        conns.push(t);
+    }
+    let c = client();
+    let started = Instant::now();
+    let bystander = status(&c, &s.url("/counter/bystander/increment")).await;
+    let bystander_ms = started.elapsed();
+    let closes = join_all(conns.into_iter().map(|mut t| async move {
+        let mut buf = [0u8; 512];
+        // Whatever the host answers (a 408, or nothing) ends with the close.
+        loop {
+            match tokio::time::timeout(Duration::from_secs(120), t.read(&mut buf)).await {
+                Ok(Ok(0)) | Ok(Err(_)) => return Some(opened.elapsed()),
+                Ok(Ok(_)) => continue,
+                Err(_) => return None,
+            }
+        }
+    }))
+    .await;
+    s.kill().await?;
+    let open_still = closes.iter().filter(|c| c.is_none()).count();
+    let closed: Vec<Duration> = closes.into_iter().flatten().collect();
+    let last = closed.iter().max().copied().unwrap_or_default();
+    let bound = Duration::from_millis(o.header_timeout_ms) + Duration::from_secs(1);
+    eprintln!("   slowloris: last closed after {last:?}, {open_still} still open");
+    Ok(Row {
+        workload: format!(
+            "{} slowloris connections (half a request's headers, then silence; `--header-timeout-ms {}`)",
+            o.slowloris, o.header_timeout_ms
+        ),
+        figures: format!(
+            "all closed by the host within {} of the first opening ({} still open after 120 s); a bystander's request meanwhile: {} in {}",
+            ms(last),
+            open_still,
+            bystander,
+            ms(bystander_ms)
+        ),
+        held: open_still == 0 && last <= bound && bystander == 200,
+    })
+}
+
+/// Endless loops on distinct objects, kept in flight (each cut by `--cpu-ms`, then sent
+/// again), while a bystander times requests to a counter one after another.
+async fn loops(o: &BoundsOpts, paths: &Paths) -> Result<Row> {
+    let flags = ["--cpu-ms".to_string(), o.loop_cpu_ms.to_string()];
+    let s = Server::start_flagged(paths, "bounds-loops", &flags).await?;
+    let c = client();
+    let stop = Arc::new(AtomicBool::new(false));
+    let loopers: Vec<_> = (0..o.loops)
+        .map(|i| {
+            let (c, url, stop) = (
+                c.clone(),
+                s.url(&format!("/test-object/loop-{i}/loop")),
+                stop.clone(),
+            );
+            tokio::spawn(async move {
+                while !stop.load(Ordering::Relaxed) {
+                    status(&c, &url).await;
+                }
+            })
+        })
+        .collect();
+    // Let every loop start before timing the bystander.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let bystander = reqwest::Client::builder()
+        .pool_max_idle_per_host(1)
+        .build()?;
+    let url = s.url("/counter/bystander/increment");
+    let mut samples = Vec::new();
+    let mut failed = 0;
+    let until = Instant::now() + o.loop_window;
+    while Instant::now() < until {
+        let t = Instant::now();
+        match bystander.get(&url).send().await {
+            Ok(r) if r.status().is_success() => {
+                r.bytes().await?;
+                samples.push(t.elapsed());
+            }
+            _ => failed += 1,
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    for l in loopers {
+        l.abort();
+    }
+    s.kill().await?;
+    ensure!(!samples.is_empty(), "the bystander was never answered");
+    let (p50, p99) = (quantile(&samples, 0.5), quantile(&samples, 0.99));
+    eprintln!("   loops: bystander p50 {p50:?}, p99 {p99:?}");
+    Ok(Row {
+        workload: format!(
+            "{} endless loops on distinct objects kept in flight (`--cpu-ms {}`), a bystander incrementing a counter one request at a time for {} s",
+            o.loops,
+            o.loop_cpu_ms,
+            o.loop_window.as_secs()
+        ),
+        figures: format!(
+            "bystander p50 {}, p99 {} over {} requests ({} failed)",
+            ms(p50),
+            ms(p99),
+            samples.len(),
+            failed
+        ),
+        held: failed == 0 && p99 <= Duration::from_millis(100),
+    })
+}
+
+/// Many requests at once to one object whose events are slow: past `--max-queued-events`
+/// (1000) they must be refused at once with 503 and `Retry-After`.
+async fn flood(o: &BoundsOpts, paths: &Paths) -> Result<Row> {
+    let flags = ["--cpu-ms".to_string(), "100".to_string()];
+    let s = Server::start_flagged(paths, "bounds-flood", &flags).await?;
+    let c = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .timeout(Duration::from_secs(5))
+        .build()?;
+    let started = Instant::now();
+    let answers = join_all((0..o.flood).map(|_| {
+        let (c, url) = (c.clone(), s.url("/test-object/hot/loop"));
+        async move {
+            match c.get(&url).send().await {
+                Ok(r) => Some((
+                    r.status().as_u16(),
+                    r.headers().contains_key("retry-after"),
+                    started.elapsed(),
+                )),
+                // Still queued when the client gave up: it leaves, and its event is dropped.
+                Err(_) => None,
+            }
+        }
+    }))
+    .await;
+    let bystander = status(&client(), &s.url("/counter/bystander/increment")).await;
+    s.kill().await?;
+    let refused: Vec<Duration> = answers
+        .iter()
+        .flatten()
+        .filter(|(st, retry, _)| *st == 503 && *retry)
+        .map(|(_, _, t)| *t)
+        .collect();
+    let waited = answers.iter().filter(|a| a.is_none()).count();
+    let ran = answers
+        .iter()
+        .flatten()
+        .filter(|(st, _, _)| *st == 500)
+        .count();
+    let slowest = refused.iter().max().copied().unwrap_or_default();
+    eprintln!(
+        "   flood: {} refused, slowest refusal {slowest:?}",
+        refused.len()
+    );
+    Ok(Row {
+        workload: format!(
+            "{} requests at once to one object whose events each spin 100 ms (`--cpu-ms 100`, `--max-queued-events` 1000)",
+            o.flood
+        ),
+        figures: format!(
+            "{} refused with 503 and `Retry-After`, the last of them {} after the first request was sent; {} ran (cut at 100 ms); {} were still queued when their clients gave up at 5 s; another object meanwhile: {}",
+            refused.len(),
+            ms(slowest),
+            ran,
+            waited,
+            bystander
+        ),
+        // Every request that neither ran nor found a place in the mailbox was refused.
+        held: refused.len() + ran + 1000 + 1 >= o.flood as usize && bystander == 200,
+    })
+}
