@@ -269,9 +269,10 @@ pub struct LimitArgs {
     /// many, beside the live-object slots (max_live_objects).
     #[arg(long)]
     pub max_deferring_objects: Option<u32>,
-    /// Bytes the guests' memories and request bodies being read may hold together (the
-    /// default is three quarters of the machine's memory, or of its cgroup's limit); past
-    /// it, a guest's growth fails its event and new requests get 503.
+    /// Bytes the guests' memories, request bodies being read and WebSocket send queues
+    /// may hold together (the default is three quarters of the machine's memory, or of its
+    /// cgroup's limit); past it, a guest's growth fails its event, new requests get 503 and
+    /// a socket whose message does not fit is closed.
     #[arg(long)]
     pub max_memory: Option<usize>,
 }

@@ -123,8 +123,9 @@ pub struct Limits {
     /// Open public connections (HTTP connections and WebSockets) at once; one more is
     /// answered 503 with `Retry-After` and closed.
     pub max_connections: usize,
-    /// Bytes the guests' linear memories and request bodies being read may hold together;
-    /// past it, a guest's growth fails its event and new requests get 503.
+    /// Bytes the guests' linear memories, request bodies being read and WebSocket send
+    /// queues may hold together; past it, a guest's growth fails its event, new requests
+    /// get 503 and a socket whose message does not fit is closed (1013).
     pub max_memory: usize,
     /// Guest events running past their first time slices at once (`FREE_TICKS`); the rest
     /// wait their turn, oldest first, and each running one gives its turn up every slice.

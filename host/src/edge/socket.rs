@@ -61,7 +61,7 @@ pub async fn run_connection(rt: Arc<dyn Dispatch>, upgrade: Upgrade, socket: Web
                 Some(Outgoing::Text(t)) => match axum::extract::ws::Utf8Bytes::try_from(t) {
                     Ok(t) => Message::Text(t),
                     Err(_) => {
-                        queued.fetch_sub(len, std::sync::atomic::Ordering::AcqRel);
+                        queued.written(len);
                         continue;
                     }
                 },
@@ -70,7 +70,7 @@ pub async fn run_connection(rt: Arc<dyn Dispatch>, upgrade: Upgrade, socket: Web
                 None => return End::Closed(CLOSE_ABNORMAL, "closed".into(), false),
             };
             let written = sink.send(message).await;
-            queued.fetch_sub(len, std::sync::atomic::Ordering::AcqRel);
+            queued.written(len);
             if written.is_err() {
                 return End::Closed(CLOSE_ABNORMAL, "the connection broke".into(), false);
             }

@@ -210,6 +210,8 @@ impl Runtime {
             None => Arc::new(LocalPlacement),
         };
         let shard_count = db.shard_count();
+        // Guests' memories, bodies being read and WebSocket send queues count against it.
+        let memory = crate::services::memory::MemoryBudget::new(config.limits.max_memory);
         let runtime = Arc::new_cyclic(|weak: &Weak<Runtime>| Runtime {
             classes,
             by_namespace,
@@ -226,10 +228,14 @@ impl Runtime {
                 }),
                 clock,
                 shared: crate::wasm::state::Shared {
-                    memory: crate::services::memory::MemoryBudget::new(l.max_memory),
+                    memory: memory.clone(),
                     cpu: crate::wasm::cpu_gate::CpuGate::new(l.max_long_events as usize),
                 },
-                sockets: Arc::new(Sockets::new(l.ws_send_queue, l.ws_send_queue_bytes)),
+                sockets: Arc::new(Sockets::new(
+                    l.ws_send_queue,
+                    l.ws_send_queue_bytes,
+                    memory.clone(),
+                )),
                 slots: Arc::new(Slots::new(
                     l.max_live_objects,
                     l.max_deferring_objects,

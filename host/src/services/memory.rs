@@ -1,6 +1,7 @@
-//! The host's memory budget (`max_memory`): the bytes guests' linear memories and request
-//! bodies being read may hold together. Past it, growth is refused (the guest asking fails
-//! its event) and new requests are answered 503, rather than the kernel killing the host.
+//! The host's memory budget (`max_memory`): the bytes guests' linear memories, request
+//! bodies being read and WebSocket send queues may hold together. Past it, growth is
+//! refused (the guest asking fails its event) and new requests are answered 503, rather
+//! than the kernel killing the host.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};

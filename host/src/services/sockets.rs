@@ -2,6 +2,7 @@
 //! bounded send queue); the edge runs each connection. Sockets belong to the host,
 //! not to an instance, so they stay open while their object is evicted (hibernation).
 
+use super::memory::MemoryBudget;
 use super::peer::Upstream;
 use crate::id::ObjectKey;
 use std::collections::{BTreeSet, HashMap};
@@ -57,13 +58,45 @@ impl Outgoing {
     }
 }
 
+/// Bytes queued for one client and not yet written: bounded per socket
+/// (`ws_send_queue_bytes`) and held against the host's memory budget (`max_memory`) until
+/// written; what is still queued when the socket is gone is given back then.
+pub struct QueuedBytes {
+    bytes: AtomicUsize,
+    budget: Arc<MemoryBudget>,
+}
+
+impl QueuedBytes {
+    /// Counts `len` more bytes; false, counting nothing, when they would pass `cap` or the
+    /// budget has no room. Only `Sockets` adds, under its lock, so the check cannot race.
+    fn add(&self, len: usize, cap: usize) -> bool {
+        if self.bytes.load(Ordering::Acquire) + len > cap || !self.budget.try_take(len) {
+            return false;
+        }
+        self.bytes.fetch_add(len, Ordering::AcqRel);
+        true
+    }
+
+    /// A message of `len` bytes left the queue (written, or dropped).
+    pub fn written(&self, len: usize) {
+        self.bytes.fetch_sub(len, Ordering::AcqRel);
+        self.budget.give_back(len);
+    }
+}
+
+impl Drop for QueuedBytes {
+    fn drop(&mut self) {
+        self.budget.give_back(*self.bytes.get_mut());
+    }
+}
+
 struct Entry {
     object: ObjectKey,
     tags: Vec<String>,
     attachment: Option<Vec<u8>>,
     out: mpsc::Sender<Outgoing>,
     /// Bytes queued for the client and not yet written (the connection task subtracts).
-    queued: Arc<AtomicUsize>,
+    queued: Arc<QueuedBytes>,
     kill: Option<oneshot::Sender<()>>,
     auto_response_at: Option<u64>,
     /// The connection ended; the entry stays (attachment, tags) until the object has
@@ -88,6 +121,8 @@ pub struct Sockets {
     send_queue: usize,
     /// The same, in bytes.
     send_queue_bytes: usize,
+    /// The host's memory budget, which queued bytes count against.
+    budget: Arc<MemoryBudget>,
 }
 
 /// A socket an object accepted for a client's upgrade request (the object's own, or one a
@@ -115,8 +150,8 @@ pub struct Connected {
     pub id: u64,
     /// The messages for the client.
     pub out: mpsc::Receiver<Outgoing>,
-    /// Bytes queued in `out`: subtract each message's `len` once written.
-    pub queued: Arc<AtomicUsize>,
+    /// Bytes queued in `out`: each message's `len` is `written` once it leaves.
+    pub queued: Arc<QueuedBytes>,
     /// Fires when the client is too slow.
     pub kill: oneshot::Receiver<()>,
 }
@@ -139,12 +174,13 @@ impl Drop for Accepted {
 }
 
 impl Sockets {
-    pub fn new(send_queue: usize, send_queue_bytes: usize) -> Self {
+    pub fn new(send_queue: usize, send_queue_bytes: usize, budget: Arc<MemoryBudget>) -> Self {
         Sockets {
             inner: Mutex::default(),
             next_id: AtomicU64::new(0),
             send_queue: send_queue.max(1),
             send_queue_bytes: send_queue_bytes.max(1),
+            budget,
         }
     }
 
@@ -157,7 +193,10 @@ impl Sockets {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed) + 1;
         let (out_tx, out) = mpsc::channel(self.send_queue);
         let (kill_tx, kill) = oneshot::channel();
-        let queued = Arc::new(AtomicUsize::new(0));
+        let queued = Arc::new(QueuedBytes {
+            bytes: AtomicUsize::new(0),
+            budget: self.budget.clone(),
+        });
         let mut inner = self.lock();
         inner.sockets.insert(
             id,
@@ -248,7 +287,8 @@ impl Sockets {
     }
 
     /// Queues a message for the client without waiting. A full queue means the client is
-    /// not reading: the socket is dropped and the object told (close code 1013).
+    /// not reading: the socket is dropped and the object told (close code 1013); so does
+    /// a host whose memory budget cannot hold the message.
     pub fn deliver(&self, id: u64, message: Outgoing) {
         let mut inner = self.lock();
         let Some(entry) = inner.sockets.get_mut(&id).filter(|e| !e.closed) else {
@@ -256,14 +296,16 @@ impl Sockets {
         };
         let closing = matches!(message, Outgoing::Close(..));
         let len = message.queued_bytes();
-        let over_bytes =
-            entry.queued.fetch_add(len, Ordering::AcqRel) + len > self.send_queue_bytes;
-        if (over_bytes || entry.out.try_send(message).is_err())
-            && let Some(kill) = entry.kill.take()
-        {
+        let queued = entry.queued.add(len, self.send_queue_bytes)
+            && (entry.out.try_send(message).is_ok() || {
+                entry.queued.written(len);
+                false
+            });
+        if !queued && let Some(kill) = entry.kill.take() {
             tracing::warn!(
                 socket = id,
-                "send queue full: closing a client that does not read"
+                "send queue full (or the host's memory budget, max_memory, exhausted): \
+                 closing a client that does not read"
             );
             let _ = kill.send(());
         }
@@ -345,8 +387,10 @@ impl Sockets {
         if let Some(e) = inner.sockets.get_mut(&id) {
             e.auto_response_at = Some(now);
             let len = response.len();
-            if e.out.try_send(Outgoing::text(response)).is_ok() {
-                e.queued.fetch_add(len, Ordering::AcqRel);
+            if e.queued.add(len, self.send_queue_bytes)
+                && e.out.try_send(Outgoing::text(response)).is_err()
+            {
+                e.queued.written(len);
             }
         }
         true
@@ -366,7 +410,7 @@ mod tests {
     /// client left while the answer waited for durability, say).
     #[test]
     fn an_accepted_socket_never_connected_leaves_the_registry_when_dropped() {
-        let sockets = Arc::new(Sockets::new(4, 1 << 20));
+        let sockets = Arc::new(Sockets::new(4, 1 << 20, MemoryBudget::new(1 << 30)));
         let object = ObjectKey {
             namespace: 1,
             id: IdKey::new([1; 32]).id_from_name("room"),
@@ -382,5 +426,41 @@ mod tests {
             vec![id],
             "a connected socket stays"
         );
+    }
+
+    /// Queued bytes count against the host's memory budget: a message that would pass it
+    /// is not queued and its socket is closed as too slow; bytes written, and bytes still
+    /// queued when the socket is gone, are given back.
+    #[test]
+    fn queued_bytes_hold_the_memory_budget_until_written_or_gone() {
+        let budget = MemoryBudget::new(100);
+        let sockets = Arc::new(Sockets::new(16, 1 << 20, budget.clone()));
+        let object = ObjectKey {
+            namespace: 1,
+            id: IdKey::new([1; 32]).id_from_name("room"),
+        };
+        let mut a = sockets.register(object, Vec::new()).connect();
+        let b = sockets.register(object, Vec::new()).connect();
+        let msg = |n: usize| Outgoing::Binary(bytes::Bytes::from(vec![0u8; n]));
+        sockets.deliver(a.id, msg(30));
+        sockets.deliver(b.id, msg(40));
+        assert_eq!(budget.used(), 70);
+        // 40 more would pass the budget: not queued, and `b` is told to close.
+        let mut b = b;
+        sockets.deliver(b.id, msg(40));
+        assert_eq!(budget.used(), 70);
+        assert!(
+            b.kill.try_recv().is_ok(),
+            "the socket is closed as too slow"
+        );
+        assert!(a.kill.try_recv().is_err());
+        // `a`'s message is written: its bytes go back.
+        let written = a.out.try_recv().unwrap();
+        a.queued.written(written.queued_bytes());
+        assert_eq!(budget.used(), 40);
+        // `b` goes with its message still queued: given back once nothing holds its queue.
+        sockets.remove(b.id);
+        drop(b);
+        assert_eq!(budget.used(), 0);
     }
 }
