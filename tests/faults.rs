@@ -1124,3 +1124,32 @@ async fn endless_loops_take_turns_and_short_events_pass_them() {
     wait_until("no turn is held", || async { rt.long_events() == (0, 0) }).await;
     host.stop().await;
 }
+
+/// Short of memory budget, idle objects give their instances (and the memory their guests
+/// grew) back, one per refusal, as they give slots up: with a 48 MiB budget, an idle
+/// object holding 32 MiB makes a second object's 32 MiB refused once (503), and is then
+/// evicted, so the retry fits. The idle timeout is ten minutes: only the pressure evicts.
+#[tokio::test]
+async fn short_of_memory_idle_objects_give_their_instances_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let limits = Limits {
+        max_memory: 48 << 20,
+        idle_timeout: Duration::from_secs(600),
+        ..Limits::default()
+    };
+    let host = TestHost::start_observed(&["test-object"], dir.path(), limits).await;
+    let rt = host.runtime().clone();
+    let c = client();
+    let (status, body) = get(&c, &host.url("/test-object/first/hold?mib=32")).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = get(&c, &host.url("/test-object/second/hold?mib=32")).await;
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("max_memory"), "{body}");
+    wait_until("the idle object gives its instance up", || async {
+        rt.live_instances() == 0
+    })
+    .await;
+    let (status, body) = get(&c, &host.url("/test-object/second/hold?mib=32")).await;
+    assert_eq!(status, 200, "{body}");
+    host.stop().await;
+}

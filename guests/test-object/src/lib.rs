@@ -8,6 +8,7 @@
 //! | `GET /get?key=K` | raw `get_bytes` (404 when absent) |
 //! | `POST /write-then-panic?key=K` | puts K then panics |
 //! | `GET /panic`, `/loop`, `/membomb`, `/stack` | panics, spins forever, allocates without end, recurses without end |
+//! | `GET /hold?mib=N` | grows the instance's memory by N MiB and keeps it while the instance lives |
 //! | `POST /nested` | nested transactions: inner rolled back, outer kept |
 //! | `POST /txn-rollback?key=K` | writes K in a transaction that fails |
 //! | `GET /echo` | the request as the object saw it, as JSON |
@@ -43,6 +44,8 @@ pub struct TestObject {
     instance: u64,
     events: u64,
     env: Vec<(String, String)>,
+    /// Memory grown on purpose (`/hold`), kept while the instance lives.
+    held: Vec<Vec<u8>>,
 }
 
 fn item_key(index: u64) -> String {
@@ -75,6 +78,7 @@ impl DurableObject for TestObject {
             instance: u64::from_le_bytes(bytes),
             events: 0,
             env,
+            held: Vec::new(),
         }
     }
 
@@ -157,6 +161,11 @@ impl DurableObject for TestObject {
                 loop {
                     x = std::hint::black_box(x.wrapping_add(1));
                 }
+            }
+            "/hold" => {
+                let mib: usize = req.require_query("mib")?;
+                self.held.push(vec![1u8; mib << 20]);
+                Ok(Response::text(format!("holding {} MiB", self.held.iter().map(Vec::len).sum::<usize>() >> 20)))
             }
             "/membomb" => {
                 let mut hoard: Vec<Vec<u8>> = Vec::new();

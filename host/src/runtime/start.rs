@@ -242,6 +242,8 @@ impl Runtime {
                     l.max_worker_instances,
                     l.slot_wait,
                     calls.clone(),
+                    // Short of memory as of slots: idle objects give their instances up.
+                    memory.pressure(),
                 )),
                 scheduler: scheduler.clone(),
                 metrics,

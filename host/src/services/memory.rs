@@ -5,10 +5,14 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use tokio::sync::Notify;
 
 pub struct MemoryBudget {
     used: AtomicUsize,
     limit: usize,
+    /// Signalled at each refusal: the instance slots' pressure, which asks one idle object
+    /// to give up its instance, and with it the memory its guest grew.
+    pressure: Arc<Notify>,
 }
 
 impl MemoryBudget {
@@ -16,16 +20,28 @@ impl MemoryBudget {
         Arc::new(MemoryBudget {
             used: AtomicUsize::new(0),
             limit,
+            pressure: Arc::new(Notify::new()),
         })
     }
 
-    /// Takes `bytes` if they fit under the limit.
+    /// What a refusal signals (for `Slots`, whose idle objects listen).
+    pub fn pressure(&self) -> Arc<Notify> {
+        self.pressure.clone()
+    }
+
+    /// Takes `bytes` if they fit under the limit; a refusal asks an idle object to give
+    /// its instance up, so a retry may fit.
     pub fn try_take(&self, bytes: usize) -> bool {
-        self.used
+        let taken = self
+            .used
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
                 used.checked_add(bytes).filter(|total| *total <= self.limit)
             })
-            .is_ok()
+            .is_ok();
+        if !taken {
+            self.pressure.notify_one();
+        }
+        taken
     }
 
     pub fn give_back(&self, bytes: usize) {

@@ -19,8 +19,9 @@ pub struct Slots {
     max_objects: u32,
     max_workers: u32,
     wait: Duration,
-    /// Signalled when an object waits for a slot: idle actors give theirs up.
-    pressure: Notify,
+    /// Signalled when an object waits for a slot, or the memory budget refused bytes: idle
+    /// actors give theirs up.
+    pressure: Arc<Notify>,
     calls: Arc<CallGraph>,
 }
 
@@ -35,6 +36,7 @@ impl Slots {
         max_workers: u32,
         wait: Duration,
         calls: Arc<CallGraph>,
+        pressure: Arc<Notify>,
     ) -> Self {
         Slots {
             objects: Arc::new(Semaphore::new(max_objects as usize)),
@@ -43,7 +45,7 @@ impl Slots {
             max_objects,
             max_workers,
             wait,
-            pressure: Notify::new(),
+            pressure,
             calls,
         }
     }
