@@ -405,3 +405,35 @@ async fn one_events_queued_sends_are_bounded_by_its_memory_limit() {
     assert!(outcome.contains("memory_bytes"), "{outcome}");
     host.stop().await;
 }
+
+/// A broadcast is all or none: with an 8 MiB memory limit (the event's allowance for
+/// queued sends), a 64 KiB message to 139 other sockets (8.7 MiB) reaches none of them,
+/// and the small message sent next is the first each receives.
+#[tokio::test]
+async fn a_broadcast_past_the_events_allowance_reaches_no_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let limits = Limits {
+        memory_per_instance: 8 * 1024 * 1024,
+        ..Limits::default()
+    };
+    let host = TestHost::start_with(&["test-object"], dir.path(), limits).await;
+    let mut sender = connect(&host, "/test-object/all/ws").await;
+    let mut others = Vec::new();
+    for _ in 0..139 {
+        others.push(connect(&host, "/test-object/all/ws").await);
+    }
+    sender
+        .send(Message::text("x".repeat(64 * 1024)))
+        .await
+        .unwrap();
+    sender.send(Message::text("small")).await.unwrap();
+    for ws in &mut others {
+        let first = next_text(ws).await;
+        assert!(
+            first == "small",
+            "the first message was {} bytes",
+            first.len()
+        );
+    }
+    host.stop().await;
+}
