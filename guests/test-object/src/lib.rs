@@ -165,7 +165,10 @@ impl DurableObject for TestObject {
             "/hold" => {
                 let mib: usize = req.require_query("mib")?;
                 self.held.push(vec![1u8; mib << 20]);
-                Ok(Response::text(format!("holding {} MiB", self.held.iter().map(Vec::len).sum::<usize>() >> 20)))
+                Ok(Response::text(format!(
+                    "holding {} MiB",
+                    self.held.iter().map(Vec::len).sum::<usize>() >> 20
+                )))
             }
             "/membomb" => {
                 let mut hoard: Vec<Vec<u8>> = Vec::new();
