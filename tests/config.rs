@@ -559,3 +559,30 @@ async fn run_var_flags_reach_the_objects_env() {
         ]
     );
 }
+
+/// A pool of instance slots the kernel's `vm.max_map_count` could not even create is
+/// refused before anything starts, naming the setting and the flag, rather than failing
+/// with a bare "Cannot allocate memory" (each empty slot holds about two mappings).
+#[test]
+fn more_slots_than_the_map_count_allows_are_refused_naming_it() {
+    let cap: u64 = std::fs::read_to_string("/proc/sys/vm/max_map_count")
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_dohost"))
+        .args(["run", "--admin", "off", "--listen", "127.0.0.1:0", "--data"])
+        .arg(dir.path())
+        .args([
+            "--max-live-objects",
+            &cap.min(u64::from(u32::MAX)).to_string(),
+        ])
+        .arg(guest("counter"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("vm.max_map_count"), "{err}");
+    assert!(err.contains("--max-live-objects"), "{err}");
+}

@@ -126,6 +126,9 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         tracing::info!(
             address = %listener.local_addr()?,
             bindings = %runtime.bindings().join(", "),
+            max_live_objects = config.limits.max_live_objects,
+            max_memory = config.limits.max_memory,
+            max_long_events = config.limits.max_long_events,
             "dohost is serving"
         );
         dohost::serve(runtime, listener, shutdown_signal()).await

@@ -1,5 +1,6 @@
-//! What this machine offers, for the defaults of limits: its memory, or its cgroup's
-//! limit when that is lower (a container).
+//! What this machine offers, for the defaults of limits and the checks of them: its
+//! memory (or its cgroup's limit when that is lower: a container), its cores, and the
+//! kernel's cap on a process's memory mappings.
 
 /// Share of the machine's memory the host's budget takes by default: the rest is for the
 /// host's own structures, the database's cache and the kernel.
@@ -24,6 +25,15 @@ const LONG_EVENTS_PER_CORE: u32 = 2;
 pub fn default_max_long_events() -> u32 {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     LONG_EVENTS_PER_CORE * u32::try_from(cores).unwrap_or(u32::MAX / LONG_EVENTS_PER_CORE)
+}
+
+/// The kernel's cap on one process's memory mappings (`vm.max_map_count`), if readable.
+pub fn max_map_count() -> Option<u64> {
+    std::fs::read_to_string("/proc/sys/vm/max_map_count")
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
 }
 
 /// The machine's memory, or its cgroup's limit if lower.

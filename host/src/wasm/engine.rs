@@ -17,6 +17,39 @@ use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConf
 /// (its module plus wit-component's shims); Python and JavaScript ones a few more.
 const CORE_INSTANCES_PER_COMPONENT: u32 = 20;
 
+/// Memory mappings the pool holds per instance slot while it is empty (measured: 2), and
+/// per live instance on top (about 8), and what the rest of the process takes.
+const MAPS_PER_SLOT: u64 = 2;
+const MAPS_PER_LIVE: u64 = 8;
+const MAPS_BESIDE_THE_POOL: u64 = 2_000;
+
+/// Refuses a pool the kernel's `vm.max_map_count` could not even create (it would fail with
+/// a bare "Cannot allocate memory"), and warns when it could not hold every slot live.
+fn check_map_count(slots: u32, cap: Option<u64>) -> Result<()> {
+    let Some(cap) = cap else { return Ok(()) };
+    let empty = u64::from(slots) * MAPS_PER_SLOT + MAPS_BESIDE_THE_POOL;
+    let full = empty + u64::from(slots) * MAPS_PER_LIVE;
+    if empty > cap {
+        anyhow::bail!(
+            "max_live_objects, max_deferring_objects and max_worker_instances make {slots} \
+             instance slots, which need about {empty} memory mappings before any object \
+             runs; the kernel allows {cap} (vm.max_map_count): lower --max-live-objects, or \
+             raise the cap (sysctl -w vm.max_map_count={full})"
+        );
+    }
+    if full > cap {
+        let fits = (cap - empty) / MAPS_PER_LIVE;
+        tracing::warn!(
+            "{slots} instance slots (max_live_objects, max_deferring_objects and \
+             max_worker_instances) need about {full} memory mappings when every instance is \
+             live; the kernel allows {cap} (vm.max_map_count), so instances past about \
+             {fits} will fail with \"Cannot allocate memory\": raise it \
+             (sysctl -w vm.max_map_count={full}) or lower --max-live-objects"
+        );
+    }
+    Ok(())
+}
+
 /// Builds the engine every class shares.
 pub fn build_engine(limits: &Limits) -> Result<Engine> {
     let mut pool = PoolingAllocationConfig::new();
@@ -25,6 +58,7 @@ pub fn build_engine(limits: &Limits) -> Result<Engine> {
         .max_live_objects
         .saturating_add(limits.max_deferring_objects)
         .saturating_add(limits.max_worker_instances);
+    check_map_count(n, crate::config::machine::max_map_count())?;
     pool.total_component_instances(n)
         .total_core_instances(n.saturating_mul(CORE_INSTANCES_PER_COMPONENT))
         .max_core_instances_per_component(CORE_INSTANCES_PER_COMPONENT)
@@ -212,4 +246,23 @@ pub fn prepare(
             path.display()
         )
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pool_the_map_count_cannot_create_is_refused_naming_the_setting() {
+        assert!(
+            check_map_count(1_000, None).is_ok(),
+            "unknown cap: no check"
+        );
+        assert!(check_map_count(1_000, Some(65_530)).is_ok());
+        let e = check_map_count(40_000, Some(65_530))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("vm.max_map_count"), "{e}");
+        assert!(e.contains("--max-live-objects"), "{e}");
+    }
 }
