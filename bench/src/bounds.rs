@@ -11,7 +11,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::format::ms;
-use crate::probes::quantile;
+use crate::probes::{quantile, sequential_latencies};
 use crate::servers::{Paths, Server};
 
 /// How many of each attack, and the limits the hosts run with.
@@ -40,6 +40,7 @@ pub async fn measure(o: &BoundsOpts, paths: &Paths) -> Result<Vec<Row>> {
         slowloris(o, paths).await?,
         loops(o, paths).await?,
         flood(o, paths).await?,
+        churn(paths).await?,
     ])
 }
 
@@ -334,5 +335,33 @@ async fn flood(o: &BoundsOpts, paths: &Paths) -> Result<Row> {
         ),
         // Every request that neither ran nor found a place in the mailbox was refused.
         held: refused.len() + ran + 1000 + 1 >= o.flood as usize && bystander == 200,
+    })
+}
+
+/// The cost of one eviction and rebuild: with `--max-live-objects 100`, first requests to
+/// the first 100 objects only build an instance; past 1,000 objects every first request
+/// also evicts the idle instance that waited longest. Both one at a time.
+async fn churn(paths: &Paths) -> Result<Row> {
+    let flags = ["--max-live-objects".to_string(), "100".to_string()];
+    let s = Server::start_flagged(paths, "bounds-churn", &flags).await?;
+    let path = |i: u32| format!("/counter/churn-{i}/get");
+    let fresh = sequential_latencies(&s, &(0..100).map(path).collect::<Vec<_>>()).await?;
+    sequential_latencies(&s, &(100..1_000).map(path).collect::<Vec<_>>()).await?;
+    let churned = sequential_latencies(&s, &(1_000..3_000).map(path).collect::<Vec<_>>()).await?;
+    s.kill().await?;
+    let (f50, c50) = (quantile(&fresh, 0.5), quantile(&churned, 0.5));
+    eprintln!("   churn: build p50 {f50:?}, evict + build p50 {c50:?}");
+    Ok(Row {
+        workload: "first requests one at a time under `--max-live-objects 100`: 100 that only build an instance, then 2,000 that each evict one and build one".into(),
+        figures: format!(
+            "build p50 {}, p99 {}; evict + build p50 {}, p99 {}: an eviction adds {:+} µs to the p50",
+            ms(f50),
+            ms(quantile(&fresh, 0.99)),
+            ms(c50),
+            ms(quantile(&churned, 0.99)),
+            c50.as_micros() as i128 - f50.as_micros() as i128
+        ),
+        // A measurement, not a bound: it holds when every request was answered.
+        held: true,
     })
 }
