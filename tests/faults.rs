@@ -1153,3 +1153,37 @@ async fn short_of_memory_idle_objects_give_their_instances_up() {
     assert_eq!(status, 200, "{body}");
     host.stop().await;
 }
+
+/// A client leaving does not stop an event while its object holds deferred requests:
+/// stopping it would drop the instance, and with it the deferred requests (they live in the
+/// instance's memory). The spinning event runs to its end; the waiter is answered after.
+#[tokio::test]
+async fn a_client_leaving_does_not_stop_an_event_beside_deferred_requests() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = TestHost::start_observed(&["test-object"], dir.path(), Limits::default()).await;
+    let c = client();
+    let waiter = {
+        let (c, url) = (c.clone(), host.url("/test-object/d/wait"));
+        tokio::spawn(async move { get(&c, &url).await })
+    };
+    let waiting = host.url("/test-object/d/waiting");
+    wait_until("the request waits", || async {
+        get(&c, &waiting).await.1 == "1"
+    })
+    .await;
+    let impatient = reqwest::Client::builder()
+        .timeout(Duration::from_millis(100))
+        .build()
+        .unwrap();
+    let gave_up = impatient
+        .get(host.url("/test-object/d/spin?ms=1000"))
+        .send()
+        .await;
+    assert!(gave_up.is_err(), "the spin answered within 100 ms");
+    assert_eq!(
+        get(&c, &host.url("/test-object/d/wake")).await,
+        (200, "1".to_string())
+    );
+    assert_eq!(waiter.await.unwrap(), (200, "woken".to_string()));
+    host.stop().await;
+}

@@ -9,6 +9,8 @@
 //! | `POST /write-then-panic?key=K` | puts K then panics |
 //! | `GET /panic`, `/loop`, `/membomb`, `/stack` | panics, spins forever, allocates without end, recurses without end |
 //! | `GET /hold?mib=N` | grows the instance's memory by N MiB and keeps it while the instance lives |
+//! | `GET /wait`, `/waiting`, `/wake` | defers its answer; how many wait; answers every waiter `woken` (answers how many) |
+//! | `GET /spin?ms=N` | spins N ms of wall-clock time (the host's clock), then answers `spun` |
 //! | `POST /nested` | nested transactions: inner rolled back, outer kept |
 //! | `POST /txn-rollback?key=K` | writes K in a transaction that fails |
 //! | `GET /echo` | the request as the object saw it, as JSON |
@@ -46,6 +48,8 @@ pub struct TestObject {
     env: Vec<(String, String)>,
     /// Memory grown on purpose (`/hold`), kept while the instance lives.
     held: Vec<Vec<u8>>,
+    /// Requests deferred by `/wait`, answered by `/wake`.
+    waiting: Vec<dohost_sdk::Deferred>,
 }
 
 fn item_key(index: u64) -> String {
@@ -79,6 +83,7 @@ impl DurableObject for TestObject {
             events: 0,
             env,
             held: Vec::new(),
+            waiting: Vec::new(),
         }
     }
 
@@ -161,6 +166,32 @@ impl DurableObject for TestObject {
                 loop {
                     x = std::hint::black_box(x.wrapping_add(1));
                 }
+            }
+            "/wait" => {
+                let waiting = self
+                    .state
+                    .defer()
+                    .ok_or_else(|| Error::msg("cannot defer outside a fetch"))?;
+                self.waiting.push(waiting);
+                Ok(Response::deferred())
+            }
+            "/waiting" => Ok(Response::text(self.waiting.len().to_string())),
+            "/wake" => {
+                let answered = self
+                    .waiting
+                    .drain(..)
+                    .map(|w| w.respond(Response::text("woken")))
+                    .filter(|answered| *answered)
+                    .count();
+                Ok(Response::text(answered.to_string()))
+            }
+            "/spin" => {
+                let ms: u64 = req.require_query("ms")?;
+                let until = std::time::SystemTime::now() + std::time::Duration::from_millis(ms);
+                while std::time::SystemTime::now() < until {
+                    std::hint::black_box(0);
+                }
+                Ok(Response::text("spun"))
             }
             "/hold" => {
                 let mib: usize = req.require_query("mib")?;
