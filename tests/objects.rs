@@ -480,3 +480,30 @@ on_both_backends!(
     a_held_lock_stays_held_across_eviction_and_restart,
     the_rate_limiter_keeps_its_window_across_eviction,
 );
+
+/// A worker whose guest cannot grow its memory because the host's budget (`--max-memory`)
+/// is used up answers 503 with `Retry-After` (the host's shortage, not the worker's fault),
+/// as an object does: here a 3 MiB body through a worker on a 4 MiB budget.
+#[tokio::test]
+async fn a_worker_short_of_the_memory_budget_answers_503() {
+    let dir = tempfile::tempdir().unwrap();
+    let limits = Limits {
+        max_memory: 4 << 20,
+        ..Limits::default()
+    };
+    let host = with_worker(dir.path(), limits).await;
+    let c = client();
+    let r = c
+        .post(host.url("/objects/test-object/big/put?key=k"))
+        .body(vec![7u8; 3 << 20])
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    let retry = r.headers().get("retry-after").cloned();
+    let body = r.text().await.unwrap();
+    assert_eq!(status, 503, "{body}");
+    assert!(retry.is_some(), "no Retry-After");
+    assert!(body.contains("max_memory"), "{body}");
+    host.stop().await;
+}
