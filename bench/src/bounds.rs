@@ -1,5 +1,6 @@
 //! The bounds table: dohost under the attacks its limits exist for — memory bombs, slowloris
-//! connections, endless loops beside a bystander, one object flooded — each on a fresh host.
+//! connections, endless loops beside a bystander, one object flooded — each on a fresh host;
+//! and two measurements of scale beside them: instance churn, and many WebSockets held.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -7,11 +8,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, ensure};
 use futures::future::join_all;
+use futures::{StreamExt, stream};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::format::ms;
-use crate::probes::{quantile, sequential_latencies};
+use crate::probes::{broadcast, quantile, sequential_latencies};
 use crate::servers::{Paths, Server};
 
 /// How many of each attack, and the limits the hosts run with.
@@ -24,6 +26,8 @@ pub struct BoundsOpts {
     pub loop_cpu_ms: u64,
     pub loop_window: Duration,
     pub flood: u32,
+    pub sockets: u32,
+    pub rooms: u32,
 }
 
 /// One row: what was done, what was measured, whether the bound held.
@@ -41,6 +45,7 @@ pub async fn measure(o: &BoundsOpts, paths: &Paths) -> Result<Vec<Row>> {
         loops(o, paths).await?,
         flood(o, paths).await?,
         churn(paths).await?,
+        sockets(o, paths).await?,
     ])
 }
 
@@ -88,6 +93,7 @@ async fn memory_bombs(o: &BoundsOpts, paths: &Paths) -> Result<Row> {
         paths,
         "bounds-bombs",
         &["--max-memory".into(), budget.to_string()],
+        &["test-object"],
     )
     .await?;
     let c = client();
@@ -160,7 +166,7 @@ async fn slowloris(o: &BoundsOpts, paths: &Paths) -> Result<Row> {
         "--header-timeout-ms".to_string(),
         o.header_timeout_ms.to_string(),
     ];
-    let s = Server::start_flagged(paths, "bounds-slowloris", &flags).await?;
+    let s = Server::start_flagged(paths, "bounds-slowloris", &flags, &["test-object"]).await?;
     let addr = s.addr;
     let opened = Instant::now();
     let mut conns = Vec::new();
@@ -214,7 +220,7 @@ async fn slowloris(o: &BoundsOpts, paths: &Paths) -> Result<Row> {
 /// again), while a bystander times requests to a counter one after another.
 async fn loops(o: &BoundsOpts, paths: &Paths) -> Result<Row> {
     let flags = ["--cpu-ms".to_string(), o.loop_cpu_ms.to_string()];
-    let s = Server::start_flagged(paths, "bounds-loops", &flags).await?;
+    let s = Server::start_flagged(paths, "bounds-loops", &flags, &["test-object"]).await?;
     let c = client();
     let stop = Arc::new(AtomicBool::new(false));
     let loopers: Vec<_> = (0..o.loops)
@@ -280,7 +286,7 @@ async fn loops(o: &BoundsOpts, paths: &Paths) -> Result<Row> {
 /// (1000) they must be refused at once with 503 and `Retry-After`.
 async fn flood(o: &BoundsOpts, paths: &Paths) -> Result<Row> {
     let flags = ["--cpu-ms".to_string(), "100".to_string()];
-    let s = Server::start_flagged(paths, "bounds-flood", &flags).await?;
+    let s = Server::start_flagged(paths, "bounds-flood", &flags, &["test-object"]).await?;
     let c = reqwest::Client::builder()
         .pool_max_idle_per_host(0)
         .timeout(Duration::from_secs(5))
@@ -343,7 +349,7 @@ async fn flood(o: &BoundsOpts, paths: &Paths) -> Result<Row> {
 /// also evicts the idle instance that waited longest. Both one at a time.
 async fn churn(paths: &Paths) -> Result<Row> {
     let flags = ["--max-live-objects".to_string(), "100".to_string()];
-    let s = Server::start_flagged(paths, "bounds-churn", &flags).await?;
+    let s = Server::start_flagged(paths, "bounds-churn", &flags, &["test-object"]).await?;
     let path = |i: u32| format!("/counter/churn-{i}/get");
     let fresh = sequential_latencies(&s, &(0..100).map(path).collect::<Vec<_>>()).await?;
     sequential_latencies(&s, &(100..1_000).map(path).collect::<Vec<_>>()).await?;
@@ -362,6 +368,61 @@ async fn churn(paths: &Paths) -> Result<Row> {
             c50.as_micros() as i128 - f50.as_micros() as i128
         ),
         // A measurement, not a bound: it holds when every request was answered.
+        held: true,
+    })
+}
+
+/// WebSockets held open at once over many chat rooms (hibernating objects): resident memory
+/// per socket, then broadcast throughput in one more room of 100 while they are held.
+async fn sockets(o: &BoundsOpts, paths: &Paths) -> Result<Row> {
+    let s = Server::start_flagged(paths, "bounds-sockets", &[], &["chat-room"]).await?;
+    status(&client(), &s.url("/counter/warm/get")).await;
+    let before = s.rss_kib()?;
+    let opened = Instant::now();
+    let addr = s.addr;
+    let held: Vec<_> = stream::iter(0..o.sockets)
+        .map(|i| {
+            let url = format!("ws://{addr}/chat-room/held-{}/ws?name=m{i}", i % o.rooms);
+            async move {
+                tokio_tungstenite::connect_async(url)
+                    .await
+                    .map(|(ws, _)| ws)
+            }
+        })
+        .buffer_unordered(64)
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect::<Result<_, _>>()
+        .context("opening the held sockets")?;
+    let open_secs = opened.elapsed().as_secs_f64();
+    // Let the joins' greetings drain and idle instances hibernate before reading memory.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let after = s.rss_kib()?;
+    let per_socket = (after.saturating_sub(before) as f64) / f64::from(o.sockets);
+    let b = broadcast(&s, "scale-room", 100, 200, 50, Duration::from_secs(120)).await?;
+    ensure!(
+        b.deliveries == 100 * 200,
+        "{} of 20,000 broadcast messages arrived",
+        b.deliveries
+    );
+    drop(held);
+    s.kill().await?;
+    eprintln!(
+        "   sockets: {per_socket:.1} KiB each, broadcast {:.0}/s",
+        b.per_sec()
+    );
+    Ok(Row {
+        workload: format!(
+            "{} WebSockets held open over {} chat rooms, then a broadcast room of 100 (200 messages) beside them",
+            o.sockets, o.rooms
+        ),
+        figures: format!(
+            "opened in {open_secs:.1} s; RSS {} MiB → {} MiB: {per_socket:.1} KiB per socket (its connection task, buffers and the room's share of an instance); broadcast {:.0} deliveries/s while they are held",
+            before / 1024,
+            after / 1024,
+            b.per_sec()
+        ),
         held: true,
     })
 }

@@ -96,6 +96,12 @@ struct Opts {
     /// Requests sent at once to one slow object (bounds table).
     #[arg(long, default_value_t = 1500)]
     flood: u32,
+    /// WebSockets held open at once (bounds table, as a measurement of scale).
+    #[arg(long, default_value_t = 10_000)]
+    sockets: u32,
+    /// Chat rooms those sockets are spread over.
+    #[arg(long, default_value_t = 100)]
+    rooms: u32,
 }
 
 impl Opts {
@@ -109,6 +115,8 @@ impl Opts {
             loop_cpu_ms: 2000,
             loop_window: Duration::from_secs(self.loop_secs),
             flood: self.flood,
+            sockets: self.sockets,
+            rooms: self.rooms.max(1),
         }
     }
 }

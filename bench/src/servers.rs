@@ -179,9 +179,14 @@ impl Server {
         Self::spawn(kind, cmd, addr, &log_path).await
     }
 
-    /// dohost serving the counter and the test object (misbehaviour on demand) with extra
-    /// `flags`, its data and log named after `name`: for the bounds table.
-    pub async fn start_flagged(paths: &Paths, name: &str, flags: &[String]) -> Result<Server> {
+    /// dohost serving the counter and `guests` with extra `flags`, its data and log named
+    /// after `name`: for the bounds and scale tables.
+    pub async fn start_flagged(
+        paths: &Paths,
+        name: &str,
+        flags: &[String],
+        guests: &[&str],
+    ) -> Result<Server> {
         let addr: SocketAddr = format!("127.0.0.1:{}", free_port()?).parse()?;
         let data = paths.work.join(format!("data-{name}"));
         let _ = std::fs::remove_dir_all(&data);
@@ -193,7 +198,7 @@ impl Server {
             .arg(&data)
             .args(flags)
             .arg(paths.guest("counter"))
-            .arg(paths.guest("test-object"));
+            .args(guests.iter().map(|g| paths.guest(g)));
         let log_path = paths.work.join(format!("{name}.log"));
         let _ = std::fs::remove_file(&log_path);
         Self::spawn(Kind::Dohost, cmd, addr, &log_path).await

@@ -34,7 +34,10 @@ pub async fn open(
     let secret = HeaderValue::from_str(rt.cluster_secret().unwrap_or_default())
         .map_err(|_| HttpError::Unavailable("the cluster secret is not a header value".into()))?;
     req.headers_mut().insert(FORWARDED, secret);
-    match tokio_tungstenite::connect_async(req).await {
+    // The relay holds a socket per client, like the edge: the same small read buffer.
+    let config =
+        tungstenite::protocol::WebSocketConfig::default().read_buffer_size(super::WS_READ_BUFFER);
+    match tokio_tungstenite::connect_async_with_config(req, Some(config), false).await {
         Ok((upstream, _)) => Ok(Some(upstream)),
         Err(tungstenite::Error::Http(resp)) if resp.status() == StatusCode::MISDIRECTED_REQUEST => {
             Ok(None)
