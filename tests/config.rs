@@ -586,3 +586,27 @@ fn more_slots_than_the_map_count_allows_are_refused_naming_it() {
     assert!(err.contains("vm.max_map_count"), "{err}");
     assert!(err.contains("--max-live-objects"), "{err}");
 }
+
+/// Slots the map count can create but not hold all live start with a warning saying so:
+/// a sixth of the cap in slots needs a third of it empty (about two maps each) and twice
+/// the cap when every instance is live (about ten each).
+#[test]
+fn slots_the_map_count_cannot_hold_live_start_with_a_warning() {
+    let cap: u64 = std::fs::read_to_string("/proc/sys/vm/max_map_count")
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    // Beside the live slots: the default deferring (1000) and worker (64) slots.
+    let live = (cap / 6).saturating_sub(1064).min(u64::from(u32::MAX));
+    let dir = tempfile::tempdir().unwrap();
+    let host = common::process::HostProcess::spawn(
+        &dir.path().join("data"),
+        &["counter"],
+        &["--max-live-objects", &live.to_string()],
+    );
+    let log = host.log();
+    host.kill();
+    assert!(log.contains("vm.max_map_count"), "{log}");
+    assert!(log.contains("will fail with"), "{log}");
+}
