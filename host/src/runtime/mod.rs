@@ -166,10 +166,9 @@ impl Runtime {
         m.live_instances.set(self.env.slots.live() as i64);
         m.memory_budget_used
             .set(self.env.shared.memory.used() as i64);
-        m.long_events_running
-            .set(self.env.shared.cpu.running() as i64);
-        m.long_events_waiting
-            .set(self.env.shared.cpu.waiting() as i64);
+        let (running, waiting) = self.long_events();
+        m.long_events_running.set(running as i64);
+        m.long_events_waiting.set(waiting as i64);
         m.websockets_open.set(self.env.sockets.count() as i64);
         m.calls_waiting.set(self.calls.waiting() as i64);
         let queued: usize = self.lock_actors().values().map(|h| h.cell.queued()).sum();
