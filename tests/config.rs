@@ -610,3 +610,37 @@ fn slots_the_map_count_cannot_hold_live_start_with_a_warning() {
     assert!(log.contains("vm.max_map_count"), "{log}");
     assert!(log.contains("will fail with"), "{log}");
 }
+
+/// Without `--max-live-objects` a host sizes its instance slots from the machine: one per
+/// MiB of `--max-memory` (itself three quarters of the machine's or the cgroup's memory by
+/// default), so a host on a smaller memory limit derives a smaller instance limit, and the
+/// start-up line states it.
+#[test]
+fn a_host_on_a_smaller_memory_limit_derives_fewer_live_objects() {
+    let live_objects = |max_memory_mib: u64| -> u64 {
+        let dir = tempfile::tempdir().unwrap();
+        let host = common::process::HostProcess::spawn(
+            &dir.path().join("data"),
+            &["counter"],
+            &["--max-memory", &(max_memory_mib << 20).to_string()],
+        );
+        let log = host.log();
+        host.kill();
+        let serving = log
+            .lines()
+            .find(|l| l.contains("dohost is serving"))
+            .unwrap_or_else(|| panic!("no start-up line: {log}"));
+        assert!(
+            log.contains("max_live_objects sized from max_memory"),
+            "{log}"
+        );
+        serving
+            .split_whitespace()
+            .find_map(|f| f.strip_prefix("max_live_objects="))
+            .unwrap_or_else(|| panic!("{serving}"))
+            .parse()
+            .unwrap()
+    };
+    assert_eq!(live_objects(64), 64);
+    assert_eq!(live_objects(512), 512);
+}

@@ -106,7 +106,7 @@ async fn a_host_sized_for_twenty_thousand_live_objects_starts_and_serves() {
     // process has; large pools reserve only the per-instance memory limit.
     let dir = tempfile::tempdir().unwrap();
     let limits = dohost::Limits {
-        max_live_objects: 20_000,
+        max_live_objects: Some(20_000),
         ..dohost::Limits::default()
     };
     let host = TestHost::start_with(&["counter"], dir.path(), limits).await;

@@ -124,7 +124,7 @@ async fn at_max_live_objects_a_new_object_takes_one_idle_instance_slot(backend: 
     let dir = backend.data_dir();
     // Idle eviction must not be what frees the slots here: an hour.
     let limits = Limits {
-        max_live_objects: 3,
+        max_live_objects: Some(3),
         idle_timeout: Duration::from_secs(3600),
         ..Limits::default()
     };
@@ -396,7 +396,7 @@ fn help_explains_every_flag() {
 async fn calls_from_objects_holding_every_slot_never_wedge_the_host(backend: Backend) {
     let dir = backend.data_dir();
     let limits = Limits {
-        max_live_objects: 4,
+        max_live_objects: Some(4),
         slot_wait: Duration::from_secs(2),
         ..Limits::default()
     };
@@ -436,7 +436,7 @@ async fn calls_from_objects_holding_every_slot_never_wedge_the_host(backend: Bac
 async fn a_wait_for_an_instance_slot_is_bounded_and_answered_503_with_retry_after() {
     let dir = tempfile::tempdir().unwrap();
     let limits = Limits {
-        max_live_objects: 1,
+        max_live_objects: Some(1),
         max_deferring_objects: 0,
         slot_wait: Duration::from_millis(300),
         ..Limits::default()
@@ -1044,7 +1044,7 @@ async fn abandoned_loops_stop_when_their_clients_leave() {
 async fn objects_with_deferred_requests_do_not_pin_live_slots() {
     let dir = tempfile::tempdir().unwrap();
     let limits = Limits {
-        max_live_objects: 2,
+        max_live_objects: Some(2),
         max_deferring_objects: 3,
         slot_wait: Duration::from_millis(500),
         ..Limits::default()

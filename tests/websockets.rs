@@ -337,7 +337,7 @@ async fn messages_sent_just_before_a_close_still_see_the_socket() {
     // One slot, so the room's message can be held back behind a lock's waiter (a lock
     // with a waiter keeps its slot) until the connection has seen the close.
     let limits = Limits {
-        max_live_objects: 1,
+        max_live_objects: Some(1),
         slot_wait: Duration::from_secs(3600),
         ..Limits::default()
     };

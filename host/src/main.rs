@@ -126,7 +126,8 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         tracing::info!(
             address = %listener.local_addr()?,
             bindings = %runtime.bindings().join(", "),
-            max_live_objects = config.limits.max_live_objects,
+            // As sized at start when not given.
+            max_live_objects = runtime.limits().max_live_objects.unwrap_or_default(),
             max_memory = config.limits.max_memory,
             max_long_events = config.limits.max_long_events,
             "dohost is serving"

@@ -47,11 +47,16 @@ impl HostProcess {
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines() {
                 let Ok(line) = line else { return };
-                if let Some(i) = line.find("address=") {
+                // Kept before the address is handed over, so the log the test reads next
+                // holds the start-up line itself.
+                let addr = line.find("address=").map(|i| {
                     let rest = &line[i + "address=".len()..];
-                    let _ = tx.send(rest.split_whitespace().next().unwrap_or("").to_string());
-                }
+                    rest.split_whitespace().next().unwrap_or("").to_string()
+                });
                 kept.lock().unwrap().push(line);
+                if let Some(addr) = addr {
+                    let _ = tx.send(addr);
+                }
             }
         });
         let addr = rx

@@ -110,7 +110,6 @@ impl FileLimits {
             max_keys_per_call,
             max_object_bytes,
             max_body_bytes,
-            max_live_objects,
             max_deferring_objects,
             max_ws_message_bytes,
             ws_send_queue,
@@ -121,6 +120,9 @@ impl FileLimits {
             max_memory,
             max_worker_instances
         );
+        if let Some(n) = self.max_live_objects {
+            limits.max_live_objects = Some(n);
+        }
         if let Some(ms) = self.header_timeout_ms {
             limits.header_timeout = Duration::from_millis(ms);
         }

@@ -36,6 +36,13 @@ pub fn max_map_count() -> Option<u64> {
         .ok()
 }
 
+/// Memory mappings this process holds now (other hosts in the same process included), if
+/// readable.
+pub fn maps_in_use() -> Option<u64> {
+    let maps = std::fs::read("/proc/self/maps").ok()?;
+    Some(maps.iter().filter(|&&b| b == b'\n').count() as u64)
+}
+
 /// The machine's memory, or its cgroup's limit if lower.
 pub fn memory_bytes() -> Option<u64> {
     let total = std::fs::read_to_string("/proc/meminfo").ok().and_then(|m| {

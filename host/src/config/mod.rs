@@ -83,8 +83,10 @@ pub struct Limits {
     pub idle_timeout: Duration,
     /// Object instances alive at once (sizes the pooling allocator); past it, an event for
     /// an object without an instance waits for idle instances to be evicted, for at most
-    /// `slot_wait`.
-    pub max_live_objects: u32,
+    /// `slot_wait`. `None` sizes it from the machine when the runtime starts
+    /// (`wasm::engine::size_live_objects`): from `max_memory`, the memory mappings the
+    /// kernel still allows this process, and its address space.
+    pub max_live_objects: Option<u32>,
     /// Objects holding deferred requests (which are never evicted) live in slots of their
     /// own, this many, beside `max_live_objects`; past it they keep their live slot.
     pub max_deferring_objects: u32,
@@ -143,7 +145,7 @@ impl Default for Limits {
             cpu_per_event: Duration::from_secs(30),
             memory_per_instance: 128 * 1024 * 1024,
             idle_timeout: Duration::from_secs(30),
-            max_live_objects: 1000,
+            max_live_objects: None,
             max_deferring_objects: 1000,
             slot_wait: Duration::from_secs(5),
             max_worker_instances: 64,
@@ -176,7 +178,11 @@ impl Limits {
             ("cpu_ms", self.cpu_per_event.as_millis().to_string()),
             ("memory_bytes", self.memory_per_instance.to_string()),
             ("idle_secs", self.idle_timeout.as_secs_f64().to_string()),
-            ("max_live_objects", self.max_live_objects.to_string()),
+            (
+                "max_live_objects",
+                self.max_live_objects
+                    .map_or_else(|| "sized from the machine".into(), |n| n.to_string()),
+            ),
             (
                 "max_deferring_objects",
                 self.max_deferring_objects.to_string(),
@@ -277,7 +283,7 @@ impl Config {
     /// Checks the limits make sense together.
     pub fn validate(&self) -> Result<()> {
         let l = &self.limits;
-        if l.max_live_objects == 0 {
+        if l.max_live_objects == Some(0) {
             bail!("max_live_objects must be at least 1");
         }
         if l.max_worker_instances == 0 {

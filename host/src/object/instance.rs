@@ -87,7 +87,7 @@ impl Actor {
                 {
                     return Err(EventError::Unavailable(format!(
                         "too many live objects (max_live_objects = {}); try again shortly",
-                        limits.max_live_objects
+                        limits.max_live_objects.unwrap_or_default()
                     )));
                 }
                 return Err(EventError::Failed(format!(

@@ -98,7 +98,18 @@ impl Runtime {
         membership: Option<Arc<Membership>>,
     ) -> Result<Arc<Runtime>> {
         config.validate()?;
-        let engine = engine::build_engine(&config.limits)?;
+        let maps = engine::Maps::now();
+        let (live, bound) = engine::size_live_objects(&config.limits, maps);
+        log_live_objects(live, bound, &config.limits, maps);
+        let engine = engine::build_engine(&config.limits, live, maps)?;
+        // From here on the limits carry the number the pool was sized for.
+        let config = &Config {
+            limits: crate::config::Limits {
+                max_live_objects: Some(live),
+                ..config.limits.clone()
+            },
+            ..config.clone()
+        };
         let linker = engine::build_linker(&engine)?;
         let cache_dir = config.data_dir.join("cache");
         // One compilation per distinct file, even when several bindings share a class.
@@ -166,7 +177,7 @@ impl Runtime {
         }
         // Half the slots at most go to alarms, so requests still find instances while a
         // burst of alarms runs.
-        let max_firing = config.limits.max_live_objects as usize / 2;
+        let max_firing = live as usize / 2;
         let scheduler = Scheduler::new(clock.clone(), max_firing);
         // A cluster node loads a shard's alarms when it takes the shard.
         let alarms = match membership {
@@ -237,7 +248,7 @@ impl Runtime {
                     memory.clone(),
                 )),
                 slots: Arc::new(Slots::new(
-                    l.max_live_objects,
+                    live,
                     l.max_deferring_objects,
                     l.max_worker_instances,
                     l.slot_wait,
@@ -283,5 +294,44 @@ impl Runtime {
             *runtime.cluster.lock().unwrap_or_else(|p| p.into_inner()) = Some(node);
         }
         Ok(runtime)
+    }
+}
+
+/// Says how `max_live_objects` was sized when it was not given; a kernel cap below what the
+/// memory budget allows names the setting to raise (not a warning: the host works, with
+/// fewer live objects than the memory would hold).
+fn log_live_objects(
+    live: u32,
+    bound: engine::LiveBound,
+    limits: &crate::config::Limits,
+    maps: Option<engine::Maps>,
+) {
+    use engine::LiveBound;
+    let mib = engine::BYTES_PER_LIVE_OBJECT >> 20;
+    match bound {
+        LiveBound::Given => {}
+        LiveBound::Memory => tracing::info!(
+            max_live_objects = live,
+            "max_live_objects sized from max_memory ({} bytes), {mib} MiB per live object",
+            limits.max_memory
+        ),
+        LiveBound::AddressSpace => tracing::info!(
+            max_live_objects = live,
+            "max_live_objects sized from the address space a pool of {} MiB memories may \
+             reserve",
+            limits.memory_per_instance >> 20
+        ),
+        LiveBound::MapCount {
+            by_memory,
+            cap_for_it,
+        } => tracing::info!(
+            max_live_objects = live,
+            "max_live_objects is capped by the kernel's memory mappings: vm.max_map_count is \
+             {} (this process holds {} already), while max_memory would allow {by_memory} \
+             live objects; raise it (sysctl -w vm.max_map_count={cap_for_it}) or set \
+             --max-live-objects",
+            maps.map_or(0, |m| m.cap),
+            maps.map_or(0, |m| m.in_use)
+        ),
     }
 }

@@ -18,52 +18,148 @@ use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConf
 const CORE_INSTANCES_PER_COMPONENT: u32 = 20;
 
 /// Memory mappings the pool holds per instance slot while it is empty (measured: 2), and
-/// per live instance on top (about 8), and what the rest of the process takes.
+/// per live instance on top (about 8), and the headroom left for what the rest of the
+/// process maps later (threads' stacks, the database, the allocator's arenas).
 const MAPS_PER_SLOT: u64 = 2;
 const MAPS_PER_LIVE: u64 = 8;
-const MAPS_BESIDE_THE_POOL: u64 = 2_000;
+const MAPS_HEADROOM: u64 = 2_000;
+
+/// Memory a live object is assumed to take when `max_live_objects` is sized from
+/// `max_memory`: an idle Rust object holds about 60 KiB, but Python and JavaScript objects
+/// touch more of their larger images, and every object holds more while it works.
+pub const BYTES_PER_LIVE_OBJECT: u64 = 1 << 20;
+
+/// Address space the pool may reserve. Each memory slot normally reserves 4 GiB (plus a
+/// guard) so that bounds checks can be elided; a pool of many thousand objects would then
+/// ask for more than the 128 TiB a process has, so past this budget the slots reserve only
+/// the per-instance limit (wasmtime then checks bounds explicitly).
+const ADDRESS_SPACE_BUDGET: u64 = 32 << 40;
+/// Memories per instance slot (`max_memories_per_component`).
+const MEMORIES_PER_SLOT: u64 = 2;
+/// What one memory slot reserves beside its memory (wasmtime's default guard on 64-bit),
+/// and one slot's fiber stack (wasmtime's default async stack).
+const GUARD_BYTES: u64 = 32 << 20;
+const STACK_BYTES: u64 = 2 << 20;
+
+/// The kernel's cap on memory mappings and how many this process holds already.
+#[derive(Debug, Clone, Copy)]
+pub struct Maps {
+    pub cap: u64,
+    pub in_use: u64,
+}
+
+impl Maps {
+    /// This process's, if readable.
+    pub fn now() -> Option<Maps> {
+        Some(Maps {
+            cap: crate::config::machine::max_map_count()?,
+            in_use: crate::config::machine::maps_in_use()?,
+        })
+    }
+
+    fn free(&self) -> u64 {
+        self.cap.saturating_sub(self.in_use)
+    }
+}
+
+/// What set `max_live_objects`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LiveBound {
+    /// `--max-live-objects` or the config file.
+    Given,
+    /// `max_memory / BYTES_PER_LIVE_OBJECT`.
+    Memory,
+    /// The mappings the kernel still allows; `by_memory` is what the budget alone would
+    /// allow, and `cap_for_it` the `vm.max_map_count` that would let it.
+    MapCount { by_memory: u32, cap_for_it: u64 },
+    /// The address space a pool may reserve.
+    AddressSpace,
+}
+
+/// `max_live_objects` as given, or sized from the machine: the fewest of what the memory
+/// budget, the kernel's mappings and the address space allow.
+pub fn size_live_objects(limits: &Limits, maps: Option<Maps>) -> (u32, LiveBound) {
+    if let Some(n) = limits.max_live_objects {
+        return (n, LiveBound::Given);
+    }
+    let beside =
+        u64::from(limits.max_deferring_objects) + u64::from(limits.max_worker_instances);
+    let to_u32 = |n: u64| u32::try_from(n).unwrap_or(u32::MAX).max(1);
+    let by_memory = to_u32(limits.max_memory as u64 / BYTES_PER_LIVE_OBJECT);
+    let per_slot =
+        MEMORIES_PER_SLOT * (limits.memory_per_instance as u64 + GUARD_BYTES) + STACK_BYTES;
+    let by_address = to_u32((ADDRESS_SPACE_BUDGET / per_slot).saturating_sub(beside));
+    let mut sized = if by_address < by_memory {
+        (by_address, LiveBound::AddressSpace)
+    } else {
+        (by_memory, LiveBound::Memory)
+    };
+    if let Some(maps) = maps {
+        let per_live = MAPS_PER_SLOT + MAPS_PER_LIVE;
+        let by_maps = to_u32(
+            (maps.free().saturating_sub(MAPS_HEADROOM) / per_live).saturating_sub(beside),
+        );
+        if by_maps < sized.0 {
+            let cap_for_it =
+                maps.in_use + MAPS_HEADROOM + (u64::from(sized.0) + beside) * per_live;
+            sized = (
+                by_maps,
+                LiveBound::MapCount {
+                    by_memory: sized.0,
+                    cap_for_it,
+                },
+            );
+        }
+    }
+    sized
+}
 
 /// Refuses a pool the kernel's `vm.max_map_count` could not even create (it would fail with
 /// a bare "Cannot allocate memory"), and warns when it could not hold every slot live.
-fn check_map_count(slots: u32, cap: Option<u64>) -> Result<()> {
-    let Some(cap) = cap else { return Ok(()) };
-    let empty = u64::from(slots) * MAPS_PER_SLOT + MAPS_BESIDE_THE_POOL;
+fn check_map_count(slots: u32, maps: Option<Maps>) -> Result<()> {
+    let Some(maps) = maps else { return Ok(()) };
+    let (cap, free) = (maps.cap, maps.free());
+    let empty = u64::from(slots) * MAPS_PER_SLOT + MAPS_HEADROOM;
     let full = empty + u64::from(slots) * MAPS_PER_LIVE;
-    if empty > cap {
+    if empty > free {
         anyhow::bail!(
             "max_live_objects, max_deferring_objects and max_worker_instances make {slots} \
              instance slots, which need about {empty} memory mappings before any object \
-             runs; the kernel allows {cap} (vm.max_map_count): lower --max-live-objects, or \
-             raise the cap (sysctl -w vm.max_map_count={full})"
+             runs; the kernel allows {cap} (vm.max_map_count) and this process holds {} \
+             already: lower --max-live-objects, or raise the cap (sysctl -w \
+             vm.max_map_count={})",
+            maps.in_use,
+            full + maps.in_use
         );
     }
-    if full > cap {
-        let fits = (cap - empty) / MAPS_PER_LIVE;
+    if full > free {
+        let fits = (free - empty) / MAPS_PER_LIVE;
         tracing::warn!(
             "{slots} instance slots (max_live_objects, max_deferring_objects and \
              max_worker_instances) need about {full} memory mappings when every instance is \
              live; the kernel allows {cap} (vm.max_map_count), so instances past about \
              {fits} will fail with \"Cannot allocate memory\": raise it \
-             (sysctl -w vm.max_map_count={full}) or lower --max-live-objects"
+             (sysctl -w vm.max_map_count={}) or lower --max-live-objects",
+            full + maps.in_use
         );
     }
     Ok(())
 }
 
-/// Builds the engine every class shares.
-pub fn build_engine(limits: &Limits) -> Result<Engine> {
+/// Builds the engine every class shares, its pool sized for `live_objects` objects (see
+/// `size_live_objects`) beside the deferring objects' and the workers' slots.
+pub fn build_engine(limits: &Limits, live_objects: u32, maps: Option<Maps>) -> Result<Engine> {
     let mut pool = PoolingAllocationConfig::new();
     // Objects and workers have separate slots (see `Runtime::instance_permit`), both here.
-    let n = limits
-        .max_live_objects
+    let n = live_objects
         .saturating_add(limits.max_deferring_objects)
         .saturating_add(limits.max_worker_instances);
-    check_map_count(n, crate::config::machine::max_map_count())?;
+    check_map_count(n, maps)?;
     pool.total_component_instances(n)
         .total_core_instances(n.saturating_mul(CORE_INSTANCES_PER_COMPONENT))
         .max_core_instances_per_component(CORE_INSTANCES_PER_COMPONENT)
-        .total_memories(n.saturating_mul(2))
-        .max_memories_per_component(2)
+        .total_memories(n.saturating_mul(MEMORIES_PER_SLOT as u32))
+        .max_memories_per_component(MEMORIES_PER_SLOT as u32)
         .total_tables(n.saturating_mul(CORE_INSTANCES_PER_COMPONENT))
         .max_tables_per_component(CORE_INSTANCES_PER_COMPONENT)
         .total_stacks(n)
@@ -71,12 +167,7 @@ pub fn build_engine(limits: &Limits) -> Result<Engine> {
         // Keep no more idle slots than needed so RSS follows the live set.
         .max_unused_warm_slots(n.min(100));
     let mut config = Config::new();
-    // Each memory slot normally reserves 4 GiB of address space so bounds checks can be
-    // elided; a pool of many thousand objects would then ask for more than the 128 TiB a
-    // process has. Past this size the slots reserve only the per-instance limit (wasmtime
-    // then checks bounds explicitly).
-    const ADDRESS_SPACE_BUDGET: u64 = 32 << 40;
-    if u64::from(n) * 2 * (4 << 30) > ADDRESS_SPACE_BUDGET {
+    if u64::from(n) * MEMORIES_PER_SLOT * ((4 << 30) + GUARD_BYTES) > ADDRESS_SPACE_BUDGET {
         config.memory_reservation(limits.memory_per_instance as u64);
     }
     config
@@ -252,17 +343,67 @@ pub fn prepare(
 mod tests {
     use super::*;
 
+    fn maps(cap: u64, in_use: u64) -> Option<Maps> {
+        Some(Maps { cap, in_use })
+    }
+
     #[test]
     fn a_pool_the_map_count_cannot_create_is_refused_naming_the_setting() {
         assert!(
             check_map_count(1_000, None).is_ok(),
             "unknown cap: no check"
         );
-        assert!(check_map_count(1_000, Some(65_530)).is_ok());
-        let e = check_map_count(40_000, Some(65_530))
+        assert!(check_map_count(1_000, maps(65_530, 300)).is_ok());
+        let e = check_map_count(40_000, maps(65_530, 300))
             .unwrap_err()
             .to_string();
         assert!(e.contains("vm.max_map_count"), "{e}");
         assert!(e.contains("--max-live-objects"), "{e}");
+        // Mappings other hosts in this process hold count too.
+        assert!(check_map_count(20_000, maps(65_530, 300)).is_ok());
+        assert!(check_map_count(20_000, maps(65_530, 30_000)).is_err());
+    }
+
+    #[test]
+    fn live_objects_are_sized_from_the_memory_budget_the_map_count_and_the_address_space() {
+        let gib = 1usize << 30;
+        let limits = |max_memory: usize| Limits {
+            max_memory,
+            ..Limits::default()
+        };
+        let plenty = maps(u64::MAX / 2, 0);
+        // One per MiB of the budget: a smaller budget, fewer live objects.
+        assert_eq!(
+            size_live_objects(&limits(18 * gib), plenty),
+            (18 * 1024, LiveBound::Memory)
+        );
+        assert_eq!(
+            size_live_objects(&limits(gib / 2), plenty),
+            (512, LiveBound::Memory)
+        );
+        // The kernel's mappings cap it, counting what the process holds already and the
+        // deferring and worker slots, and say what cap the budget would need.
+        let (n, bound) = size_live_objects(&limits(18 * gib), maps(65_530, 530));
+        assert_eq!(n, (65_000 - 2_000) / 10 - 1_064);
+        let LiveBound::MapCount {
+            by_memory,
+            cap_for_it,
+        } = bound
+        else {
+            panic!("{bound:?}")
+        };
+        assert_eq!(by_memory, 18 * 1024);
+        assert!(check_map_count(n + 1_064, maps(65_530, 530)).is_ok());
+        assert_eq!(cap_for_it, 530 + 2_000 + (18 * 1024 + 1_064) * 10);
+        // A huge budget meets the address space.
+        let (n, bound) = size_live_objects(&limits(1 << 50), plenty);
+        assert_eq!(bound, LiveBound::AddressSpace);
+        assert!(u64::from(n) * 2 * (128 << 20) < 32 << 40, "{n}");
+        // Given is given.
+        let given = Limits {
+            max_live_objects: Some(7),
+            ..limits(18 * gib)
+        };
+        assert_eq!(size_live_objects(&given, maps(10, 9)), (7, LiveBound::Given));
     }
 }
