@@ -42,6 +42,11 @@ pub struct Load<'a> {
     pub prefix: &'a str,
     pub suffix: &'a str,
     pub spread: u32,
+    /// With `spread`, pick each object at random (each wrk thread seeded apart) instead of
+    /// walking them in turn.
+    pub random: bool,
+    /// CPUs wrk is pinned to (`taskset -c`), if any.
+    pub cpus: Option<&'a str>,
     pub connections: u32,
     pub threads: u32,
     pub duration: Duration,
@@ -78,7 +83,15 @@ pub async fn median_of(
 /// Runs wrk once and returns its exact figures.
 pub async fn run(load: &Load<'_>, work: &Path) -> Result<WrkResult> {
     let mut script = String::new();
-    let url = if load.spread > 0 {
+    let url = if load.spread > 0 && load.random {
+        script.push_str(&format!(
+            "local threads = 0\nfunction setup(thread)\n  threads = threads + 1\n  thread:set(\"seed\", threads)\nend\nfunction init(args)\n  math.randomseed(seed * 7919)\nend\nfunction request()\n  return wrk.format(nil, \"{}\" .. math.random(0, {}) .. \"{}\")\nend\n",
+            load.prefix,
+            load.spread - 1,
+            load.suffix
+        ));
+        format!("{}/", load.base_url)
+    } else if load.spread > 0 {
         // Each wrk thread walks the objects in turn, so every object sees traffic.
         script.push_str(&format!(
             "local i = 0\nfunction request()\n  i = i + 1\n  return wrk.format(nil, \"{}\" .. (i % {}) .. \"{}\")\nend\n",
@@ -91,7 +104,15 @@ pub async fn run(load: &Load<'_>, work: &Path) -> Result<WrkResult> {
     script.push_str(DONE_HOOK);
     let script_path = work.join("wrk.lua");
     std::fs::write(&script_path, script)?;
-    let out = Command::new("wrk")
+    let mut wrk = match load.cpus {
+        Some(cpus) => {
+            let mut c = Command::new("taskset");
+            c.args(["-c", cpus, "wrk"]);
+            c
+        }
+        None => Command::new("wrk"),
+    };
+    let out = wrk
         .arg(format!("-t{}", load.threads))
         .arg(format!("-c{}", load.connections))
         .arg(format!("-d{}s", load.duration.as_secs()))

@@ -6,10 +6,12 @@
 
 mod bounds;
 mod cluster;
+mod cpu;
 mod format;
 mod load;
 mod postgres;
 mod probes;
+mod scale;
 mod servers;
 
 use std::path::PathBuf;
@@ -102,9 +104,39 @@ struct Opts {
     /// Chat rooms those sockets are spread over.
     #[arg(long, default_value_t = 100)]
     rooms: u32,
+    /// Run only the scale table (servers side by side, rounds interleaved).
+    #[arg(long)]
+    scale_only: bool,
+    /// Skip the scale table.
+    #[arg(long)]
+    no_scale: bool,
+    /// Interleaved rounds of the scale table; each workload's median is reported.
+    #[arg(long, default_value_t = 3)]
+    scale_rounds: u32,
+    /// Objects the scale table's random increments are spread over, one row each (the
+    /// first is the base the others are compared with).
+    #[arg(long, value_delimiter = ',', default_values_t = [1_000, 10_000, 100_000])]
+    spreads: Vec<u32>,
+    /// Objects touched and kept live on one host in the scale table (0 skips the row; it
+    /// needs vm.max_map_count of about ten per object).
+    #[arg(long, default_value_t = 100_000)]
+    live_objects: u32,
 }
 
 impl Opts {
+    fn scale(&self) -> scale::ScaleOpts {
+        scale::ScaleOpts {
+            rounds: self.scale_rounds.max(1),
+            duration: Duration::from_secs(self.duration),
+            connections: self.connections,
+            threads: self.threads,
+            spreads: self.spreads.clone(),
+            workerd_max_spread: 10_000,
+            live_objects: self.live_objects,
+            dohost_only: self.dohost_only,
+        }
+    }
+
     fn bounds(&self) -> bounds::BoundsOpts {
         bounds::BoundsOpts {
             bombs: self.bombs,
@@ -162,6 +194,12 @@ async fn main() -> Result<()> {
         std::fs::write(paths.work.join("latest-bounds.md"), &table)?;
         return Ok(());
     }
+    if opts.scale_only {
+        let table = scale::table(&opts.scale(), &scale::measure(&opts.scale(), &paths).await?);
+        println!("\n{table}");
+        std::fs::write(paths.work.join("latest-scale.md"), &table)?;
+        return Ok(());
+    }
     let ceiling = measure_ceiling(&opts, &paths).await?;
     let dohost = measure(Kind::Dohost, &opts, &paths).await?;
     let (on_postgres, on_cluster) = if opts.no_postgres {
@@ -192,6 +230,12 @@ async fn main() -> Result<()> {
             table.push_str(&cluster_table(&opts, c, pg));
         }
     }
+    if !opts.no_scale {
+        table.push_str(&scale::table(
+            &opts.scale(),
+            &scale::measure(&opts.scale(), &paths).await?,
+        ));
+    }
     if !opts.no_bounds {
         table.push_str(&bounds::table(
             &bounds::measure(&opts.bounds(), &paths).await?,
@@ -212,6 +256,8 @@ fn wrk_load<'a>(opts: &Opts, base: &'a str, prefix: &'a str, suffix: &'a str) ->
         prefix,
         suffix,
         spread: 0,
+        random: false,
+        cpus: None,
         connections: opts.connections,
         threads: opts.threads,
         duration: Duration::from_secs(opts.duration),

@@ -95,7 +95,7 @@ pub struct Server {
 }
 
 /// A port the kernel just handed out on loopback; servers here take a fixed `--listen`.
-fn free_port() -> Result<u16> {
+pub fn free_port() -> Result<u16> {
     let l = std::net::TcpListener::bind("127.0.0.1:0")?;
     Ok(l.local_addr()?.port())
 }
@@ -192,7 +192,12 @@ impl Server {
         let _ = std::fs::remove_dir_all(&data);
         std::fs::create_dir_all(&data)?;
         let mut cmd = Command::new(paths.dohost());
-        cmd.args(["run", "--admin", "off", "--listen"])
+        cmd.arg("run");
+        // The admin API only where the flags ask for it.
+        if !flags.iter().any(|f| f == "--admin") {
+            cmd.args(["--admin", "off"]);
+        }
+        cmd.arg("--listen")
             .arg(addr.to_string())
             .arg("--data")
             .arg(&data)

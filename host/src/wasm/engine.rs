@@ -82,8 +82,7 @@ pub fn size_live_objects(limits: &Limits, maps: Option<Maps>) -> (u32, LiveBound
     if let Some(n) = limits.max_live_objects {
         return (n, LiveBound::Given);
     }
-    let beside =
-        u64::from(limits.max_deferring_objects) + u64::from(limits.max_worker_instances);
+    let beside = u64::from(limits.max_deferring_objects) + u64::from(limits.max_worker_instances);
     let to_u32 = |n: u64| u32::try_from(n).unwrap_or(u32::MAX).max(1);
     let by_memory = to_u32(limits.max_memory as u64 / BYTES_PER_LIVE_OBJECT);
     let per_slot =
@@ -96,12 +95,10 @@ pub fn size_live_objects(limits: &Limits, maps: Option<Maps>) -> (u32, LiveBound
     };
     if let Some(maps) = maps {
         let per_live = MAPS_PER_SLOT + MAPS_PER_LIVE;
-        let by_maps = to_u32(
-            (maps.free().saturating_sub(MAPS_HEADROOM) / per_live).saturating_sub(beside),
-        );
+        let by_maps =
+            to_u32((maps.free().saturating_sub(MAPS_HEADROOM) / per_live).saturating_sub(beside));
         if by_maps < sized.0 {
-            let cap_for_it =
-                maps.in_use + MAPS_HEADROOM + (u64::from(sized.0) + beside) * per_live;
+            let cap_for_it = maps.in_use + MAPS_HEADROOM + (u64::from(sized.0) + beside) * per_live;
             sized = (
                 by_maps,
                 LiveBound::MapCount {
@@ -404,6 +401,9 @@ mod tests {
             max_live_objects: Some(7),
             ..limits(18 * gib)
         };
-        assert_eq!(size_live_objects(&given, maps(10, 9)), (7, LiveBound::Given));
+        assert_eq!(
+            size_live_objects(&given, maps(10, 9)),
+            (7, LiveBound::Given)
+        );
     }
 }

@@ -1,0 +1,92 @@
+//! CPU time of the machine, of a server and of the bench itself (wrk included, as its
+//! waited-for child), to tell how much of a run other processes took.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+
+/// Clock ticks per second of `/proc`'s figures (`USER_HZ`, 100 on every Linux we run on).
+const TICKS_PER_SEC: u64 = 100;
+
+/// A run's share of the machine taken by others past which its figures are flagged.
+pub const DISTURBED_SHARE: f64 = 0.05;
+
+/// CPU counters at one moment.
+#[derive(Clone, Copy)]
+pub struct Sample {
+    at: Instant,
+    /// Every CPU's busy time (not idle, not waiting on I/O).
+    machine: u64,
+    server: u64,
+    /// The bench and its waited-for children (wrk runs end before a sample is taken).
+    bench: u64,
+}
+
+/// What one run used.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Usage {
+    /// The server process's CPU time (all its threads).
+    pub server: Duration,
+    /// Share of all the machine's CPU time that neither the server nor the bench (wrk
+    /// included) used: other processes disturbing the run.
+    pub others: f64,
+}
+
+impl Usage {
+    pub fn disturbed(&self) -> bool {
+        self.others > DISTURBED_SHARE
+    }
+}
+
+pub fn sample(server_pid: u32) -> Result<Sample> {
+    let stat = std::fs::read_to_string("/proc/stat")?;
+    let cpu = stat.lines().next().context("/proc/stat is empty")?;
+    let f: Vec<u64> = cpu
+        .split_whitespace()
+        .skip(1)
+        .map(str::parse)
+        .collect::<Result<_, _>>()
+        .context("/proc/stat's cpu line")?;
+    // user nice system idle iowait irq softirq steal …
+    let machine = f.iter().take(8).sum::<u64>() - f.get(3).unwrap_or(&0) - f.get(4).unwrap_or(&0);
+    let server = process_ticks(&format!("/proc/{server_pid}/stat"), false)?;
+    let bench = process_ticks("/proc/self/stat", true)?;
+    Ok(Sample {
+        at: Instant::now(),
+        machine,
+        server,
+        bench,
+    })
+}
+
+/// utime + stime of a process (and with `children`, of its waited-for children too).
+fn process_ticks(path: &str, children: bool) -> Result<u64> {
+    let stat = std::fs::read_to_string(path).with_context(|| format!("reading {path}"))?;
+    // The command name may hold spaces; the fields after it do not.
+    let rest = &stat[stat.rfind(')').context("no ')' in a stat file")? + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    // After the name: state is field 3 (index 0 here), utime 14, stime 15, cutime 16,
+    // cstime 17.
+    let field = |n: usize| -> Result<u64> { Ok(f.get(n - 3).context("short stat")?.parse()?) };
+    let mut t = field(14)? + field(15)?;
+    if children {
+        t += field(16)? + field(17)?;
+    }
+    Ok(t)
+}
+
+pub fn between(a: &Sample, b: &Sample) -> Usage {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+    let capacity = b.at.duration_since(a.at).as_secs_f64() * TICKS_PER_SEC as f64 * cores;
+    let server = b.server.saturating_sub(a.server);
+    let ours = server + b.bench.saturating_sub(a.bench);
+    let others = b.machine.saturating_sub(a.machine).saturating_sub(ours) as f64;
+    Usage {
+        server: Duration::from_millis(server * 1000 / TICKS_PER_SEC),
+        others: if capacity > 0.0 {
+            others / capacity
+        } else {
+            0.0
+        },
+    }
+}
