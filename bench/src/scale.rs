@@ -87,6 +87,8 @@ struct Live {
     objects: u32,
     rss_before_kib: u64,
     rss_after_kib: u64,
+    pss_before_kib: u64,
+    pss_after_kib: u64,
     live_instances: u64,
     wrk: WrkResult,
 }
@@ -406,12 +408,12 @@ async fn keep_live(o: &ScaleOpts, paths: &Paths) -> Result<std::result::Result<L
     let s = Server::start_flagged(paths, "scale-live", &flags, &[]).await?;
     touch(&client, &s, "warmup-", 100).await?;
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let rss_before_kib = s.rss_kib()?;
+    let (rss_before_kib, pss_before_kib) = (s.rss_kib()?, s.pss_kib()?);
     let started = std::time::Instant::now();
     touch(&client, &s, "live-", n).await?;
     eprintln!("   touched {n} in {:?}", started.elapsed());
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let rss_after_kib = s.rss_kib()?;
+    let (rss_after_kib, pss_after_kib) = (s.rss_kib()?, s.pss_kib()?);
     let live_instances = metric(&client, &admin, "dohost_live_instances").await?;
     let base = s.url("");
     let load = shape(o, &base, "/counter/live-", "/get", n, false);
@@ -429,6 +431,8 @@ async fn keep_live(o: &ScaleOpts, paths: &Paths) -> Result<std::result::Result<L
         objects: n,
         rss_before_kib,
         rss_after_kib,
+        pss_before_kib,
+        pss_after_kib,
         live_instances,
         wrk,
     }))
@@ -531,9 +535,12 @@ pub fn table(o: &ScaleOpts, f: &Figures) -> String {
         Ok(l) => {
             let per =
                 (l.rss_after_kib.saturating_sub(l.rss_before_kib)) as f64 / f64::from(l.objects);
+            let pss =
+                (l.pss_after_kib.saturating_sub(l.pss_before_kib)) as f64 / f64::from(l.objects);
             out.push_str(&format!(
                 "| {} objects touched and kept live (`--max-live-objects {}`): RSS per idle \
-                 live object; instances live | {per:.1} KiB ; {} | - | - | RSS {} MiB → {} \
+                 live object; the same counting pages shared by every instance once (PSS); \
+                 instances live | {per:.1} KiB ; {pss:.1} KiB ; {} | - | - | RSS {} MiB → {} \
                  MiB | {} |\n",
                 l.objects,
                 l.objects,

@@ -273,6 +273,17 @@ impl Server {
             .context("no VmRSS in /proc/PID/status")
     }
 
+    /// Proportional memory of the server process, in KiB: resident pages with those
+    /// mapped more than once (one module image shared by every instance) counted once.
+    pub fn pss_kib(&self) -> Result<u64> {
+        let rollup = std::fs::read_to_string(format!("/proc/{}/smaps_rollup", self.pid()))?;
+        rollup
+            .lines()
+            .find_map(|l| l.strip_prefix("Pss:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .context("no Pss in /proc/PID/smaps_rollup")
+    }
+
     /// SIGKILL: no shutdown hook runs, so what survives is only what was on disk.
     pub async fn kill(mut self) -> Result<()> {
         self.child.start_kill()?;
