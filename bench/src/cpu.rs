@@ -28,7 +28,8 @@ pub struct Usage {
     /// The server process's CPU time (all its threads).
     pub server: Duration,
     /// Share of all the machine's CPU time that neither the server nor the bench (wrk
-    /// included) used: other processes disturbing the run.
+    /// included) nor the kernel's threads and interrupts used: other processes disturbing
+    /// the run.
     pub others: f64,
 }
 
@@ -47,8 +48,14 @@ pub fn sample(server_pid: u32) -> Result<Sample> {
         .map(str::parse)
         .collect::<Result<_, _>>()
         .context("/proc/stat's cpu line")?;
-    // user nice system idle iowait irq softirq steal …
-    let machine = f.iter().take(8).sum::<u64>() - f.get(3).unwrap_or(&0) - f.get(4).unwrap_or(&0);
+    // user nice system idle iowait irq softirq steal …: interrupts are left out (the
+    // loopback traffic of the run itself is handled there, charged to no process), and so
+    // is the kernel's own threads' time (the run's writeback and fsyncs).
+    let machine = [0, 1, 2, 7]
+        .iter()
+        .map(|&i| f.get(i).copied().unwrap_or(0))
+        .sum::<u64>()
+        .saturating_sub(kernel_threads_ticks());
     let server = process_ticks(&format!("/proc/{server_pid}/stat"), false)?;
     let bench = process_ticks("/proc/self/stat", true)?;
     Ok(Sample {
@@ -57,6 +64,30 @@ pub fn sample(server_pid: u32) -> Result<Sample> {
         server,
         bench,
     })
+}
+
+/// Flag of a kernel thread in `/proc/PID/stat` (`PF_KTHREAD`).
+const PF_KTHREAD: u64 = 0x0020_0000;
+
+/// CPU time of every kernel thread (kworkers, ksoftirqd, jbd2 …).
+fn kernel_threads_ticks() -> u64 {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return 0;
+    };
+    dir.filter_map(|e| {
+        let name = e.ok()?.file_name();
+        let pid = name.to_str()?;
+        pid.bytes().all(|b| b.is_ascii_digit()).then_some(())?;
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        let rest = &stat[stat.rfind(')')? + 2..];
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        let flags: u64 = f.get(9 - 3)?.parse().ok()?;
+        if flags & PF_KTHREAD == 0 {
+            return None;
+        }
+        Some(f.get(14 - 3)?.parse::<u64>().ok()? + f.get(15 - 3)?.parse::<u64>().ok()?)
+    })
+    .sum()
 }
 
 /// utime + stime of a process (and with `children`, of its waited-for children too).

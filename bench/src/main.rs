@@ -131,7 +131,7 @@ impl Opts {
             connections: self.connections,
             threads: self.threads,
             spreads: self.spreads.clone(),
-            workerd_max_spread: 10_000,
+            workerd_max_spread: 1_000,
             live_objects: self.live_objects,
             dohost_only: self.dohost_only,
         }

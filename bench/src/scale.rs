@@ -21,8 +21,9 @@ pub struct ScaleOpts {
     pub threads: u32,
     /// Objects the random increments are spread over, one workload each.
     pub spreads: Vec<u32>,
-    /// workerd keeps every object it has seen live, at about three times dohost's memory
-    /// each: it is not run on spreads above this.
+    /// workerd keeps every object it has seen live, each with its SQLite database open
+    /// (about two file descriptors): 11,000 objects exhaust a 20,000 open-file limit and
+    /// every request fails, so it is not run on spreads above this.
     pub workerd_max_spread: u32,
     /// Objects touched and kept live on one host (0: skip).
     pub live_objects: u32,
