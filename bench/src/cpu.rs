@@ -121,3 +121,20 @@ pub fn between(a: &Sample, b: &Sample) -> Usage {
         },
     }
 }
+
+/// The line under a table: the most other processes took during its runs, and how many of
+/// them that disturbed.
+pub fn disturbance<'a>(usages: impl IntoIterator<Item = &'a Usage>) -> String {
+    let (mut worst, mut disturbed, mut runs) = (0.0f64, 0, 0);
+    for u in usages {
+        worst = worst.max(u.others);
+        disturbed += usize::from(u.disturbed());
+        runs += 1;
+    }
+    format!(
+        "Other processes took at most {:.1}% of the CPU during a run; {disturbed} of {runs} \
+         run(s) above {:.0}% (disturbed).",
+        100.0 * worst,
+        100.0 * DISTURBED_SHARE
+    )
+}

@@ -21,6 +21,8 @@ pub struct WrkResult {
     pub timeouts: u64,
     pub p50: Duration,
     pub p99: Duration,
+    /// What the server and other processes used during the run, when its pid was given.
+    pub usage: Option<crate::cpu::Usage>,
 }
 
 impl WrkResult {
@@ -47,6 +49,8 @@ pub struct Load<'a> {
     pub random: bool,
     /// CPUs wrk is pinned to (`taskset -c`), if any.
     pub cpus: Option<&'a str>,
+    /// The server's process, whose CPU time (and everyone else's) is read around the run.
+    pub server_pid: Option<u32>,
     pub connections: u32,
     pub threads: u32,
     pub duration: Duration,
@@ -60,25 +64,6 @@ function done(summary, latency, requests)
     latency:percentile(50), latency:percentile(99)))
 end
 "#;
-
-/// Runs wrk `runs` times (at least once) and keeps the run with the median requests/s,
-/// handing every run to `check` first. On this shared two-core VM one 10 s run of the same
-/// server varies by up to a third, which a ratio of two single runs inherits twice.
-pub async fn median_of(
-    runs: u32,
-    load: &Load<'_>,
-    work: &Path,
-    check: impl Fn(&WrkResult) -> Result<()>,
-) -> Result<WrkResult> {
-    let mut all = Vec::new();
-    for _ in 0..runs.max(1) {
-        let r = run(load, work).await?;
-        check(&r)?;
-        all.push(r);
-    }
-    all.sort_by(|a, b| a.rps().total_cmp(&b.rps()));
-    Ok(all[all.len() / 2])
-}
 
 /// Runs wrk once and returns its exact figures.
 pub async fn run(load: &Load<'_>, work: &Path) -> Result<WrkResult> {
@@ -112,6 +97,7 @@ pub async fn run(load: &Load<'_>, work: &Path) -> Result<WrkResult> {
         }
         None => Command::new("wrk"),
     };
+    let before = load.server_pid.map(crate::cpu::sample).transpose()?;
     let out = wrk
         .arg(format!("-t{}", load.threads))
         .arg(format!("-c{}", load.connections))
@@ -124,6 +110,10 @@ pub async fn run(load: &Load<'_>, work: &Path) -> Result<WrkResult> {
         .output()
         .await
         .context("running wrk (make bench installs it from Debian's packages)")?;
+    let usage = match (before, load.server_pid) {
+        (Some(before), Some(pid)) => Some(crate::cpu::between(&before, &crate::cpu::sample(pid)?)),
+        _ => None,
+    };
     let stdout = String::from_utf8_lossy(&out.stdout);
     if !out.status.success() {
         bail!(
@@ -154,5 +144,6 @@ pub async fn run(load: &Load<'_>, work: &Path) -> Result<WrkResult> {
         timeouts: n[6],
         p50: Duration::from_micros(n[7]),
         p99: Duration::from_micros(n[8]),
+        usage,
     })
 }

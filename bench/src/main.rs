@@ -11,6 +11,7 @@ mod format;
 mod load;
 mod postgres;
 mod probes;
+mod rounds;
 mod scale;
 mod servers;
 
@@ -21,7 +22,7 @@ use anyhow::{Result, bail, ensure};
 use clap::Parser;
 
 use format::{mark, ms, rate, times};
-use load::{Load, WrkResult};
+use load::WrkResult;
 use probes::{counter, counter_sum, quantile, sequential_latencies, touch};
 use servers::{Kind, Paths, Server};
 
@@ -164,6 +165,8 @@ struct Figures {
     rss_per_object_kib: f64,
     rss_total_kib: u64,
     broadcast_per_sec: f64,
+    /// What each throughput run left to other processes.
+    usages: Vec<cpu::Usage>,
 }
 
 #[tokio::main]
@@ -200,8 +203,7 @@ async fn main() -> Result<()> {
         std::fs::write(paths.work.join("latest-scale.md"), &table)?;
         return Ok(());
     }
-    let ceiling = measure_ceiling(&opts, &paths).await?;
-    let dohost = measure(Kind::Dohost, &opts, &paths).await?;
+    let (ceiling, dohost, workerd) = measure_side_by_side(&opts, &paths).await?;
     let (on_postgres, on_cluster) = if opts.no_postgres {
         (None, None)
     } else {
@@ -216,11 +218,6 @@ async fn main() -> Result<()> {
         };
         pg.stop()?;
         (Some(single?), cluster.transpose()?)
-    };
-    let workerd = if opts.dohost_only {
-        None
-    } else {
-        Some(measure(Kind::Workerd, &opts, &paths).await?)
     };
 
     let mut table = table(&opts, &dohost, workerd.as_ref(), &ceiling);
@@ -250,72 +247,95 @@ async fn main() -> Result<()> {
     Ok(())
 }
 
-fn wrk_load<'a>(opts: &Opts, base: &'a str, prefix: &'a str, suffix: &'a str) -> Load<'a> {
-    Load {
-        base_url: base,
-        prefix,
-        suffix,
-        spread: 0,
-        random: false,
-        cpus: None,
-        connections: opts.connections,
-        threads: opts.threads,
-        duration: Duration::from_secs(opts.duration),
+impl Opts {
+    /// The throughput rounds: `get_runs` of each workload against each server.
+    fn shape(&self) -> rounds::Shape {
+        rounds::Shape {
+            rounds: self.get_runs.max(1),
+            connections: self.connections,
+            threads: self.threads,
+            duration: Duration::from_secs(self.duration),
+            objects: self.objects,
+        }
     }
 }
 
-/// The ceiling: the same request shapes against a server that does nothing.
-async fn measure_ceiling(opts: &Opts, paths: &Paths) -> Result<Figures> {
-    eprintln!("== axum hello (the ceiling)");
-    let s = Server::start(Kind::Hello, paths, 0).await?;
-    let base = s.url("");
-    let mut f = Figures {
-        get: load::median_of(
-            opts.get_runs,
-            &wrk_load(opts, &base, "/bench-get/get", ""),
-            &paths.work,
-            |r| check_clean(Kind::Hello, "get", r),
-        )
-        .await?,
-        ..Figures::default()
-    };
-    eprintln!("   get: {:.0}/s", f.get.rps());
-    let cold: Vec<String> = (0..opts.cold_samples)
-        .map(|i| format!("/cold-{i}/get"))
-        .collect();
-    f.cold = sequential_latencies(&s, &cold).await?;
-    let warm: Vec<String> = vec!["/bench-get/get".into(); opts.warm_samples as usize];
-    f.warm = sequential_latencies(&s, &warm).await?;
-    s.kill().await?;
-    Ok(f)
+impl Figures {
+    fn from_throughput(t: &rounds::Throughput) -> Figures {
+        Figures {
+            get: t.get,
+            inc_one: t.inc_one,
+            inc_spread: t.inc_spread,
+            usages: t.usages.clone(),
+            ..Figures::default()
+        }
+    }
 }
 
-/// Every workload against one runtime, with its correctness checks.
-async fn measure(kind: Kind, opts: &Opts, paths: &Paths) -> Result<Figures> {
-    eprintln!("== {}", kind.label());
+/// The main table: the ceiling, dohost and workerd kept up together for the throughput
+/// rounds (interleaved), then each one's single requests, SIGKILL check, memory and
+/// broadcast in turn. Answers the ceiling's, dohost's and workerd's figures.
+async fn measure_side_by_side(
+    opts: &Opts,
+    paths: &Paths,
+) -> Result<(Figures, Figures, Option<Figures>)> {
+    eprintln!("== the main table: servers side by side");
     let max_live = opts.rss_objects + opts.objects + opts.cold_samples + 100;
-    let client = probes::client();
-    let mut s = Server::start(kind, paths, max_live).await?;
-    let mut f = Figures::default();
-    let (one, sum) = throughputs(kind, opts, paths, &s, &mut f).await?;
-    let get_path = kind.counter_path("bench-get", "get");
+    let hello = Server::start(Kind::Hello, paths, 0).await?;
+    let dohost = Server::start(Kind::Dohost, paths, max_live).await?;
+    let workerd = match opts.dohost_only {
+        true => None,
+        false => Some(Server::start(Kind::Workerd, paths, max_live).await?),
+    };
+    let mut servers = vec![&dohost];
+    servers.extend(workerd.as_ref());
+    servers.push(&hello);
+    let t = rounds::measure(&opts.shape(), &servers, &paths.work).await?;
+    let mut ceiling = Figures::from_throughput(&t[t.len() - 1]);
+    latencies(Kind::Hello, opts, &hello, &mut ceiling).await?;
+    hello.kill().await?;
+    let d = finish(Kind::Dohost, opts, paths, dohost, &t[0], max_live).await?;
+    let w = match workerd {
+        Some(w) => Some(finish(Kind::Workerd, opts, paths, w, &t[1], max_live).await?),
+        None => None,
+    };
+    Ok((ceiling, d, w))
+}
 
-    // Single requests: to new objects (cold), then to a warm one.
+/// Single requests, one at a time: to new objects (cold), then to a warm one.
+async fn latencies(kind: Kind, opts: &Opts, s: &Server, f: &mut Figures) -> Result<()> {
     let cold: Vec<String> = (0..opts.cold_samples)
         .map(|i| kind.counter_path(&format!("cold-{i}"), "get"))
         .collect();
-    f.cold = sequential_latencies(&s, &cold).await?;
-    let warm = vec![get_path.clone(); opts.warm_samples as usize];
-    f.warm = sequential_latencies(&s, &warm).await?;
+    f.cold = sequential_latencies(s, &cold).await?;
+    let warm = vec![kind.counter_path("bench-get", "get"); opts.warm_samples as usize];
+    f.warm = sequential_latencies(s, &warm).await?;
     eprintln!(
-        "   cold p50 {:?}, warm p50 {:?}",
+        "   {}: cold p50 {:?}, warm p50 {:?}",
+        kind.label(),
         quantile(&f.cold, 0.5),
         quantile(&f.warm, 0.5)
     );
+    Ok(())
+}
+
+/// After the throughput rounds, the rest of one runtime's workloads, with their checks.
+async fn finish(
+    kind: Kind,
+    opts: &Opts,
+    paths: &Paths,
+    s: Server,
+    t: &rounds::Throughput,
+    max_live: u32,
+) -> Result<Figures> {
+    eprintln!("== {}", kind.label());
+    let client = probes::client();
+    let mut f = Figures::from_throughput(t);
+    latencies(kind, opts, &s, &mut f).await?;
 
     // Kill without warning and start again on the same data: every acknowledged increment
     // must still be there.
-    s = restart_intact(kind, opts, paths, s, max_live, None, (one, sum)).await?;
+    let s = restart_intact(kind, opts, paths, s, max_live, None, t.values).await?;
 
     // Resident memory per idle live object.
     touch(&client, &s, "rss-warmup-", 100).await?;
@@ -355,77 +375,6 @@ async fn measure(kind: Kind, opts: &Opts, paths: &Paths) -> Result<Figures> {
     Ok(f)
 }
 
-/// The throughput workloads (get, increment one object, increment spread) against the
-/// running server `s`, with their correctness checks; answers the counters' values (one
-/// object, the sum of the spread).
-async fn throughputs(
-    kind: Kind,
-    opts: &Opts,
-    paths: &Paths,
-    s: &Server,
-    f: &mut Figures,
-) -> Result<(i64, i64)> {
-    let client = probes::client();
-    let base = s.url("");
-    // get on one object whose value is 1: it must stay 1, and every answer must be 200.
-    probes::get_text(
-        &client,
-        &s.url(&kind.counter_path("bench-get", "increment")),
-    )
-    .await?;
-    let get_path = kind.counter_path("bench-get", "get");
-    f.get = load::median_of(
-        opts.get_runs,
-        &wrk_load(opts, &base, &get_path, ""),
-        &paths.work,
-        |r| check_clean(kind, "get", r),
-    )
-    .await?;
-    ensure!(
-        counter(&client, s, "bench-get").await? == 1,
-        "{}: bench-get changed under a read-only load",
-        kind.label()
-    );
-    eprintln!(
-        "   get one object: {:.0}/s, p50 {:?}",
-        f.get.rps(),
-        f.get.p50
-    );
-
-    // increment on one object: the value must cover every acknowledged increment and at most
-    // the requests still unanswered when wrk stopped.
-    let inc_path = kind.counter_path("bench-inc", "increment");
-    f.inc_one = load::run(&wrk_load(opts, &base, &inc_path, ""), &paths.work).await?;
-    check_clean(kind, "increment", &f.inc_one)?;
-    let one = counter(&client, s, "bench-inc").await?;
-    check_count(kind, "increment one object", one, &f.inc_one, opts)?;
-    eprintln!(
-        "   increment one object: {:.0}/s, value {one} for {} acknowledged",
-        f.inc_one.rps(),
-        f.inc_one.requests
-    );
-
-    // increment spread over `objects` objects: the sum is checked the same way.
-    let spread_prefix = match kind {
-        Kind::Dohost | Kind::DohostPostgres | Kind::DohostCluster => "/counter/spread-",
-        _ => "/spread-",
-    };
-    let mut spread = wrk_load(opts, &base, spread_prefix, "/increment");
-    spread.spread = opts.objects;
-    f.inc_spread = load::run(&spread, &paths.work).await?;
-    check_clean(kind, "spread increment", &f.inc_spread)?;
-    let sum = counter_sum(&client, s, "spread-", opts.objects).await?;
-    check_count(kind, "increment spread", sum, &f.inc_spread, opts)?;
-    eprintln!(
-        "   increment {} objects: {:.0}/s, sum {sum} for {} acknowledged",
-        opts.objects,
-        f.inc_spread.rps(),
-        f.inc_spread.requests
-    );
-
-    Ok((one, sum))
-}
-
 /// Kills `s` with SIGKILL and starts it again on the same data: the counters must read
 /// what they did before (`values`: one object, the spread's sum).
 async fn restart_intact(
@@ -463,9 +412,11 @@ async fn measure_throughput(
     eprintln!("== {}", kind.label());
     let max_live = opts.objects + 100;
     let s = Server::start_with(kind, paths, max_live, storage).await?;
-    let mut f = Figures::default();
-    let values = throughputs(kind, opts, paths, &s, &mut f).await?;
-    let s = restart_intact(kind, opts, paths, s, max_live, storage, values).await?;
+    let t = rounds::measure(&opts.shape(), &[&s], &paths.work)
+        .await?
+        .remove(0);
+    let f = Figures::from_throughput(&t);
+    let s = restart_intact(kind, opts, paths, s, max_live, storage, t.values).await?;
     s.kill().await?;
     Ok(f)
 }
@@ -492,8 +443,9 @@ async fn measure_cluster(opts: &Opts, paths: &Paths, storage: &str) -> Result<Cl
     eprintln!("== dohost cluster ({} nodes)", cluster::NODES);
     let max_live = opts.objects + LATENCY_OBJECTS + FAILOVER_OBJECTS + 100;
     let mut c = cluster::Cluster::start(paths, storage, max_live).await?;
-    let mut f = Figures::default();
-    throughputs(Kind::DohostCluster, opts, paths, c.node(0), &mut f).await?;
+    let f = Figures::from_throughput(
+        &rounds::measure(&opts.shape(), &[c.node(0)], &paths.work).await?[0],
+    );
     let (local, forwarded) = c.latencies(LATENCY_OBJECTS).await?;
     eprintln!(
         "   GET through node 0: p50 {:?} answered there ({}), {:?} forwarded ({})",
@@ -620,34 +572,6 @@ fn postgres_table(opts: &Opts, p: &Figures, w: Option<&Figures>, c: &Figures) ->
         ));
     }
     out
-}
-
-/// A run only counts if every answer was a success and nothing timed out.
-fn check_clean(kind: Kind, what: &str, r: &WrkResult) -> Result<()> {
-    ensure!(
-        r.status_errors == 0 && r.connect_errors == 0 && r.timeouts == 0 && r.requests > 0,
-        "{} {what}: {} requests, {} non-2xx, {} connect errors, {} timeouts",
-        kind.label(),
-        r.requests,
-        r.status_errors,
-        r.connect_errors,
-        r.timeouts
-    );
-    Ok(())
-}
-
-/// `value` increments were applied: at least every acknowledged one, and at most those plus
-/// the requests wrk left unanswered when it stopped.
-fn check_count(kind: Kind, what: &str, value: i64, r: &WrkResult, opts: &Opts) -> Result<()> {
-    let acked = r.requests as i64;
-    let most = acked + r.unanswered_bound(opts.connections) as i64;
-    ensure!(
-        (acked..=most).contains(&value),
-        "{} {what}: the counters read {value} after {acked} acknowledged increments \
-         (at most {most} possible)",
-        kind.label()
-    );
-    Ok(())
 }
 
 /// One row: the two figures, how many times better dohost is (higher is better for rates,
@@ -777,14 +701,19 @@ fn table(opts: &Opts, d: &Figures, w: Option<&Figures>, c: &Figures) -> String {
             r.workload, r.dohost, r.workerd, r.ratio, r.ceiling, r.target
         ));
     }
+    let runs = [Some(d), w, Some(c)]
+        .into_iter()
+        .flatten()
+        .flat_map(|f| &f.usages);
     out.push_str(&format!(
-        "\nwrk: {} threads, {} keep-alive connections, {} s per run, `get` (and the ceiling) \
-         the median of {} runs; ratios are how many times better dohost is (more requests, \
-         less latency, less memory).\n",
+        "\nwrk: {} threads, {} keep-alive connections, {} s per run; the servers up side by \
+         side, each throughput row the median of {} interleaved rounds; ratios are how many \
+         times better dohost is (more requests, less latency, less memory). {}\n",
         opts.threads,
         opts.connections,
         opts.duration,
-        opts.get_runs.max(1)
+        opts.get_runs.max(1),
+        cpu::disturbance(runs),
     ));
     out
 }

@@ -12,6 +12,7 @@ use crate::cpu::{self, Usage};
 use crate::format::{mark, ms, rate, times};
 use crate::load::{self, Load, WrkResult};
 use crate::probes::{self, counter, counter_sum, touch};
+use crate::rounds::check_clean;
 use crate::servers::{Kind, Paths, Server};
 
 pub struct ScaleOpts {
@@ -60,14 +61,6 @@ impl Runs {
         let mut v = self.0.clone();
         v.sort_by(|a, b| a.wrk.rps().total_cmp(&b.wrk.rps()));
         v[v.len() / 2]
-    }
-
-    fn worst_others(&self) -> f64 {
-        self.0.iter().map(|r| r.usage.others).fold(0.0, f64::max)
-    }
-
-    fn disturbed(&self) -> usize {
-        self.0.iter().filter(|r| r.usage.disturbed()).count()
     }
 }
 
@@ -158,9 +151,9 @@ pub async fn measure(o: &ScaleOpts, paths: &Paths) -> Result<Figures> {
             for c in &contenders {
                 let path = c.server.kind.counter_path("scale-get", "get");
                 let base = c.server.url("");
-                let load = shape(o, &base, &path, "", 0, pinned);
+                let load = shape(o, &base, &path, "", 0, pinned, c.server.pid());
                 let r = run(&client, c, &load, pinned, &paths.work).await?;
-                check(c.label(), workload, &r.wrk)?;
+                check_clean(c.server.kind, workload, &r.wrk)?;
                 runs.entry((workload.into(), c.label()))
                     .or_default()
                     .0
@@ -196,9 +189,9 @@ pub async fn measure(o: &ScaleOpts, paths: &Paths) -> Result<Figures> {
                     );
                 }
                 let base = c.server.url("");
-                let load = shape(o, &base, &prefix, "/increment", n, false);
+                let load = shape(o, &base, &prefix, "/increment", n, false, c.server.pid());
                 let r = run(&client, c, &load, false, &paths.work).await?;
-                check(c.label(), &spread_name(n), &r.wrk)?;
+                check_clean(c.server.kind, &spread_name(n), &r.wrk)?;
                 let a = acked.entry((n, c.label())).or_default();
                 a.0 += r.wrk.requests as i64;
                 a.1 += r.wrk.unanswered_bound(o.connections) as i64;
@@ -256,6 +249,7 @@ fn shape<'a>(
     suffix: &'a str,
     spread: u32,
     pinned: bool,
+    server_pid: u32,
 ) -> Load<'a> {
     Load {
         base_url: base,
@@ -264,6 +258,7 @@ fn shape<'a>(
         spread,
         random: true,
         cpus: pinned.then_some("0"),
+        server_pid: Some(server_pid),
         connections: o.connections,
         threads: o.threads,
         duration: o.duration,
@@ -286,9 +281,7 @@ async fn run(
         Some(m) => Some(metric(client, m, "dohost_instance_builds_total").await?),
         None => None,
     };
-    let before = cpu::sample(pid)?;
     let wrk = load::run(load, work).await;
-    let after = cpu::sample(pid)?;
     if pinned {
         set_affinity(pid, &format!("0-{}", cores() - 1)).await?;
     }
@@ -297,7 +290,7 @@ async fn run(
         (Some(m), Some(b)) => Some(metric(client, m, "dohost_instance_builds_total").await? - b),
         _ => None,
     };
-    let usage = cpu::between(&before, &after);
+    let usage = wrk.usage.context("a run without the server's CPU time")?;
     eprintln!(
         "     {}: {:.0}/s, p99 {:?}, server CPU {:?}/request, others {:.1}% of the CPU{}",
         c.label(),
@@ -329,18 +322,6 @@ async fn set_affinity(pid: u32, cpus: &str) -> Result<()> {
         out.status.success(),
         "taskset -a -p -c {cpus} {pid}: {}",
         String::from_utf8_lossy(&out.stderr)
-    );
-    Ok(())
-}
-
-fn check(label: &str, what: &str, r: &WrkResult) -> Result<()> {
-    ensure!(
-        r.status_errors == 0 && r.connect_errors == 0 && r.timeouts == 0 && r.requests > 0,
-        "{label} {what}: {} requests, {} non-2xx, {} connect errors, {} timeouts",
-        r.requests,
-        r.status_errors,
-        r.connect_errors,
-        r.timeouts
     );
     Ok(())
 }
@@ -416,9 +397,9 @@ async fn keep_live(o: &ScaleOpts, paths: &Paths) -> Result<std::result::Result<L
     let (rss_after_kib, pss_after_kib) = (s.rss_kib()?, s.pss_kib()?);
     let live_instances = metric(&client, &admin, "dohost_live_instances").await?;
     let base = s.url("");
-    let load = shape(o, &base, "/counter/live-", "/get", n, false);
+    let load = shape(o, &base, "/counter/live-", "/get", n, false, s.pid());
     let wrk = load::run(&load, &paths.work).await?;
-    check("dohost", "get over the live objects", &wrk)?;
+    check_clean(Kind::Dohost, "get over the live objects", &wrk)?;
     let after_run = metric(&client, &admin, "dohost_live_instances").await?;
     if after_run < live_instances {
         bail!(
@@ -563,18 +544,13 @@ pub fn table(o: &ScaleOpts, f: &Figures) -> String {
             o.live_objects
         )),
     }
-    let all = f.runs.values();
-    let worst = all.clone().map(Runs::worst_others).fold(0.0, f64::max);
-    let disturbed: usize = all.map(Runs::disturbed).sum();
     out.push_str(&format!(
         "\nEach round runs every workload against every server in turn (wrk {} threads, {} \
-         connections, {} s); objects picked at random. Other processes took at most \
-         {:.1}% of the CPU during a run; {disturbed} run(s) above {:.0}% (disturbed).\n",
+         connections, {} s); objects picked at random. {}\n",
         o.threads,
         o.connections,
         o.duration.as_secs(),
-        100.0 * worst,
-        100.0 * cpu::DISTURBED_SHARE,
+        cpu::disturbance(f.runs.values().flat_map(|r| r.0.iter().map(|r| &r.usage))),
     ));
     out
 }
