@@ -1154,6 +1154,30 @@ async fn short_of_memory_idle_objects_give_their_instances_up() {
     host.stop().await;
 }
 
+/// A slot freed by an evicted instance is reset before the next instance gets it (the pool
+/// rewrites the pages an instance touched in place, found by the kernel's PAGEMAP_SCAN,
+/// rather than handing them back): with one live slot, objects in turn each find the
+/// statics of the data image and of the zero-initialised data, and a freshly grown page, as
+/// a new instance must, then leave their marks for the next.
+#[tokio::test]
+async fn a_reused_instance_slot_holds_nothing_of_its_last_instance() {
+    let dir = tempfile::tempdir().unwrap();
+    let limits = Limits {
+        max_live_objects: Some(1),
+        ..Limits::default()
+    };
+    let host = TestHost::start_with(&["test-object"], dir.path(), limits).await;
+    let c = client();
+    for i in 0..20 {
+        let (status, body) = get(&c, &host.url(&format!("/test-object/slot-{i}/leftovers"))).await;
+        assert_eq!((status, body.as_str()), (200, "7 0 0"), "object {i}");
+    }
+    // The same instance sees its own marks: the probe can tell.
+    let (_, body) = get(&c, &host.url("/test-object/slot-19/leftovers")).await;
+    assert!(body.starts_with("99 99 "), "{body}");
+    host.stop().await;
+}
+
 /// A client leaving does not stop an event while its object holds deferred requests:
 /// stopping it would drop the instance, and with it the deferred requests (they live in the
 /// instance's memory). The spinning event runs to its end; the waiter is answered after.

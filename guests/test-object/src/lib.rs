@@ -11,6 +11,7 @@
 //! | `GET /hold?mib=N` | grows the instance's memory by N MiB and keeps it while the instance lives |
 //! | `GET /wait`, `/waiting`, `/wake` | defers its answer; how many wait; answers every waiter `woken` (answers how many) |
 //! | `GET /spin?ms=N` | spins N ms of wall-clock time (the host's clock), then answers `spun` |
+//! | `GET /leftovers` | what a fresh instance must not see of an earlier one in its slot: answers `"{data} {bss} {grown}"` (a static set to 7 in the data image, one zero-initialised, and the sum of the first 4 KiB of a wasm page it grows), then sets both statics to 99 and fills those 4 KiB with 0xAB |
 //! | `POST /nested` | nested transactions: inner rolled back, outer kept |
 //! | `POST /txn-rollback?key=K` | writes K in a transaction that fails |
 //! | `GET /echo` | the request as the object saw it, as JSON |
@@ -39,6 +40,11 @@ use dohost_sdk::{
     WebSocket, WebSocketMessage, bail_status, durable_object,
 };
 use serde_json::json;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Statics for `/leftovers`: one in the data image, one zero-initialised.
+static IN_DATA: AtomicU64 = AtomicU64::new(7);
+static IN_BSS: AtomicU64 = AtomicU64::new(0);
 
 #[durable_object]
 pub struct TestObject {
@@ -192,6 +198,29 @@ impl DurableObject for TestObject {
                     std::hint::black_box(0);
                 }
                 Ok(Response::text("spun"))
+            }
+            "/leftovers" => {
+                let (data, bss) = (
+                    IN_DATA.load(Ordering::Relaxed),
+                    IN_BSS.load(Ordering::Relaxed),
+                );
+                // A page past everything the allocator has: fresh memory must read as zeros.
+                let page = core::arch::wasm32::memory_grow(0, 1);
+                if page == usize::MAX {
+                    return Err(Error::msg("memory.grow failed"));
+                }
+                let base = (page << 16) as *mut u8;
+                // SAFETY: the page was just grown and nothing else knows it exists.
+                let grown: u64 = (0..4096)
+                    .map(|i| u64::from(unsafe { base.add(i).read_volatile() }))
+                    .sum();
+                for i in 0..4096 {
+                    // SAFETY: as above.
+                    unsafe { base.add(i).write_volatile(0xAB) };
+                }
+                IN_DATA.store(99, Ordering::Relaxed);
+                IN_BSS.store(99, Ordering::Relaxed);
+                Ok(Response::text(format!("{data} {bss} {grown}")))
             }
             "/hold" => {
                 let mib: usize = req.require_query("mib")?;
