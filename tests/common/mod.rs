@@ -137,7 +137,18 @@ pub struct TestHost {
     task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
 }
 
+/// Live-object slots of an in-process test host whose test does not ask for a number.
+/// Left unset, a host sizes its pool from the memory mappings the process has left, and the
+/// tests of one binary run side by side in one process: a fixed pool keeps each test's
+/// share the same however many run at once. Sizing from the machine is tested on real
+/// processes (`tests/config.rs`) and in `wasm::engine`'s unit tests.
+const TEST_LIVE_OBJECTS: u32 = 1000;
+
 pub fn config(guests: &[&str], data: &Path, limits: Limits) -> Config {
+    let limits = Limits {
+        max_live_objects: limits.max_live_objects.or(Some(TEST_LIVE_OBJECTS)),
+        ..limits
+    };
     Config {
         listen: "127.0.0.1:0".parse().unwrap(),
         data_dir: data.to_path_buf(),
