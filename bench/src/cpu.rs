@@ -78,32 +78,43 @@ fn kernel_threads_ticks() -> u64 {
         let name = e.ok()?.file_name();
         let pid = name.to_str()?;
         pid.bytes().all(|b| b.is_ascii_digit()).then_some(())?;
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-        let rest = &stat[stat.rfind(')')? + 2..];
-        let f: Vec<&str> = rest.split_whitespace().collect();
-        let flags: u64 = f.get(9 - 3)?.parse().ok()?;
-        if flags & PF_KTHREAD == 0 {
+        // A process may be gone by the time it is read.
+        let f = StatFields::read(&format!("/proc/{pid}/stat")).ok()?;
+        if f.get(9).ok()? & PF_KTHREAD == 0 {
             return None;
         }
-        Some(f.get(14 - 3)?.parse::<u64>().ok()? + f.get(15 - 3)?.parse::<u64>().ok()?)
+        Some(f.get(14).ok()? + f.get(15).ok()?)
     })
     .sum()
 }
 
 /// utime + stime of a process (and with `children`, of its waited-for children too).
 fn process_ticks(path: &str, children: bool) -> Result<u64> {
-    let stat = std::fs::read_to_string(path).with_context(|| format!("reading {path}"))?;
-    // The command name may hold spaces; the fields after it do not.
-    let rest = &stat[stat.rfind(')').context("no ')' in a stat file")? + 2..];
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    // After the name: state is field 3 (index 0 here), utime 14, stime 15, cutime 16,
-    // cstime 17.
-    let field = |n: usize| -> Result<u64> { Ok(f.get(n - 3).context("short stat")?.parse()?) };
-    let mut t = field(14)? + field(15)?;
+    let f = StatFields::read(path)?;
+    let mut t = f.get(14)? + f.get(15)?;
     if children {
-        t += field(16)? + field(17)?;
+        t += f.get(16)? + f.get(17)?;
     }
     Ok(t)
+}
+
+/// The fields of a `/proc/PID/stat` file after the command name (which may hold spaces;
+/// the fields after it do not), numbered as in proc(5): state is field 3, flags 9, utime
+/// 14, stime 15, cutime 16, cstime 17.
+struct StatFields(Vec<String>);
+
+impl StatFields {
+    fn read(path: &str) -> Result<StatFields> {
+        let stat = std::fs::read_to_string(path).with_context(|| format!("reading {path}"))?;
+        let rest = &stat[stat.rfind(')').context("no ')' in a stat file")? + 2..];
+        Ok(StatFields(
+            rest.split_whitespace().map(String::from).collect(),
+        ))
+    }
+
+    fn get(&self, field: usize) -> Result<u64> {
+        Ok(self.0.get(field - 3).context("short stat file")?.parse()?)
+    }
 }
 
 pub fn between(a: &Sample, b: &Sample) -> Usage {

@@ -65,6 +65,15 @@ function done(summary, latency, requests)
 end
 "#;
 
+/// The run with the median rate of `runs` (the higher of the two middle ones), if any. On
+/// this shared two-core VM one 10 s run of the same server varies by up to a third, which a
+/// ratio of two single runs inherits twice.
+pub fn median<T: Clone>(runs: &[T], rate: impl Fn(&T) -> f64) -> Option<T> {
+    let mut v = runs.to_vec();
+    v.sort_by(|a, b| rate(a).total_cmp(&rate(b)));
+    v.get(v.len() / 2).cloned()
+}
+
 /// Runs wrk once and returns its exact figures.
 pub async fn run(load: &Load<'_>, work: &Path) -> Result<WrkResult> {
     let mut script = String::new();

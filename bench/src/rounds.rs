@@ -39,9 +39,7 @@ struct Runs(Vec<WrkResult>);
 
 impl Runs {
     fn median(&self) -> WrkResult {
-        let mut v = self.0.clone();
-        v.sort_by(|a, b| a.rps().total_cmp(&b.rps()));
-        v.get(v.len() / 2).copied().unwrap_or_default()
+        load::median(&self.0, WrkResult::rps).unwrap_or_default()
     }
 
     /// Increments acknowledged over the runs, and at most how many more may have been
@@ -100,54 +98,53 @@ pub async fn measure(
         )
         .await?;
     }
-    let n = servers.len();
-    let (mut get, mut one, mut spread) = (
-        (0..n).map(|_| Runs::default()).collect::<Vec<_>>(),
-        (0..n).map(|_| Runs::default()).collect::<Vec<_>>(),
-        (0..n).map(|_| Runs::default()).collect::<Vec<_>>(),
-    );
+    // The three workloads, in the order each round runs them: get (every server), then
+    // increments on one object and on the spread (not the ceiling, which counts nothing).
+    let workloads = [
+        ("get one object", "get", false),
+        ("increment one object", "increment", false),
+        ("increment the spread", "spread increment", true),
+    ];
+    // runs[server][workload]
+    let mut runs: Vec<[Runs; 3]> = servers.iter().map(|_| Default::default()).collect();
     for round in 0..shape.rounds.max(1) {
         eprintln!("   round {}", round + 1);
-        for (i, s) in servers.iter().enumerate() {
-            let base = s.url("");
-            let path = s.kind.counter_path("bench-get", "get");
-            let r = load::run(&load(shape, s, &base, &path, ""), work).await?;
-            check_clean(s.kind, "get", &r)?;
-            report(s.kind, "get one object", &r);
-            get[i].0.push(r);
-        }
-        for (i, s) in servers.iter().enumerate() {
-            if s.kind == Kind::Hello {
-                continue;
+        for (w, &(what, check, spread)) in workloads.iter().enumerate() {
+            for (i, s) in servers.iter().enumerate() {
+                if w > 0 && s.kind == Kind::Hello {
+                    continue;
+                }
+                let base = s.url("");
+                let path = match w {
+                    0 => s.kind.counter_path("bench-get", "get"),
+                    1 => s.kind.counter_path("bench-inc", "increment"),
+                    _ => spread_prefix(s.kind).to_string(),
+                };
+                let mut l = load(
+                    shape,
+                    s,
+                    &base,
+                    &path,
+                    if spread { "/increment" } else { "" },
+                );
+                if spread {
+                    l.spread = shape.objects;
+                }
+                let r = load::run(&l, work).await?;
+                check_clean(s.kind, check, &r)?;
+                report(s.kind, what, &r);
+                runs[i][w].0.push(r);
             }
-            let base = s.url("");
-            let path = s.kind.counter_path("bench-inc", "increment");
-            let r = load::run(&load(shape, s, &base, &path, ""), work).await?;
-            check_clean(s.kind, "increment", &r)?;
-            report(s.kind, "increment one object", &r);
-            one[i].0.push(r);
-        }
-        for (i, s) in servers.iter().enumerate() {
-            if s.kind == Kind::Hello {
-                continue;
-            }
-            let base = s.url("");
-            let mut l = load(shape, s, &base, spread_prefix(s.kind), "/increment");
-            l.spread = shape.objects;
-            let r = load::run(&l, work).await?;
-            check_clean(s.kind, "spread increment", &r)?;
-            report(s.kind, &format!("increment {} objects", shape.objects), &r);
-            spread[i].0.push(r);
         }
     }
-    let mut out = Vec::with_capacity(n);
-    for (i, s) in servers.iter().enumerate() {
+    let mut out = Vec::with_capacity(servers.len());
+    for (s, [get, one, spread]) in servers.iter().zip(&runs) {
         let mut t = Throughput {
-            get: get[i].median(),
-            inc_one: one[i].median(),
-            inc_spread: spread[i].median(),
+            get: get.median(),
+            inc_one: one.median(),
+            inc_spread: spread.median(),
             values: (0, 0),
-            usages: [&get[i], &one[i], &spread[i]]
+            usages: [get, one, spread]
                 .iter()
                 .flat_map(|runs| runs.0.iter().filter_map(|r| r.usage))
                 .collect(),
@@ -162,8 +159,8 @@ pub async fn measure(
                 counter(&client, s, "bench-inc").await?,
                 counter_sum(&client, s, "spread-", shape.objects).await?,
             );
-            check_count(s.kind, "increment one object", t.values.0, &one[i], shape)?;
-            check_count(s.kind, "increment spread", t.values.1, &spread[i], shape)?;
+            check_count(s.kind, "increment one object", t.values.0, one, shape)?;
+            check_count(s.kind, "increment spread", t.values.1, spread, shape)?;
         }
         out.push(t);
     }

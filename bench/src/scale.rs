@@ -58,9 +58,7 @@ struct Runs(Vec<Run>);
 impl Runs {
     /// The run with the median requests/s.
     fn median(&self) -> Run {
-        let mut v = self.0.clone();
-        v.sort_by(|a, b| a.wrk.rps().total_cmp(&b.wrk.rps()));
-        v[v.len() / 2]
+        load::median(&self.0, |r| r.wrk.rps()).expect("every workload ran at least once")
     }
 }
 

@@ -265,23 +265,22 @@ impl Server {
 
     /// Resident memory of the server process, in KiB, from /proc.
     pub fn rss_kib(&self) -> Result<u64> {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))?;
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .context("no VmRSS in /proc/PID/status")
+        self.proc_kib("status", "VmRSS:")
     }
 
     /// Proportional memory of the server process, in KiB: resident pages with those
     /// mapped more than once (one module image shared by every instance) counted once.
     pub fn pss_kib(&self) -> Result<u64> {
-        let rollup = std::fs::read_to_string(format!("/proc/{}/smaps_rollup", self.pid()))?;
-        rollup
-            .lines()
-            .find_map(|l| l.strip_prefix("Pss:"))
+        self.proc_kib("smaps_rollup", "Pss:")
+    }
+
+    /// The `field` line (`NAME:   N kB`) of `/proc/PID/{file}`, in KiB.
+    fn proc_kib(&self, file: &str, field: &str) -> Result<u64> {
+        let text = std::fs::read_to_string(format!("/proc/{}/{file}", self.pid()))?;
+        text.lines()
+            .find_map(|l| l.strip_prefix(field))
             .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .context("no Pss in /proc/PID/smaps_rollup")
+            .with_context(|| format!("no {field} in /proc/PID/{file}"))
     }
 
     /// SIGKILL: no shutdown hook runs, so what survives is only what was on disk.
