@@ -644,3 +644,29 @@ fn a_host_on_a_smaller_memory_limit_derives_fewer_live_objects() {
     assert_eq!(live_objects(64), 64);
     assert_eq!(live_objects(512), 512);
 }
+
+/// When the kernel's memory mappings, not the memory, cap the sized `max_live_objects`, the
+/// log says so with the `sysctl` that would lift it. A budget of a TiB asks for about a
+/// million live objects; 2 MiB memories keep the address space from capping it first
+/// (about 480,000 slots), below any map count this test meets (about 110,000 at 1.1 M).
+#[test]
+fn live_objects_capped_by_the_map_count_say_what_to_raise() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = common::process::HostProcess::spawn(
+        &dir.path().join("data"),
+        &["counter"],
+        &[
+            "--max-memory",
+            &(1u64 << 40).to_string(),
+            "--memory-bytes",
+            &(2u64 << 20).to_string(),
+        ],
+    );
+    let log = host.log();
+    host.kill();
+    assert!(
+        log.contains("capped by the kernel's memory mappings"),
+        "{log}"
+    );
+    assert!(log.contains("sysctl -w vm.max_map_count="), "{log}");
+}
