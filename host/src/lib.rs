@@ -100,6 +100,9 @@ pub async fn serve(
     let stopping = async {
         stop_at().await;
         runtime.shutdown().await;
+        // Every write is durable and every chunk released: streams end now rather than
+        // hold their connections until the deadline.
+        runtime.streams().end_where(|_| true);
     };
     let finished = tokio::select! {
         ((), ()) = async { tokio::join!(serving, stopping) } => Some(()),

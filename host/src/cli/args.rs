@@ -247,6 +247,23 @@ pub struct LimitArgs {
     /// with code 1013.
     #[arg(long)]
     pub ws_send_queue_bytes: Option<usize>,
+    /// Streamed responses open on this host at once; an object opening one more is
+    /// refused.
+    #[arg(long)]
+    pub max_streams: Option<usize>,
+    /// Streamed responses one object may hold open at once.
+    #[arg(long)]
+    pub max_streams_per_object: Option<usize>,
+    /// Chunks queued for one stream's client before it counts as too slow and is cut.
+    #[arg(long)]
+    pub stream_queue: Option<usize>,
+    /// Bytes queued for one stream's client before it counts as too slow and is cut.
+    #[arg(long)]
+    pub stream_queue_bytes: Option<usize>,
+    /// Milliseconds a server-sent events stream may stay silent before the host writes a
+    /// comment line to it (so proxies keep it open); 0 for never.
+    #[arg(long)]
+    pub sse_keepalive_ms: Option<u64>,
     /// Requests queued for one object before more are refused with 503 and Retry-After.
     #[arg(long)]
     pub max_queued_events: Option<usize>,
@@ -294,6 +311,11 @@ impl LimitArgs {
             max_ws_message_bytes: self.max_ws_message_bytes,
             ws_send_queue: self.ws_send_queue,
             ws_send_queue_bytes: self.ws_send_queue_bytes,
+            max_streams: self.max_streams,
+            max_streams_per_object: self.max_streams_per_object,
+            stream_queue: self.stream_queue,
+            stream_queue_bytes: self.stream_queue_bytes,
+            sse_keepalive_ms: self.sse_keepalive_ms,
             max_queued_events: self.max_queued_events,
             body_timeout_ms: self.body_timeout_ms,
             header_timeout_ms: self.header_timeout_ms,

@@ -87,6 +87,11 @@ pub struct FileLimits {
     pub max_ws_message_bytes: Option<usize>,
     pub ws_send_queue: Option<usize>,
     pub ws_send_queue_bytes: Option<usize>,
+    pub max_streams: Option<usize>,
+    pub max_streams_per_object: Option<usize>,
+    pub stream_queue: Option<usize>,
+    pub stream_queue_bytes: Option<usize>,
+    pub sse_keepalive_ms: Option<u64>,
     pub max_queued_events: Option<usize>,
     pub body_timeout_ms: Option<u64>,
     pub header_timeout_ms: Option<u64>,
@@ -114,6 +119,10 @@ impl FileLimits {
             max_ws_message_bytes,
             ws_send_queue,
             ws_send_queue_bytes,
+            max_streams,
+            max_streams_per_object,
+            stream_queue,
+            stream_queue_bytes,
             max_queued_events,
             max_connections,
             max_long_events,
@@ -125,6 +134,9 @@ impl FileLimits {
         }
         if let Some(ms) = self.header_timeout_ms {
             limits.header_timeout = Duration::from_millis(ms);
+        }
+        if let Some(ms) = self.sse_keepalive_ms {
+            limits.sse_keepalive = Duration::from_millis(ms);
         }
         if let Some(ms) = self.body_timeout_ms {
             limits.body_timeout = Duration::from_millis(ms);

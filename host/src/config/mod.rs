@@ -111,6 +111,17 @@ pub struct Limits {
     pub ws_send_queue: usize,
     /// The same, in bytes of payload.
     pub ws_send_queue_bytes: usize,
+    /// Streamed responses open on this host at once; an object opening one more is refused.
+    pub max_streams: usize,
+    /// Streamed responses one object may hold open at once.
+    pub max_streams_per_object: usize,
+    /// Chunks queued for one stream's client before it counts as too slow and is cut.
+    pub stream_queue: usize,
+    /// The same, in bytes.
+    pub stream_queue_bytes: usize,
+    /// How long a server-sent events stream (`text/event-stream`) may stay silent before
+    /// the host writes a comment line to it, so that proxies keep it open; zero for never.
+    pub sse_keepalive: Duration,
     /// Requests (and calls) queued for one object before more are refused with 503 and
     /// `Retry-After`: an object that cannot keep up sheds load instead of queueing without
     /// bound. Socket messages and alarms are not refused.
@@ -155,6 +166,11 @@ impl Default for Limits {
             max_ws_message_bytes: 1024 * 1024,
             ws_send_queue: 1024,
             ws_send_queue_bytes: 16 * 1024 * 1024,
+            max_streams: 10_000,
+            max_streams_per_object: 10_000,
+            stream_queue: 1024,
+            stream_queue_bytes: 1024 * 1024,
+            sse_keepalive: Duration::from_secs(15),
             max_queued_events: 1000,
             body_timeout: Duration::from_secs(30),
             header_timeout: Duration::from_secs(20),
@@ -210,6 +226,17 @@ impl Limits {
             ),
             ("ws_send_queue", self.ws_send_queue.to_string()),
             ("ws_send_queue_bytes", self.ws_send_queue_bytes.to_string()),
+            ("max_streams", self.max_streams.to_string()),
+            (
+                "max_streams_per_object",
+                self.max_streams_per_object.to_string(),
+            ),
+            ("stream_queue", self.stream_queue.to_string()),
+            ("stream_queue_bytes", self.stream_queue_bytes.to_string()),
+            (
+                "sse_keepalive_ms",
+                self.sse_keepalive.as_millis().to_string(),
+            ),
             ("max_queued_events", self.max_queued_events.to_string()),
             ("body_timeout_ms", self.body_timeout.as_millis().to_string()),
             (

@@ -11,6 +11,7 @@ use crate::runtime::remote::{
     CALL_CHAIN, CALL_ERROR, CALL_NAME, CALL_PATH, CALL_URL, error_to_wire,
 };
 use crate::services::calls::chain_from_wire;
+use crate::services::handoff::STREAM_HEADER;
 use crate::services::peer::FORWARDED;
 use crate::wasm::bindings::types as wit;
 use axum::extract::{Request, State};
@@ -95,7 +96,16 @@ pub async fn call(
         )
         .await
     {
-        Ok(Some((response, accepted))) => super::respond(rt, response, accepted, upgrade),
+        Ok(Some((response, handoff))) => {
+            let mut response = super::respond(rt, response, handoff, upgrade)?;
+            // The calling node relays a streamed body instead of reading it whole.
+            if response.extensions().get::<super::stream::Streamed>().is_some() {
+                response
+                    .headers_mut()
+                    .insert(STREAM_HEADER, HeaderValue::from_static("1"));
+            }
+            Ok(response)
+        }
         Ok(None) => Err(HttpError::Misdirected(
             "this node does not serve the called object; nothing ran".into(),
         )),

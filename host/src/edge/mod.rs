@@ -1,6 +1,6 @@
 //! The public HTTP edge: the health check, the default routes `/{binding}/{name}/{path}`, the
-//! worker entry, and WebSocket upgrades. Conversion, errors and each socket's connection
-//! task are its rooms.
+//! worker entry, WebSocket upgrades and streamed responses. Conversion, errors, each
+//! socket's connection task and each stream's body are its rooms.
 
 mod calls;
 mod convert;
@@ -9,11 +9,12 @@ mod forward;
 mod forward_ws;
 pub mod listener;
 mod socket;
+mod stream;
 
 pub use error::{HttpError, RETRY_AFTER_SECS};
 
 use crate::runtime::{Dispatch, FetchError};
-use crate::services::sockets::Upgrade;
+use crate::services::handoff::Handoff;
 use crate::wasm::bindings::types as wit;
 use axum::Router;
 use axum::body::Body;
@@ -256,14 +257,16 @@ async fn handle_with_worker(
 }
 
 /// Sends an answer: a 101 connects the client to the socket an object accepted (its own,
-/// or through the worker or other objects); any other status drops such a socket.
+/// or through the worker or other objects); any other status streams the stream an object
+/// opened, if any, and drops such a socket.
 fn respond(
     rt: Arc<dyn Dispatch>,
     response: wit::Response,
-    accepted: Option<Upgrade>,
+    handoff: Option<Handoff>,
     upgrade: Option<Handshake>,
 ) -> Result<Response, HttpError> {
-    match (response.status, accepted, upgrade) {
+    let handoff = handoff.filter(|h| h.fits(response.status));
+    match (response.status, handoff, upgrade) {
         // A failed upgrade drops the closure, and with it the socket (out of the registry).
         (101, Some(accepted), Some(handshake)) => {
             let limit = rt.limits().max_ws_message_bytes;
@@ -274,6 +277,7 @@ fn respond(
         (101, _, _) => Err(HttpError::ObjectFailed(
             "the object answered 101 without accepting the WebSocket".into(),
         )),
+        (_, Some(stream), _) => stream::respond(&*rt, response, stream),
         // Any other answer drops a socket accepted along the way.
         _ => to_http(response),
     }

@@ -4,8 +4,9 @@
 use super::convert::error_chain;
 use crate::object::{Event, SocketEvent};
 use crate::runtime::Dispatch;
+use crate::services::handoff::Handoff;
 use crate::services::sockets::{
-    CLOSE_ABNORMAL, CLOSE_NO_STATUS, CLOSE_QUEUE_OVERFLOW, CLOSE_TOO_BIG, Outgoing, Upgrade,
+    CLOSE_ABNORMAL, CLOSE_NO_STATUS, CLOSE_QUEUE_OVERFLOW, CLOSE_TOO_BIG, Outgoing,
 };
 use crate::wasm::bindings::types::WebsocketMessage;
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
@@ -14,10 +15,14 @@ use std::sync::Arc;
 
 /// Runs one accepted connection until either side closes it: client messages become events
 /// of the object (waking it if evicted), queued messages go to the client.
-pub async fn run_connection(rt: Arc<dyn Dispatch>, upgrade: Upgrade, socket: WebSocket) {
+pub async fn run_connection(rt: Arc<dyn Dispatch>, upgrade: Handoff, socket: WebSocket) {
     let (object, accepted) = match upgrade {
-        Upgrade::Here { object, socket } => (object, socket),
-        Upgrade::Relayed(upstream) => return super::forward_ws::relay(socket, *upstream).await,
+        Handoff::Socket { object, socket } => (object, socket),
+        Handoff::RelayedSocket(upstream) => {
+            return super::forward_ws::relay(socket, *upstream).await;
+        }
+        // `respond` sends streams as bodies, never here.
+        Handoff::Stream(_) | Handoff::RelayedStream(_) => return,
     };
     let crate::services::sockets::Connected {
         id,

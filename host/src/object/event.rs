@@ -158,17 +158,27 @@ impl Actor {
 
     /// Ends a successful fetch: commits its writes, and answers the client now, or later if
     /// the fetch deferred its answer.
-    fn answer(&mut self, response: wit::Response, handle: u64, reply: oneshot::Sender<Outcome>) {
+    fn answer(
+        &mut self,
+        mut response: wit::Response,
+        handle: u64,
+        reply: oneshot::Sender<Outcome>,
+    ) {
         let live = self.live.as_mut().expect("event ran on an instance");
         let data = live.store.data_mut();
         let deferred = data.requests.deferred;
         data.requests.current = None;
-        let own = data.websockets.accepted.take().map(|socket| Upgrade::Here {
-            object: self.key,
-            socket,
-        });
-        let forwarded = data.objects.take_upgrade();
-        // The object's own socket wins over one a callee accepted for it (the other is
+        let own = data
+            .websockets
+            .accepted
+            .take()
+            .map(|socket| Handoff::Socket {
+                object: self.key,
+                socket,
+            })
+            .or_else(|| data.streams.opened.take().map(Handoff::Stream));
+        let forwarded = data.objects.take_handoff(&mut response);
+        // The object's own socket or stream wins over one a callee handed it (the other is
         // dropped, which removes it; so is either when the answer is deferred).
         let accepted = own.or(forwarded);
         let own_writes = data.storage.store.event_wrote();
@@ -249,6 +259,7 @@ impl Actor {
                 let data = live.store.data_mut();
                 data.storage.store.discard_event();
                 data.websockets.discard();
+                data.streams.discard();
                 // Answers given by a failed handler are withdrawn with its writes.
                 for (handle, _) in std::mem::take(&mut data.requests.responses) {
                     data.requests.pending.insert(handle);

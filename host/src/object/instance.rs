@@ -59,6 +59,11 @@ impl Actor {
             self.key,
             limits.memory_per_instance,
         );
+        let streams = crate::wasm::streams::StreamsCtx::new(
+            self.env.streams.clone(),
+            self.key,
+            limits.memory_per_instance,
+        );
         let mut store: Store<ObjectState> = new_store(
             &self.env.engine,
             ObjectState::new(
@@ -66,6 +71,7 @@ impl Actor {
                 ctx,
                 objects,
                 websockets,
+                streams,
                 limits,
                 &self.env.shared,
                 clock,
@@ -181,6 +187,7 @@ impl Actor {
         let data = live.store.data_mut();
         data.requests.begin(fetch);
         data.websockets.begin(upgrade);
+        data.streams.begin(fetch.is_some());
         data.objects.begin(upgrade);
     }
 }

@@ -25,7 +25,8 @@ use crate::services::objstore::StorageLimits;
 use crate::services::objstore::{InflightWrites, ObjectStore};
 use crate::services::scheduler::{Clock, Scheduler};
 use crate::services::slots::Slots;
-use crate::services::sockets::{Sockets, Upgrade};
+use crate::services::handoff::Handoff;
+use crate::services::sockets::Sockets;
 use crate::wasm::bindings::ObjectPre;
 use crate::wasm::bindings::{Object, types as wit};
 use crate::wasm::objects::ObjectCalls;
@@ -86,9 +87,9 @@ pub struct Outcome {
     /// passed the storage's fence, so no other node wrote the object since this one loaded
     /// it, and the answer is good even if the node has lost the object's shard meanwhile.
     pub own_writes: bool,
-    /// The WebSocket the fetch accepted (or an object it called accepted for it), for the
-    /// HTTP edge to complete the upgrade.
-    pub accepted: Option<Upgrade>,
+    /// The WebSocket the fetch accepted or the stream it opened (or one an object it called
+    /// handed it), for the HTTP edge to connect its client to.
+    pub accepted: Option<Handoff>,
 }
 
 impl Outcome {
@@ -168,6 +169,7 @@ pub struct ObjectEnv {
     pub storage_limits: Arc<StorageLimits>,
     pub clock: Arc<dyn Clock>,
     pub sockets: Arc<Sockets>,
+    pub streams: Arc<crate::services::streams::Streams>,
     pub slots: Arc<Slots>,
     pub scheduler: Arc<Scheduler>,
     pub metrics: Arc<Metrics>,
@@ -235,7 +237,8 @@ pub struct Actor {
     /// Clients waiting on deferred responses, by handle, with their deadline.
     deferred: HashMap<u64, (oneshot::Sender<Outcome>, Instant)>,
     next_handle: u64,
-    /// WebSocket sends waiting for their event's durability, in order (started on first use).
+    /// WebSocket sends and stream chunks waiting for their event's durability, in order
+    /// (started on first use).
     outbox: Option<mpsc::UnboundedSender<OutboxBatch>>,
     /// The task ended: this actor is out of the registry and must run nothing more.
     closed: bool,
@@ -257,11 +260,12 @@ pub struct ActorCell {
     poke: Notify,
 }
 
-/// One event's WebSocket sends, with the durability they wait for.
-type OutboxBatch = (
-    Option<Durable>,
-    Vec<(u64, crate::services::sockets::Outgoing)>,
-);
+/// One event's WebSocket sends and stream chunks, with the durability they wait for.
+struct OutboxBatch {
+    durable: Option<Durable>,
+    sends: Vec<(u64, crate::services::sockets::Outgoing)>,
+    writes: Vec<(u64, crate::services::streams::Chunk)>,
+}
 
 /// What happened on a WebSocket, for the object's handlers (by socket ID).
 pub enum SocketEvent {

@@ -1,6 +1,6 @@
-//! What an event leaves behind: its writes handed to the committer, its deferred answers
-//! and WebSocket sends released once durable, and deferred requests that expired or whose
-//! client left.
+//! What an event leaves behind: its writes handed to the committer, its deferred answers,
+//! WebSocket sends and stream chunks released once durable, and deferred requests that
+//! expired or whose client left.
 
 use super::*;
 
@@ -114,35 +114,50 @@ impl Actor {
         }
     }
 
-    /// Hands the event's WebSocket sends to the object's outbox, which releases them in
-    /// order, each batch once its event's writes are durable.
+    /// Hands the event's WebSocket sends and stream chunks to the object's outbox, which
+    /// releases them in order, each batch once its event's writes are durable.
     pub(super) fn release_sends(&mut self, durable: &Option<Durable>) {
         let Some(live) = self.live.as_mut() else {
             return;
         };
-        let sends = std::mem::take(&mut live.store.data_mut().websockets.sends);
-        if sends.is_empty() {
+        let data = live.store.data_mut();
+        let sends = std::mem::take(&mut data.websockets.sends);
+        let writes = std::mem::take(&mut data.streams.writes);
+        if sends.is_empty() && writes.is_empty() {
             return;
         }
         let outbox = self.outbox.get_or_insert_with(|| {
             let (tx, mut rx) = mpsc::unbounded_channel::<OutboxBatch>();
             let sockets = self.env.sockets.clone();
+            let streams = self.env.streams.clone();
             tokio::spawn(async move {
-                while let Some((durable, sends)) = rx.recv().await {
-                    if let Some(d) = durable
+                while let Some(batch) = rx.recv().await {
+                    if let Some(d) = batch.durable
                         && d.await.is_err()
                     {
-                        // The writes behind these messages were lost: so are they.
+                        // The writes behind these messages were lost: so are they. A stream
+                        // would go on with a gap in it: it is cut instead, so that its
+                        // client reconnects and asks again from what it has.
+                        for (id, _) in &batch.writes {
+                            streams.cut(*id);
+                        }
                         continue;
                     }
-                    for (ws, message) in sends {
+                    for (ws, message) in batch.sends {
                         sockets.deliver(ws, message);
+                    }
+                    for (id, chunk) in batch.writes {
+                        streams.write(id, chunk);
                     }
                 }
             });
             tx
         });
-        let _ = outbox.send((durable.clone(), sends));
+        let _ = outbox.send(OutboxBatch {
+            durable: durable.clone(),
+            sends,
+            writes,
+        });
     }
 
     /// Forgets deferred requests whose client went away (its connection closed): the

@@ -7,7 +7,7 @@ use crate::backend::committer::CommitErrorKind;
 use crate::id::{IdKey, ObjectKey};
 use crate::object::EventError;
 use crate::services::peer::backoff;
-use crate::services::sockets::Upgrade;
+use crate::services::handoff::Handoff;
 use crate::wasm::bindings::types as wit;
 use crate::wasm::objects::{CallError, ObjectCalls};
 use futures::FutureExt;
@@ -27,7 +27,7 @@ impl Runtime {
         name: Option<String>,
         request: wit::Request,
         upgrade: bool,
-    ) -> Result<(wit::Response, Option<Upgrade>), CallError> {
+    ) -> Result<(wit::Response, Option<Handoff>), CallError> {
         let class = self
             .class(binding)
             .cloned()
@@ -84,9 +84,7 @@ impl Runtime {
             let answer = if upgrade {
                 remote::call_upgrade(&to, request.clone()).await?
             } else {
-                remote::call(&to, request.clone())
-                    .await?
-                    .map(|response| (response, None))
+                remote::call(&to, request.clone()).await?
             };
             match answer {
                 Some(answer) => return Ok(answer),
@@ -101,9 +99,11 @@ impl Runtime {
             .fetch(&class, id, name, request, upgrade, Via::Call)
             .await
         {
-            // Only a 101 hands its socket on; any other answer drops it.
-            Ok((response, accepted)) if response.status == 101 => Ok((response, accepted)),
-            Ok((response, _)) => Ok((response, None)),
+            // Only a 101 hands its socket on, and any other answer its stream.
+            Ok((response, handoff)) => {
+                let handoff = handoff.filter(|h| h.fits(response.status));
+                Ok((response, handoff))
+            }
             // Nothing was written and a retry may pass (a reconnect, a moved shard).
             Err(FetchError::Commit(e))
                 if matches!(
@@ -150,7 +150,7 @@ impl ObjectCalls for RuntimeCalls {
         name: Option<String>,
         request: wit::Request,
         upgrade: bool,
-    ) -> BoxFuture<'static, Result<(wit::Response, Option<Upgrade>), CallError>> {
+    ) -> BoxFuture<'static, Result<(wit::Response, Option<Handoff>), CallError>> {
         let rt = self.0.upgrade();
         async move {
             let Some(rt) = rt else {

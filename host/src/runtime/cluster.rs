@@ -48,11 +48,13 @@ impl Runtime {
     }
 
     /// Drops the instances of every object of `shards` (see `Event::Disown`) and closes
-    /// their sockets, so that clients reconnect to the new owner.
+    /// their sockets and streams, so that clients reconnect to the new owner.
     pub fn disown(&self, shards: &[u32]) {
         let count = self.db_shard_count();
         self.sockets()
             .close_moved(|key| shards.contains(&key.shard(count)));
+        self.streams()
+            .end_where(|key| shards.contains(&key.shard(count)));
         for (key, handle) in self.lock_actors().iter() {
             if shards.contains(&key.shard(count)) {
                 let _ = handle.send(Event::Disown(None));
@@ -61,13 +63,15 @@ impl Runtime {
     }
 
     /// Finishes this node's work on `shards` before they are handed over: their sockets
-    /// are closed, and the future resolves once every one of their objects has run the
+    /// and streams are closed, and the future resolves once every one of their objects has run the
     /// events already queued for it, had its writes made durable, and dropped its
     /// instance (no new event reaches them: placement sends requests elsewhere).
     pub fn drain(&self, shards: &[u32]) -> BoxFuture<'static, ()> {
         let count = self.db_shard_count();
         self.sockets()
             .close_moved(|key| shards.contains(&key.shard(count)));
+        self.streams()
+            .end_where(|key| shards.contains(&key.shard(count)));
         let mut drained = Vec::new();
         for (key, handle) in self.lock_actors().iter() {
             if shards.contains(&key.shard(count)) {

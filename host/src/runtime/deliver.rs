@@ -4,7 +4,7 @@
 use super::{ActorHandle, FetchError, Owner, Runtime, Via};
 use crate::id::{ObjectId, ObjectKey};
 use crate::object::{Actor, ActorCell, Class, Event, EventError, Outcome, Registry};
-use crate::services::sockets::Upgrade;
+use crate::services::handoff::Handoff;
 use crate::wasm::bindings::types as wit;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -23,7 +23,7 @@ impl Runtime {
         request: wit::Request,
         upgrade: bool,
         via: Via,
-    ) -> Result<(wit::Response, Option<Upgrade>), FetchError> {
+    ) -> Result<(wit::Response, Option<Handoff>), FetchError> {
         // A socket accepted for an answer that never leaves is dropped with it (which
         // removes it from the registry).
         let outcome = self.run_fetch(class, id, name, request, upgrade, via).await;

@@ -8,7 +8,8 @@ use crate::id::ObjectKey;
 use crate::object::{Event, EventError};
 use crate::services::memory::MemoryBudget;
 use crate::services::metrics::Metrics;
-use crate::services::sockets::{Sockets, Upgrade};
+use crate::services::handoff::Handoff;
+use crate::services::sockets::Sockets;
 use crate::wasm::bindings::types as wit;
 use crate::wasm::objects::CallError;
 use futures::FutureExt;
@@ -16,7 +17,7 @@ use futures::future::BoxFuture;
 use std::sync::Arc;
 
 /// The answer to a request: the response and, for a 101, the socket to connect.
-pub type Answer = (wit::Response, Option<Upgrade>);
+pub type Answer = (wit::Response, Option<Handoff>);
 
 pub trait Dispatch: Send + Sync + 'static {
     /// The bindings served, sorted.

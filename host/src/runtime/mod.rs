@@ -25,6 +25,7 @@ use crate::services::calls::CallGraph;
 use crate::services::metrics::Metrics;
 use crate::services::scheduler::{Clock, Scheduler};
 use crate::services::sockets::Sockets;
+use crate::services::streams::Streams;
 use crate::wasm::bindings::worker::WorkerPre;
 use crate::wasm::engine::EpochTicker;
 use crate::wasm::state::WorkerState;
@@ -170,6 +171,7 @@ impl Runtime {
         m.long_events_running.set(running as i64);
         m.long_events_waiting.set(waiting as i64);
         m.websockets_open.set(self.env.sockets.count() as i64);
+        m.streams_open.set(self.env.streams.count() as i64);
         m.calls_waiting.set(self.calls.waiting() as i64);
         let queued: usize = self.lock_actors().values().map(|h| h.cell.queued()).sum();
         m.mailbox_events.set(queued as i64);
@@ -204,6 +206,11 @@ impl Runtime {
     /// Every open WebSocket.
     pub fn sockets(&self) -> &Arc<Sockets> {
         &self.env.sockets
+    }
+
+    /// Every open stream.
+    pub fn streams(&self) -> &Arc<Streams> {
+        &self.env.streams
     }
 
     pub fn limits(&self) -> &Limits {

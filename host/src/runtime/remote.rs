@@ -6,7 +6,7 @@
 use crate::id::ObjectKey;
 use crate::services::calls::chain_to_wire;
 use crate::services::peer::{FORWARDED, client, handshake_header};
-use crate::services::sockets::Upgrade;
+use crate::services::handoff::{Handoff, STREAM_HEADER};
 use crate::wasm::bindings::types as wit;
 use crate::wasm::objects::CallError;
 use bytes::Bytes;
@@ -91,11 +91,12 @@ impl Call<'_> {
     }
 }
 
-/// Sends the call; Ok(None) when nothing ran there.
+/// Sends the call; Ok(None) when nothing ran there. A response whose body the callee
+/// streams comes back with that body to relay.
 pub async fn call(
     to: &Call<'_>,
     request: wit::Request,
-) -> Result<Option<wit::Response>, CallError> {
+) -> Result<Option<(wit::Response, Option<Handoff>)>, CallError> {
     let addr = to.addr;
     let unavailable = |e: String| CallError::Unavailable(e);
     let mut req = hyper::Request::builder()
@@ -117,7 +118,16 @@ pub async fn call(
     if resp.status() == StatusCode::MISDIRECTED_REQUEST {
         return Ok(None);
     }
-    let (parts, body) = resp.into_parts();
+    let (mut parts, body) = resp.into_parts();
+    if parts.headers.remove(STREAM_HEADER).is_some() {
+        // Its head now; its body as the callee writes it, for as long as it lasts.
+        let response = wit::Response {
+            status: parts.status.as_u16(),
+            headers: wire_headers(&parts.headers),
+            body: Vec::new(),
+        };
+        return Ok(Some((response, Some(Handoff::RelayedStream(Box::new(body))))));
+    }
     let body = body
         .collect()
         .await
@@ -127,11 +137,12 @@ pub async fn call(
         let message = String::from_utf8_lossy(&body).trim_end().to_string();
         return Err(error_from_wire(kind.to_str().unwrap_or_default(), message));
     }
-    Ok(Some(wit::Response {
+    let response = wit::Response {
         status: parts.status.as_u16(),
         headers: wire_headers(&parts.headers),
         body: body.to_vec(),
-    }))
+    };
+    Ok(Some((response, None)))
 }
 
 /// Sends a call that offers the caller's client's WebSocket upgrade: as a WebSocket
@@ -140,7 +151,7 @@ pub async fn call(
 pub async fn call_upgrade(
     to: &Call<'_>,
     request: wit::Request,
-) -> Result<Option<(wit::Response, Option<Upgrade>)>, CallError> {
+) -> Result<Option<(wit::Response, Option<Handoff>)>, CallError> {
     let addr = to.addr;
     let mut req = to.uri("ws").into_client_request().map_err(|e| {
         CallError::Unavailable(format!("cannot send this call to node {addr}: {e}"))
@@ -155,7 +166,7 @@ pub async fn call_upgrade(
                 headers: wire_headers(resp.headers()),
                 body: Vec::new(),
             },
-            Some(Upgrade::Relayed(Box::new(upstream))),
+            Some(Handoff::RelayedSocket(Box::new(upstream))),
         ))),
         Err(tungstenite::Error::Http(resp)) => {
             if resp.status() == StatusCode::MISDIRECTED_REQUEST {

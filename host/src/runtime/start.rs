@@ -16,6 +16,7 @@ use crate::services::objstore::StorageLimits;
 use crate::services::scheduler::{AlarmWaker, Clock, Firing, Scheduler, SystemClock};
 use crate::services::slots::Slots;
 use crate::services::sockets::Sockets;
+use crate::services::streams::{StreamLimits, Streams};
 use crate::wasm::bindings::ObjectPre;
 use crate::wasm::engine::{self, EpochTicker};
 use crate::wasm::state::ObjectState;
@@ -245,6 +246,15 @@ impl Runtime {
                 sockets: Arc::new(Sockets::new(
                     l.ws_send_queue,
                     l.ws_send_queue_bytes,
+                    memory.clone(),
+                )),
+                streams: Arc::new(Streams::new(
+                    StreamLimits {
+                        per_host: l.max_streams,
+                        per_object: l.max_streams_per_object,
+                        queue: l.stream_queue,
+                        queue_bytes: l.stream_queue_bytes,
+                    },
                     memory.clone(),
                 )),
                 slots: Arc::new(Slots::new(

@@ -2,7 +2,7 @@
 
 use super::Runtime;
 use crate::object::EventError;
-use crate::services::sockets::Upgrade;
+use crate::services::handoff::Handoff;
 use crate::wasm::bindings::types as wit;
 use crate::wasm::objects::ObjectsCtx;
 use crate::wasm::state::{self, WorkerState};
@@ -11,12 +11,13 @@ use std::sync::Arc;
 impl Runtime {
     /// Runs a public request through a fresh instance of the worker component. With
     /// `upgrade`, the worker may pass the client's WebSocket upgrade on to an object through
-    /// `objects.fetch`; the socket that object accepted comes back with the response.
+    /// `objects.fetch`; the socket that object accepted comes back with the response, as
+    /// does a stream an object opened if the worker's response carries it on.
     pub async fn run_worker(
         self: &Arc<Self>,
         request: wit::Request,
         upgrade: bool,
-    ) -> Result<(wit::Response, Option<Upgrade>), EventError> {
+    ) -> Result<(wit::Response, Option<Handoff>), EventError> {
         let pre = self
             .worker
             .as_ref()
@@ -48,9 +49,11 @@ impl Runtime {
         .await;
         store.data().stdout.flush_partial();
         store.data().stderr.flush_partial();
-        let forwarded = store.data_mut().objects.take_upgrade();
         match result {
-            Ok(response) => Ok((response, forwarded)),
+            Ok(mut response) => {
+                let forwarded = store.data_mut().objects.take_handoff(&mut response);
+                Ok((response, forwarded))
+            }
             Err(e) => {
                 let why = crate::wasm::failure::describe_failure(&e, store.data().limiter.hit);
                 tracing::warn!(error = %format!("{e:#}"), "worker failed: {why}");

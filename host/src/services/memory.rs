@@ -98,6 +98,47 @@ impl Drop for Held {
     }
 }
 
+/// Bytes queued for one client and not yet written: bounded per socket or stream
+/// (`ws_send_queue_bytes`, `stream_queue_bytes`) and held against the host's memory budget
+/// (`max_memory`) until written; what is still queued when the client is gone is given
+/// back then.
+pub struct QueuedBytes {
+    bytes: AtomicUsize,
+    budget: Arc<MemoryBudget>,
+}
+
+impl QueuedBytes {
+    pub fn new(budget: Arc<MemoryBudget>) -> Self {
+        QueuedBytes {
+            bytes: AtomicUsize::new(0),
+            budget,
+        }
+    }
+
+    /// Counts `len` more bytes; false, counting nothing, when they would pass `cap` or the
+    /// budget has no room. Only the registries (`Sockets`, `Streams`) add, each under its
+    /// lock, so the check cannot race.
+    pub(crate) fn add(&self, len: usize, cap: usize) -> bool {
+        if self.bytes.load(Ordering::Acquire) + len > cap || !self.budget.try_take(len) {
+            return false;
+        }
+        self.bytes.fetch_add(len, Ordering::AcqRel);
+        true
+    }
+
+    /// A message of `len` bytes left the queue (written, or dropped).
+    pub fn written(&self, len: usize) {
+        self.bytes.fetch_sub(len, Ordering::AcqRel);
+        self.budget.give_back(len);
+    }
+}
+
+impl Drop for QueuedBytes {
+    fn drop(&mut self) {
+        self.budget.give_back(*self.bytes.get_mut());
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

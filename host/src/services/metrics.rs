@@ -54,6 +54,7 @@ pub struct Metrics {
     pub long_events_running: IntGauge,
     pub long_events_waiting: IntGauge,
     pub websockets_open: IntGauge,
+    pub streams_open: IntGauge,
     pub calls_waiting: IntGauge,
     pub mailbox_events: IntGauge,
     /// Bytes stored (keys and values) per binding, read from storage when scraped.
@@ -176,6 +177,7 @@ impl Metrics {
                 "Guest events past their first time slices waiting for a turn.",
             ),
             websockets_open: gauge("websockets_open", "WebSockets open."),
+            streams_open: gauge("streams_open", "Streamed responses open."),
             calls_waiting: gauge("calls_waiting", "Objects waiting on a call to another."),
             storage_bytes: {
                 let g = IntGaugeVec::new(

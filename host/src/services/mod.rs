@@ -1,8 +1,10 @@
 //! Services the objects' interfaces stand on, with no wasmtime in them: the object store
-//! (an object's view of its storage), the alarm scheduler and its clock, the socket registry, the
-//! call graph, instance slots, and the HTTP client nodes of a cluster talk to each other with.
+//! (an object's view of its storage), the alarm scheduler and its clock, the socket and
+//! stream registries, the call graph, instance slots, and the HTTP client nodes of a
+//! cluster talk to each other with.
 
 pub mod calls;
+pub mod handoff;
 pub mod memory;
 pub mod metrics;
 pub mod objstore;
@@ -10,4 +12,5 @@ pub mod peer;
 pub mod scheduler;
 pub mod slots;
 pub mod sockets;
+pub mod streams;
 pub mod trap_log;

@@ -2,11 +2,10 @@
 //! bounded send queue); the edge runs each connection. Sockets belong to the host,
 //! not to an instance, so they stay open while their object is evicted (hibernation).
 
-use super::memory::MemoryBudget;
-use super::peer::Upstream;
+use super::memory::{MemoryBudget, QueuedBytes};
 use crate::id::ObjectKey;
 use std::collections::{BTreeSet, HashMap};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use tokio::sync::{mpsc, oneshot};
 
@@ -58,38 +57,6 @@ impl Outgoing {
     }
 }
 
-/// Bytes queued for one client and not yet written: bounded per socket
-/// (`ws_send_queue_bytes`) and held against the host's memory budget (`max_memory`) until
-/// written; what is still queued when the socket is gone is given back then.
-pub struct QueuedBytes {
-    bytes: AtomicUsize,
-    budget: Arc<MemoryBudget>,
-}
-
-impl QueuedBytes {
-    /// Counts `len` more bytes; false, counting nothing, when they would pass `cap` or the
-    /// budget has no room. Only `Sockets` adds, under its lock, so the check cannot race.
-    fn add(&self, len: usize, cap: usize) -> bool {
-        if self.bytes.load(Ordering::Acquire) + len > cap || !self.budget.try_take(len) {
-            return false;
-        }
-        self.bytes.fetch_add(len, Ordering::AcqRel);
-        true
-    }
-
-    /// A message of `len` bytes left the queue (written, or dropped).
-    pub fn written(&self, len: usize) {
-        self.bytes.fetch_sub(len, Ordering::AcqRel);
-        self.budget.give_back(len);
-    }
-}
-
-impl Drop for QueuedBytes {
-    fn drop(&mut self) {
-        self.budget.give_back(*self.bytes.get_mut());
-    }
-}
-
 struct Entry {
     object: ObjectKey,
     tags: Vec<String>,
@@ -123,16 +90,6 @@ pub struct Sockets {
     send_queue_bytes: usize,
     /// The host's memory budget, which queued bytes count against.
     budget: Arc<MemoryBudget>,
-}
-
-/// A socket an object accepted for a client's upgrade request (the object's own, or one a
-/// callee accepted for it), on its way to the edge that connects the client.
-pub enum Upgrade {
-    /// Accepted by an object on this node.
-    Here { object: ObjectKey, socket: Accepted },
-    /// Accepted by an object another node of the cluster serves (a call to it passed the
-    /// upgrade on): the client is relayed to this WebSocket to that node.
-    Relayed(Box<Upstream>),
 }
 
 /// What the connection task needs of a socket just accepted.
@@ -193,10 +150,7 @@ impl Sockets {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed) + 1;
         let (out_tx, out) = mpsc::channel(self.send_queue);
         let (kill_tx, kill) = oneshot::channel();
-        let queued = Arc::new(QueuedBytes {
-            bytes: AtomicUsize::new(0),
-            budget: self.budget.clone(),
-        });
+        let queued = Arc::new(QueuedBytes::new(self.budget.clone()));
         let mut inner = self.lock();
         inner.sockets.insert(
             id,

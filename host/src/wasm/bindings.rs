@@ -44,6 +44,7 @@ pub use dohost::object::alarms;
 pub use dohost::object::objects;
 pub use dohost::object::requests;
 pub use dohost::object::storage;
+pub use dohost::object::streams;
 pub use dohost::object::types;
 pub use dohost::object::websockets;
 pub use exports::dohost::object::handler;

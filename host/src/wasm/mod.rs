@@ -11,4 +11,5 @@ pub mod objects;
 pub mod requests;
 pub mod state;
 pub mod storage;
+pub mod streams;
 pub mod websockets;

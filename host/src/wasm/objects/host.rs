@@ -2,6 +2,7 @@
 
 use super::CallError;
 use super::ObjectsCtx;
+use crate::services::handoff::STREAM_HEADER;
 use crate::id::IdKey;
 use crate::wasm::bindings::objects::{self as wit, Error, ErrorCode};
 use crate::wasm::bindings::types::{Request, Response};
@@ -84,10 +85,14 @@ impl wit::Host for ObjectsCtx {
             .calls
             .call(self.caller, binding, id, name, request, upgrade);
         match call.await {
-            Ok((response, accepted)) => {
-                // At most one call per event is offered the upgrade.
-                if accepted.is_some() {
-                    self.upgrade = accepted;
+            Ok((mut response, handoff)) => {
+                // At most one call per event is offered the upgrade; a stream is marked in
+                // the response it came with, which hands it on if the caller returns it.
+                if let Some(handoff) = handoff {
+                    if let Some(mark) = handoff.stream_mark() {
+                        response.headers.push((STREAM_HEADER.to_string(), mark));
+                    }
+                    self.handoff = Some(handoff);
                 }
                 Ok(Ok(response))
             }

@@ -5,7 +5,7 @@
 mod host;
 
 use crate::id::{IdKey, ObjectKey};
-use crate::services::sockets::Upgrade;
+use crate::services::handoff::{Handoff, STREAM_HEADER};
 use crate::wasm::bindings::objects as wit;
 use crate::wasm::bindings::types::{Request, Response};
 use futures::future::BoxFuture;
@@ -29,6 +29,7 @@ pub trait ObjectCalls: Send + Sync + 'static {
 
     /// A call from `caller` (None: the worker) to object `id` of `binding`; with `upgrade`
     /// the callee may accept the caller's client's WebSocket (it comes back with the 101).
+    /// A stream the callee opened comes back with its response.
     fn call(
         &self,
         caller: Option<ObjectKey>,
@@ -37,7 +38,7 @@ pub trait ObjectCalls: Send + Sync + 'static {
         name: Option<String>,
         request: Request,
         upgrade: bool,
-    ) -> BoxFuture<'static, Result<(Response, Option<Upgrade>), CallError>>;
+    ) -> BoxFuture<'static, Result<(Response, Option<Handoff>), CallError>>;
 }
 
 /// Who is calling, for deadlock detection, and the host to call through.
@@ -48,8 +49,9 @@ pub struct ObjectsCtx {
     /// The current event's client asked for a WebSocket upgrade that no call has passed on
     /// yet: the first call forwarding an upgrade request may let its callee accept it.
     upgrade_offered: bool,
-    /// The socket a callee accepted for the current event's client.
-    upgrade: Option<Upgrade>,
+    /// The socket a callee accepted for the current event's client, or the stream the
+    /// latest call's callee opened.
+    handoff: Option<Handoff>,
     /// The store's CPU turn, given up while a call waits: the callee may need it.
     pub turn: crate::wasm::cpu_gate::Turn,
 }
@@ -60,7 +62,7 @@ impl ObjectsCtx {
             calls,
             caller,
             upgrade_offered: false,
-            upgrade: None,
+            handoff: None,
             turn: Default::default(),
         }
     }
@@ -68,13 +70,24 @@ impl ObjectsCtx {
     /// Starts an event; `upgrade` when its client asked for a WebSocket upgrade.
     pub fn begin(&mut self, upgrade: bool) {
         self.upgrade_offered = upgrade;
-        self.upgrade = None;
+        self.handoff = None;
     }
 
-    /// The socket a callee accepted during this event, for the edge to connect.
-    pub fn take_upgrade(&mut self) -> Option<Upgrade> {
+    /// What a callee handed this event for its answer `response`: the socket it accepted,
+    /// or the stream it opened if `response` still carries the stream's mark (see
+    /// `STREAM_HEADER`, which never leaves the host).
+    pub fn take_handoff(&mut self, response: &mut Response) -> Option<Handoff> {
         self.upgrade_offered = false;
-        self.upgrade.take()
+        let mark = self.handoff.as_ref().and_then(Handoff::stream_mark);
+        let carried = response
+            .headers
+            .iter()
+            .any(|(k, v)| k.eq_ignore_ascii_case(STREAM_HEADER) && Some(v) == mark.as_ref());
+        response
+            .headers
+            .retain(|(k, _)| !k.eq_ignore_ascii_case(STREAM_HEADER));
+        let handoff = self.handoff.take()?;
+        (mark.is_none() || carried).then_some(handoff)
     }
 }
 

@@ -1,0 +1,115 @@
+//! One streamed response at the edge: its head and first chunk, then the chunks its object
+//! writes, until the object ends it, the client goes or is cut; a server-sent events stream
+//! gets a comment line whenever it stays silent for `sse_keepalive`.
+
+use super::convert::to_http;
+use super::error::HttpError;
+use crate::runtime::Dispatch;
+use crate::services::handoff::Handoff;
+use crate::services::memory::QueuedBytes;
+use crate::services::streams::{Chunk, StreamEnds};
+use crate::wasm::bindings::types as wit;
+use axum::body::Body;
+use axum::http::header;
+use axum::response::Response;
+use bytes::Bytes;
+use futures::{Stream, StreamExt};
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+/// What a server-sent events client skips: a comment line, written to a silent stream.
+pub const KEEPALIVE: &[u8] = b": keep-alive\n\n";
+
+/// Marks a response whose body is a stream (in its extensions): the cluster's call route
+/// tells the calling node so, which then relays the body instead of reading it whole.
+#[derive(Clone, Copy)]
+pub struct Streamed;
+
+/// The response for a stream an object opened (here or, relayed, on another node): the
+/// object's status and headers, its returned body first, then the stream.
+pub fn respond(
+    rt: &dyn Dispatch,
+    mut response: wit::Response,
+    handoff: Handoff,
+) -> Result<Response, HttpError> {
+    let first = Bytes::from(std::mem::take(&mut response.body));
+    // The length is not known: the body goes chunked.
+    response
+        .headers
+        .retain(|(k, _)| !k.eq_ignore_ascii_case("content-length"));
+    let mut http = to_http(response)?;
+    let sse = http
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim_start().starts_with("text/event-stream"));
+    let keepalive = Some(rt.limits().sse_keepalive).filter(|d| sse && !d.is_zero());
+    let first = futures::stream::iter((!first.is_empty()).then(|| Ok(first)));
+    let body = match handoff {
+        Handoff::Stream(opened) => Body::from_stream(first.chain(chunks(opened.connect(), keepalive))),
+        Handoff::RelayedStream(incoming) => {
+            // The node that serves the object sends the keep-alives.
+            let relayed = http_body_util::BodyDataStream::new(*incoming)
+                .map(|r| r.map_err(std::io::Error::other));
+            Body::from_stream(first.chain(relayed))
+        }
+        Handoff::Socket { .. } | Handoff::RelayedSocket(_) => {
+            return Err(HttpError::ObjectFailed(
+                "a WebSocket was handed to an answer that is not a 101".into(),
+            ));
+        }
+    };
+    *http.body_mut() = body;
+    http.extensions_mut().insert(Streamed);
+    Ok(http)
+}
+
+/// The chunks of a stream as its object writes them, until it ends it; cut (an error,
+/// which aborts the response) when its client is too slow. Dropped when the client goes,
+/// which takes the stream out of the registry.
+fn chunks(
+    ends: StreamEnds,
+    keepalive: Option<Duration>,
+) -> impl Stream<Item = std::io::Result<Bytes>> + Send {
+    futures::stream::unfold(Some(ends), move |ends| async move {
+        let mut ends = ends?;
+        let next = tokio::select! {
+            biased;
+            _ = &mut ends.kill => None,
+            chunk = next_chunk(&mut ends.out, &ends.queued, keepalive) => Some(chunk),
+        };
+        match next {
+            None => Some((
+                Err(std::io::Error::other(
+                    "the client did not read fast enough (stream_queue_bytes): cut",
+                )),
+                None,
+            )),
+            Some(None) => None,
+            Some(Some(bytes)) => Some((Ok(bytes), Some(ends))),
+        }
+    })
+}
+
+/// The next bytes for the client: a chunk, or a keep-alive comment after `keepalive` of
+/// silence; None at the stream's end.
+async fn next_chunk(
+    out: &mut mpsc::Receiver<Chunk>,
+    queued: &QueuedBytes,
+    keepalive: Option<Duration>,
+) -> Option<Bytes> {
+    let chunk = match keepalive {
+        None => out.recv().await,
+        Some(after) => match tokio::time::timeout(after, out.recv()).await {
+            Ok(chunk) => chunk,
+            Err(_) => return Some(Bytes::from_static(KEEPALIVE)),
+        },
+    };
+    match chunk? {
+        Chunk::Data(bytes) => {
+            queued.written(bytes.len());
+            Some(bytes)
+        }
+        Chunk::End => None,
+    }
+}
