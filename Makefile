@@ -1,8 +1,8 @@
 # The project's commands. `make run` and `make test` do all set-up on a fresh machine with
 # the Rust toolchain (rustup) installed.
 
-GUESTS      := counter counter-v2 storage-demo bank alarm worker rate-limiter lock chat-room connection-pool test-object
-EXAMPLES    := counter storage-demo bank alarm rate-limiter lock chat-room connection-pool
+GUESTS      := counter counter-v2 storage-demo bank alarm worker rate-limiter lock chat-room notifications connection-pool test-object
+EXAMPLES    := counter storage-demo bank alarm rate-limiter lock chat-room notifications connection-pool
 GUEST_OUT   := target/guests
 GUEST_BUILD := target/guests-build
 WASM_TARGET := wasm32-wasip2

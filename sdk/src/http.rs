@@ -155,6 +155,12 @@ impl Request {
             .map(|(_, v)| v.as_str())
     }
 
+    /// The `Last-Event-ID` a reconnecting server-sent events client sends: the ID of the
+    /// last event it had (see [`SseEvent::id`](crate::SseEvent::id)).
+    pub fn last_event_id(&self) -> Option<&str> {
+        self.header("last-event-id")
+    }
+
     /// Every header as (name, value).
     pub fn headers(&self) -> &[(String, String)] {
         &self.headers

@@ -43,6 +43,7 @@
 //! - [`objects`]: other objects through a binding ([`Namespace`], [`ObjectId`], [`Stub`])
 //!   and [`Deferred`] responses.
 //! - [`Worker`] and [`worker`]: the stateless entry point.
+//! - [`streams`]: streamed responses ([`Stream`]) and server-sent events ([`SseEvent`]).
 //! - [`error`]: the crate's [`Error`] and [`StorageError`].
 #![deny(missing_docs)]
 
@@ -55,6 +56,7 @@ pub mod objects;
 pub mod router;
 pub mod rpc;
 pub mod storage;
+pub mod streams;
 
 pub use dohost_sdk_macros::{durable_object, rpc, worker};
 pub use error::{CallErrorCode, Error, Result, StorageError, StorageErrorCode};
@@ -62,6 +64,7 @@ pub use http::{Request, Response};
 pub use objects::{Deferred, Namespace, ObjectId, Stub};
 pub use router::{Params, Router};
 pub use storage::{AlarmTime, Collection, ListOptions, Storage, StorageLimits, Transaction};
+pub use streams::{SseEvent, Stream};
 
 use std::collections::HashMap;
 
