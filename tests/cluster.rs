@@ -787,3 +787,48 @@ async fn a_forwarded_request_whose_node_dies_mid_way_is_502() {
     assert_eq!(code, 502, "{body}");
     assert!(body.contains("may or may not have run"), "{body}");
 }
+
+/// An event stream of an object another node serves reaches its client whichever node the
+/// client asked: forwarded by the public edge, or (with a worker) relayed from a call to
+/// that node, the body streamed as the object writes it. Subscribers through both nodes
+/// get each event, in order, whichever node took the publish.
+#[tokio::test]
+async fn event_streams_reach_subscribers_through_any_node() {
+    use common::sse::{Subscriber, event};
+    let etcd = Etcd::start().await;
+    let dir = Backend::Postgres.data_dir();
+    let worker = guest("worker");
+    let worker = ["--worker", worker.to_str().unwrap(), "--sse-keepalive-ms", "0"];
+    let plain = ["--sse-keepalive-ms", "0"];
+    let n1 = node_serving(&etcd.client_url, dir.path(), "e1", &["notifications"], &plain);
+    let n2 = node_serving(&etcd.client_url, dir.path(), "e2", &["notifications"], &plain);
+    settled(&etcd.client_url, 2).await;
+    // Default routes: the node that does not serve the room forwards the request.
+    let room = |addr: &str, path: &str| format!("http://{addr}/notifications/direct/{path}");
+    let mut a = Subscriber::open(&room(&n1.addr, "subscribe"), None).await;
+    let mut b = Subscriber::open(&room(&n2.addr, "subscribe"), None).await;
+    let c = client();
+    for (i, addr) in [&n1.addr, &n2.addr, &n1.addr].into_iter().enumerate() {
+        let (s, body) = post(&c, &room(addr, "publish?topic=t"), format!("m{i}")).await;
+        assert_eq!(s, 200, "{body}");
+        let e = event(i as u64 + 1, &format!("m{i}"));
+        assert_eq!(a.next_event().await, e);
+        assert_eq!(b.next_event().await, e);
+    }
+    drop((n1, n2));
+    // Through a worker on each node: the worker's call goes to the node that serves the
+    // room, and its streamed answer is relayed back.
+    let w1 = node_serving(&etcd.client_url, dir.path(), "w1", &["notifications"], &worker);
+    let w2 = node_serving(&etcd.client_url, dir.path(), "w2", &["notifications"], &worker);
+    settled(&etcd.client_url, 2).await;
+    let room = |addr: &str, path: &str| format!("http://{addr}/objects/notifications/w/{path}");
+    let mut a = Subscriber::open(&room(&w1.addr, "subscribe"), None).await;
+    let mut b = Subscriber::open(&room(&w2.addr, "subscribe"), None).await;
+    for (i, addr) in [&w2.addr, &w1.addr].into_iter().enumerate() {
+        let (s, body) = post(&c, &room(addr, "publish?topic=t"), format!("w{i}")).await;
+        assert_eq!(s, 200, "{body}");
+        let e = event(i as u64 + 1, &format!("w{i}"));
+        assert_eq!(a.next_event().await, e);
+        assert_eq!(b.next_event().await, e);
+    }
+}

@@ -5,6 +5,7 @@
 //! the worker.
 
 mod common;
+use common::sse::{Event, Subscriber, event};
 use common::*;
 use dohost::Limits;
 use dohost::services::scheduler::{Clock, SystemClock};
@@ -26,97 +27,6 @@ fn quiet() -> Limits {
     }
 }
 
-/// One server-sent event as a client reads it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Event {
-    id: Option<String>,
-    data: String,
-}
-
-/// A client reading an event stream as it arrives.
-struct Subscriber {
-    response: reqwest::Response,
-    buffer: String,
-    /// Comment lines seen (keep-alives, the object's greeting).
-    comments: Vec<String>,
-}
-
-impl Subscriber {
-    async fn open(url: &str, last_event_id: Option<&str>) -> Subscriber {
-        let c = reqwest::Client::new();
-        let mut req = c.get(url);
-        if let Some(id) = last_event_id {
-            req = req.header("last-event-id", id);
-        }
-        let response = req.send().await.expect("subscribe");
-        assert_eq!(response.status(), 200, "subscribing to {url}");
-        assert_eq!(
-            response.headers()["content-type"], "text/event-stream",
-            "an event stream"
-        );
-        let mut s = Subscriber {
-            response,
-            buffer: String::new(),
-            comments: Vec::new(),
-        };
-        // The object greets every subscriber with a comment: it is subscribed once that
-        // arrives.
-        s.read_until(|s| !s.comments.is_empty()).await;
-        s
-    }
-
-    /// Reads chunks until `done` holds, within ten seconds.
-    async fn read_until(&mut self, mut done: impl FnMut(&Self) -> bool) {
-        tokio::time::timeout(Duration::from_secs(10), async {
-            while !done(self) {
-                let chunk = self
-                    .response
-                    .chunk()
-                    .await
-                    .expect("the stream is readable")
-                    .expect("the stream has not ended");
-                self.buffer.push_str(std::str::from_utf8(&chunk).unwrap());
-                self.take_comments();
-            }
-        })
-        .await
-        .expect("in time");
-    }
-
-    /// Moves leading comment blocks out of the buffer.
-    fn take_comments(&mut self) {
-        while self.buffer.starts_with(':') {
-            let Some(end) = self.buffer.find("\n\n") else {
-                return;
-            };
-            self.comments.push(self.buffer[..end].to_string());
-            self.buffer.drain(..end + 2);
-        }
-    }
-
-    /// The next event (comments skipped).
-    async fn next_event(&mut self) -> Event {
-        self.read_until(|s| s.buffer.contains("\n\n")).await;
-        let end = self.buffer.find("\n\n").unwrap();
-        let block: String = self.buffer.drain(..end + 2).collect();
-        self.take_comments();
-        let mut event = Event {
-            id: None,
-            data: String::new(),
-        };
-        let mut lines = Vec::new();
-        for line in block.trim_end().lines() {
-            if let Some(id) = line.strip_prefix("id: ") {
-                event.id = Some(id.to_string());
-            } else if let Some(data) = line.strip_prefix("data: ") {
-                lines.push(data);
-            }
-        }
-        event.data = lines.join("\n");
-        event
-    }
-}
-
 async fn publish(c: &reqwest::Client, host: &TestHost, room: &str, topic: &str, data: &str) -> u64 {
     let (status, body) = post(
         c,
@@ -135,12 +45,6 @@ async fn subscribers(c: &reqwest::Client, host: &TestHost, room: &str) -> Value 
     serde_json::from_str(&body).unwrap()
 }
 
-fn event(id: u64, data: &str) -> Event {
-    Event {
-        id: Some(id.to_string()),
-        data: data.to_string(),
-    }
-}
 
 /// Each event reaches its topic's subscribers (and the every-topic subscriber) in the
 /// order published, read incrementally: each is read before the next is published, so the
@@ -298,17 +202,31 @@ async fn every_event_a_subscriber_saw_survives_sigkill(backend: Backend) {
     }
     let host = process::HostProcess::spawn(&data, &["notifications"], &flags);
     let base = format!("http://{}/notifications/crash", host.addr);
+    // A marker after everything stored: the replay has it all once the marker arrives.
+    let c = client();
+    let (status, marker) = post(&c, &format!("{base}/publish?topic=t"), "marker").await;
+    assert_eq!(status, 200, "{marker}");
+    let marker = serde_json::from_str::<Value>(&marker).unwrap()["id"].as_u64().unwrap();
     let mut replay = Subscriber::open(&format!("{base}/subscribe"), Some("0")).await;
-    let last: u64 = seen.last().unwrap().id.as_deref().unwrap().parse().unwrap();
     let mut stored = Vec::new();
-    while stored.len() < last as usize {
-        stored.push(replay.next_event().await);
+    loop {
+        let e = replay.next_event().await;
+        if e.data == "marker" {
+            break;
+        }
+        stored.push(e);
     }
+    assert_eq!(stored.len() as u64, marker - 1);
     for (i, e) in stored.iter().enumerate() {
         assert_eq!(e.id.as_deref(), Some((i + 1).to_string().as_str()), "ids in order");
     }
     for e in &seen {
         let id: usize = e.id.as_deref().unwrap().parse().unwrap();
+        assert!(
+            id <= stored.len(),
+            "the subscriber saw event {id}, and only {} are stored",
+            stored.len()
+        );
         assert_eq!(&stored[id - 1], e, "an event the subscriber saw is stored as it saw it");
     }
     host.kill();

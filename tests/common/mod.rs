@@ -8,6 +8,7 @@ pub mod history;
 pub mod postgres;
 pub mod process;
 pub mod proxy;
+pub mod sse;
 
 use dohost::services::scheduler::Clock;
 use dohost::{ClassConfig, Config, Limits};
