@@ -1,5 +1,6 @@
 //! A real browser uses the chat page: headless Chromium (Debian's, driven by Playwright from
-//! `tests/browser`) opens the chat-room page twice and sees the messages cross.
+//! `tests/browser`) opens the chat-room page twice and sees the messages cross; and the
+//! notifications page, whose `EventSource` subscribers see a publish arrive.
 
 mod common;
 use common::*;
@@ -21,6 +22,18 @@ async fn two_browser_tabs_chat() {
     let url = host.url("/chat-room/browser-room/");
     let stdout = run_script("chat.mjs", &[&url]).await;
     assert!(stdout.contains("messages crossed"), "{stdout}");
+    host.stop().await;
+}
+
+/// Two tabs of the notifications page subscribe with `EventSource` (server-sent events);
+/// what one publishes reaches both, with its event ID.
+#[tokio::test]
+async fn two_browser_tabs_get_server_sent_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = TestHost::start(&["notifications"], dir.path()).await;
+    let url = host.url("/notifications/browser-feed/");
+    let stdout = run_script("notifications.mjs", &[&url]).await;
+    assert!(stdout.contains("events arrived"), "{stdout}");
     host.stop().await;
 }
 
