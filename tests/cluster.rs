@@ -798,10 +798,27 @@ async fn event_streams_reach_subscribers_through_any_node() {
     let etcd = Etcd::start().await;
     let dir = Backend::Postgres.data_dir();
     let worker = guest("worker");
-    let worker = ["--worker", worker.to_str().unwrap(), "--sse-keepalive-ms", "0"];
+    let worker = [
+        "--worker",
+        worker.to_str().unwrap(),
+        "--sse-keepalive-ms",
+        "0",
+    ];
     let plain = ["--sse-keepalive-ms", "0"];
-    let n1 = node_serving(&etcd.client_url, dir.path(), "e1", &["notifications"], &plain);
-    let n2 = node_serving(&etcd.client_url, dir.path(), "e2", &["notifications"], &plain);
+    let n1 = node_serving(
+        &etcd.client_url,
+        dir.path(),
+        "e1",
+        &["notifications"],
+        &plain,
+    );
+    let n2 = node_serving(
+        &etcd.client_url,
+        dir.path(),
+        "e2",
+        &["notifications"],
+        &plain,
+    );
     settled(&etcd.client_url, 2).await;
     // Default routes: the node that does not serve the room forwards the request.
     let room = |addr: &str, path: &str| format!("http://{addr}/notifications/direct/{path}");
@@ -818,8 +835,20 @@ async fn event_streams_reach_subscribers_through_any_node() {
     drop((n1, n2));
     // Through a worker on each node: the worker's call goes to the node that serves the
     // room, and its streamed answer is relayed back.
-    let w1 = node_serving(&etcd.client_url, dir.path(), "w1", &["notifications"], &worker);
-    let w2 = node_serving(&etcd.client_url, dir.path(), "w2", &["notifications"], &worker);
+    let w1 = node_serving(
+        &etcd.client_url,
+        dir.path(),
+        "w1",
+        &["notifications"],
+        &worker,
+    );
+    let w2 = node_serving(
+        &etcd.client_url,
+        dir.path(),
+        "w2",
+        &["notifications"],
+        &worker,
+    );
     settled(&etcd.client_url, 2).await;
     let room = |addr: &str, path: &str| format!("http://{addr}/objects/notifications/w/{path}");
     let mut a = Subscriber::open(&room(&w1.addr, "subscribe"), None).await;

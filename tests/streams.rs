@@ -5,7 +5,7 @@
 //! the worker.
 
 mod common;
-use common::sse::{Event, Subscriber, event};
+use common::sse::{Subscriber, event};
 use common::*;
 use dohost::Limits;
 use dohost::services::scheduler::{Clock, SystemClock};
@@ -45,7 +45,6 @@ async fn subscribers(c: &reqwest::Client, host: &TestHost, room: &str) -> Value 
     serde_json::from_str(&body).unwrap()
 }
 
-
 /// Each event reaches its topic's subscribers (and the every-topic subscriber) in the
 /// order published, read incrementally: each is read before the next is published, so the
 /// stream cannot have been answered whole. Multi-line data arrives whole.
@@ -65,7 +64,11 @@ async fn events_arrive_in_order_to_their_topics_subscribers(backend: Backend) {
         };
         let id = publish(&c, &host, "room", topic, &data).await;
         assert_eq!(id, i);
-        let mine = if topic == "news" { &mut news } else { &mut sport };
+        let mine = if topic == "news" {
+            &mut news
+        } else {
+            &mut sport
+        };
         assert_eq!(mine.next_event().await, event(i, &data));
         assert_eq!(all.next_event().await, event(i, &data));
     }
@@ -94,12 +97,21 @@ async fn streams_survive_their_objects_eviction(backend: Backend) {
         })
         .await;
         let id = publish(&c, &host, "room", "t", &format!("after eviction {round}")).await;
-        assert_eq!(a.next_event().await, event(id, &format!("after eviction {round}")));
-        assert_eq!(b.next_event().await, event(id, &format!("after eviction {round}")));
+        assert_eq!(
+            a.next_event().await,
+            event(id, &format!("after eviction {round}"))
+        );
+        assert_eq!(
+            b.next_event().await,
+            event(id, &format!("after eviction {round}"))
+        );
     }
     let stats = subscribers(&c, &host, "room").await;
     assert_eq!(stats["subscribers"], 2, "{stats}");
-    assert!(stats["constructed"].as_u64().unwrap() >= 3, "rebuilt each time: {stats}");
+    assert!(
+        stats["constructed"].as_u64().unwrap() >= 3,
+        "rebuilt each time: {stats}"
+    );
     host.stop().await;
 }
 
@@ -206,7 +218,9 @@ async fn every_event_a_subscriber_saw_survives_sigkill(backend: Backend) {
     let c = client();
     let (status, marker) = post(&c, &format!("{base}/publish?topic=t"), "marker").await;
     assert_eq!(status, 200, "{marker}");
-    let marker = serde_json::from_str::<Value>(&marker).unwrap()["id"].as_u64().unwrap();
+    let marker = serde_json::from_str::<Value>(&marker).unwrap()["id"]
+        .as_u64()
+        .unwrap();
     let mut replay = Subscriber::open(&format!("{base}/subscribe"), Some("0")).await;
     let mut stored = Vec::new();
     loop {
@@ -218,7 +232,11 @@ async fn every_event_a_subscriber_saw_survives_sigkill(backend: Backend) {
     }
     assert_eq!(stored.len() as u64, marker - 1);
     for (i, e) in stored.iter().enumerate() {
-        assert_eq!(e.id.as_deref(), Some((i + 1).to_string().as_str()), "ids in order");
+        assert_eq!(
+            e.id.as_deref(),
+            Some((i + 1).to_string().as_str()),
+            "ids in order"
+        );
     }
     for e in &seen {
         let id: usize = e.id.as_deref().unwrap().parse().unwrap();
@@ -227,7 +245,11 @@ async fn every_event_a_subscriber_saw_survives_sigkill(backend: Backend) {
             "the subscriber saw event {id}, and only {} are stored",
             stored.len()
         );
-        assert_eq!(&stored[id - 1], e, "an event the subscriber saw is stored as it saw it");
+        assert_eq!(
+            &stored[id - 1],
+            e,
+            "an event the subscriber saw is stored as it saw it"
+        );
     }
     host.kill();
 }
@@ -265,7 +287,10 @@ async fn a_subscriber_that_does_not_read_is_cut_at_the_byte_limit() {
         // The reading subscriber keeps up.
         assert_eq!(reads.next_event().await.data.len(), message.len());
     }
-    assert!(published > 4, "cut only once its queue was full: {published}");
+    assert!(
+        published > 4,
+        "cut only once its queue was full: {published}"
+    );
     // What was queued and written before the cut arrives; then the body fails.
     let ended = tokio::time::timeout(Duration::from_secs(10), async {
         loop {
@@ -359,7 +384,10 @@ async fn an_event_stream_passes_through_the_worker() {
         )
         .await;
         assert_eq!(status, 200, "{body}");
-        assert_eq!(s.next_event().await, event(i, &format!("via the worker {i}")));
+        assert_eq!(
+            s.next_event().await,
+            event(i, &format!("via the worker {i}"))
+        );
     }
     host.stop().await;
 }

@@ -86,9 +86,7 @@ impl State {
     /// stream in one fetch, and past the host's limits on open streams.
     pub fn open_stream(&self, tags: &[&str]) -> Result<Stream> {
         let tags: Vec<String> = tags.iter().map(|t| t.to_string()).collect();
-        wit::open(&tags)
-            .map(|id| Stream { id })
-            .map_err(Error::msg)
+        wit::open(&tags).map(|id| Stream { id }).map_err(Error::msg)
     }
 
     /// The object's open streams, or those carrying `tag`: streams that were closed or

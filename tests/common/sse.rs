@@ -30,7 +30,8 @@ impl Subscriber {
             .expect("subscribe");
         assert_eq!(response.status(), 200, "subscribing to {url}");
         assert_eq!(
-            response.headers()["content-type"], "text/event-stream",
+            response.headers()["content-type"],
+            "text/event-stream",
             "an event stream"
         );
         let mut s = Subscriber {

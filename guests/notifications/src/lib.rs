@@ -97,7 +97,7 @@ impl Notifications {
         if let Some(after) = after {
             let missed = self.state.storage().list::<Message>(
                 ListOptions::new()
-                    .start(&key(after + 1))
+                    .start(key(after + 1))
                     .prefix("msg:")
                     .limit(HISTORY as u32),
             )?;

@@ -99,7 +99,11 @@ pub async fn call(
         Ok(Some((response, handoff))) => {
             let mut response = super::respond(rt, response, handoff, upgrade)?;
             // The calling node relays a streamed body instead of reading it whole.
-            if response.extensions().get::<super::stream::Streamed>().is_some() {
+            if response
+                .extensions()
+                .get::<super::stream::Streamed>()
+                .is_some()
+            {
                 response
                     .headers_mut()
                     .insert(STREAM_HEADER, HeaderValue::from_static("1"));

@@ -46,7 +46,9 @@ pub fn respond(
     let keepalive = Some(rt.limits().sse_keepalive).filter(|d| sse && !d.is_zero());
     let first = futures::stream::iter((!first.is_empty()).then(|| Ok(first)));
     let body = match handoff {
-        Handoff::Stream(opened) => Body::from_stream(first.chain(chunks(opened.connect(), keepalive))),
+        Handoff::Stream(opened) => {
+            Body::from_stream(first.chain(chunks(opened.connect(), keepalive)))
+        }
         Handoff::RelayedStream(incoming) => {
             // The node that serves the object sends the keep-alives.
             let relayed = http_body_util::BodyDataStream::new(*incoming)

@@ -50,32 +50,30 @@ impl Actor {
             .await
             .map_err(|e| EventError::Unavailable(e.0))?;
         let clock = self.env.clock.clone();
-        let ctx = StorageCtx {
-            store: ObjectStore::new(self.storage.db.clone(), shared, store_limits, clock.clone()),
+        let imports = ObjectImports {
+            storage: StorageCtx {
+                store: ObjectStore::new(
+                    self.storage.db.clone(),
+                    shared,
+                    store_limits,
+                    clock.clone(),
+                ),
+            },
+            objects: crate::wasm::objects::ObjectsCtx::new(self.env.calls.clone(), Some(self.key)),
+            websockets: crate::wasm::websockets::WebSocketsCtx::new(
+                self.env.sockets.clone(),
+                self.key,
+                limits.memory_per_instance,
+            ),
+            streams: crate::wasm::streams::StreamsCtx::new(
+                self.env.streams.clone(),
+                self.key,
+                limits.memory_per_instance,
+            ),
         };
-        let objects = crate::wasm::objects::ObjectsCtx::new(self.env.calls.clone(), Some(self.key));
-        let websockets = crate::wasm::websockets::WebSocketsCtx::new(
-            self.env.sockets.clone(),
-            self.key,
-            limits.memory_per_instance,
-        );
-        let streams = crate::wasm::streams::StreamsCtx::new(
-            self.env.streams.clone(),
-            self.key,
-            limits.memory_per_instance,
-        );
         let mut store: Store<ObjectState> = new_store(
             &self.env.engine,
-            ObjectState::new(
-                self.label.clone(),
-                ctx,
-                objects,
-                websockets,
-                streams,
-                limits,
-                &self.env.shared,
-                clock,
-            ),
+            ObjectState::new(self.label.clone(), imports, limits, &self.env.shared, clock),
         );
         self.env.metrics.instance_builds.inc();
         let bindings = match code.pre.instantiate_async(&mut store).await {

@@ -6,9 +6,9 @@ use super::{FetchError, Owner, Runtime, Via};
 use crate::config::Limits;
 use crate::id::ObjectKey;
 use crate::object::{Event, EventError};
+use crate::services::handoff::Handoff;
 use crate::services::memory::MemoryBudget;
 use crate::services::metrics::Metrics;
-use crate::services::handoff::Handoff;
 use crate::services::sockets::Sockets;
 use crate::wasm::bindings::types as wit;
 use crate::wasm::objects::CallError;
@@ -16,7 +16,8 @@ use futures::FutureExt;
 use futures::future::BoxFuture;
 use std::sync::Arc;
 
-/// The answer to a request: the response and, for a 101, the socket to connect.
+/// The answer to a request: the response and, for a 101, the socket to connect, or for
+/// another status the stream to send as its body.
 pub type Answer = (wit::Response, Option<Handoff>);
 
 pub trait Dispatch: Send + Sync + 'static {

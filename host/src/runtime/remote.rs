@@ -5,8 +5,8 @@
 
 use crate::id::ObjectKey;
 use crate::services::calls::chain_to_wire;
-use crate::services::peer::{FORWARDED, client, handshake_header};
 use crate::services::handoff::{Handoff, STREAM_HEADER};
+use crate::services::peer::{FORWARDED, client, handshake_header};
 use crate::wasm::bindings::types as wit;
 use crate::wasm::objects::CallError;
 use bytes::Bytes;
@@ -126,7 +126,10 @@ pub async fn call(
             headers: wire_headers(&parts.headers),
             body: Vec::new(),
         };
-        return Ok(Some((response, Some(Handoff::RelayedStream(Box::new(body))))));
+        return Ok(Some((
+            response,
+            Some(Handoff::RelayedStream(Box::new(body))),
+        )));
     }
     let body = body
         .collect()

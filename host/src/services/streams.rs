@@ -51,6 +51,16 @@ struct Entry {
     closed: bool,
 }
 
+impl Entry {
+    /// Closes the stream and tells the edge to fail its body.
+    fn cut(&mut self) {
+        self.closed = true;
+        if let Some(kill) = self.kill.take() {
+            let _ = kill.send(());
+        }
+    }
+}
+
 #[derive(Default)]
 struct Inner {
     streams: HashMap<u64, Entry>,
@@ -204,10 +214,7 @@ impl Streams {
                 "stream queue full (stream_queue, stream_queue_bytes, or the host's memory \
                  budget, max_memory): cutting a client that does not read"
             );
-            if let Some(kill) = entry.kill.take() {
-                let _ = kill.send(());
-            }
-            entry.closed = true;
+            entry.cut();
         }
         if ending {
             entry.closed = true;
@@ -219,10 +226,7 @@ impl Streams {
     pub fn cut(&self, id: u64) {
         let mut inner = self.lock();
         if let Some(entry) = inner.streams.get_mut(&id) {
-            entry.closed = true;
-            if let Some(kill) = entry.kill.take() {
-                let _ = kill.send(());
-            }
+            entry.cut();
         }
     }
 
@@ -262,9 +266,10 @@ impl Streams {
         ids.iter()
             .copied()
             .filter(|id| {
-                inner.streams.get(id).is_some_and(|e| {
-                    !e.closed && tag.is_none_or(|t| e.tags.iter().any(|x| x == t))
-                })
+                inner
+                    .streams
+                    .get(id)
+                    .is_some_and(|e| !e.closed && tag.is_none_or(|t| e.tags.iter().any(|x| x == t)))
             })
             .collect()
     }

@@ -196,19 +196,31 @@ pub struct ObjectState {
     pub stderr: GuestLog,
 }
 
+/// The contexts of an object's imports that reach past its instance: its storage, other
+/// objects, and its clients' sockets and streams.
+pub struct ObjectImports {
+    pub storage: StorageCtx,
+    pub objects: crate::wasm::objects::ObjectsCtx,
+    pub websockets: crate::wasm::websockets::WebSocketsCtx,
+    pub streams: crate::wasm::streams::StreamsCtx,
+}
+
 impl ObjectState {
     pub fn new(
         tag: Arc<str>,
-        storage: StorageCtx,
-        mut objects: crate::wasm::objects::ObjectsCtx,
-        websockets: crate::wasm::websockets::WebSocketsCtx,
-        streams: crate::wasm::streams::StreamsCtx,
+        imports: ObjectImports,
         limits: &Limits,
         shared: &Shared,
         clock: Arc<dyn crate::services::scheduler::Clock>,
     ) -> Self {
         let (wasi, stdout, stderr) = guest_wasi(&tag, clock);
         let (limiter, cpu) = budget(limits, shared);
+        let ObjectImports {
+            storage,
+            mut objects,
+            websockets,
+            streams,
+        } = imports;
         // A call to another object gives up the turn while it waits.
         objects.turn = cpu.turn.clone();
         ObjectState {

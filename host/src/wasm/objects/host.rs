@@ -2,8 +2,8 @@
 
 use super::CallError;
 use super::ObjectsCtx;
-use crate::services::handoff::STREAM_HEADER;
 use crate::id::IdKey;
+use crate::services::handoff::STREAM_HEADER;
 use crate::wasm::bindings::objects::{self as wit, Error, ErrorCode};
 use crate::wasm::bindings::types::{Request, Response};
 

@@ -42,7 +42,9 @@ impl wit::Host for StreamsCtx {
             return Ok(Err("a stream can only be opened during a fetch".into()));
         }
         if self.opened.is_some() {
-            return Ok(Err("this fetch already opened its response as a stream".into()));
+            return Ok(Err(
+                "this fetch already opened its response as a stream".into()
+            ));
         }
         match self.streams.open(self.object, tags) {
             Ok(opened) => {
