@@ -1,6 +1,6 @@
 //! The same counter in Rust, Python (componentize-py) and JavaScript (componentize-js),
 //! served by the same dohost: the seed's sequence, 404, concurrency and restart for each,
-//! and a class switching language without losing its data.
+//! a class switching language without losing its data, and the Python counter's stream.
 
 mod common;
 use common::*;
@@ -66,6 +66,26 @@ async fn python_counter() {
 #[tokio::test]
 async fn javascript_counter() {
     counter_suite("counter-js").await;
+}
+
+/// The Python counter's `/watch` streams the value through the WIT `streams` interface
+/// straight from componentize-py's bindings: the current value first, then one event per
+/// change, read as they arrive.
+#[tokio::test]
+async fn the_python_counter_streams_its_value() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = TestHost::start(&["counter-py"], dir.path()).await;
+    let c = client();
+    get(&c, &host.url("/counter-py/w/increment")).await;
+    let mut watch = sse::Subscriber::open_raw(&host.url("/counter-py/w/watch")).await;
+    assert_eq!(watch.next_event().await.data, "1");
+    for expected in ["2", "3"] {
+        get(&c, &host.url("/counter-py/w/increment")).await;
+        assert_eq!(watch.next_event().await.data, expected);
+    }
+    get(&c, &host.url("/counter-py/w/decrement")).await;
+    assert_eq!(watch.next_event().await.data, "2");
+    host.stop().await;
 }
 
 /// A class rewritten in another language keeps its data: the Rust SDK's JSON values are what

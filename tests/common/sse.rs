@@ -19,6 +19,19 @@ pub struct Subscriber {
 
 impl Subscriber {
     pub async fn open(url: &str, last_event_id: Option<&str>) -> Subscriber {
+        let mut s = Self::connect(url, last_event_id).await;
+        // The `notifications` object greets every subscriber with a comment: it is
+        // subscribed once that arrives.
+        s.read_until(|s| !s.comments.is_empty()).await;
+        s
+    }
+
+    /// Subscribes to a stream that sends no greeting.
+    pub async fn open_raw(url: &str) -> Subscriber {
+        Self::connect(url, None).await
+    }
+
+    async fn connect(url: &str, last_event_id: Option<&str>) -> Subscriber {
         let c = reqwest::Client::new();
         let mut req = c.get(url);
         if let Some(id) = last_event_id {
@@ -34,15 +47,11 @@ impl Subscriber {
             "text/event-stream",
             "an event stream"
         );
-        let mut s = Subscriber {
+        Subscriber {
             response,
             buffer: String::new(),
             comments: Vec::new(),
-        };
-        // The object greets every subscriber with a comment: it is subscribed once that
-        // arrives.
-        s.read_until(|s| !s.comments.is_empty()).await;
-        s
+        }
     }
 
     /// Reads chunks until `done` holds, within ten seconds.
