@@ -7,6 +7,7 @@
 mod bounds;
 mod cluster;
 mod cpu;
+mod fanout;
 mod format;
 mod load;
 mod postgres;
@@ -122,6 +123,18 @@ struct Opts {
     /// needs vm.max_map_count of about ten per object).
     #[arg(long, default_value_t = 100_000)]
     live_objects: u32,
+    /// Run only the fan-out table (WebSocket broadcast and server-sent events).
+    #[arg(long)]
+    fanout_only: bool,
+    /// Skip the fan-out table.
+    #[arg(long)]
+    no_fanout: bool,
+    /// Clients of the one object in the fan-out table.
+    #[arg(long, default_value_t = 1000)]
+    fanout_clients: u32,
+    /// Messages each fan-out client receives.
+    #[arg(long, default_value_t = 1000)]
+    fanout_messages: u32,
 }
 
 impl Opts {
@@ -135,6 +148,13 @@ impl Opts {
             workerd_max_spread: 1_000,
             live_objects: self.live_objects,
             dohost_only: self.dohost_only,
+        }
+    }
+
+    fn fanout(&self) -> fanout::FanoutOpts {
+        fanout::FanoutOpts {
+            clients: self.fanout_clients.max(1),
+            messages: self.fanout_messages.max(1),
         }
     }
 
@@ -197,6 +217,15 @@ async fn main() -> Result<()> {
         std::fs::write(paths.work.join("latest-bounds.md"), &table)?;
         return Ok(());
     }
+    if opts.fanout_only {
+        let table = fanout::table(
+            &opts.fanout(),
+            &fanout::measure(&opts.fanout(), &paths).await?,
+        );
+        println!("\n{table}");
+        std::fs::write(paths.work.join("latest-fanout.md"), &table)?;
+        return Ok(());
+    }
     if opts.scale_only {
         let table = scale::table(&opts.scale(), &scale::measure(&opts.scale(), &paths).await?);
         println!("\n{table}");
@@ -231,6 +260,12 @@ async fn main() -> Result<()> {
         table.push_str(&scale::table(
             &opts.scale(),
             &scale::measure(&opts.scale(), &paths).await?,
+        ));
+    }
+    if !opts.no_fanout {
+        table.push_str(&fanout::table(
+            &opts.fanout(),
+            &fanout::measure(&opts.fanout(), &paths).await?,
         ));
     }
     if !opts.no_bounds {
