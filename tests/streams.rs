@@ -343,6 +343,24 @@ async fn open_streams_are_limited_per_object_and_per_host() {
     host.stop().await;
 }
 
+/// A host that stops ends its streams (cleanly: the body ends, it is not cut) once every
+/// write is durable, rather than holding their connections until the shutdown deadline.
+#[tokio::test]
+async fn a_stopping_host_ends_its_streams() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = start(dir.path(), quiet()).await;
+    let c = client();
+    let mut s = Subscriber::open(&host.url("/notifications/room/subscribe"), None).await;
+    let id = publish(&c, &host, "room", "t", "last words").await;
+    let stopping = tokio::spawn(host.stop());
+    assert_eq!(s.next_event().await, event(id, "last words"));
+    let end = tokio::time::timeout(Duration::from_secs(10), s.response.chunk())
+        .await
+        .expect("the stream ends before the shutdown deadline (30 s)");
+    assert!(matches!(end, Ok(None)), "ended cleanly: {end:?}");
+    stopping.await.unwrap();
+}
+
 /// A silent event stream gets a comment line every `sse_keepalive`, so proxies that cut
 /// idle connections keep it; events still arrive between them.
 #[tokio::test]

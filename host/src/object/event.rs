@@ -184,6 +184,9 @@ impl Actor {
         let own_writes = data.storage.store.event_wrote();
         let durable = self.commit_writes();
         if deferred {
+            if accepted.as_ref().is_some_and(Handoff::is_stream) {
+                tracing::warn!(object = %self.label, "a fetch that deferred its answer opened a stream: the stream is dropped (open it in the fetch that answers)");
+            }
             drop(accepted);
             let deadline = Instant::now() + self.env.limits.deferred_timeout;
             self.deferred.insert(handle, (reply, deadline));

@@ -348,4 +348,32 @@ mod tests {
         assert_eq!(budget.used(), 0);
         assert_eq!(streams.count(), 0);
     }
+
+    /// The chunk-count limit holds at its edge too: `queue` small chunks fit, one more cuts.
+    #[test]
+    fn a_client_that_does_not_read_is_cut_at_the_chunk_limit() {
+        let streams = Arc::new(Streams::new(limits(), MemoryBudget::new(1 << 20)));
+        let room = object("room");
+        let mut ends = streams.open(room, vec![]).unwrap().connect();
+        for _ in 0..4 {
+            streams.write(ends.id, Chunk::Data(bytes::Bytes::from_static(b"x")));
+        }
+        assert!(ends.kill.try_recv().is_err(), "four chunks fit");
+        streams.write(ends.id, Chunk::Data(bytes::Bytes::from_static(b"x")));
+        assert!(ends.kill.try_recv().is_ok(), "the fifth cuts");
+    }
+
+    /// An object sees only its own streams: another object's stream is not open to it,
+    /// not listed and has no tags for it, so a guest cannot write to a stranger's client.
+    #[test]
+    fn an_object_sees_only_its_own_streams() {
+        let streams = Arc::new(Streams::new(limits(), MemoryBudget::new(1 << 20)));
+        let (mine, theirs) = (object("mine"), object("theirs"));
+        let opened = streams.open(theirs, vec!["t".into()]).unwrap();
+        assert!(streams.owns_open(&theirs, opened.id));
+        assert!(!streams.owns_open(&mine, opened.id));
+        assert!(streams.list(&mine, None).is_empty());
+        assert!(streams.tags(&mine, opened.id).is_empty());
+        assert_eq!(streams.tags(&theirs, opened.id), vec!["t".to_string()]);
+    }
 }
