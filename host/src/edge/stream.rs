@@ -83,7 +83,8 @@ fn chunks(
         match next {
             None => Some((
                 Err(std::io::Error::other(
-                    "the client did not read fast enough (stream_queue_bytes): cut",
+                    "stream cut: its client read too slowly (stream_queue, \
+                     stream_queue_bytes), or a chunk for it was lost",
                 )),
                 None,
             )),

@@ -63,8 +63,8 @@ impl Runtime {
     }
 
     /// Finishes this node's work on `shards` before they are handed over: their sockets
-    /// and streams are closed, and the future resolves once every one of their objects has run the
-    /// events already queued for it, had its writes made durable, and dropped its
+    /// and streams are closed, and the future resolves once every one of their objects has
+    /// run the events already queued for it, had its writes made durable, and dropped its
     /// instance (no new event reaches them: placement sends requests elsewhere).
     pub fn drain(&self, shards: &[u32]) -> BoxFuture<'static, ()> {
         let count = self.db_shard_count();
