@@ -1,8 +1,8 @@
 //! Streamed responses and server-sent events, end to end with real HTTP clients reading the
 //! streams as they arrive (the `notifications` example): events in order, streams that
 //! outlive their object's instance, a subscriber that leaves or stops reading, replay with
-//! `Last-Event-ID`, the limits on open streams, keep-alive comments, and a stream through
-//! the worker.
+//! `Last-Event-ID`, the limits on open streams, keep-alive comments, a stream through the
+//! worker and through an object's stub, a stopping host, and SIGKILL.
 
 mod common;
 use common::sse::{Subscriber, event};
@@ -16,6 +16,12 @@ use std::time::Duration;
 async fn start(dir: &std::path::Path, limits: Limits) -> TestHost {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     TestHost::start_clocked(config(&["notifications"], dir, limits), clock).await
+}
+
+/// A host serving `guests`, without keep-alive comments.
+async fn start_with(dir: &std::path::Path, guests: &[&str]) -> TestHost {
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    TestHost::start_clocked(config(guests, dir, quiet()), clock).await
 }
 
 /// Limits with the keep-alive comments off, so a stream carries only what its object
@@ -73,6 +79,11 @@ async fn events_arrive_in_order_to_their_topics_subscribers(backend: Backend) {
         assert_eq!(all.next_event().await, event(i, &data));
     }
     assert_eq!(subscribers(&c, &host, "room").await["subscribers"], 3);
+    let metrics = host.runtime().render_metrics();
+    assert!(
+        metrics.lines().any(|l| l == "dohost_streams_open 3"),
+        "the gauge counts them: {metrics}"
+    );
     host.stop().await;
 }
 
@@ -359,6 +370,30 @@ async fn a_stopping_host_ends_its_streams() {
         .expect("the stream ends before the shutdown deadline (30 s)");
     assert!(matches!(end, Ok(None)), "ended cleanly: {end:?}");
     stopping.await.unwrap();
+}
+
+/// A stream passes through an object's stub as it does through the worker's: an object
+/// that returns the callee's response (`/relay`) hands the stream on; one that answers with
+/// a response of its own (`/call`) drops it, and the callee sees it gone.
+#[tokio::test]
+async fn a_stream_passes_through_an_object_that_returns_its_callees_response() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = start_with(dir.path(), &["test-object", "notifications"]).await;
+    let c = client();
+    let relay = host.url("/test-object/a/relay?binding=notifications&name=room&path=/subscribe");
+    let mut s = Subscriber::open(&relay, None).await;
+    let id = publish(&c, &host, "room", "t", "through a stub").await;
+    assert_eq!(s.next_event().await, event(id, "through a stub"));
+    let call = host.url("/test-object/a/call?binding=notifications&name=room&path=/subscribe");
+    let (status, body) = tokio::time::timeout(Duration::from_secs(10), get(&c, &call))
+        .await
+        .expect("the call's answer ends: a stream its caller did not return is not handed on");
+    assert_eq!((status, body.as_str()), (200, "200 : subscribed\n\n"));
+    wait_until("the stream its caller did not return is gone", || async {
+        subscribers(&c, &host, "room").await["subscribers"] == 1
+    })
+    .await;
+    host.stop().await;
 }
 
 /// A silent event stream gets a comment line every `sse_keepalive`, so proxies that cut
