@@ -2,12 +2,10 @@
 //! broadcast (the `chat-room` example) and as server-sent events (the `notifications`
 //! example), side by side on one dohost.
 
-use crate::probes::{self, Broadcast};
+use crate::probes::{self, Broadcast, Progress};
 use crate::servers::{Paths, Server};
 use anyhow::{Context, Result, bail, ensure};
 use futures::StreamExt;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 pub struct FanoutOpts {
@@ -64,10 +62,7 @@ pub async fn measure(opts: &FanoutOpts, paths: &Paths) -> Result<Fanout> {
 async fn sse_fanout(server: &Server, subscribers: u32, messages: u32) -> Result<Broadcast> {
     let base = server.url("/notifications/fanout");
     let client = reqwest::Client::new();
-    let received = Arc::new(AtomicU64::new(0));
-    let progress: Arc<Vec<AtomicU64>> =
-        Arc::new((0..subscribers).map(|_| AtomicU64::new(0)).collect());
-    let wake = Arc::new(tokio::sync::Notify::new());
+    let progress = Progress::new(subscribers);
     let mut tasks = Vec::new();
     for n in 0..subscribers {
         // The head arrives once the stream is open: publishes after this reach it.
@@ -77,7 +72,7 @@ async fn sse_fanout(server: &Server, subscribers: u32, messages: u32) -> Result<
             .await
             .context("a subscriber subscribing")?;
         ensure!(response.status() == 200, "subscribe: {}", response.status());
-        let (received, progress, wake) = (received.clone(), progress.clone(), wake.clone());
+        let progress = progress.clone();
         tasks.push(tokio::spawn(async move {
             let result = async {
                 let mut buffer = String::new();
@@ -98,23 +93,21 @@ async fn sse_fanout(server: &Server, subscribers: u32, messages: u32) -> Result<
                             Some(Ok(id)) if id == next => {}
                             Some(id) => bail!("subscriber {n}: event {id:?}, expected {next}"),
                         }
-                        progress[n as usize].store(next, Ordering::Release);
+                        progress.reached(n, next);
                         next += 1;
-                        received.fetch_add(1, Ordering::Relaxed);
-                        wake.notify_one();
                     }
                 }
                 Ok(())
             }
             .await;
-            wake.notify_one();
+            progress.ended();
             result
         }));
     }
     let publish = format!("{base}/publish?topic=bench");
     let start = Instant::now();
     let mut sent = 0u32;
-    'run: while sent < messages {
+    while sent < messages {
         let end = (sent + BATCH).min(messages);
         let answers: Vec<Result<reqwest::Response, reqwest::Error>> =
             futures::stream::iter(sent..end)
@@ -126,22 +119,9 @@ async fn sse_fanout(server: &Server, subscribers: u32, messages: u32) -> Result<
             ensure!(a?.status() == 200, "a publish failed");
         }
         sent = end;
-        while progress
-            .iter()
-            .any(|p| p.load(Ordering::Acquire) < u64::from(sent))
-        {
-            if tasks.iter().any(|t| t.is_finished()) {
-                // A subscriber ended before this batch reached it: its error is below.
-                break 'run;
-            }
-            let left = TIMEOUT.saturating_sub(start.elapsed());
-            if left.is_zero() {
-                bail!(
-                    "the events did not all arrive within {TIMEOUT:?} ({} deliveries)",
-                    received.load(Ordering::Relaxed)
-                );
-            }
-            let _ = tokio::time::timeout(left, wake.notified()).await;
+        if !progress.wait_all(sent, &tasks, start, TIMEOUT).await? {
+            // A subscriber ended before this batch reached it: its error is below.
+            break;
         }
     }
     let elapsed = start.elapsed();
@@ -149,7 +129,7 @@ async fn sse_fanout(server: &Server, subscribers: u32, messages: u32) -> Result<
         t.await??;
     }
     Ok(Broadcast {
-        deliveries: received.load(Ordering::Relaxed),
+        deliveries: progress.received(),
         elapsed,
     })
 }

@@ -117,6 +117,71 @@ impl Broadcast {
     }
 }
 
+/// How far each client of a fan-out has got, for the sender to wait on between batches.
+pub struct Progress {
+    /// Messages received by all clients together.
+    received: AtomicU64,
+    per_client: Vec<AtomicU64>,
+    /// Clients wake the sender on each message and when they end; `notify_one` keeps a
+    /// permit, so a wake-up between the sender's check and its wait is not lost.
+    wake: tokio::sync::Notify,
+}
+
+impl Progress {
+    pub fn new(clients: u32) -> Arc<Progress> {
+        Arc::new(Progress {
+            received: AtomicU64::new(0),
+            per_client: (0..clients).map(|_| AtomicU64::new(0)).collect(),
+            wake: tokio::sync::Notify::new(),
+        })
+    }
+
+    /// Client `client` has its first `count` messages.
+    pub fn reached(&self, client: u32, count: u64) {
+        self.per_client[client as usize].store(count, Ordering::Release);
+        self.received.fetch_add(1, Ordering::Relaxed);
+        self.wake.notify_one();
+    }
+
+    /// A client ended (its task is finished, or about to be).
+    pub fn ended(&self) {
+        self.wake.notify_one();
+    }
+
+    pub fn received(&self) -> u64 {
+        self.received.load(Ordering::Relaxed)
+    }
+
+    /// Waits until every client has `sent` messages; false when a client ended first (its
+    /// task's error says why); an error past `timeout` from `start`.
+    pub async fn wait_all<T>(
+        &self,
+        sent: u32,
+        clients: &[tokio::task::JoinHandle<T>],
+        start: Instant,
+        timeout: Duration,
+    ) -> Result<bool> {
+        while self
+            .per_client
+            .iter()
+            .any(|p| p.load(Ordering::Acquire) < u64::from(sent))
+        {
+            if clients.iter().any(|t| t.is_finished()) {
+                return Ok(false);
+            }
+            let left = timeout.saturating_sub(start.elapsed());
+            if left.is_zero() {
+                bail!(
+                    "the messages did not all arrive within {timeout:?} ({} deliveries)",
+                    self.received()
+                );
+            }
+            let _ = tokio::time::timeout(left, self.wake.notified()).await;
+        }
+        Ok(true)
+    }
+}
+
 /// `listeners` sockets and one sender join `room`; the sender sends `messages` texts in
 /// batches of `batch`, waiting until every listener has the whole batch before the next, so
 /// no queue grows without bound. Every listener must receive every message, in order.
@@ -135,18 +200,13 @@ pub async fn broadcast(
             server.kind.room_path(room, member)
         )
     };
-    let received = Arc::new(AtomicU64::new(0));
-    let progress: Arc<Vec<AtomicU64>> =
-        Arc::new((0..listeners).map(|_| AtomicU64::new(0)).collect());
-    // Listeners wake the sender on each message and when they end; `notify_one` keeps a
-    // permit, so a wake-up between the sender's check and its wait is not lost.
-    let wake = Arc::new(tokio::sync::Notify::new());
+    let progress = Progress::new(listeners);
     let mut tasks = Vec::new();
     for l in 0..listeners {
         let (mut ws, _) = tokio_tungstenite::connect_async(ws_url(&format!("l{l}")))
             .await
             .context("a listener joining the room")?;
-        let (received, progress, wake) = (received.clone(), progress.clone(), wake.clone());
+        let progress = progress.clone();
         tasks.push(tokio::spawn(async move {
             let result = async {
                 let mut next = 0u32;
@@ -158,9 +218,7 @@ pub async fn broadcast(
                                 bail!("listener {l} got {t:?}, expected {expected:?}");
                             }
                             next += 1;
-                            progress[l as usize].store(u64::from(next), Ordering::Release);
-                            received.fetch_add(1, Ordering::Relaxed);
-                            wake.notify_one();
+                            progress.reached(l, u64::from(next));
                         }
                         Some(Ok(_)) => {}
                         Some(Err(e)) => bail!("listener {l}: {e}"),
@@ -171,7 +229,7 @@ pub async fn broadcast(
                 Ok(())
             }
             .await;
-            wake.notify_one();
+            progress.ended();
             result
         }));
     }
@@ -180,28 +238,15 @@ pub async fn broadcast(
         .context("the sender joining the room")?;
     let start = Instant::now();
     let mut sent = 0u32;
-    'run: while sent < messages {
+    while sent < messages {
         let end = (sent + batch).min(messages);
         for i in sent..end {
             sender.send(Message::text(format!("m{i}"))).await?;
         }
         sent = end;
-        while progress
-            .iter()
-            .any(|p| p.load(Ordering::Acquire) < u64::from(sent))
-        {
-            if tasks.iter().any(|t| t.is_finished()) {
-                // A listener ended before this batch reached it: its error is reported below.
-                break 'run;
-            }
-            let left = timeout.saturating_sub(start.elapsed());
-            if left.is_zero() {
-                bail!(
-                    "broadcast did not finish within {timeout:?} ({} deliveries)",
-                    received.load(Ordering::Relaxed)
-                );
-            }
-            let _ = tokio::time::timeout(left, wake.notified()).await;
+        if !progress.wait_all(sent, &tasks, start, timeout).await? {
+            // A listener ended before this batch reached it: its error is reported below.
+            break;
         }
     }
     let elapsed = start.elapsed();
@@ -210,7 +255,7 @@ pub async fn broadcast(
     }
     let _ = sender.close(None).await;
     Ok(Broadcast {
-        deliveries: received.load(Ordering::Relaxed),
+        deliveries: progress.received(),
         elapsed,
     })
 }

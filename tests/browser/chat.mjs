@@ -1,15 +1,9 @@
 // Opens the chat-room page twice in headless Chromium and checks that messages cross.
 // Usage: node chat.mjs http://127.0.0.1:PORT/chat-room/ROOM/
-import { chromium } from 'playwright-core';
+import { launch } from './launch.mjs';
 
 const url = process.argv[2];
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-  // The flags this machine needs: no sandbox as root, and no background networking
-  // (the network is closed).
-  args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-         '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-});
+const browser = await launch();
 try {
   async function join(name) {
     const page = await browser.newPage();

@@ -1,16 +1,10 @@
 // Uses the web inspector in headless Chromium: enters the token, browses classes →
 // objects → the counter the test wrote, edits its value, and checks the page shows it.
 // Usage: node inspector.mjs http://127.0.0.1:ADMIN_PORT/ TOKEN OBJECT_NAME
-import { chromium } from 'playwright-core';
+import { launch } from './launch.mjs';
 
 const [url, token, name] = process.argv.slice(2);
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-  // The flags this machine needs: no sandbox as root, and no background networking
-  // (the network is closed).
-  args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-         '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-});
+const browser = await launch();
 try {
   const page = await browser.newPage();
   await page.goto(url);

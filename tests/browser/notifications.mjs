@@ -1,16 +1,10 @@
 // Opens the notifications page twice in headless Chromium: both subscribe with EventSource,
 // one publishes, and both see the event arrive, with its ID.
 // Usage: node notifications.mjs http://127.0.0.1:PORT/notifications/NAME/
-import { chromium } from 'playwright-core';
+import { launch } from './launch.mjs';
 
 const url = process.argv[2];
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-  // The flags this machine needs: no sandbox as root, and no background networking
-  // (the network is closed).
-  args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-         '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-});
+const browser = await launch();
 try {
   async function subscribe() {
     const page = await browser.newPage();

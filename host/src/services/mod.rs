@@ -3,6 +3,7 @@
 //! stream registries, the call graph, instance slots, and the HTTP client nodes of a
 //! cluster talk to each other with.
 
+pub mod by_object;
 pub mod calls;
 pub mod handoff;
 pub mod memory;

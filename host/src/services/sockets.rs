@@ -2,9 +2,10 @@
 //! bounded send queue); the edge runs each connection. Sockets belong to the host,
 //! not to an instance, so they stay open while their object is evicted (hibernation).
 
+use super::by_object::ByObject;
 use super::memory::{MemoryBudget, QueuedBytes};
 use crate::id::ObjectKey;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use tokio::sync::{mpsc, oneshot};
@@ -74,7 +75,7 @@ struct Entry {
 #[derive(Default)]
 struct Inner {
     sockets: HashMap<u64, Entry>,
-    by_object: HashMap<ObjectKey, BTreeSet<u64>>,
+    by_object: ByObject,
     auto_response: HashMap<ObjectKey, (String, String)>,
 }
 
@@ -165,7 +166,7 @@ impl Sockets {
                 closed: false,
             },
         );
-        inner.by_object.entry(object).or_default().insert(id);
+        inner.by_object.insert(object, id);
         Accepted {
             id,
             channels: Some(Connected {
@@ -181,28 +182,15 @@ impl Sockets {
     /// Forgets a socket (it closed, or its upgrade never happened).
     pub fn remove(&self, id: u64) {
         let mut inner = self.lock();
-        if let Some(entry) = inner.sockets.remove(&id)
-            && let Some(set) = inner.by_object.get_mut(&entry.object)
-        {
-            set.remove(&id);
-            if set.is_empty() {
-                inner.by_object.remove(&entry.object);
-            }
+        if let Some(entry) = inner.sockets.remove(&id) {
+            inner.by_object.remove(&entry.object, id);
         }
     }
 
     /// Closes every open socket of the objects `moved` picks with `CLOSE_MOVED`; answers
     /// how many.
     pub fn close_moved(&self, moved: impl Fn(&ObjectKey) -> bool) -> usize {
-        let ids: Vec<u64> = {
-            let inner = self.lock();
-            inner
-                .by_object
-                .iter()
-                .filter(|(object, _)| moved(object))
-                .flat_map(|(_, ids)| ids.iter().copied())
-                .collect()
-        };
+        let ids = self.lock().by_object.picked(moved);
         for id in &ids {
             self.deliver(
                 *id,
@@ -272,11 +260,9 @@ impl Sockets {
 
     pub fn list(&self, object: &ObjectKey, tag: Option<&str>) -> Vec<u64> {
         let inner = self.lock();
-        let Some(ids) = inner.by_object.get(object) else {
-            return Vec::new();
-        };
-        ids.iter()
-            .copied()
+        inner
+            .by_object
+            .of(object)
             .filter(|id| {
                 inner
                     .sockets

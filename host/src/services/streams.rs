@@ -2,10 +2,11 @@
 //! chunk queue); the edge writes each one to its client. Streams belong to the host, not to
 //! an instance, so they stay open while their object is evicted (hibernation).
 
+use super::by_object::ByObject;
 use super::memory::{MemoryBudget, QueuedBytes};
 use super::sockets::{MAX_TAG_BYTES, MAX_TAGS};
 use crate::id::ObjectKey;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use tokio::sync::{mpsc, oneshot};
@@ -64,7 +65,7 @@ impl Entry {
 #[derive(Default)]
 struct Inner {
     streams: HashMap<u64, Entry>,
-    by_object: HashMap<ObjectKey, BTreeSet<u64>>,
+    by_object: ByObject,
 }
 
 /// Every open stream.
@@ -145,7 +146,7 @@ impl Streams {
                 inner.streams.len()
             ));
         }
-        let mine = inner.by_object.get(&object).map_or(0, BTreeSet::len);
+        let mine = inner.by_object.count(&object);
         if mine >= self.limits.per_object {
             return Err(format!(
                 "this object already holds {mine} open streams (max_streams_per_object); \
@@ -167,7 +168,7 @@ impl Streams {
                 closed: false,
             },
         );
-        inner.by_object.entry(object).or_default().insert(id);
+        inner.by_object.insert(object, id);
         Ok(Opened {
             id,
             ends: StreamEnds {
@@ -183,13 +184,8 @@ impl Streams {
     /// Forgets a stream (its body ended, its client left, or its answer never left).
     fn remove(&self, id: u64) {
         let mut inner = self.lock();
-        if let Some(entry) = inner.streams.remove(&id)
-            && let Some(set) = inner.by_object.get_mut(&entry.object)
-        {
-            set.remove(&id);
-            if set.is_empty() {
-                inner.by_object.remove(&entry.object);
-            }
+        if let Some(entry) = inner.streams.remove(&id) {
+            inner.by_object.remove(&entry.object, id);
         }
     }
 
@@ -234,15 +230,7 @@ impl Streams {
     /// another node, or the host stops): the clients reconnect, and reach its new owner.
     /// Answers how many.
     pub fn end_where(&self, which: impl Fn(&ObjectKey) -> bool) -> usize {
-        let ids: Vec<u64> = {
-            let inner = self.lock();
-            inner
-                .by_object
-                .iter()
-                .filter(|(object, _)| which(object))
-                .flat_map(|(_, ids)| ids.iter().copied())
-                .collect()
-        };
+        let ids = self.lock().by_object.picked(which);
         for id in &ids {
             self.write(*id, Chunk::End);
         }
@@ -260,11 +248,9 @@ impl Streams {
     /// The object's open streams, or those carrying `tag`.
     pub fn list(&self, object: &ObjectKey, tag: Option<&str>) -> Vec<u64> {
         let inner = self.lock();
-        let Some(ids) = inner.by_object.get(object) else {
-            return Vec::new();
-        };
-        ids.iter()
-            .copied()
+        inner
+            .by_object
+            .of(object)
             .filter(|id| {
                 inner
                     .streams
