@@ -13,7 +13,7 @@ TORTURE_CYCLES ?= 100
 FUZZ_CASES     ?= 1000000
 SOAK_SECS      ?= 3600
 
-.PHONY: torture fuzz soak run cluster test test-deps build-deps bench bench-deps guests rust-guests build wasm-target browser-deps lint clean
+.PHONY: torture fuzz soak run cluster test test-deps build-deps bench bench-deps guests rust-guests build wasm-target browser-deps lint clean componentize-py
 
 COMPONENTIZE_PY := 0.25.1
 
@@ -139,12 +139,17 @@ rust-guests: wasm-target
 	done
 	@echo "guests built into $(GUEST_OUT)/"
 
-## The Python counter, built with componentize-py (installed from PyPI, pinned, if missing).
-$(GUEST_OUT)/counter-py.wasm: guests/counter-py/app.py guests/counter-py/handler.py wit/dohost.wit
-	@mkdir -p $(GUEST_OUT)
+## The Python guests, on the SDK in sdk-python/, built with componentize-py (installed from
+## PyPI, pinned, if missing).
+PY_SDK := $(wildcard sdk-python/*.py sdk-python/dohost/*.py)
+
+componentize-py:
 	@componentize-py --version 2>/dev/null | grep -q "$(COMPONENTIZE_PY)" || \
 		python3 -m pip install --quiet "componentize-py==$(COMPONENTIZE_PY)"
-	componentize-py -d wit -w object componentize -p guests/counter-py app -o $@
+
+$(GUEST_OUT)/counter-py.wasm: guests/counter-py/app.py $(PY_SDK) wit/dohost.wit | componentize-py
+	@mkdir -p $(GUEST_OUT)
+	componentize-py -d wit -w object componentize -p guests/counter-py -p sdk-python app -o $@
 
 ## The JavaScript counter, built with componentize-js (npm, pinned in its package-lock.json).
 $(GUEST_OUT)/counter-js.wasm: guests/counter-js/counter.js guests/counter-js/package-lock.json wit/dohost.wit
