@@ -128,7 +128,7 @@ bench/workerd/build/counter.js: bench/workerd/counter.ts
 	bench/node_modules/.bin/esbuild $< --format=esm --log-level=warning --outfile=$@
 
 ## Build every guest into target/guests/<folder>.wasm.
-guests: rust-guests $(GUEST_OUT)/counter-py.wasm $(GUEST_OUT)/counter-js.wasm
+guests: rust-guests $(GUEST_OUT)/counter-py.wasm $(GUEST_OUT)/chat-room-py.wasm $(GUEST_OUT)/counter-js.wasm
 
 rust-guests: wasm-target
 	cargo build --release --target $(WASM_TARGET) --manifest-path guests/Cargo.toml \
@@ -150,6 +150,14 @@ componentize-py:
 $(GUEST_OUT)/counter-py.wasm: guests/counter-py/app.py $(PY_SDK) wit/dohost.wit | componentize-py
 	@mkdir -p $(GUEST_OUT)
 	componentize-py -d wit -w object componentize -p guests/counter-py -p sdk-python app -o $@
+
+## The Python chat room serves the Rust chat room's page, made into a module here.
+$(GUEST_OUT)/chat-room-py.wasm: guests/chat-room-py/app.py guests/chat-room/src/page.html $(PY_SDK) wit/dohost.wit | componentize-py
+	@mkdir -p $(GUEST_OUT) $(GUEST_BUILD)/chat-room-py
+	python3 -c 'import json, sys; print("PAGE = " + json.dumps(open(sys.argv[1]).read()))' \
+		guests/chat-room/src/page.html > $(GUEST_BUILD)/chat-room-py/page.py
+	componentize-py -d wit -w object componentize -p guests/chat-room-py \
+		-p $(GUEST_BUILD)/chat-room-py -p sdk-python app -o $@
 
 ## The JavaScript counter, built with componentize-js (npm, pinned in its package-lock.json).
 $(GUEST_OUT)/counter-js.wasm: guests/counter-js/counter.js guests/counter-js/package-lock.json wit/dohost.wit

@@ -1,6 +1,8 @@
 //! The same counter in Rust, Python (componentize-py) and JavaScript (componentize-js),
 //! served by the same dohost: the seed's sequence, 404, concurrency and restart for each,
-//! a class switching language without losing its data, and the Python counter's stream.
+//! a class switching language without losing its data, the Python counter's stream, the
+//! Python chat room across hibernation and restart, and objects of the three languages
+//! reading each other's values.
 
 mod common;
 use common::*;
@@ -85,6 +87,110 @@ async fn the_python_counter_streams_its_value() {
     }
     get(&c, &host.url("/counter-py/w/decrement")).await;
     assert_eq!(watch.next_event().await.data, "2");
+    host.stop().await;
+}
+
+/// The Python chat room (on the SDK) behaves as the Rust one: messages cross, tags and
+/// attachments come through forced eviction, the host answers auto-responses without waking
+/// it, `close-me` closes with 4000 and the close is recorded, and its storage survives a
+/// restart.
+#[tokio::test]
+async fn the_python_chat_room_chats_across_hibernation_and_restart() {
+    use futures::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let dir = tempfile::tempdir().unwrap();
+    let start = || {
+        TestHost::start_clocked(
+            config(&["chat-room-py"], dir.path(), dohost::Limits::default()),
+            std::sync::Arc::new(dohost::services::scheduler::SystemClock),
+        )
+    };
+    let host = start().await;
+    let rt = host.runtime().clone();
+    let c = client();
+    let stats = |host: &TestHost| {
+        let (c, url) = (c.clone(), host.url("/chat-room-py/r/stats"));
+        async move { serde_json::from_str::<serde_json::Value>(&get(&c, &url).await.1).unwrap() }
+    };
+    let (status, page) = get(&c, &host.url("/chat-room-py/r/")).await;
+    assert_eq!(status, 200);
+    assert!(page.contains("<title>dohost chat</title>"), "the Rust room's page");
+    let mut a = connect(&host, "/chat-room-py/r/ws?name=alice").await;
+    let mut b = connect(&host, "/chat-room-py/r/ws?name=bob").await;
+    a.send(Message::text("hi")).await.unwrap();
+    assert_eq!(next_text(&mut b).await, "alice: hi");
+    for round in 0..2 {
+        assert!(rt.evict("chat-room-py", "r"));
+        wait_until("the instance is gone", || async { rt.live_instances() == 0 }).await;
+        b.send(Message::text(format!("after eviction {round}")))
+            .await
+            .unwrap();
+        assert_eq!(next_text(&mut a).await, format!("bob: after eviction {round}"));
+        a.send(Message::text("who")).await.unwrap();
+        assert_eq!(next_text(&mut a).await, r#"you are alice, tags ["user:alice"]"#);
+    }
+    assert_eq!(
+        post(&c, &host.url("/chat-room-py/r/auto?on=1"), "").await,
+        (200, "ok".to_string())
+    );
+    assert!(rt.evict("chat-room-py", "r"));
+    wait_until("the instance is gone", || async { rt.live_instances() == 0 }).await;
+    b.send(Message::text("ping")).await.unwrap();
+    assert_eq!(next_text(&mut b).await, "pong");
+    assert_eq!(rt.live_instances(), 0, "answered without waking the room");
+    b.send(Message::text("close-me")).await.unwrap();
+    loop {
+        match b.next().await {
+            Some(Ok(Message::Close(Some(f)))) => {
+                assert_eq!(u16::from(f.code), 4000);
+                break;
+            }
+            Some(Ok(_)) => continue,
+            other => panic!("expected a close, got {other:?}"),
+        }
+    }
+    let s = stats(&host).await;
+    assert_eq!(s["sockets"], 1, "{s}");
+    let constructed = s["constructed"].as_u64().unwrap();
+    assert!(constructed >= 4, "rebuilt after each eviction: {s}");
+    drop(a);
+    host.stop().await;
+    let host = start().await;
+    let s = stats(&host).await;
+    assert_eq!(s["sockets"], 0, "{s}");
+    assert_eq!(s["constructed"].as_u64().unwrap(), constructed + 1, "{s}");
+    host.stop().await;
+}
+
+/// Objects in the three languages read each other's values through stubs: a Rust object
+/// (`test-object`'s `/call`) reads the Python and JavaScript counters, and the Python
+/// counter (`/peek`) reads the Rust and JavaScript ones.
+#[tokio::test]
+async fn objects_in_three_languages_read_each_others_values() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = TestHost::start(
+        &["counter", "counter-py", "counter-js", "test-object"],
+        dir.path(),
+    )
+    .await;
+    let c = client();
+    for (binding, times) in [("counter", 1), ("counter-py", 2), ("counter-js", 3)] {
+        for _ in 0..times {
+            get(&c, &host.url(&format!("/{binding}/shared/increment"))).await;
+        }
+    }
+    for (binding, value) in [("counter-py", 2), ("counter-js", 3)] {
+        let url = host.url(&format!(
+            "/test-object/t/call?binding={binding}&name=shared&path=/get"
+        ));
+        assert_eq!(get(&c, &url).await.1, format!("200 {value}"), "Rust reads {binding}");
+    }
+    for (binding, value) in [("counter", 1), ("counter-js", 3)] {
+        let url = host.url(&format!(
+            "/counter-py/p/peek?binding={binding}&name=shared"
+        ));
+        assert_eq!(get(&c, &url).await, (200, value.to_string()), "Python reads {binding}");
+    }
     host.stop().await;
 }
 

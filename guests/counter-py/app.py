@@ -1,5 +1,6 @@
 """The seed's Counter in Python, on the dohost SDK: /increment, /decrement and /get answer
-the value as text; /watch is a server-sent events stream of the value, an event per change.
+the value as text; /watch is a server-sent events stream of the value, an event per change;
+/peek?binding=B&name=N answers another object's /get through its stub.
 The value is stored as JSON under `value`, as the Rust SDK stores it, so the class can
 switch language without losing data."""
 
@@ -26,6 +27,12 @@ class Counter(dohost.DurableObject):
             # change writes the next to the streams still open.
             self.state.open_stream(["watch"])
             return Response.event_stream(dohost.sse_event(str(self.value)))
+        if request.path == "/peek":
+            # Another object's value through its stub: /peek?binding=B&name=N answers what
+            # N of B answers to /get, whatever language B is written in.
+            q = request.query
+            stub = self.env.namespace(q["binding"]).get_by_name(q["name"])
+            return Response.text(stub.fetch("/get").text_body())
         return Response.text("Not found", 404)
 
     def change(self, by):
