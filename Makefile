@@ -128,7 +128,8 @@ bench/workerd/build/counter.js: bench/workerd/counter.ts
 	bench/node_modules/.bin/esbuild $< --format=esm --log-level=warning --outfile=$@
 
 ## Build every guest into target/guests/<folder>.wasm.
-guests: rust-guests $(GUEST_OUT)/counter-py.wasm $(GUEST_OUT)/chat-room-py.wasm $(GUEST_OUT)/counter-js.wasm
+guests: rust-guests $(GUEST_OUT)/counter-py.wasm $(GUEST_OUT)/chat-room-py.wasm \
+	$(GUEST_OUT)/test-object-py.wasm $(GUEST_OUT)/counter-js.wasm
 
 rust-guests: wasm-target
 	cargo build --release --target $(WASM_TARGET) --manifest-path guests/Cargo.toml \
@@ -150,6 +151,10 @@ componentize-py:
 $(GUEST_OUT)/counter-py.wasm: guests/counter-py/app.py $(PY_SDK) wit/dohost.wit | componentize-py
 	@mkdir -p $(GUEST_OUT)
 	componentize-py -d wit -w object componentize -p guests/counter-py -p sdk-python app -o $@
+
+$(GUEST_OUT)/test-object-py.wasm: guests/test-object-py/app.py $(PY_SDK) wit/dohost.wit | componentize-py
+	@mkdir -p $(GUEST_OUT)
+	componentize-py -d wit -w object componentize -p guests/test-object-py -p sdk-python app -o $@
 
 ## The Python chat room serves the Rust chat room's page, made into a module here.
 $(GUEST_OUT)/chat-room-py.wasm: guests/chat-room-py/app.py guests/chat-room/src/page.html $(PY_SDK) wit/dohost.wit | componentize-py

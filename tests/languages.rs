@@ -194,6 +194,47 @@ async fn objects_in_three_languages_read_each_others_values() {
     host.stop().await;
 }
 
+/// The Python SDK behaves as the Rust one where an author can slip: an exception from
+/// `fetch` is a 500 whose writes are kept, `HttpError` answers its status and message, a
+/// `fetch` returning None is a 500 (not a trap), bytes or an object JSON cannot encode are
+/// refused with a clear error (nothing stored), multi-key calls past the host's per-call
+/// limit are split, a transaction that raises rolls back, a storage error carries its code,
+/// and an alarm is set by delay.
+#[tokio::test]
+async fn the_python_sdk_behaves_as_the_rust_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = TestHost::start(&["test-object-py"], dir.path()).await;
+    let c = client();
+    let u = |p: &str| host.url(&format!("/test-object-py/t{p}"));
+    assert_eq!(
+        get(&c, &u("/raise")).await,
+        (500, "Internal Server Error".into())
+    );
+    assert_eq!(get(&c, &u("/get?key=before")).await.1, r#""kept""#);
+    assert_eq!(
+        get(&c, &u("/http-error")).await,
+        (418, "short and stout".into())
+    );
+    assert_eq!(get(&c, &u("/none")).await.0, 500);
+    let v: serde_json::Value = serde_json::from_str(&get(&c, &u("/bad-value")).await.1).unwrap();
+    assert!(v["errors"][0].as_str().unwrap().contains("put_bytes"), "{v}");
+    assert!(v["errors"][1].as_str().unwrap().contains("as JSON"), "{v}");
+    assert_eq!(v["stored"], serde_json::Value::Null, "nothing stored: {v}");
+    let v: serde_json::Value = serde_json::from_str(&get(&c, &u("/many?n=300")).await.1).unwrap();
+    assert_eq!(
+        v,
+        serde_json::json!({"got": 300, "listed": 300, "deleted": 300, "left": 1}),
+        "past max_keys_per_call (128); `before` is left"
+    );
+    assert_eq!(get(&c, &u("/rollback")).await.1, r#"{"inside":null}"#);
+    let v: serde_json::Value = serde_json::from_str(&get(&c, &u("/too-large")).await.1).unwrap();
+    assert_eq!(v["code"], "value-too-large", "{v}");
+    // The host moves alarms sooner than its minimum interval (30 s) later.
+    let ms: i64 = get(&c, &u("/alarm-in?secs=120")).await.1.parse().unwrap();
+    assert!((119_000..=121_000).contains(&ms), "{ms}");
+    host.stop().await;
+}
+
 /// A class rewritten in another language keeps its data: the Rust SDK's JSON values are what
 /// the Python and JavaScript counters read.
 #[tokio::test]
