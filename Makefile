@@ -13,7 +13,7 @@ TORTURE_CYCLES ?= 100
 FUZZ_CASES     ?= 1000000
 SOAK_SECS      ?= 3600
 
-.PHONY: torture fuzz soak run cluster test test-deps build-deps bench bench-deps guests rust-guests build wasm-target browser-deps lint clean componentize-py
+.PHONY: torture fuzz soak run cluster test test-deps build-deps bench bench-deps guests rust-guests build wasm-target browser-deps lint clean componentize-py py-bindings
 
 COMPONENTIZE_PY := 0.25.1
 
@@ -155,6 +155,11 @@ $(GUEST_OUT)/counter-py.wasm: guests/counter-py/app.py $(PY_SDK) wit/dohost.wit 
 $(GUEST_OUT)/test-object-py.wasm: guests/test-object-py/app.py $(PY_SDK) wit/dohost.wit | componentize-py
 	@mkdir -p $(GUEST_OUT)
 	componentize-py -d wit -w object componentize -p guests/test-object-py -p sdk-python app -o $@
+
+## The WIT bindings componentize-py generates, typed, for an editor's path (beside
+## sdk-python/); the components generate their own when built.
+py-bindings: componentize-py
+	componentize-py -d wit -w object bindings target/py-bindings
 
 ## The Python chat room serves the Rust chat room's page, made into a module here.
 $(GUEST_OUT)/chat-room-py.wasm: guests/chat-room-py/app.py guests/chat-room/src/page.html $(PY_SDK) wit/dohost.wit | componentize-py
