@@ -114,27 +114,42 @@ async fn the_python_chat_room_chats_across_hibernation_and_restart() {
     };
     let (status, page) = get(&c, &host.url("/chat-room-py/r/")).await;
     assert_eq!(status, 200);
-    assert!(page.contains("<title>dohost chat</title>"), "the Rust room's page");
+    assert!(
+        page.contains("<title>dohost chat</title>"),
+        "the Rust room's page"
+    );
     let mut a = connect(&host, "/chat-room-py/r/ws?name=alice").await;
     let mut b = connect(&host, "/chat-room-py/r/ws?name=bob").await;
     a.send(Message::text("hi")).await.unwrap();
     assert_eq!(next_text(&mut b).await, "alice: hi");
     for round in 0..2 {
         assert!(rt.evict("chat-room-py", "r"));
-        wait_until("the instance is gone", || async { rt.live_instances() == 0 }).await;
+        wait_until("the instance is gone", || async {
+            rt.live_instances() == 0
+        })
+        .await;
         b.send(Message::text(format!("after eviction {round}")))
             .await
             .unwrap();
-        assert_eq!(next_text(&mut a).await, format!("bob: after eviction {round}"));
+        assert_eq!(
+            next_text(&mut a).await,
+            format!("bob: after eviction {round}")
+        );
         a.send(Message::text("who")).await.unwrap();
-        assert_eq!(next_text(&mut a).await, r#"you are alice, tags ["user:alice"]"#);
+        assert_eq!(
+            next_text(&mut a).await,
+            r#"you are alice, tags ["user:alice"]"#
+        );
     }
     assert_eq!(
         post(&c, &host.url("/chat-room-py/r/auto?on=1"), "").await,
         (200, "ok".to_string())
     );
     assert!(rt.evict("chat-room-py", "r"));
-    wait_until("the instance is gone", || async { rt.live_instances() == 0 }).await;
+    wait_until("the instance is gone", || async {
+        rt.live_instances() == 0
+    })
+    .await;
     b.send(Message::text("ping")).await.unwrap();
     assert_eq!(next_text(&mut b).await, "pong");
     assert_eq!(rt.live_instances(), 0, "answered without waking the room");
@@ -183,13 +198,19 @@ async fn objects_in_three_languages_read_each_others_values() {
         let url = host.url(&format!(
             "/test-object/t/call?binding={binding}&name=shared&path=/get"
         ));
-        assert_eq!(get(&c, &url).await.1, format!("200 {value}"), "Rust reads {binding}");
+        assert_eq!(
+            get(&c, &url).await.1,
+            format!("200 {value}"),
+            "Rust reads {binding}"
+        );
     }
     for (binding, value) in [("counter", 1), ("counter-js", 3)] {
-        let url = host.url(&format!(
-            "/counter-py/p/peek?binding={binding}&name=shared"
-        ));
-        assert_eq!(get(&c, &url).await, (200, value.to_string()), "Python reads {binding}");
+        let url = host.url(&format!("/counter-py/p/peek?binding={binding}&name=shared"));
+        assert_eq!(
+            get(&c, &url).await,
+            (200, value.to_string()),
+            "Python reads {binding}"
+        );
     }
     host.stop().await;
 }
@@ -217,7 +238,10 @@ async fn the_python_sdk_behaves_as_the_rust_one() {
     );
     assert_eq!(get(&c, &u("/none")).await.0, 500);
     let v: serde_json::Value = serde_json::from_str(&get(&c, &u("/bad-value")).await.1).unwrap();
-    assert!(v["errors"][0].as_str().unwrap().contains("put_bytes"), "{v}");
+    assert!(
+        v["errors"][0].as_str().unwrap().contains("put_bytes"),
+        "{v}"
+    );
     assert!(v["errors"][1].as_str().unwrap().contains("as JSON"), "{v}");
     assert_eq!(v["stored"], serde_json::Value::Null, "nothing stored: {v}");
     let v: serde_json::Value = serde_json::from_str(&get(&c, &u("/many?n=300")).await.1).unwrap();
