@@ -3,6 +3,8 @@
 
 GUESTS      := counter counter-v2 storage-demo bank alarm worker rate-limiter lock chat-room notifications connection-pool test-object
 EXAMPLES    := counter storage-demo bank alarm rate-limiter lock chat-room notifications connection-pool
+# Built with componentize-js on the SDK in sdk-js/ (see their rule below).
+JS_GUESTS   := counter-js rate-limiter-js test-object-js
 GUEST_OUT   := target/guests
 GUEST_BUILD := target/guests-build
 WASM_TARGET := wasm32-wasip2
@@ -129,7 +131,7 @@ bench/workerd/build/counter.js: bench/workerd/counter.ts
 
 ## Build every guest into target/guests/<folder>.wasm.
 guests: rust-guests $(GUEST_OUT)/counter-py.wasm $(GUEST_OUT)/chat-room-py.wasm \
-	$(GUEST_OUT)/test-object-py.wasm $(GUEST_OUT)/counter-js.wasm
+	$(GUEST_OUT)/test-object-py.wasm $(JS_GUESTS:%=$(GUEST_OUT)/%.wasm)
 
 rust-guests: wasm-target
 	cargo build --release --target $(WASM_TARGET) --manifest-path guests/Cargo.toml \
@@ -169,13 +171,16 @@ $(GUEST_OUT)/chat-room-py.wasm: guests/chat-room-py/app.py guests/chat-room/src/
 	componentize-py -d wit -w object componentize -p guests/chat-room-py \
 		-p $(GUEST_BUILD)/chat-room-py -p sdk-python app -o $@
 
-## The JavaScript counter, built with componentize-js (npm, pinned in its package-lock.json).
-$(GUEST_OUT)/counter-js.wasm: guests/counter-js/counter.js guests/counter-js/package-lock.json wit/dohost.wit
+## The JavaScript guests, on the SDK in sdk-js/, built with componentize-js (npm, pinned in
+## guests/counter-js/package-lock.json). componentize-js loads only modules under its working
+## directory, so it runs from the repository root, where ../../sdk-js/dohost.js resolves.
+# (Second expansion: a guest's source is guests/NAME-js/NAME.js, the stem twice.)
+.SECONDEXPANSION:
+$(JS_GUESTS:%=$(GUEST_OUT)/%.wasm): $(GUEST_OUT)/%-js.wasm: guests/$$*-js/$$*.js sdk-js/dohost.js guests/counter-js/package-lock.json wit/dohost.wit
 	@mkdir -p $(GUEST_OUT)
 	@[ -d guests/counter-js/node_modules/@bytecodealliance/componentize-js ] || \
 		npm ci --prefix guests/counter-js --no-audit --no-fund
-	cd guests/counter-js && npx componentize-js counter.js -w ../../wit -n object \
-		-d http fetch-event -o ../../$@
+	guests/counter-js/node_modules/.bin/componentize-js $< -w wit -n object -d http fetch-event -o $@
 
 ## The host binary, optimised.
 build: build-deps

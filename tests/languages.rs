@@ -215,18 +215,18 @@ async fn objects_in_three_languages_read_each_others_values() {
     host.stop().await;
 }
 
-/// The Python SDK behaves as the Rust one where an author can slip: an exception from
-/// `fetch` is a 500 whose writes are kept, `HttpError` answers its status and message, a
-/// `fetch` returning None is a 500 (not a trap), bytes or an object JSON cannot encode are
-/// refused with a clear error (nothing stored), multi-key calls past the host's per-call
-/// limit are split, a transaction that raises rolls back, a storage error carries its code,
-/// and an alarm is set by delay.
-#[tokio::test]
-async fn the_python_sdk_behaves_as_the_rust_one() {
+/// The Python and JavaScript SDKs behave as the Rust one where an author can slip (each
+/// language's `test-object` has the same routes): an exception from `fetch` is a 500 whose
+/// writes are kept, `HttpError` answers its status and message, a `fetch` returning nothing
+/// is a 500 (not a trap), bytes or a value JSON cannot hold are refused with a clear error
+/// (nothing stored), multi-key calls past the host's per-call limit are split, a
+/// transaction that raises rolls back, a storage error carries its code, and an alarm is
+/// set by delay.
+async fn the_sdk_behaves_as_the_rust_one(guest_name: &str) {
     let dir = tempfile::tempdir().unwrap();
-    let host = TestHost::start(&["test-object-py"], dir.path()).await;
+    let host = TestHost::start(&[guest_name], dir.path()).await;
     let c = client();
-    let u = |p: &str| host.url(&format!("/test-object-py/t{p}"));
+    let u = |p: &str| host.url(&format!("/{guest_name}/t{p}"));
     assert_eq!(
         get(&c, &u("/raise")).await,
         (500, "Internal Server Error".into())
@@ -238,10 +238,8 @@ async fn the_python_sdk_behaves_as_the_rust_one() {
     );
     assert_eq!(get(&c, &u("/none")).await.0, 500);
     let v: serde_json::Value = serde_json::from_str(&get(&c, &u("/bad-value")).await.1).unwrap();
-    assert!(
-        v["errors"][0].as_str().unwrap().contains("put_bytes"),
-        "{v}"
-    );
+    let bytes_refused = v["errors"][0].as_str().unwrap().to_lowercase();
+    assert!(bytes_refused.contains("bytes"), "names the bytes call: {v}");
     assert!(v["errors"][1].as_str().unwrap().contains("as JSON"), "{v}");
     assert_eq!(v["stored"], serde_json::Value::Null, "nothing stored: {v}");
     let v: serde_json::Value = serde_json::from_str(&get(&c, &u("/many?n=300")).await.1).unwrap();
@@ -256,6 +254,117 @@ async fn the_python_sdk_behaves_as_the_rust_one() {
     // The host moves alarms sooner than its minimum interval (30 s) later.
     let ms: i64 = get(&c, &u("/alarm-in?secs=120")).await.1.parse().unwrap();
     assert!((119_000..=121_000).contains(&ms), "{ms}");
+    host.stop().await;
+}
+
+#[tokio::test]
+async fn the_python_sdk_behaves_as_the_rust_one() {
+    the_sdk_behaves_as_the_rust_one("test-object-py").await;
+}
+
+#[tokio::test]
+async fn the_javascript_sdk_behaves_as_the_rust_one() {
+    the_sdk_behaves_as_the_rust_one("test-object-js").await;
+}
+
+/// No JavaScript value is stored or answered as empty bytes: a string is stored as its JSON
+/// text, a Response built from a string answers it, and one built from an object is an
+/// error (500), not an empty body.
+#[tokio::test]
+async fn no_javascript_value_becomes_empty_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = TestHost::start(&["test-object-js"], dir.path()).await;
+    let c = client();
+    let u = |p: &str| host.url(&format!("/test-object-js/t{p}"));
+    assert_eq!(
+        get(&c, &u("/string-value")).await,
+        (200, r#""a string""#.into())
+    );
+    assert_eq!(get(&c, &u("/string-body")).await, (200, "plain body".into()));
+    assert_eq!(get(&c, &u("/object-body")).await.0, 500);
+    host.stop().await;
+}
+
+/// The seed's RateLimiter in JavaScript (on the SDK): 100 requests, then 429, per object;
+/// its window is in storage, so eviction and a restart do not reset it.
+#[tokio::test]
+async fn the_javascript_rate_limiter_keeps_its_window_across_eviction_and_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let start = || {
+        TestHost::start_clocked(
+            config(&["rate-limiter-js"], dir.path(), dohost::Limits::default()),
+            std::sync::Arc::new(dohost::services::scheduler::SystemClock),
+        )
+    };
+    let host = start().await;
+    let rt = host.runtime().clone();
+    let c = client();
+    let url = |host: &TestHost, user: &str| host.url(&format!("/rate-limiter-js/{user}/"));
+    for i in 0..100 {
+        assert_eq!(
+            get(&c, &url(&host, "me")).await,
+            (200, "OK".into()),
+            "request {i}"
+        );
+    }
+    let limited = (429, "Rate limit exceeded".to_string());
+    assert_eq!(get(&c, &url(&host, "me")).await, limited);
+    assert_eq!(
+        get(&c, &url(&host, "other")).await.0,
+        200,
+        "a window per object"
+    );
+    assert!(rt.evict("rate-limiter-js", "me"));
+    wait_until("its instance is gone", || async {
+        rt.live_instances() == 1
+    })
+    .await;
+    assert_eq!(get(&c, &url(&host, "me")).await, limited);
+    host.stop().await;
+    let host = start().await;
+    assert_eq!(get(&c, &url(&host, "me")).await, limited);
+    host.stop().await;
+}
+
+/// A rate limiter rewritten from Rust to JavaScript keeps its window: both keep the times of
+/// the last minute's requests as the same JSON under the same key.
+#[tokio::test]
+async fn a_rate_limiter_switches_language_keeping_its_window() {
+    let dir = tempfile::tempdir().unwrap();
+    let components = dir.path().join("components");
+    std::fs::create_dir_all(&components).unwrap();
+    let c = client();
+    let mut sent = 0;
+    for (guest_name, requests) in [("rate-limiter", 60), ("rate-limiter-js", 40)] {
+        let file = components.join("rate-limiter.wasm");
+        std::fs::copy(guest(guest_name), &file).unwrap();
+        let mut config = config(&[], &dir.path().join("data"), dohost::Limits::default());
+        config.classes = vec![dohost::ClassConfig {
+            binding: "rate-limiter".into(),
+            class_name: "rate-limiter".into(),
+            component: file,
+        }];
+        let host = TestHost::start_config(config).await;
+        for _ in 0..requests {
+            sent += 1;
+            let answer = get(&c, &host.url("/rate-limiter/shared/")).await;
+            assert_eq!(answer, (200, "OK".into()), "{guest_name}, request {sent}");
+        }
+        host.stop().await;
+    }
+    // The JavaScript limiter counted the Rust one's 60: the 101st request is refused.
+    let file = components.join("rate-limiter.wasm");
+    let mut config = config(&[], &dir.path().join("data"), dohost::Limits::default());
+    config.classes = vec![dohost::ClassConfig {
+        binding: "rate-limiter".into(),
+        class_name: "rate-limiter".into(),
+        component: file,
+    }];
+    let host = TestHost::start_config(config).await;
+    assert_eq!(
+        get(&c, &host.url("/rate-limiter/shared/")).await,
+        (429, "Rate limit exceeded".into())
+    );
     host.stop().await;
 }
 
