@@ -15,7 +15,7 @@ TORTURE_CYCLES ?= 100
 FUZZ_CASES     ?= 1000000
 SOAK_SECS      ?= 3600
 
-.PHONY: torture fuzz soak run cluster test test-deps build-deps bench bench-deps guests rust-guests build wasm-target browser-deps lint clean componentize-py py-bindings
+.PHONY: torture fuzz soak run cluster test test-deps build-deps bench bench-deps guests rust-guests build wasm-target browser-deps lint clean componentize-py py-bindings sdk-types
 
 COMPONENTIZE_PY := 0.25.1
 
@@ -158,9 +158,17 @@ $(GUEST_OUT)/test-object-py.wasm: guests/test-object-py/app.py $(PY_SDK) wit/doh
 	@mkdir -p $(GUEST_OUT)
 	componentize-py -d wit -w object componentize -p guests/test-object-py -p sdk-python app -o $@
 
-## The WIT bindings componentize-py generates, typed, for an editor's path (beside
-## sdk-python/); the components generate their own when built.
+## Types of the WIT bindings for editors: Python's (typed modules, in target/py-bindings,
+## for an editor's path beside sdk-python/) and JavaScript's (.d.ts, in sdk-js/wit-types,
+## beside the SDK's own sdk-js/dohost.d.ts); each component generates its own when built.
+sdk-types: py-bindings
+	@[ -d guests/counter-js/node_modules/@bytecodealliance/componentize-js ] || \
+		npm ci --prefix guests/counter-js --no-audit --no-fund
+	node sdk-js/gen-types.mjs
+
 py-bindings: componentize-py
+	@# componentize-py refuses to write over what it wrote before.
+	rm -rf target/py-bindings
 	componentize-py -d wit -w object bindings target/py-bindings
 
 ## The Python chat room serves the Rust chat room's page, made into a module here.
