@@ -55,6 +55,28 @@ async fn counter_suite(guest_name: &str) {
     host.stop().await;
 }
 
+/// A host serving `guests` whose runtime the test can evict objects of.
+async fn observed(guests: &[&str], data: &std::path::Path) -> TestHost {
+    TestHost::start_observed(guests, data, dohost::Limits::default()).await
+}
+
+/// A host on `data` serving the component `guest_name` as the class and binding `binding`
+/// (copied to `components/{binding}.wasm`: the file's stem is the class), as if the class
+/// had been rewritten in that guest's language.
+async fn serving_as(dir: &std::path::Path, binding: &str, guest_name: &str) -> TestHost {
+    let components = dir.join("components");
+    std::fs::create_dir_all(&components).unwrap();
+    let file = components.join(format!("{binding}.wasm"));
+    std::fs::copy(guest(guest_name), &file).unwrap();
+    let mut config = config(&[], &dir.join("data"), dohost::Limits::default());
+    config.classes = vec![dohost::ClassConfig {
+        binding: binding.into(),
+        class_name: binding.into(),
+        component: file,
+    }];
+    TestHost::start_config(config).await
+}
+
 #[tokio::test]
 async fn rust_counter() {
     counter_suite("counter").await;
@@ -99,12 +121,7 @@ async fn the_python_chat_room_chats_across_hibernation_and_restart() {
     use futures::{SinkExt, StreamExt};
     use tokio_tungstenite::tungstenite::Message;
     let dir = tempfile::tempdir().unwrap();
-    let start = || {
-        TestHost::start_clocked(
-            config(&["chat-room-py"], dir.path(), dohost::Limits::default()),
-            std::sync::Arc::new(dohost::services::scheduler::SystemClock),
-        )
-    };
+    let start = || observed(&["chat-room-py"], dir.path());
     let host = start().await;
     let rt = host.runtime().clone();
     let c = client();
@@ -280,7 +297,10 @@ async fn no_javascript_value_becomes_empty_bytes() {
         get(&c, &u("/string-value")).await,
         (200, r#""a string""#.into())
     );
-    assert_eq!(get(&c, &u("/string-body")).await, (200, "plain body".into()));
+    assert_eq!(
+        get(&c, &u("/string-body")).await,
+        (200, "plain body".into())
+    );
     assert_eq!(get(&c, &u("/object-body")).await.0, 500);
     host.stop().await;
 }
@@ -290,12 +310,7 @@ async fn no_javascript_value_becomes_empty_bytes() {
 #[tokio::test]
 async fn the_javascript_rate_limiter_keeps_its_window_across_eviction_and_restart() {
     let dir = tempfile::tempdir().unwrap();
-    let start = || {
-        TestHost::start_clocked(
-            config(&["rate-limiter-js"], dir.path(), dohost::Limits::default()),
-            std::sync::Arc::new(dohost::services::scheduler::SystemClock),
-        )
-    };
+    let start = || observed(&["rate-limiter-js"], dir.path());
     let host = start().await;
     let rt = host.runtime().clone();
     let c = client();
@@ -331,41 +346,24 @@ async fn the_javascript_rate_limiter_keeps_its_window_across_eviction_and_restar
 #[tokio::test]
 async fn a_rate_limiter_switches_language_keeping_its_window() {
     let dir = tempfile::tempdir().unwrap();
-    let components = dir.path().join("components");
-    std::fs::create_dir_all(&components).unwrap();
     let c = client();
     let mut sent = 0;
     for (guest_name, requests) in [("rate-limiter", 60), ("rate-limiter-js", 40)] {
-        let file = components.join("rate-limiter.wasm");
-        std::fs::copy(guest(guest_name), &file).unwrap();
-        let mut config = config(&[], &dir.path().join("data"), dohost::Limits::default());
-        config.classes = vec![dohost::ClassConfig {
-            binding: "rate-limiter".into(),
-            class_name: "rate-limiter".into(),
-            component: file,
-        }];
-        let host = TestHost::start_config(config).await;
+        let host = serving_as(dir.path(), "rate-limiter", guest_name).await;
         for _ in 0..requests {
             sent += 1;
             let answer = get(&c, &host.url("/rate-limiter/shared/")).await;
             assert_eq!(answer, (200, "OK".into()), "{guest_name}, request {sent}");
         }
+        // The JavaScript limiter counted the Rust one's 60: the 101st request is refused.
+        if sent == 100 {
+            assert_eq!(
+                get(&c, &host.url("/rate-limiter/shared/")).await,
+                (429, "Rate limit exceeded".into())
+            );
+        }
         host.stop().await;
     }
-    // The JavaScript limiter counted the Rust one's 60: the 101st request is refused.
-    let file = components.join("rate-limiter.wasm");
-    let mut config = config(&[], &dir.path().join("data"), dohost::Limits::default());
-    config.classes = vec![dohost::ClassConfig {
-        binding: "rate-limiter".into(),
-        class_name: "rate-limiter".into(),
-        component: file,
-    }];
-    let host = TestHost::start_config(config).await;
-    assert_eq!(
-        get(&c, &host.url("/rate-limiter/shared/")).await,
-        (429, "Rate limit exceeded".into())
-    );
-    host.stop().await;
 }
 
 /// A class rewritten in another language keeps its data: the Rust SDK's JSON values are what
@@ -373,22 +371,11 @@ async fn a_rate_limiter_switches_language_keeping_its_window() {
 #[tokio::test]
 async fn a_class_switches_language_without_losing_data() {
     let dir = tempfile::tempdir().unwrap();
-    let components = dir.path().join("components");
-    std::fs::create_dir_all(&components).unwrap();
-    let data = dir.path().join("data");
     let c = client();
     let mut expected = 0;
     for guest_name in ["counter", "counter-py", "counter-js", "counter"] {
         // The class is the file's stem: the same class, served by another component.
-        let file = components.join("counter.wasm");
-        std::fs::copy(guest(guest_name), &file).unwrap();
-        let mut config = config(&[], &data, dohost::Limits::default());
-        config.classes = vec![dohost::ClassConfig {
-            binding: "counter".into(),
-            class_name: "counter".into(),
-            component: file,
-        }];
-        let host = TestHost::start_config(config).await;
+        let host = serving_as(dir.path(), "counter", guest_name).await;
         assert_eq!(
             get(&c, &host.url("/counter/shared/get")).await.1,
             expected.to_string(),
