@@ -1,8 +1,9 @@
 //! The same counter in Rust, Python (componentize-py) and JavaScript (componentize-js),
 //! served by the same dohost: the seed's sequence, 404, concurrency and restart for each,
 //! a class switching language without losing its data, the Python counter's stream, the
-//! Python chat room across hibernation and restart, and objects of the three languages
-//! reading each other's values.
+//! Python chat room across hibernation and restart, objects of the three languages reading
+//! each other's values, each SDK's conventions, the JavaScript rate limiter, and the
+//! README's Python and JavaScript objects built and served.
 
 mod common;
 use common::*;
@@ -364,6 +365,86 @@ async fn a_rate_limiter_switches_language_keeping_its_window() {
         }
         host.stop().await;
     }
+}
+
+/// The README's Python and JavaScript objects, taken from the README itself, build with the
+/// commands it gives (the pinned toolchains; the JavaScript one beside a copy of the SDK, as
+/// componentize-js loads only modules under its working directory) and answer as it says.
+#[tokio::test]
+async fn the_readme_python_and_javascript_objects_build_and_run() {
+    let readme = std::fs::read_to_string(repo_root().join("README.md")).unwrap();
+    let block = |section: &str, fence: &str| {
+        let at = readme.find(section).expect(section);
+        let start = at + readme[at..].find(fence).expect(fence) + fence.len();
+        let end = start + readme[start..].find("\n```\n").unwrap();
+        readme[start..end].trim_start_matches('\n').to_string()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let py = dir.path().join("myobj");
+    std::fs::create_dir_all(&py).unwrap();
+    std::fs::write(py.join("app.py"), block("### Python", "```python")).unwrap();
+    let counter = dir.path().join("counter.wasm");
+    let built = std::process::Command::new("componentize-py")
+        .current_dir(repo_root())
+        .args(["-d", "wit", "-w", "object", "componentize", "-p"])
+        .arg(&py)
+        .args(["-p", "sdk-python", "app", "-o"])
+        .arg(&counter)
+        .status()
+        .unwrap();
+    assert!(built.success(), "the README's Python object builds");
+    let js = dir.path().join("js");
+    std::fs::create_dir_all(js.join("guests/hello-js")).unwrap();
+    std::fs::create_dir_all(js.join("sdk-js")).unwrap();
+    std::fs::copy(
+        repo_root().join("sdk-js/dohost.js"),
+        js.join("sdk-js/dohost.js"),
+    )
+    .unwrap();
+    std::fs::write(
+        js.join("guests/hello-js/hello.js"),
+        block("### JavaScript", "```js"),
+    )
+    .unwrap();
+    let hello = dir.path().join("hello-js.wasm");
+    let built = std::process::Command::new(
+        repo_root().join("guests/counter-js/node_modules/.bin/componentize-js"),
+    )
+    .current_dir(&js)
+    .arg("guests/hello-js/hello.js")
+    .arg("-w")
+    .arg(repo_root().join("wit"))
+    .args(["-n", "object", "-d", "http", "fetch-event", "-o"])
+    .arg(&hello)
+    .status()
+    .unwrap();
+    assert!(built.success(), "the README's JavaScript object builds");
+    let mut config = config(&[], &dir.path().join("data"), dohost::Limits::default());
+    config.classes = [("counter", counter), ("hello-js", hello)]
+        .into_iter()
+        .map(|(binding, component)| dohost::ClassConfig {
+            binding: binding.into(),
+            class_name: binding.into(),
+            component,
+        })
+        .collect();
+    let host = TestHost::start_config(config).await;
+    let c = client();
+    assert_eq!(
+        get(&c, &host.url("/counter/x/increment?by=5")).await,
+        (200, "5".into())
+    );
+    assert_eq!(
+        get(&c, &host.url("/counter/x/get")).await,
+        (200, r#"{"value":5}"#.into())
+    );
+    assert_eq!(get(&c, &host.url("/counter/x/nope")).await.0, 404);
+    assert_eq!(
+        get(&c, &host.url("/hello-js/x/hello?name=ada")).await,
+        (200, r#"{"hello":"ada","count":1}"#.into())
+    );
+    assert_eq!(get(&c, &host.url("/hello-js/x/nope")).await.0, 404);
+    host.stop().await;
 }
 
 /// A class rewritten in another language keeps its data: the Rust SDK's JSON values are what
