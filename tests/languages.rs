@@ -306,6 +306,38 @@ async fn no_javascript_value_becomes_empty_bytes() {
     host.stop().await;
 }
 
+/// A JavaScript object's WebSocket on the SDK: text arrives as a string and binary as bytes,
+/// the ID is a plain number listed by tag, and the attachment survives forced eviction.
+#[tokio::test]
+async fn a_javascript_websocket_keeps_its_attachment_across_eviction() {
+    use futures::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let dir = tempfile::tempdir().unwrap();
+    let host = observed(&["test-object-js"], dir.path()).await;
+    let rt = host.runtime().clone();
+    let mut ws = connect(&host, "/test-object-js/w/ws?name=ada").await;
+    for round in 0..2 {
+        ws.send(Message::text(format!("hi {round}"))).await.unwrap();
+        assert_eq!(next_text(&mut ws).await, format!("ada: hi {round}"));
+        ws.send(Message::binary(vec![0u8, 1, 255])).await.unwrap();
+        match ws.next().await {
+            Some(Ok(Message::Binary(b))) => assert_eq!(b.as_ref(), &[0u8, 1, 255]),
+            other => panic!("expected the bytes back, got {other:?}"),
+        }
+        ws.send(Message::text("who")).await.unwrap();
+        assert_eq!(
+            next_text(&mut ws).await,
+            r#"{"idType":"number","listed":true,"tags":["user:ada"]}"#
+        );
+        assert!(rt.evict("test-object-js", "w"));
+        wait_until("the instance is gone", || async {
+            rt.live_instances() == 0
+        })
+        .await;
+    }
+    host.stop().await;
+}
+
 /// The seed's RateLimiter in JavaScript (on the SDK): 100 requests, then 429, per object;
 /// its window is in storage, so eviction and a restart do not reset it.
 #[tokio::test]

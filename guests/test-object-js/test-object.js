@@ -13,12 +13,19 @@
 // | `/alarm-in?secs=S` | sets the alarm S seconds from now, answers how far away it is (ms) |
 // | `/string-value` | stores a string, answers the bytes stored |
 // | `/string-body`, `/object-body` | a Response built from a string, and from an object |
+// | `/ws?name=N` (upgrade) | a WebSocket tagged `user:N`, attachment `{name: N}`; it echoes text as `N: text` and binary as is, and answers `who` with what the handler sees |
 import { DurableObject, HttpError, Response, StorageError, exportObject } from '../../sdk-js/dohost.js';
 
 class TestObject extends DurableObject {
   fetch(request) {
     const storage = this.state.storage;
     const q = request.query;
+    if (request.header('upgrade') === 'websocket') {
+      const name = q.get('name') ?? 'anonymous';
+      const ws = this.state.acceptWebSocket([`user:${name}`]);
+      ws.setAttachment({ name });
+      return Response.websocket(ws);
+    }
     switch (request.path) {
       case '/raise':
         storage.put('before', 'kept');
@@ -81,6 +88,19 @@ class TestObject extends DurableObject {
         return new Response({ not: 'bytes' });
       default:
         return Response.text('Not found', 404);
+    }
+  }
+
+  webSocketMessage(ws, message) {
+    const { name } = ws.attachment();
+    if (message === 'who') {
+      // What a handler gets: a plain-number ID, listed among the object's sockets.
+      const listed = this.state.getWebSockets(`user:${name}`).map((w) => w.id);
+      ws.sendJson({ idType: typeof ws.id, listed: listed.includes(ws.id), tags: ws.tags() });
+    } else if (typeof message === 'string') {
+      ws.send(`${name}: ${message}`);
+    } else {
+      ws.send(message);
     }
   }
 }
