@@ -322,6 +322,33 @@ async fn a_subscriber_that_does_not_read_is_cut_at_the_byte_limit() {
     host.stop().await;
 }
 
+/// An event's chunks wait in the host until its writes are durable, so they count against
+/// its instance's memory limit: with 8 MiB, the 129th 64 KiB chunk of one event fails with
+/// a message naming the limit (and the event goes on).
+#[tokio::test]
+async fn one_events_queued_chunks_are_bounded_by_its_memory_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let limits = Limits {
+        memory_per_instance: 8 * 1024 * 1024,
+        ..quiet()
+    };
+    let host = TestHost::start_with(&["test-object"], dir.path(), limits).await;
+    let c = client();
+    let flood = c
+        .get(host.url("/test-object/f/stream-flood?n=1000"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(flood.status(), 200);
+    drop(flood);
+    let outcome = get(&c, &host.url("/test-object/f/get?key=stream-flood"))
+        .await
+        .1;
+    assert!(outcome.starts_with("\"128 written, then:"), "{outcome}");
+    assert!(outcome.contains("memory_bytes"), "{outcome}");
+    host.stop().await;
+}
+
 /// The limits on open streams hold at their edge: the object's next one past
 /// `max_streams_per_object` is refused (503, naming the limit), and so is the host's past
 /// `max_streams`; one closing frees its place.

@@ -33,6 +33,7 @@
 //! | `POST /raw-put-many?n=N` | the WIT `put-many` of N keys as is (no SDK batching): 400 with the host's error |
 //! | `POST /many?n=N` | `put_many`, `get_many` and `delete_many` of N keys (batched by the SDK): `{"stored", "found", "deleted", "limit"}` |
 //! | `/r/...` | a `Router`: `GET /r/todo/:id`, `POST /r/todo` (body: text), `DELETE /r/todo/:id`, `GET /r/todos` (a `Collection`) |
+//! | `GET /stream-flood?n=N` | opens its response as a stream and writes N chunks of 64 KiB to it in this event; stores under `stream-flood` how many were queued before a write failed (and why) |
 //! | `GET /ws` (upgrade) | accepts a WebSocket: `panic` panics, `json` answers `{"json": true}`, `flood:N` sends itself N binary messages of 64 KiB in one event and stores under `flood` how many were queued before a send failed (and why), anything else is broadcast to the other sockets |
 
 use dohost_sdk::{
@@ -326,6 +327,20 @@ impl DurableObject for TestObject {
                         }
                     },
                 )
+            }
+            "/stream-flood" => {
+                let n: usize = req.require_query("n")?;
+                let stream = self.state.open_stream(&[])?;
+                let chunk = vec![7u8; 64 * 1024];
+                let mut outcome = format!("all {n} written");
+                for i in 0..n {
+                    if let Err(e) = stream.write(&chunk) {
+                        outcome = format!("{i} written, then: {e}");
+                        break;
+                    }
+                }
+                self.state.storage().put("stream-flood", &outcome)?;
+                Ok(Response::text(""))
             }
             "/relay" => {
                 let binding = req.query_param("binding").unwrap_or_default();
