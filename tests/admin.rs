@@ -282,12 +282,12 @@ on_both_backends!(
 /// the counter is being incremented loses no increment on either side (the increments
 /// before it count from 1, those after from the new value, and the last is what stays);
 /// the alarm can be set, run now and deleted; a bad edit is refused with the limit's
-/// message; evict and sockets answer.
+/// message; evict answers, and sockets lists WebSockets and streams.
 async fn edits_are_events_of_the_object(backend: Backend) {
     let dir = backend.data_dir();
     let (host, admin) = with_admin(
         dir.path(),
-        &["counter", "test-object", "chat-room"],
+        &["counter", "test-object", "chat-room", "notifications"],
         &["--max-key-bytes", "16"],
     );
     let c = client();
@@ -411,6 +411,17 @@ async fn edits_are_events_of_the_object(backend: Backend) {
     assert_eq!(
         sockets["sockets"][0]["tags"],
         serde_json::json!(["user:zoe"])
+    );
+    let _subscribed = c
+        .get(public("/notifications/feed/subscribe?topic=news"))
+        .send()
+        .await
+        .unwrap();
+    let feed = id_of("notifications");
+    let streams = inspect(&["sockets", "notifications", &feed]);
+    assert_eq!(
+        streams["streams"][0]["tags"],
+        serde_json::json!(["topic:news"])
     );
     assert_eq!(inspect(&["evict", "counter", &race])["evicted"], true);
     assert_eq!(

@@ -1,6 +1,6 @@
 //! The admin API's changes: to objects — put or delete an entry, delete them all, set,
 //! delete or run the alarm (each an event of the object, answered once durable), evict the
-//! instance, list its sockets — and to a class's code (a deploy).
+//! instance, list its sockets and streams — and to a class's code (a deploy).
 
 use super::AdminState;
 use crate::object::EditOp;
@@ -87,18 +87,20 @@ pub async fn evict(
     Ok(Json(json!({ "evicted": evicted })))
 }
 
-/// `GET /objects/{binding}/{id}/sockets`: the object's open sockets here, with their tags.
+/// `GET /objects/{binding}/{id}/sockets`: the object's open WebSockets and streamed
+/// responses here, with their tags.
 pub async fn sockets(
     State(s): State<AdminState>,
     Path((binding, id)): Path<(String, String)>,
 ) -> Answer {
-    let sockets: Vec<Value> = s
-        .runtime
-        .sockets_of(&binding, &id)?
-        .into_iter()
-        .map(|(id, tags)| json!({"id": id, "tags": tags}))
-        .collect();
-    Ok(Json(json!({ "sockets": sockets })))
+    let listed = |all: Vec<(u64, Vec<String>)>| -> Vec<Value> {
+        all.into_iter()
+            .map(|(id, tags)| json!({"id": id, "tags": tags}))
+            .collect()
+    };
+    let sockets = listed(s.runtime.sockets_of(&binding, &id)?);
+    let streams = listed(s.runtime.streams_of(&binding, &id)?);
+    Ok(Json(json!({ "sockets": sockets, "streams": streams })))
 }
 
 /// `POST /classes/{binding}/deploy`: the body is the class's new component (.wasm).

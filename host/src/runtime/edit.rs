@@ -51,6 +51,21 @@ impl Runtime {
             .map(|s| (s, sockets.tags(s)))
             .collect())
     }
+
+    /// The object's open streamed responses on this node: their IDs and tags.
+    pub fn streams_of(
+        &self,
+        binding: &str,
+        id: &str,
+    ) -> Result<Vec<(u64, Vec<String>)>, InspectError> {
+        let key = self.object_key(binding, id)?;
+        let streams = self.streams();
+        Ok(streams
+            .list(&key, None)
+            .into_iter()
+            .map(|s| (s, streams.tags(&key, s)))
+            .collect())
+    }
 }
 
 fn refused(e: EventError) -> InspectError {
