@@ -6,7 +6,6 @@ use super::convert::to_http;
 use super::error::HttpError;
 use crate::runtime::Dispatch;
 use crate::services::handoff::Handoff;
-use crate::services::memory::QueuedBytes;
 use crate::services::streams::{Chunk, StreamEnds};
 use crate::wasm::bindings::types as wit;
 use axum::body::Body;
@@ -14,8 +13,8 @@ use axum::http::header;
 use axum::response::Response;
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
+use std::pin::Pin;
 use std::time::Duration;
-use tokio::sync::mpsc;
 
 /// What a server-sent events client skips: a comment line, written to a silent stream.
 pub const KEEPALIVE: &[u8] = b": keep-alive\n\n";
@@ -68,51 +67,44 @@ pub fn respond(
 
 /// The chunks of a stream as its object writes them, until it ends it; cut (an error,
 /// which aborts the response) when its client is too slow. Dropped when the client goes,
-/// which takes the stream out of the registry.
+/// which takes the stream out of the registry. With `keepalive`, one timer per stream,
+/// pushed back at each chunk, writes a comment whenever it stays silent that long.
 fn chunks(
     ends: StreamEnds,
     keepalive: Option<Duration>,
 ) -> impl Stream<Item = std::io::Result<Bytes>> + Send {
-    futures::stream::unfold(Some(ends), move |ends| async move {
-        let mut ends = ends?;
-        let next = tokio::select! {
+    let silence = keepalive.map(|after| (after, Box::pin(tokio::time::sleep(after))));
+    futures::stream::unfold(Some((ends, silence)), |state| async move {
+        let (mut ends, mut silence) = state?;
+        let bytes = tokio::select! {
             biased;
-            _ = &mut ends.kill => None,
-            chunk = next_chunk(&mut ends.out, &ends.queued, keepalive) => Some(chunk),
-        };
-        match next {
-            None => Some((
-                Err(std::io::Error::other(
+            _ = &mut ends.kill => {
+                let cut = std::io::Error::other(
                     "stream cut: its client read too slowly (stream_queue, \
                      stream_queue_bytes), or a chunk for it was lost",
-                )),
-                None,
-            )),
-            Some(None) => None,
-            Some(Some(bytes)) => Some((Ok(bytes), Some(ends))),
+                );
+                return Some((Err(cut), None));
+            }
+            chunk = ends.out.recv() => match chunk? {
+                Chunk::Data(bytes) => {
+                    ends.queued.written(bytes.len());
+                    bytes
+                }
+                Chunk::End => return None,
+            },
+            () = silent(&mut silence) => Bytes::from_static(KEEPALIVE),
+        };
+        if let Some((after, timer)) = silence.as_mut() {
+            timer.as_mut().reset(tokio::time::Instant::now() + *after);
         }
+        Some((Ok(bytes), Some((ends, silence))))
     })
 }
 
-/// The next bytes for the client: a chunk, or a keep-alive comment after `keepalive` of
-/// silence; None at the stream's end.
-async fn next_chunk(
-    out: &mut mpsc::Receiver<Chunk>,
-    queued: &QueuedBytes,
-    keepalive: Option<Duration>,
-) -> Option<Bytes> {
-    let chunk = match keepalive {
-        None => out.recv().await,
-        Some(after) => match tokio::time::timeout(after, out.recv()).await {
-            Ok(chunk) => chunk,
-            Err(_) => return Some(Bytes::from_static(KEEPALIVE)),
-        },
-    };
-    match chunk? {
-        Chunk::Data(bytes) => {
-            queued.written(bytes.len());
-            Some(bytes)
-        }
-        Chunk::End => None,
+/// Resolves when the stream's keep-alive timer fires; never without one.
+async fn silent(silence: &mut Option<(Duration, Pin<Box<tokio::time::Sleep>>)>) {
+    match silence {
+        Some((_, timer)) => timer.as_mut().await,
+        None => std::future::pending().await,
     }
 }
