@@ -98,9 +98,10 @@ pub async fn sockets(
             .map(|(id, tags)| json!({"id": id, "tags": tags}))
             .collect()
     };
-    let sockets = listed(s.runtime.sockets_of(&binding, &id)?);
-    let streams = listed(s.runtime.streams_of(&binding, &id)?);
-    Ok(Json(json!({ "sockets": sockets, "streams": streams })))
+    let open = s.runtime.connections_of(&binding, &id)?;
+    Ok(Json(
+        json!({ "sockets": listed(open.sockets), "streams": listed(open.streams) }),
+    ))
 }
 
 /// `POST /classes/{binding}/deploy`: the body is the class's new component (.wasm).

@@ -37,34 +37,23 @@ impl Runtime {
         Ok(self.evict_key(&self.object_key(binding, id)?))
     }
 
-    /// The object's open WebSockets on this node: their IDs and tags.
-    pub fn sockets_of(
-        &self,
-        binding: &str,
-        id: &str,
-    ) -> Result<Vec<(u64, Vec<String>)>, InspectError> {
+    /// The object's open WebSockets and streamed responses on this node: their IDs and
+    /// tags.
+    pub fn connections_of(&self, binding: &str, id: &str) -> Result<Connections, InspectError> {
         let key = self.object_key(binding, id)?;
-        let sockets = self.sockets();
-        Ok(sockets
-            .list(&key, None)
-            .into_iter()
-            .map(|s| (s, sockets.tags(s)))
-            .collect())
-    }
-
-    /// The object's open streamed responses on this node: their IDs and tags.
-    pub fn streams_of(
-        &self,
-        binding: &str,
-        id: &str,
-    ) -> Result<Vec<(u64, Vec<String>)>, InspectError> {
-        let key = self.object_key(binding, id)?;
-        let streams = self.streams();
-        Ok(streams
-            .list(&key, None)
-            .into_iter()
-            .map(|s| (s, streams.tags(&key, s)))
-            .collect())
+        let (sockets, streams) = (self.sockets(), self.streams());
+        Ok(Connections {
+            sockets: sockets
+                .list(&key, None)
+                .into_iter()
+                .map(|s| (s, sockets.tags(s)))
+                .collect(),
+            streams: streams
+                .list(&key, None)
+                .into_iter()
+                .map(|s| (s, streams.tags(&key, s)))
+                .collect(),
+        })
     }
 }
 
@@ -73,4 +62,10 @@ fn refused(e: EventError) -> InspectError {
         EventError::Unavailable(m) => InspectError::Unavailable(m),
         EventError::Failed(m) => InspectError::BadRequest(m),
     }
+}
+
+/// An object's WebSockets and streams, each as (ID, tags).
+pub struct Connections {
+    pub sockets: Vec<(u64, Vec<String>)>,
+    pub streams: Vec<(u64, Vec<String>)>,
 }
