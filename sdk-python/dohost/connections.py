@@ -4,16 +4,9 @@ kept open while the object hibernates, found again by tag or by ID."""
 import json
 from typing import Any, List, Optional, Union
 
-from componentize_py_types import Err
 from wit_world.imports import streams, types, websockets
 
-
-def _call(f, *args):
-    # The host's refusals are strings (a closed socket, a limit).
-    try:
-        return f(*args)
-    except Err as e:
-        raise RuntimeError(e.value) from None
+from .errors import host_call as _call
 
 
 def message(value: Union[str, bytes]) -> types.WebsocketMessage:

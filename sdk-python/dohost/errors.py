@@ -39,9 +39,21 @@ def kebab(enum_value) -> str:
     return enum_value.name.lower().replace("_", "-")
 
 
-def storage_error(err: Err) -> StorageError:
-    return StorageError(kebab(err.value.code), err.value.message)
+def raising(convert):
+    """A caller of WIT functions that raises `convert(err)` where componentize-py would
+    raise its `Err` for a WIT `result`'s error."""
+
+    def call(f, *args):
+        try:
+            return f(*args)
+        except Err as e:
+            raise convert(e.value) from None
+
+    return call
 
 
-def call_error(err: Err) -> CallError:
-    return CallError(kebab(err.value.code), err.value.message)
+# Storage's and other objects' errors are records with a code; the host's refusals on
+# sockets and streams are sentences.
+storage_call = raising(lambda e: StorageError(kebab(e.code), e.message))
+objects_call = raising(lambda e: CallError(kebab(e.code), e.message))
+host_call = raising(RuntimeError)

@@ -3,20 +3,13 @@ object's own State and Env."""
 
 from typing import Any, Dict, List, Optional, Union
 
-from componentize_py_types import Err
 from wit_world.imports import objects, requests, streams, types, websockets
 
-from .connections import Stream, WebSocket, _call, message
-from .errors import call_error
+from .connections import Stream, WebSocket, message
+from .errors import host_call as _call
+from .errors import objects_call as _calling
 from .http import Request, Response
 from .storage import Storage
-
-
-def _calling(f, *args):
-    try:
-        return f(*args)
-    except Err as e:
-        raise call_error(e) from None
 
 
 class Stub:

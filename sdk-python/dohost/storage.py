@@ -7,10 +7,9 @@ from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any, Dict, Iterator, List, Optional, Union
 
-from componentize_py_types import Err
 from wit_world.imports import alarms, storage
 
-from .errors import storage_error
+from .errors import storage_call as _call
 
 _MISSING = object()
 
@@ -28,13 +27,6 @@ def encode(value: Any) -> bytes:
 
 def decode(raw: bytes) -> Any:
     return json.loads(raw)
-
-
-def _call(f, *args):
-    try:
-        return f(*args)
-    except Err as e:
-        raise storage_error(e) from None
 
 
 class Storage:
