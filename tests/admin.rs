@@ -616,6 +616,11 @@ async fn deploys_change_code_without_dropping_requests_or_sockets() {
         err.contains("400") && err.contains("the new code was refused"),
         "{err}"
     );
+    // The refusal names the class, not a file in the data directory.
+    assert!(
+        !err.contains(&*dir.path().to_string_lossy()) && err.contains("\"counter\""),
+        "{err}"
+    );
     assert_eq!(get(&c, &public("/counter/d/version")).await.0, 404);
 
     let out = deploy("counter", guest("counter-v2"));
@@ -775,4 +780,84 @@ async fn an_object_with_a_full_mailbox_answers_503_with_retry_after() {
         let (status, body) = w.await.unwrap();
         assert_eq!(status, 200, "{body}");
     }
+}
+
+/// `request` written as is to `addr` (it must ask the server to close); the answer as text.
+async fn raw(addr: &str, request: &[u8]) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut conn = tokio::net::TcpStream::connect(addr).await.unwrap();
+    conn.write_all(request).await.unwrap();
+    let mut answer = Vec::new();
+    conn.read_to_end(&mut answer).await.unwrap();
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+/// Guards against a web page redeploying a class or reading the admin API: a cross-origin
+/// "simple" request (text/plain, any Origin) is refused, and so is any Host that is not an
+/// IP address, localhost or an `--admin-host` name (DNS rebinding), without naming the data
+/// directory; the operator's own clients are unaffected.
+#[tokio::test]
+async fn a_web_page_can_neither_change_nor_read_the_admin_api() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let (host, admin) = with_admin(&data, &["counter"], &["--admin-host", "Admin.Test"]);
+    let c = client();
+    wait_until("the admin listener answers", || async {
+        c.get(format!("http://{admin}/classes"))
+            .send()
+            .await
+            .is_ok()
+    })
+    .await;
+    let wasm = std::fs::read(guest("counter-v2")).unwrap();
+    let deploy = |headers: &str| {
+        let mut r = format!(
+            "POST /classes/counter/deploy HTTP/1.1\r\nHost: {admin}\r\n{headers}\
+             Content-Length: {}\r\nConnection: close\r\n\r\n",
+            wasm.len()
+        )
+        .into_bytes();
+        r.extend_from_slice(&wasm);
+        r
+    };
+    let page = deploy("Origin: http://attacker.example\r\nContent-Type: text/plain\r\n");
+    let answer = raw(&admin, &page).await;
+    assert!(answer.starts_with("HTTP/1.1 403"), "{answer}");
+    assert!(answer.contains("another site"), "{answer}");
+    let form = deploy("Content-Type: application/x-www-form-urlencoded\r\n");
+    let answer = raw(&admin, &form).await;
+    assert!(answer.starts_with("HTTP/1.1 403"), "{answer}");
+    let fetched = deploy("Sec-Fetch-Site: cross-site\r\nContent-Type: application/wasm\r\n");
+    assert!(raw(&admin, &fetched).await.starts_with("HTTP/1.1 403"));
+    let public = format!("http://{}/counter/d/version", host.addr);
+    assert_eq!(
+        get(&c, &public).await.0,
+        404,
+        "the class still runs its old code"
+    );
+
+    for path in ["/classes", "/backup", "/"] {
+        let rebound = format!(
+            "GET {path} HTTP/1.1\r\nHost: attacker.example:8788\r\nConnection: close\r\n\r\n"
+        );
+        let answer = raw(&admin, rebound.as_bytes()).await;
+        assert!(answer.starts_with("HTTP/1.1 403"), "{path}: {answer}");
+        assert!(answer.contains("--admin-host attacker.example"), "{answer}");
+        assert!(!answer.contains(&*data.to_string_lossy()), "{answer}");
+    }
+    for name in ["localhost", "admin.test", "127.0.0.1"] {
+        let port = admin.rsplit_once(':').unwrap().1;
+        let read =
+            format!("GET /classes HTTP/1.1\r\nHost: {name}:{port}\r\nConnection: close\r\n\r\n");
+        let answer = raw(&admin, read.as_bytes()).await;
+        assert!(answer.starts_with("HTTP/1.1 200"), "{name}: {answer}");
+    }
+    // The inspector's own requests (same origin, a non-simple type) still change things.
+    let own = deploy(&format!(
+        "Origin: http://{admin}\r\nSec-Fetch-Site: same-origin\r\n\
+         Content-Type: application/octet-stream\r\n"
+    ));
+    let answer = raw(&admin, &own).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert_eq!(get(&c, &public).await, (200, "2".into()));
 }

@@ -101,6 +101,7 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         .as_deref()
         .map(dohost::admin::read_token)
         .transpose()?;
+    let admin_hosts = args.admin_host;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -120,7 +121,11 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
                 tracing::warn!(admin = %at, "the admin API listens beyond loopback without a token (--admin-token-file)");
             }
             tracing::info!(admin = %at, "admin API (metrics at /metrics)");
-            tokio::spawn(dohost::admin::serve(admin, runtime.clone(), admin_token));
+            let access = dohost::admin::Access {
+                token: admin_token,
+                hosts: admin_hosts,
+            };
+            tokio::spawn(dohost::admin::serve(admin, runtime.clone(), access));
         }
         tokio::spawn(cli::operate::reload_on_sighup(runtime.clone()));
         tracing::info!(

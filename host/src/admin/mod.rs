@@ -1,11 +1,12 @@
 //! The admin listener: a second HTTP server, on loopback by default and never on the public
 //! port, for operators — Prometheus metrics at `/metrics`, a view of objects (`objects`)
-//! and changes to them (`edits`), behind a bearer token when one is configured, and the
-//! web inspector at `/`, a page that uses them.
+//! and changes to them (`edits`), behind a bearer token when one is configured and a guard
+//! against web pages (`guard`), and the web inspector at `/`, a page that uses them.
 
 mod backup;
 pub mod client;
 mod edits;
+mod guard;
 mod objects;
 
 use crate::runtime::Runtime;
@@ -27,12 +28,15 @@ pub const MAX_COMPONENT_BYTES: usize = 256 << 20;
 /// Where the admin listener listens unless told otherwise.
 pub const DEFAULT_ADDR: &str = "127.0.0.1:8788";
 
-/// The admin listener's settings.
-#[derive(Clone, Debug)]
-pub struct Admin {
-    pub addr: SocketAddr,
+/// Who the admin listener answers.
+#[derive(Clone, Debug, Default)]
+pub struct Access {
     /// Required as `Authorization: Bearer TOKEN` when set.
     pub token: Option<String>,
+    /// Host names the listener answers to besides IP addresses and `localhost`
+    /// (`--admin-host`): any other `Host` is refused, so a page cannot rebind a name of its
+    /// own to the listener.
+    pub hosts: Vec<String>,
 }
 
 /// `--admin`: an address, or `off`; None means off.
@@ -65,11 +69,18 @@ pub(crate) struct AdminState {
     token: Option<Arc<str>>,
 }
 
-pub fn router(runtime: Arc<Runtime>, token: Option<String>) -> Router {
+pub fn router(runtime: Arc<Runtime>, access: Access) -> Router {
     let state = AdminState {
         runtime,
-        token: token.map(Arc::from),
+        token: access.token.map(Arc::from),
     };
+    let hosts = guard::Hosts(
+        access
+            .hosts
+            .into_iter()
+            .map(|h| h.to_ascii_lowercase())
+            .collect(),
+    );
     let api = Router::new()
         .route("/metrics", get(metrics))
         .route("/backup", get(backup::backup))
@@ -105,15 +116,15 @@ pub fn router(runtime: Arc<Runtime>, token: Option<String>) -> Router {
         .route("/", get(inspector))
         .merge(api)
         .with_state(state)
+        .layer(axum::middleware::from_fn_with_state(
+            hosts,
+            guard::same_site,
+        ))
 }
 
 /// Serves the admin listener on `listener` until the task is dropped.
-pub async fn serve(
-    listener: tokio::net::TcpListener,
-    runtime: Arc<Runtime>,
-    token: Option<String>,
-) {
-    if let Err(e) = axum::serve(listener, router(runtime, token)).await {
+pub async fn serve(listener: tokio::net::TcpListener, runtime: Arc<Runtime>, access: Access) {
+    if let Err(e) = axum::serve(listener, router(runtime, access)).await {
         tracing::error!(error = %e, "the admin listener stopped");
     }
 }
