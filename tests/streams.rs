@@ -330,6 +330,9 @@ async fn one_events_queued_chunks_are_bounded_by_its_memory_limit() {
     let dir = tempfile::tempdir().unwrap();
     let limits = Limits {
         memory_per_instance: 8 * 1024 * 1024,
+        // Queues that could take it all, so that the memory limit is what refuses.
+        stream_queue: 100_000,
+        stream_queue_bytes: 1 << 30,
         ..quiet()
     };
     let host = TestHost::start_with(&["test-object"], dir.path(), limits).await;
@@ -469,5 +472,86 @@ async fn an_event_stream_passes_through_the_worker() {
             event(i, &format!("via the worker {i}"))
         );
     }
+    host.stop().await;
+}
+
+/// Guards against an event that writes more to a stream than its queue holds killing the
+/// stream silently, even for a client that reads at once: the write that does not fit is
+/// refused (17 chunks of 64 KiB against the default 1 MiB, `stream_queue_bytes`), the
+/// object is told why, and the client gets every chunk that was accepted on a stream that
+/// stays open.
+#[tokio::test]
+async fn an_event_writing_more_than_a_stream_queue_holds_is_refused_the_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = TestHost::start_with(&["test-object"], dir.path(), quiet()).await;
+    let c = client();
+    let flood = c
+        .get(host.url("/test-object/f/stream-flood?n=17"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(flood.status(), 200);
+    let mut body = flood;
+    let mut got = 0usize;
+    while got < 16 * 64 * 1024 {
+        let chunk = tokio::time::timeout(std::time::Duration::from_secs(30), body.chunk())
+            .await
+            .expect("the accepted chunks arrive")
+            .expect("the stream is not cut")
+            .expect("the stream stays open");
+        got += chunk.len();
+    }
+    assert_eq!(got, 16 * 64 * 1024);
+    let outcome = get(&c, &host.url("/test-object/f/get?key=stream-flood"))
+        .await
+        .1;
+    assert!(outcome.starts_with("\"16 written, then:"), "{outcome}");
+    assert!(outcome.contains("stream_queue_bytes"), "{outcome}");
+    drop(body);
+    host.stop().await;
+}
+
+/// Guards against a cut stream outliving its cut while its client does not read: the cut
+/// was seen only when hyper polled the body, so stalled subscribers held their streams
+/// and queued bytes until they left. A subscriber that never reads is cut once its queue
+/// is full, and its connection is closed at once (the write timeout is ten minutes here,
+/// so it is not what closes it): the stream leaves the registry, its queued bytes with it.
+#[tokio::test]
+async fn a_stream_cut_for_a_client_that_does_not_read_is_torn_down_at_once() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = tempfile::tempdir().unwrap();
+    let limits = Limits {
+        stream_queue_bytes: 256 * 1024,
+        write_timeout: Duration::from_secs(600),
+        ..quiet()
+    };
+    let host = TestHost::start_observed(&["notifications"], dir.path(), limits).await;
+    let rt = host.runtime().clone();
+    let c = client();
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let mut stalled = socket.connect(host.addr).await.unwrap();
+    stalled
+        .write_all(b"GET /notifications/cut/subscribe HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    wait_until("the subscriber's stream is open", || async {
+        rt.streams().count() == 1
+    })
+    .await;
+    let data = "x".repeat(100 * 1024);
+    let mut published = 0;
+    // Until the host gives up on the subscriber: what the kernel buffers, then the queue.
+    while rt.streams().count() == 1 {
+        publish(&c, &host, "cut", "t", &data).await;
+        published += 1;
+        assert!(published < 500, "never cut, or never torn down");
+    }
+    let mut sink = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(30), stalled.read_to_end(&mut sink));
+    assert!(
+        read.await.is_ok(),
+        "the cut stream's connection stayed open"
+    );
     host.stop().await;
 }

@@ -31,7 +31,13 @@ pub struct Fanout {
 
 pub async fn measure(opts: &FanoutOpts, paths: &Paths) -> Result<Fanout> {
     eprintln!("== fan-out to {} clients", opts.clients);
-    let flags = ["--sse-keepalive-ms", "0"].map(String::from);
+    let flags = [
+        "--sse-keepalive-ms".to_string(),
+        "0".to_string(),
+        // Every subscriber is a stream of the one object.
+        "--max-streams-per-object".to_string(),
+        opts.clients.to_string(),
+    ];
     let s = Server::start_flagged(paths, "fanout", &flags, &["chat-room", "notifications"]).await?;
     let websocket =
         probes::broadcast(&s, "fanout", opts.clients, opts.messages, BATCH, TIMEOUT).await?;

@@ -95,8 +95,11 @@ pub async fn serve(
     let limits = runtime.limits();
     let connections = edge::listener::Connections::new(limits.max_connections);
     let app = edge::router(runtime.clone() as Arc<dyn runtime::Dispatch>);
-    let serving =
-        edge::listener::serve(listener, app, connections, limits.header_timeout, shutdown);
+    let bounds = edge::listener::ConnectionBounds {
+        header_timeout: limits.header_timeout,
+        write_timeout: limits.write_timeout,
+    };
+    let serving = edge::listener::serve(listener, app, connections, bounds, shutdown);
     let stopping = async {
         stop_at().await;
         runtime.shutdown().await;

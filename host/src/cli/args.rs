@@ -152,6 +152,12 @@ pub struct RunArgs {
     #[arg(long, value_name = "FILE", env = "DOHOST_ADMIN_TOKEN_FILE")]
     pub admin_token_file: Option<PathBuf>,
 
+    /// A host name the admin listener answers to besides IP addresses and `localhost`
+    /// (repeatable): a request naming any other host is refused, so that a web page cannot
+    /// reach the listener through a name of its own (DNS rebinding).
+    #[arg(long, value_name = "NAME")]
+    pub admin_host: Vec<String>,
+
     /// A stateless worker component that receives every public request instead of the
     /// default routes, and reaches objects through its `objects` import.
     #[arg(long, value_name = "WORKER.wasm")]
@@ -274,6 +280,10 @@ pub struct LimitArgs {
     /// how long a kept-alive connection may sit idle. Past it the connection is closed.
     #[arg(long)]
     pub header_timeout_ms: Option<u64>,
+    /// How long a connection's writes may make no progress (its client reads nothing), in
+    /// milliseconds, before it is closed.
+    #[arg(long)]
+    pub write_timeout_ms: Option<u64>,
     /// Open public connections (HTTP and WebSocket) at once; one more gets 503 and is
     /// closed.
     #[arg(long)]
@@ -319,6 +329,7 @@ impl LimitArgs {
             max_queued_events: self.max_queued_events,
             body_timeout_ms: self.body_timeout_ms,
             header_timeout_ms: self.header_timeout_ms,
+            write_timeout_ms: self.write_timeout_ms,
             max_connections: self.max_connections,
             max_long_events: self.max_long_events,
             max_deferring_objects: self.max_deferring_objects,

@@ -95,6 +95,7 @@ pub struct FileLimits {
     pub max_queued_events: Option<usize>,
     pub body_timeout_ms: Option<u64>,
     pub header_timeout_ms: Option<u64>,
+    pub write_timeout_ms: Option<u64>,
     pub max_connections: Option<usize>,
     pub max_long_events: Option<u32>,
     pub max_memory: Option<usize>,
@@ -134,6 +135,9 @@ impl FileLimits {
         }
         if let Some(ms) = self.header_timeout_ms {
             limits.header_timeout = Duration::from_millis(ms);
+        }
+        if let Some(ms) = self.write_timeout_ms {
+            limits.write_timeout = Duration::from_millis(ms);
         }
         if let Some(ms) = self.sse_keepalive_ms {
             limits.sse_keepalive = Duration::from_millis(ms);

@@ -133,6 +133,9 @@ pub struct Limits {
     /// server waits for them: also how long a kept-alive connection may sit idle. Past it
     /// the connection is closed. WebSockets are not affected.
     pub header_timeout: Duration,
+    /// How long a connection's writes may make no progress (its client reads nothing)
+    /// before it is closed: an answer nobody reads cannot hold its memory for ever.
+    pub write_timeout: Duration,
     /// Open public connections (HTTP connections and WebSockets) at once; one more is
     /// answered 503 with `Retry-After` and closed.
     pub max_connections: usize,
@@ -167,13 +170,15 @@ impl Default for Limits {
             ws_send_queue: 1024,
             ws_send_queue_bytes: 16 * 1024 * 1024,
             max_streams: 10_000,
-            max_streams_per_object: 10_000,
+            // A tenth of the host's, so one popular feed cannot take every stream.
+            max_streams_per_object: 1_000,
             stream_queue: 1024,
             stream_queue_bytes: 1024 * 1024,
             sse_keepalive: Duration::from_secs(15),
             max_queued_events: 1000,
             body_timeout: Duration::from_secs(30),
             header_timeout: Duration::from_secs(20),
+            write_timeout: Duration::from_secs(30),
             max_connections: 20_000,
             max_memory: machine::default_max_memory(),
             max_long_events: machine::default_max_long_events(),
@@ -242,6 +247,10 @@ impl Limits {
             (
                 "header_timeout_ms",
                 self.header_timeout.as_millis().to_string(),
+            ),
+            (
+                "write_timeout_ms",
+                self.write_timeout.as_millis().to_string(),
             ),
             ("max_connections", self.max_connections.to_string()),
             ("max_long_events", self.max_long_events.to_string()),
@@ -336,6 +345,9 @@ impl Config {
         }
         if l.header_timeout.is_zero() {
             bail!("header_timeout_ms must be more than zero");
+        }
+        if l.write_timeout.is_zero() {
+            bail!("write_timeout_ms must be more than zero");
         }
         Ok(())
     }

@@ -97,7 +97,8 @@ pub async fn call(
         .await
     {
         Ok(Some((response, handoff))) => {
-            let mut response = super::respond(rt, response, handoff, upgrade)?;
+            let mut response =
+                super::respond(rt, response, handoff, upgrade, super::abort_of(&parts))?;
             // The calling node relays a streamed body instead of reading it whole.
             if response
                 .extensions()

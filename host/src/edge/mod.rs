@@ -2,8 +2,10 @@
 //! worker entry, WebSocket upgrades and streamed responses. Conversion, errors, each
 //! socket's connection task and each stream's body are its rooms.
 
+mod answer;
 mod calls;
 mod convert;
+mod deadline;
 mod error;
 mod forward;
 mod forward_ws;
@@ -174,7 +176,13 @@ async fn handle(State(rt): State<Arc<dyn Dispatch>>, req: Request) -> Result<Res
         .fetch_named(binding, name, request, upgrade.is_some())
         .await
         .map_err(fetch_error)?;
-    respond(rt, response, accepted, upgrade)
+    respond(rt, response, accepted, upgrade, abort_of(&parts))
+}
+
+/// The handle that closes this request's connection (absent when the router is served
+/// without the listener).
+fn abort_of(parts: &axum::http::request::Parts) -> Option<listener::ConnectionAbort> {
+    parts.extensions.get::<listener::ConnectionAbort>().cloned()
 }
 
 /// A WebSocket upgrade is offered to the object (or the worker, which may pass it on to an
@@ -253,17 +261,20 @@ async fn handle_with_worker(
         .run_worker(request, upgrade.is_some())
         .await
         .map_err(|e| fetch_error(FetchError::Event(e)))?;
-    respond(rt, response, accepted, upgrade)
+    respond(rt, response, accepted, upgrade, abort_of(&parts))
 }
 
 /// Sends an answer: a 101 connects the client to the socket an object accepted (its own,
 /// or through the worker or other objects); any other status streams the stream an object
-/// opened, if any, and drops such a socket.
+/// opened, if any, and drops such a socket. A plain answer's body is held against the
+/// memory budget until written; a stream cut for a slow client closes its connection
+/// through `abort`.
 fn respond(
     rt: Arc<dyn Dispatch>,
-    response: wit::Response,
+    mut response: wit::Response,
     handoff: Option<Handoff>,
     upgrade: Option<Handshake>,
+    abort: Option<listener::ConnectionAbort>,
 ) -> Result<Response, HttpError> {
     let handoff = handoff.filter(|h| h.fits(response.status));
     match (response.status, handoff, upgrade) {
@@ -277,8 +288,13 @@ fn respond(
         (101, _, _) => Err(HttpError::ObjectFailed(
             "the object answered 101 without accepting the WebSocket".into(),
         )),
-        (_, Some(stream), _) => stream::respond(&*rt, response, stream),
+        (_, Some(stream), _) => stream::respond(&*rt, response, stream, abort),
         // Any other answer drops a socket accepted along the way.
-        _ => to_http(response),
+        _ => {
+            let body = bytes::Bytes::from(std::mem::take(&mut response.body));
+            let mut http = to_http(response)?;
+            *http.body_mut() = answer::HeldAnswer::body(body, rt.memory().clone());
+            Ok(http)
+        }
     }
 }

@@ -30,6 +30,7 @@ pub fn respond(
     rt: &dyn Dispatch,
     mut response: wit::Response,
     handoff: Handoff,
+    abort: Option<super::listener::ConnectionAbort>,
 ) -> Result<Response, HttpError> {
     let first = Bytes::from(std::mem::take(&mut response.body));
     // The length is not known: the body goes chunked.
@@ -46,7 +47,7 @@ pub fn respond(
     let first = futures::stream::iter((!first.is_empty()).then(|| Ok(first)));
     let body = match handoff {
         Handoff::Stream(opened) => {
-            Body::from_stream(first.chain(chunks(opened.connect(), keepalive)))
+            Body::from_stream(first.chain(chunks(opened.connect(abort.map(|a| a.0)), keepalive)))
         }
         Handoff::RelayedStream(incoming) => {
             // The node that serves the object sends the keep-alives.

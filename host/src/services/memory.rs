@@ -1,7 +1,7 @@
-//! The host's memory budget (`max_memory`): the bytes guests' linear memories, request
-//! bodies being read and WebSocket send queues may hold together. Past it, growth is
-//! refused (the guest asking fails its event) and new requests are answered 503, rather
-//! than the kernel killing the host.
+//! The host's memory budget (`max_memory`): the bytes guests' linear memories (initial and
+//! grown), request bodies being read, answers not yet written and WebSocket and stream send
+//! queues may hold together. Past it, growth is refused (the guest asking fails its event)
+//! and new requests are answered 503, rather than the kernel killing the host.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -44,6 +44,12 @@ impl MemoryBudget {
         taken
     }
 
+    /// Takes `bytes` whether or not they fit (for memory the host must hold anyway, such as
+    /// an answer whose event has run): past the limit, `try_take` refuses until they go.
+    pub fn take_anyway(&self, bytes: usize) {
+        self.used.fetch_add(bytes, Ordering::AcqRel);
+    }
+
     pub fn give_back(&self, bytes: usize) {
         self.used.fetch_sub(bytes, Ordering::AcqRel);
     }
@@ -76,6 +82,19 @@ pub struct Held {
 impl Held {
     pub fn none(budget: Arc<MemoryBudget>) -> Held {
         Held { budget, bytes: 0 }
+    }
+
+    /// Holds `bytes` even past the limit (see `MemoryBudget::take_anyway`).
+    pub fn forced(budget: Arc<MemoryBudget>, bytes: usize) -> Held {
+        budget.take_anyway(bytes);
+        Held { budget, bytes }
+    }
+
+    /// Gives `fewer` of the held bytes back early.
+    pub fn shrink(&mut self, fewer: usize) {
+        let fewer = fewer.min(self.bytes);
+        self.bytes -= fewer;
+        self.budget.give_back(fewer);
     }
 
     /// Holds `more` bytes too, if they fit.

@@ -10,6 +10,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
 
 /// What an object writes to one of its streams.
 #[derive(Debug, Clone)]
@@ -47,6 +48,9 @@ struct Entry {
     out: mpsc::Sender<Chunk>,
     queued: Arc<QueuedBytes>,
     kill: Option<oneshot::Sender<()>>,
+    /// Cancelled with `kill`: closes the client's connection at once, since a client that
+    /// does not read would never see the body fail (hyper polls it only as the client reads).
+    on_cut: Option<CancellationToken>,
     /// Closed by the object (its end is queued), or cut: no longer listed or written to;
     /// the entry goes when the edge drops the stream's ends.
     closed: bool,
@@ -58,6 +62,9 @@ impl Entry {
         self.closed = true;
         if let Some(kill) = self.kill.take() {
             let _ = kill.send(());
+        }
+        if let Some(connection) = self.on_cut.take() {
+            connection.cancel();
         }
     }
 }
@@ -78,6 +85,13 @@ pub struct Streams {
     budget: Arc<MemoryBudget>,
 }
 
+/// What one stream's queue holds at most (see `Streams::queue_limits`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueueLimits {
+    pub chunks: usize,
+    pub bytes: usize,
+}
+
 /// A stream an object opened for the response of the request it handles, on its way to the
 /// edge. Dropped before the edge takes its ends (the answer failed or never left), it
 /// leaves the registry.
@@ -87,8 +101,17 @@ pub struct Opened {
 }
 
 impl Opened {
-    /// Hands the stream to the edge, which writes it to its client until either side ends it.
-    pub fn connect(self) -> StreamEnds {
+    /// Hands the stream to the edge, which writes it to its client until either side ends
+    /// it; `on_cut`, if given, is cancelled when the stream is cut (its connection's abort).
+    pub fn connect(self, on_cut: Option<CancellationToken>) -> StreamEnds {
+        if let (Some(on_cut), Some(registry)) = (on_cut, self.ends.registry.upgrade()) {
+            let mut inner = registry.lock();
+            match inner.streams.get_mut(&self.id) {
+                Some(entry) if entry.kill.is_some() => entry.on_cut = Some(on_cut),
+                // Cut before its client got it: close the connection now.
+                _ => on_cut.cancel(),
+            }
+        }
         self.ends
     }
 }
@@ -165,6 +188,7 @@ impl Streams {
                 out: out_tx,
                 queued: queued.clone(),
                 kill: Some(kill_tx),
+                on_cut: None,
                 closed: false,
             },
         );
@@ -235,6 +259,16 @@ impl Streams {
             self.write(*id, Chunk::End);
         }
         ids.len()
+    }
+
+    /// What one stream's queue holds at most, in chunks and bytes: an event writing more
+    /// than this to one stream is refused the write (the object learns of it), rather than
+    /// its stream being cut however fast its client reads.
+    pub fn queue_limits(&self) -> QueueLimits {
+        QueueLimits {
+            chunks: self.limits.queue,
+            bytes: self.limits.queue_bytes,
+        }
     }
 
     /// True when `id` is an open stream of `object` whose client still reads.
@@ -319,7 +353,7 @@ mod tests {
         let budget = MemoryBudget::new(1 << 20);
         let streams = Arc::new(Streams::new(limits(), budget.clone()));
         let room = object("room");
-        let mut ends = streams.open(room, vec!["t".into()]).unwrap().connect();
+        let mut ends = streams.open(room, vec!["t".into()]).unwrap().connect(None);
         let chunk = |n: usize| Chunk::Data(bytes::Bytes::from(vec![b'x'; n]));
         streams.write(ends.id, chunk(60));
         streams.write(ends.id, chunk(40));
@@ -340,7 +374,7 @@ mod tests {
     fn a_client_that_does_not_read_is_cut_at_the_chunk_limit() {
         let streams = Arc::new(Streams::new(limits(), MemoryBudget::new(1 << 20)));
         let room = object("room");
-        let mut ends = streams.open(room, vec![]).unwrap().connect();
+        let mut ends = streams.open(room, vec![]).unwrap().connect(None);
         for _ in 0..4 {
             streams.write(ends.id, Chunk::Data(bytes::Bytes::from_static(b"x")));
         }

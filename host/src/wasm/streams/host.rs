@@ -30,6 +30,24 @@ impl StreamsCtx {
                 self.max_queued_bytes
             ));
         }
+        // Refused here, where the object can handle it: the queue could never take this
+        // event's chunks at once, so the stream would be cut however fast its client reads.
+        // (A client that has not read what came before is still cut at delivery: the
+        // object's later writes fail, and the client reconnects rather than miss a chunk.)
+        let (chunks, bytes) = self.per_stream.get(&id).copied().unwrap_or_default();
+        let queue = self.streams.queue_limits();
+        if chunks + 1 > queue.chunks || bytes + len > queue.bytes {
+            return Err(format!(
+                "stream {id} cannot take this chunk: this event's chunks for it would come to \
+                 {} bytes in {} chunks, more than its queue holds ({} bytes: \
+                 stream_queue_bytes; {} chunks: stream_queue); write the rest in a later event",
+                bytes + len,
+                chunks + 1,
+                queue.bytes,
+                queue.chunks
+            ));
+        }
+        self.per_stream.insert(id, (chunks + 1, bytes + len));
         self.queued_bytes += len;
         self.writes.push((id, chunk));
         Ok(())

@@ -7,7 +7,7 @@ mod host;
 use crate::id::ObjectKey;
 use crate::services::streams::{Chunk, Opened, Streams};
 use crate::wasm::bindings::streams as wit;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use wasmtime::component::{HasSelf, Linker};
 
@@ -22,6 +22,9 @@ pub struct StreamsCtx {
     pub writes: Vec<(u64, Chunk)>,
     /// Streams this event closed: they take no more chunks, though the end has not left.
     closed: HashSet<u64>,
+    /// Chunks and bytes this event queued for each stream: with what the stream's client
+    /// has not read yet, they must fit its queue (`stream_queue`, `stream_queue_bytes`).
+    per_stream: HashMap<u64, (usize, usize)>,
     /// The queued chunks' bytes, and the most one event may queue.
     queued_bytes: usize,
     max_queued_bytes: usize,
@@ -36,6 +39,7 @@ impl StreamsCtx {
             opened: None,
             writes: Vec::new(),
             closed: HashSet::new(),
+            per_stream: HashMap::new(),
             queued_bytes: 0,
             max_queued_bytes,
         }
@@ -47,6 +51,7 @@ impl StreamsCtx {
         self.opened = None;
         self.writes.clear();
         self.closed.clear();
+        self.per_stream.clear();
         self.queued_bytes = 0;
     }
 
@@ -54,6 +59,7 @@ impl StreamsCtx {
     pub fn discard(&mut self) {
         self.writes.clear();
         self.closed.clear();
+        self.per_stream.clear();
         self.queued_bytes = 0;
         // Dropping an opened stream removes it from the registry.
         self.opened = None;
