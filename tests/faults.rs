@@ -978,19 +978,76 @@ async fn the_memory_budget_stops_a_bomb_and_is_given_back() {
     }
     assert_eq!(get(&c, &url("/other/get?key=k")).await.0, 404);
 
+    // Initial memories count too: a component whose initial memory is more than the whole
+    // budget could never run, so start-up refuses it, naming the limit.
     let dir = tempfile::tempdir().unwrap();
-    let tiny = common::process::HostProcess::spawn(
-        &dir.path().join("data"),
-        &["test-object"],
-        &["--max-memory", "1"],
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_dohost"))
+        .args([
+            "run",
+            "--listen",
+            "127.0.0.1:0",
+            "--admin",
+            "off",
+            "--max-memory",
+            "1",
+        ])
+        .arg("--data")
+        .arg(dir.path().join("data"))
+        .arg(guest("test-object"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("max_memory") && err.contains("--max-memory"),
+        "{err}"
     );
-    // Initial memories are not counted (max_live_objects bounds them): an event that does
-    // not grow its memory runs; the first that does is refused.
-    let tiny_url = |p: &str| format!("http://{}/test-object/t{p}", tiny.addr);
-    assert_eq!(get(&c, &tiny_url("/instance")).await.0, 200);
-    let (status, body) = get(&c, &tiny_url("/membomb")).await;
+}
+
+/// Guards against live instances taking the host past the kernel's limit outside the
+/// budget: each instance's initial linear memory counts against `--max-memory`, so with room
+/// for three instances of test-object, a fourth object is refused once (503 naming
+/// max_memory, an idle object asked to give its instance up) and served on the retry; live
+/// instances never hold more than the budget.
+#[tokio::test]
+async fn initial_memories_count_against_the_budget() {
+    use dohost::runtime::Dispatch as _;
+    let dir = tempfile::tempdir().unwrap();
+    let probe = TestHost::start_observed(&["test-object"], dir.path(), Limits::default()).await;
+    let c = client();
+    assert_eq!(get(&c, &probe.url("/test-object/p/instance")).await.0, 200);
+    // One instance's memory, as the budget counts it (nothing else is held between events).
+    let one = probe.runtime().memory().used();
+    assert!(
+        one >= 64 << 10,
+        "an instance's initial memory is counted: {one}"
+    );
+    probe.stop().await;
+
+    let dir = tempfile::tempdir().unwrap();
+    let limits = Limits {
+        max_memory: one * 3 + one / 2,
+        idle_timeout: Duration::from_secs(600),
+        ..Limits::default()
+    };
+    let host = TestHost::start_observed(&["test-object"], dir.path(), limits).await;
+    let rt = host.runtime().clone();
+    for n in 0..3 {
+        let (status, body) = get(&c, &host.url(&format!("/test-object/o{n}/instance"))).await;
+        assert_eq!(status, 200, "{body}");
+    }
+    assert_eq!(rt.live_instances(), 3);
+    let (status, body) = get(&c, &host.url("/test-object/o3/instance")).await;
     assert_eq!(status, 503, "{body}");
     assert!(body.contains("max_memory"), "{body}");
+    wait_until("an idle object gives its instance up", || async {
+        rt.live_instances() < 3
+    })
+    .await;
+    let (status, body) = get(&c, &host.url("/test-object/o3/instance")).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(rt.memory().used() <= rt.memory().limit());
+    host.stop().await;
 }
 
 /// A queued request whose client goes away is not run to its CPU limit: two endless loops
@@ -1210,4 +1267,101 @@ async fn a_client_leaving_does_not_stop_an_event_beside_deferred_requests() {
     );
     assert_eq!(waiter.await.unwrap(), (200, "woken".to_string()));
     host.stop().await;
+}
+
+/// Connects with a small receive buffer and sends `request` without ever reading: the
+/// answer piles up in the server, as behind a client that stopped reading.
+async fn unread(addr: std::net::SocketAddr, request: &str) -> tokio::net::TcpStream {
+    use tokio::io::AsyncWriteExt;
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let mut stream = socket.connect(addr).await.unwrap();
+    stream.write_all(request.as_bytes()).await.unwrap();
+    stream
+}
+
+/// Guards against answers nobody reads holding memory outside `--max-memory` for ever:
+/// the bytes of an answer not yet written count against the budget (two unread 16 MiB
+/// answers fill a budget with 20 MiB to spare, so the next request gets 503), and a
+/// connection whose writes make no progress for `--write-timeout-ms` is closed, which gives
+/// them back (the host serves again).
+#[tokio::test]
+async fn unread_answers_count_against_the_budget_until_the_write_timeout_closes_them() {
+    use dohost::runtime::Dispatch as _;
+    let dir = tempfile::tempdir().unwrap();
+    // One answer read in full: the instance's memory, which stays while it lives.
+    let probe = TestHost::start_observed(&["test-object"], dir.path(), Limits::default()).await;
+    let c = client();
+    let (status, body) = get(&c, &probe.url("/test-object/u/big?mib=16")).await;
+    assert_eq!((status, body.len()), (200, 16 << 20));
+    let instance = probe.runtime().memory().used();
+    probe.stop().await;
+
+    let limits = Limits {
+        max_memory: instance + (20 << 20),
+        write_timeout: Duration::from_millis(1500),
+        idle_timeout: Duration::from_secs(600),
+        ..Limits::default()
+    };
+    let host = TestHost::start_observed(&["test-object"], dir.path(), limits).await;
+    let rt = host.runtime().clone();
+    assert_eq!(get(&c, &host.url("/test-object/u/big?mib=16")).await.0, 200);
+    let request = "GET /test-object/u/big?mib=16 HTTP/1.1\r\nHost: x\r\n\r\n";
+    let first = unread(host.addr, request).await;
+    wait_until("the first unread answer is held", || async {
+        rt.memory().used() >= instance + (8 << 20)
+    })
+    .await;
+    let second = unread(host.addr, request).await;
+    wait_until("both unread answers are held", || async {
+        rt.memory().used() >= instance + (20 << 20)
+    })
+    .await;
+    let (status, body) = get(&c, &host.url("/test-object/u/instance")).await;
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("max_memory"), "{body}");
+
+    wait_until("the write timeout closes both", || async {
+        rt.memory().used() <= instance
+    })
+    .await;
+    for stream in [first, second] {
+        // Closed by the host: what the kernel buffered, then the end (or a reset).
+        use tokio::io::AsyncReadExt;
+        let mut stream = stream;
+        let mut sink = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(30), stream.read_to_end(&mut sink));
+        assert!(read.await.is_ok(), "the connection stayed open");
+        assert!(sink.len() < 16 << 20, "the whole answer was never written");
+    }
+    assert_eq!(get(&c, &host.url("/test-object/u/instance")).await.0, 200);
+    host.stop().await;
+}
+
+/// Guards against HTTP/2 over cleartext (h2c) slipping past the listener's bounds: the
+/// HTTP/2 preface is not answered and the connection is closed, never SETTINGS held open
+/// without a header or idle timeout; an `Upgrade: h2c` request is answered as HTTP/1.1.
+#[tokio::test]
+async fn http2_is_not_spoken_and_its_connections_are_closed() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = common::process::HostProcess::spawn(&dir.path().join("data"), &["counter"], &[]);
+    // The preface, then an empty SETTINGS frame, as an h2c client with prior knowledge.
+    let mut preface = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    preface.extend_from_slice(&[0, 0, 0, 4, 0, 0, 0, 0, 0]);
+    // hyper closes it unanswered: an HTTP/2 server would answer SETTINGS and hold it.
+    let answer = until_closed(send_raw(&host.addr, &preface).await).await;
+    assert!(
+        answer.is_empty() || answer.starts_with("HTTP/1.1 "),
+        "{answer:?}"
+    );
+    let upgrade = until_closed(
+        send_raw(
+            &host.addr,
+            b"GET /counter/h/get HTTP/1.1\r\nHost: x\r\nConnection: Upgrade, HTTP2-Settings, \
+              close\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQCAAAAAAIAAAAA\r\n\r\n",
+        )
+        .await,
+    )
+    .await;
+    assert!(upgrade.starts_with("HTTP/1.1 200"), "{upgrade}");
 }

@@ -379,6 +379,11 @@ async fn keep_live(o: &ScaleOpts, paths: &Paths) -> Result<std::result::Result<L
     let flags = [
         "--max-live-objects".to_string(),
         n.to_string(),
+        // Each live instance counts its whole initial memory (a Rust counter's is 1.1 MiB)
+        // against the budget, though an idle one touches about 60 KiB of it: room for all n,
+        // or the budget would evict them before this row could measure n held live.
+        "--max-memory".into(),
+        (u64::from(n) * (2 << 20)).to_string(),
         "--idle-secs".into(),
         "3600".into(),
         "--admin".into(),

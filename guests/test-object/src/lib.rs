@@ -8,6 +8,7 @@
 //! | `GET /get?key=K` | raw `get_bytes` (404 when absent) |
 //! | `POST /write-then-panic?key=K` | puts K then panics |
 //! | `GET /panic`, `/loop`, `/membomb`, `/stack` | panics, spins forever, allocates without end, recurses without end |
+//! | `GET /big?mib=N` | answers N MiB of `x` (for clients that never read their answer) |
 //! | `GET /hold?mib=N` | grows the instance's memory by N MiB and keeps it while the instance lives |
 //! | `GET /wait`, `/waiting`, `/wake` | defers its answer; how many wait; answers every waiter `woken` (answers how many) |
 //! | `GET /spin?ms=N` | spins N ms of wall-clock time (the host's clock), then answers `spun` |
@@ -230,6 +231,11 @@ impl DurableObject for TestObject {
                     "holding {} MiB",
                     self.held.iter().map(Vec::len).sum::<usize>() >> 20
                 )))
+            }
+            // An answer of `mib` MiB, for clients that do not read it.
+            "/big" => {
+                let mib: usize = req.require_query("mib")?;
+                Ok(Response::bytes(vec![b'x'; mib << 20]))
             }
             "/membomb" => {
                 let mut hoard: Vec<Vec<u8>> = Vec::new();

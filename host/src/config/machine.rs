@@ -50,15 +50,81 @@ pub fn memory_bytes() -> Option<u64> {
         let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
         Some(kib * 1024)
     });
-    // cgroup v2, then v1 (whose "no limit" is a huge number, which `min` ignores).
-    let cgroup = [
-        "/sys/fs/cgroup/memory.max",
-        "/sys/fs/cgroup/memory/memory.limit_in_bytes",
-    ]
-    .iter()
-    .find_map(|f| std::fs::read_to_string(f).ok()?.trim().parse::<u64>().ok());
+    let own = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+    let cgroup = cgroup_limit(&own, |f| std::fs::read_to_string(f).ok());
     match (total, cgroup) {
         (Some(t), Some(c)) => Some(t.min(c)),
         (t, c) => t.or(c),
+    }
+}
+
+/// The lowest memory limit on this process's own cgroup and its ancestors (a systemd unit's
+/// `MemoryMax` sits on the unit's cgroup, not the root), from `/proc/self/cgroup`'s text
+/// (`own`); v2, then v1, whose "no limit" is a huge number that `min` ignores.
+fn cgroup_limit(own: &str, read: impl Fn(&str) -> Option<String>) -> Option<u64> {
+    let mut limits = Vec::new();
+    for line in own.lines() {
+        let mut fields = line.splitn(3, ':');
+        let (Some(_), Some(controllers), Some(path)) =
+            (fields.next(), fields.next(), fields.next())
+        else {
+            continue;
+        };
+        let (base, file) = match controllers {
+            "" => ("/sys/fs/cgroup", "memory.max"),
+            c if c.split(',').any(|c| c == "memory") => {
+                ("/sys/fs/cgroup/memory", "memory.limit_in_bytes")
+            }
+            _ => continue,
+        };
+        // The cgroup itself, then each parent up to the root.
+        let mut dir = path.trim_end_matches('/').to_string();
+        loop {
+            let at = format!("{base}{dir}/{file}");
+            if let Some(limit) = read(&at).and_then(|t| t.trim().parse::<u64>().ok()) {
+                limits.push(limit);
+            }
+            match dir.rfind('/') {
+                Some(cut) => dir.truncate(cut),
+                None => break,
+            }
+        }
+    }
+    limits.into_iter().min()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::cgroup_limit;
+
+    /// A limit on the process's own cgroup (a systemd unit's MemoryMax) counts, not only the
+    /// root's; the lowest on the way up wins, and "max" is no limit.
+    #[test]
+    fn the_limit_is_read_from_the_process_own_cgroup_and_its_parents() {
+        let files = |f: &str| -> Option<String> {
+            match f {
+                "/sys/fs/cgroup/system.slice/dohost.service/memory.max" => {
+                    Some("3221225472\n".into())
+                }
+                "/sys/fs/cgroup/system.slice/memory.max" => Some("max\n".into()),
+                "/sys/fs/cgroup/memory.max" => None,
+                "/sys/fs/cgroup/memory/docker/abc/memory.limit_in_bytes" => {
+                    Some("1073741824\n".into())
+                }
+                "/sys/fs/cgroup/memory/memory.limit_in_bytes" => {
+                    Some("9223372036854771712\n".into())
+                }
+                _ => None,
+            }
+        };
+        assert_eq!(
+            cgroup_limit("0::/system.slice/dohost.service\n", files),
+            Some(3 << 30)
+        );
+        assert_eq!(
+            cgroup_limit("12:cpu,cpuacct:/docker/abc\n4:memory:/docker/abc\n", files),
+            Some(1 << 30)
+        );
+        assert_eq!(cgroup_limit("0::/\n", files), None);
     }
 }

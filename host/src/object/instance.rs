@@ -79,13 +79,17 @@ impl Actor {
         let bindings = match code.pre.instantiate_async(&mut store).await {
             Ok(b) => b,
             Err(e) => {
+                // The budget short of an initial memory is load, not a broken object: the
+                // refusal asked an idle object to give its instance up, and the client
+                // retries (503).
+                if let Some(e) = e.downcast_ref::<crate::wasm::state::MemoryBudgetExhausted>() {
+                    tracing::debug!(object = %self.label, "no room for an instance in max_memory");
+                    return Err(EventError::Unavailable(e.0.clone()));
+                }
                 let msg = format!("{e:#}");
                 tracing::error!(object = %self.label, error = %msg, "cannot instantiate");
                 // Slots are counted before instantiation, so the pool should never be full;
                 // if it is anyway, it is capacity (503), not a broken object.
-                if let Some(e) = e.downcast_ref::<crate::wasm::state::MemoryBudgetExhausted>() {
-                    return Err(EventError::Unavailable(e.0.clone()));
-                }
                 if e.downcast_ref::<wasmtime::PoolConcurrencyLimitError>()
                     .is_some()
                 {

@@ -9,7 +9,6 @@ use super::inspect::InspectError;
 use crate::wasm::engine;
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 /// What tells one component's bytes from another's.
 pub fn hash(component: &[u8]) -> [u8; 32] {
@@ -29,17 +28,14 @@ impl Runtime {
             .cloned()
             .ok_or_else(|| InspectError::NotFound(format!("no binding named {binding:?}")))?;
         let new_hash = hash(&component);
-        static NEXT: AtomicU64 = AtomicU64::new(0);
-        let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let path = self.cache_dir.join(format!("{binding}.deploy-{n}.wasm"));
         let rt = self.clone();
+        // Messages name the component by its class, never by a path in the data directory.
+        let name = format!("the component deployed to {binding:?}");
         let pre = tokio::task::spawn_blocking(move || {
-            std::fs::create_dir_all(&rt.cache_dir)?;
-            std::fs::write(&path, &component)?;
-            let compiled = engine::load_component(&rt.env.engine, &path, &rt.cache_dir)
-                .and_then(|c| engine::prepare(&rt.linker, &c, &path));
-            let _ = std::fs::remove_file(&path);
-            compiled
+            let component =
+                engine::load_component_bytes(&rt.env.engine, component, &name, &rt.cache_dir)?;
+            engine::check_initial_memory(&component, &name, rt.limits())?;
+            engine::prepare(&rt.linker, &component, &name)
         })
         .await
         .map_err(|e| InspectError::Unavailable(format!("the deploy stopped: {e}")))?

@@ -118,7 +118,9 @@ impl Runtime {
         for class in &config.classes {
             if !compiled.contains_key(&class.component) {
                 let component = engine::load_component(&engine, &class.component, &cache_dir)?;
-                let pre = engine::prepare(&linker, &component, &class.component)?;
+                let name = class.component.display().to_string();
+                engine::check_initial_memory(&component, &name, &config.limits)?;
+                let pre = engine::prepare(&linker, &component, &name)?;
                 compiled.insert(class.component.clone(), pre);
             }
         }

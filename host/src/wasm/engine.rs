@@ -268,10 +268,20 @@ pub fn prepare_worker(
 /// exact file and engine.
 pub fn load_component(engine: &Engine, path: &Path, cache_dir: &Path) -> Result<Component> {
     let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    load_component_bytes(engine, bytes, &path.display().to_string(), cache_dir)
+}
+
+/// Loads a component from its bytes; `name` says what it is in messages (a deploy's
+/// component has no file, and its messages must not name the data directory).
+pub fn load_component_bytes(
+    engine: &Engine,
+    bytes: Vec<u8>,
+    name: &str,
+    cache_dir: &Path,
+) -> Result<Component> {
     if !bytes.starts_with(b"\0asm") {
         return Err(anyhow!(
-            "{} is not a WebAssembly file (it does not start with the \\0asm magic)",
-            path.display()
+            "{name} is not a WebAssembly file (it does not start with the \\0asm magic)"
         ));
     }
     let cache_file = cache_path(engine, &bytes, cache_dir);
@@ -286,25 +296,62 @@ pub fn load_component(engine: &Engine, path: &Path, cache_dir: &Path) -> Result<
         }
     }
     tracing::info!(
-        component = %path.display(),
+        component = name,
         bytes = bytes.len(),
         "compiling component (large Python or JavaScript components take seconds; the code \
          is cached for the next start)"
     );
     let started = std::time::Instant::now();
-    let compiled = engine.precompile_component(&bytes).map_err(|e| {
-        anyhow!(
-            "{} is not a valid WebAssembly component: {e:#}",
-            path.display()
-        )
-    })?;
-    tracing::info!(component = %path.display(), elapsed = ?started.elapsed(), "compiled");
+    let compiled = engine
+        .precompile_component(&bytes)
+        .map_err(|e| anyhow!("{name} is not a valid WebAssembly component: {e:#}"))?;
+    tracing::info!(component = name, elapsed = ?started.elapsed(), "compiled");
     if let Err(e) = write_cache(&cache_file, &compiled) {
         tracing::warn!(file = %cache_file.display(), error = %e, "cannot write the compiled-code cache");
     }
     // SAFETY: `compiled` was just produced by this engine.
     unsafe { Component::deserialize(engine, &compiled) }
-        .map_err(|e| anyhow!("cannot load the compiled code of {}: {e:#}", path.display()))
+        .map_err(|e| anyhow!("cannot load the compiled code of {name}: {e:#}"))
+}
+
+/// The linear memory an instance of `component` starts with, in bytes (its largest
+/// memory's initial size; None when it cannot be known before instantiation).
+pub fn initial_memory(component: &Component) -> Option<u64> {
+    let pages = component.resources_required()?.max_initial_memory_size?;
+    Some(pages.saturating_mul(64 * 1024))
+}
+
+/// Refuses a component that could never start under `limits`: its initial memory (which
+/// each live instance holds against `max_memory`) is over `memory_bytes` or the budget.
+pub fn check_initial_memory(component: &Component, name: &str, limits: &Limits) -> Result<()> {
+    let Some(initial) = initial_memory(component) else {
+        return Ok(());
+    };
+    let mib = |b: u64| b as f64 / f64::from(1 << 20);
+    if initial > limits.memory_per_instance as u64 {
+        anyhow::bail!(
+            "{name} starts with {:.1} MiB of linear memory, more than one instance may use \
+             ({:.1} MiB: memory_bytes); raise --memory-bytes, or shrink the component's \
+             initial memory",
+            mib(initial),
+            mib(limits.memory_per_instance as u64)
+        );
+    }
+    if initial > limits.max_memory as u64 {
+        anyhow::bail!(
+            "{name} starts with {:.1} MiB of linear memory, more than the host's whole budget \
+             ({:.1} MiB: max_memory); raise --max-memory",
+            mib(initial),
+            mib(limits.max_memory as u64)
+        );
+    }
+    tracing::info!(
+        component = name,
+        initial_memory = initial,
+        "each live instance holds its initial memory against max_memory: at most {} at once",
+        limits.max_memory as u64 / initial.max(1)
+    );
+    Ok(())
 }
 
 fn cache_path(engine: &Engine, bytes: &[u8], cache_dir: &Path) -> PathBuf {
@@ -331,20 +378,16 @@ fn write_cache(file: &Path, compiled: &[u8]) -> Result<()> {
 pub fn prepare(
     linker: &Linker<ObjectState>,
     component: &Component,
-    path: &Path,
+    name: &str,
 ) -> Result<ObjectPre<ObjectState>> {
     let pre = linker.instantiate_pre(component).map_err(|e| {
         anyhow!(
-            "{} does not fit dohost's object world (does it import something dohost does not \
-             provide?): {e:#}",
-            path.display()
+            "{name} does not fit dohost's object world (does it import something dohost does \
+             not provide?): {e:#}"
         )
     })?;
     ObjectPre::new(pre).map_err(|e| {
-        anyhow!(
-            "{} is not a dohost object class (it must export dohost:object/handler): {e:#}",
-            path.display()
-        )
+        anyhow!("{name} is not a dohost object class (it must export dohost:object/handler): {e:#}")
     })
 }
 

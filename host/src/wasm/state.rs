@@ -303,10 +303,11 @@ impl wasmtime::ResourceLimiter for Limiter {
             }
             .into());
         }
-        // An instance's initial memory (the call with `current` 0) is not counted: it is
-        // what the component declares, mostly never touched, and bounded by
-        // max_live_objects; growth is what a guest asks for at run time.
-        if current > 0 && !self.held.grow(desired.saturating_sub(current)) {
+        // An instance's initial memory (the call with `current` 0) counts too: a Python or
+        // JavaScript instance touches megabytes of it, and a component may declare a large
+        // one, so live instances alone could take the host past the kernel's limit; counted,
+        // a full budget asks idle objects to give theirs up instead.
+        if !self.held.grow(desired.saturating_sub(current)) {
             self.budget_hit = true;
             return Err(MemoryBudgetExhausted(self.held.budget().exhausted()).into());
         }
