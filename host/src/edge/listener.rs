@@ -80,8 +80,8 @@ pub async fn serve(
 ) {
     use hyper_util::rt::{TokioIo, TokioTimer};
     // HTTP/1 only, for real: hyper-util's `auto` builder sniffs the HTTP/2 preface even when
-    // told `http1_only`, and HTTP/2 connections would have none of the bounds below. An
-    // HTTP/2 preface gets hyper's 505 and the connection closes.
+    // told `http1_only`, and HTTP/2 connections would have none of the bounds below. hyper
+    // closes a connection that opens with the HTTP/2 preface, unanswered.
     let mut builder = hyper::server::conn::http1::Builder::new();
     // hyper starts this deadline when it waits for a request's headers, and for each next
     // one on a kept-alive connection: the idle timeout too. Before that (a client that sends

@@ -291,9 +291,9 @@ fn respond(
         (_, Some(stream), _) => stream::respond(&*rt, response, stream, abort),
         // Any other answer drops a socket accepted along the way.
         _ => {
-            let body = bytes::Bytes::from(std::mem::take(&mut response.body));
+            let body = std::mem::take(&mut response.body);
             let mut http = to_http(response)?;
-            *http.body_mut() = answer::HeldAnswer::body(body, rt.memory().clone());
+            *http.body_mut() = answer::held(body, rt.memory().clone());
             Ok(http)
         }
     }

@@ -125,6 +125,13 @@ impl Actor {
             self.env.metrics.cancelled_events.inc();
             return;
         }
+        // Requests admitted together (the budget had room when each arrived) would each add
+        // an answer past it: one that finds it used up by now is refused before it runs.
+        let budget = &self.env.shared.memory;
+        if budget.used() >= budget.limit() {
+            let _ = reply.send(Outcome::failed(EventError::Unavailable(budget.exhausted())));
+            return;
+        }
         if let Err(e) = self.ensure_live().await {
             let _ = reply.send(Outcome::failed(e));
             return;

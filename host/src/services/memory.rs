@@ -10,6 +10,10 @@ use tokio::sync::Notify;
 pub struct MemoryBudget {
     used: AtomicUsize,
     limit: usize,
+    /// Tasks waiting in `room_for`, and what wakes them: `give_back` notifies only while
+    /// someone waits, so the hot path takes no lock.
+    waiting: AtomicUsize,
+    released: Notify,
     /// Signalled at each refusal: the instance slots' pressure, which asks one idle object
     /// to give up its instance, and with it the memory its guest grew.
     pressure: Arc<Notify>,
@@ -20,6 +24,8 @@ impl MemoryBudget {
         Arc::new(MemoryBudget {
             used: AtomicUsize::new(0),
             limit,
+            waiting: AtomicUsize::new(0),
+            released: Notify::new(),
             pressure: Arc::new(Notify::new()),
         })
     }
@@ -52,6 +58,39 @@ impl MemoryBudget {
 
     pub fn give_back(&self, bytes: usize) {
         self.used.fetch_sub(bytes, Ordering::AcqRel);
+        if self.waiting.load(Ordering::Acquire) > 0 {
+            self.released.notify_waiters();
+        }
+    }
+
+    /// Waits, at most `within`, until `bytes` more would fit, asking idle objects to give
+    /// their instances up meanwhile (one per release that still leaves too little); false
+    /// when they still do not fit. Nothing is taken: a racing taker can still win.
+    pub async fn room_for(&self, bytes: usize, within: std::time::Duration) -> bool {
+        let fits = || self.used().saturating_add(bytes) <= self.limit;
+        if fits() {
+            return true;
+        }
+        if bytes > self.limit {
+            return false;
+        }
+        let deadline = tokio::time::Instant::now() + within;
+        self.waiting.fetch_add(1, Ordering::AcqRel);
+        let fitted = loop {
+            let released = self.released.notified();
+            tokio::pin!(released);
+            // Registered before the check, so a release in between is not missed.
+            released.as_mut().enable();
+            if fits() {
+                break true;
+            }
+            self.pressure.notify_one();
+            if tokio::time::timeout_at(deadline, released).await.is_err() {
+                break fits();
+            }
+        };
+        self.waiting.fetch_sub(1, Ordering::AcqRel);
+        fitted
     }
 
     pub fn used(&self) -> usize {
@@ -88,13 +127,6 @@ impl Held {
     pub fn forced(budget: Arc<MemoryBudget>, bytes: usize) -> Held {
         budget.take_anyway(bytes);
         Held { budget, bytes }
-    }
-
-    /// Gives `fewer` of the held bytes back early.
-    pub fn shrink(&mut self, fewer: usize) {
-        let fewer = fewer.min(self.bytes);
-        self.bytes -= fewer;
-        self.budget.give_back(fewer);
     }
 
     /// Holds `more` bytes too, if they fit.
@@ -161,6 +193,39 @@ impl Drop for QueuedBytes {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A waiter is woken by a release that makes room, and gives up at its deadline when
+    /// none does; asking for more than the whole budget fails at once.
+    #[tokio::test]
+    async fn room_comes_with_a_release_or_not_at_all() {
+        let budget = MemoryBudget::new(100);
+        let mut held = Held::none(budget.clone());
+        assert!(held.grow(80));
+        let waiter = {
+            let budget = budget.clone();
+            tokio::spawn(async move {
+                budget
+                    .room_for(50, std::time::Duration::from_secs(600))
+                    .await
+            })
+        };
+        // The waiter asked idle objects to leave; one does.
+        budget.pressure().notified().await;
+        drop(held);
+        assert!(waiter.await.unwrap());
+        let mut held = Held::none(budget.clone());
+        assert!(held.grow(80));
+        assert!(
+            !budget
+                .room_for(50, std::time::Duration::from_millis(1))
+                .await
+        );
+        assert!(
+            !budget
+                .room_for(101, std::time::Duration::from_secs(600))
+                .await
+        );
+    }
 
     #[test]
     fn holds_up_to_the_limit_and_gives_back_on_drop() {
