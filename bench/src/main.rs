@@ -106,6 +106,32 @@ struct Opts {
     /// Chat rooms those sockets are spread over.
     #[arg(long, default_value_t = 100)]
     rooms: u32,
+    /// Connections that ask for a large answer and read only its status line (bounds
+    /// table).
+    #[arg(long, default_value_t = 60)]
+    unread: u32,
+    /// MiB of each answer they leave unread.
+    #[arg(long, default_value_t = 16)]
+    unread_answer_mib: u64,
+    /// `--max-memory` of the host they hit, in MiB.
+    #[arg(long, default_value_t = 512)]
+    unread_budget_mib: u64,
+    /// `--write-timeout-ms` of that host.
+    #[arg(long, default_value_t = 3000)]
+    write_timeout_ms: u64,
+    /// Connections that send the HTTP/2 preface and then idle (bounds table); also that
+    /// host's `--max-connections`.
+    #[arg(long, default_value_t = 300)]
+    h2c: u32,
+    /// Python objects created one after another (bounds table).
+    #[arg(long, default_value_t = 2000)]
+    py_objects: u32,
+    /// `--max-memory` of the host they run on, in MiB.
+    #[arg(long, default_value_t = 256)]
+    py_budget_mib: u64,
+    /// The bounds rows to run, comma-separated, in that order.
+    #[arg(long, value_enum, value_delimiter = ',', default_values_t = bounds::Bound::ALL)]
+    bounds_rows: Vec<bounds::Bound>,
     /// Run only the scale table (servers side by side, rounds interleaved).
     #[arg(long)]
     scale_only: bool,
@@ -170,6 +196,14 @@ impl Opts {
             flood: self.flood,
             sockets: self.sockets,
             rooms: self.rooms.max(1),
+            unread: self.unread,
+            unread_answer_mib: self.unread_answer_mib,
+            unread_budget_mib: self.unread_budget_mib,
+            write_timeout_ms: self.write_timeout_ms,
+            h2c: self.h2c,
+            py_objects: self.py_objects,
+            py_budget_mib: self.py_budget_mib,
+            rows: self.bounds_rows.clone(),
         }
     }
 }
