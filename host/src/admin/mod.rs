@@ -9,6 +9,7 @@ mod edits;
 mod objects;
 
 use crate::runtime::Runtime;
+use crate::services::secret::same;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::extract::{Request, State};
@@ -139,12 +140,6 @@ async fn authorized(State(s): State<AdminState>, req: Request, next: Next) -> Re
         }
     }
     next.run(req).await
-}
-
-/// Compares without stopping at the first difference, so the time taken says nothing of
-/// how much of a guess was right.
-fn same(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// `GET /`: the web inspector.
