@@ -5,6 +5,7 @@
 
 pub mod by_object;
 pub mod calls;
+pub mod guest_output;
 pub mod handoff;
 pub mod memory;
 pub mod metrics;
