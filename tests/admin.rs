@@ -482,6 +482,12 @@ async fn a_backup_under_writes_restores_an_acknowledged_prefix() {
     };
     let ended = std::time::Instant::now();
     assert!(saved.contains("written to"), "{saved}");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&file).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "a backup is readable by its user only");
+    }
     let value_now = || async {
         get(&c, &format!("http://{}/counter/b/get", host.addr))
             .await
@@ -860,4 +866,134 @@ async fn a_web_page_can_neither_change_nor_read_the_admin_api() {
     let answer = raw(&admin, &own).await;
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     assert_eq!(get(&c, &public).await, (200, "2".into()));
+}
+
+/// The admin router of an in-process host, called without a listener: an answer's body
+/// is read only when the test reads it.
+fn admin_router(host: &TestHost) -> axum::Router {
+    dohost::admin::router(host.runtime().clone(), dohost::admin::Access::default())
+}
+
+async fn call(
+    admin: &axum::Router,
+    mut req: axum::http::Request<axum::body::Body>,
+) -> axum::response::Response {
+    use tower::ServiceExt;
+    // As a client over the network would (the listener refuses a request without one).
+    req.headers_mut()
+        .entry(axum::http::header::HOST)
+        .or_insert(axum::http::HeaderValue::from_static("127.0.0.1"));
+    admin.clone().oneshot(req).await.unwrap()
+}
+
+async fn text_of(answer: axum::response::Response) -> String {
+    use http_body_util::BodyExt;
+    let bytes = answer.into_body().collect().await.unwrap().to_bytes();
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
+/// Guards against backups copied into the system's temporary directory, readable by every
+/// user, as many at once as asked for: the copy is written beside the data with mode 0600
+/// (seen through the download's open file, which has left the directory already), and a
+/// second backup while the first downloads is refused 503 with `Retry-After`, without
+/// naming the data directory; once the first download is done, the next runs.
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn backups_are_private_beside_the_data_and_one_at_a_time() {
+    use axum::body::Body;
+    use axum::http::Request;
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let host = TestHost::start_observed(&["counter"], dir.path(), dohost::Limits::default()).await;
+    let c = client();
+    assert_eq!(get(&c, &host.url("/counter/b/increment")).await.1, "1");
+    let admin = admin_router(&host);
+    let backup = || Request::get("/backup").body(Body::empty()).unwrap();
+    let first = call(&admin, backup()).await;
+    assert_eq!(first.status(), 200);
+    let data = std::fs::canonicalize(&host.data).unwrap();
+    let prefix = format!("{}/dohost.redb.backup-", data.display());
+    let copies: Vec<std::path::PathBuf> = std::fs::read_dir("/proc/self/fd")
+        .unwrap()
+        .filter_map(|fd| {
+            let fd = fd.ok()?.path();
+            let target = std::fs::read_link(&fd).ok()?;
+            target.to_str()?.starts_with(&prefix).then_some(fd)
+        })
+        .collect();
+    assert_eq!(copies.len(), 1, "one copy beside the data, held open");
+    let mode = std::fs::metadata(&copies[0]).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "the copy is readable by its user only");
+    assert!(
+        std::fs::read_dir(&data).unwrap().all(|e| !e
+            .unwrap()
+            .file_name()
+            .to_string_lossy()
+            .contains("backup")),
+        "the copy has left the directory already"
+    );
+
+    let second = call(&admin, backup()).await;
+    assert_eq!(second.status(), 503);
+    assert_eq!(second.headers()["retry-after"], "5");
+    let why = text_of(second).await;
+    assert!(why.contains("a backup is running already"), "{why}");
+    assert!(!why.contains(&*dir.path().to_string_lossy()), "{why}");
+
+    assert!(!text_of(first).await.is_empty());
+    assert_eq!(call(&admin, backup()).await.status(), 200);
+    drop(admin);
+    host.stop().await;
+}
+
+/// Guards against deploys without bound (each holds up to 256 MiB of component, and its
+/// compilation, in memory): while `MAX_CONCURRENT_DEPLOYS` deploys are still sending their
+/// bodies, one more is refused 503 with `Retry-After` before its body is read; once they
+/// end, a deploy runs again (this one is refused for what it is: not a component).
+#[tokio::test]
+async fn deploys_past_the_bound_are_refused_until_one_ends() {
+    use axum::body::Body;
+    use axum::http::Request;
+    let dir = tempfile::tempdir().unwrap();
+    let host = TestHost::start_observed(&["counter"], dir.path(), dohost::Limits::default()).await;
+    let admin = admin_router(&host);
+    fn deploy(body: Body) -> Request<Body> {
+        Request::post("/classes/counter/deploy").body(body).unwrap()
+    }
+    let garbage = || deploy(Body::from("not a component"));
+    // A deploy whose body never ends, holding its permit until aborted.
+    let endless = || {
+        let admin = admin.clone();
+        let body = futures::stream::pending::<Result<bytes::Bytes, std::io::Error>>();
+        tokio::spawn(async move { call(&admin, deploy(Body::from_stream(body))).await })
+    };
+    let mut deploying: Vec<_> = (0..dohost::admin::MAX_CONCURRENT_DEPLOYS)
+        .map(|_| endless())
+        .collect();
+    // A probe holds a permit for a moment too, so an endless deploy may be refused in its
+    // place: it is started again. A probe refused while every endless deploy runs was
+    // refused for them.
+    let mut refused = None;
+    for _ in 0..6000 {
+        for d in deploying.iter_mut().filter(|d| d.is_finished()) {
+            *d = endless();
+        }
+        let probe = call(&admin, garbage()).await;
+        if probe.status() == 503 && deploying.iter().all(|d| !d.is_finished()) {
+            refused = Some(probe);
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let refused = refused.expect("a deploy past the bound is refused");
+    assert_eq!(refused.headers()["retry-after"], "5");
+    let why = text_of(refused).await;
+    assert!(why.contains("deploys are running already"), "{why}");
+    for d in deploying {
+        d.abort();
+        let _ = d.await;
+    }
+    assert_eq!(call(&admin, garbage()).await.status(), 400);
+    drop(admin);
+    host.stop().await;
 }

@@ -1383,3 +1383,30 @@ async fn wait_for_exit(child: &mut std::process::Child) -> Option<std::process::
     }
     None
 }
+
+/// Guards against a guest flooding the host's log through stdout and stderr: with an
+/// allowance of 300 bytes a minute, an object printing about 100 bytes a request is cut
+/// after its third request, and the log says so, naming the flag, instead of printing the
+/// rest.
+#[tokio::test]
+async fn a_guests_output_past_its_allowance_is_dropped_and_the_log_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = common::process::HostProcess::spawn(
+        &dir.path().join("data"),
+        &["test-object"],
+        &["--guest-log-bytes-per-minute", "300"],
+    );
+    let c = client();
+    let url = format!("http://{}/test-object/chatty/log", host.addr);
+    for _ in 0..20 {
+        assert_eq!(get(&c, &url).await.0, 200);
+    }
+    wait_until("the log says the output is dropped", || async {
+        host.log()
+            .contains("(guest_log_bytes_per_minute): the rest")
+    })
+    .await;
+    let printed = host.log().matches("hello on stdout").count();
+    // Three within the minute; a slow run may see a second minute begin, never twenty.
+    assert!((1..10).contains(&printed), "{printed} lines printed");
+}

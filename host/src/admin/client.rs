@@ -85,14 +85,20 @@ pub fn query(pairs: &[(&str, Option<String>)]) -> String {
 }
 
 /// Saves the node's backup (`GET /backup`) to `to`, which must not exist: written beside
-/// it first, fsynced, then renamed into place.
+/// it first, readable by this user only (it holds every object's data), fsynced, then
+/// renamed into place.
 pub fn download_backup(admin: &str, token: Option<&str>, to: &std::path::Path) -> Result<u64> {
     use std::io::Write;
     anyhow::ensure!(!to.exists(), "{} exists already", to.display());
     let partial = to.with_extension("partial");
     let written = on_runtime(async {
         let mut body = send(admin, token, hyper::Method::GET, "/backup", Vec::new()).await?;
-        let mut file = std::fs::File::create(&partial)
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let mut file = options
+            .open(&partial)
             .with_context(|| format!("cannot create {}", partial.display()))?;
         let mut written = 0u64;
         while let Some(frame) = body.frame().await {

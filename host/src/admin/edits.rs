@@ -2,7 +2,7 @@
 //! delete or run the alarm (each an event of the object, answered once durable), evict the
 //! instance, list its sockets and streams — and to a class's code (a deploy).
 
-use super::AdminState;
+use super::{AdminState, MAX_CONCURRENT_DEPLOYS};
 use crate::object::EditOp;
 use crate::runtime::inspect::InspectError;
 use axum::Json;
@@ -110,6 +110,23 @@ pub async fn deploy(
     Path(binding): Path<String>,
     body: Bytes,
 ) -> Answer {
-    let version = s.runtime.deploy(&binding, body.to_vec()).await?;
+    // `Vec::from` takes the buffer over when nothing else holds it (no second copy).
+    let version = s.runtime.deploy(&binding, Vec::from(body)).await?;
     Ok(Json(json!({ "version": version })))
+}
+
+/// At most `MAX_CONCURRENT_DEPLOYS` deploys run at once (their bodies and compilations
+/// held in memory); one more is refused before its body is read.
+pub async fn bounded_deploys(
+    State(s): State<AdminState>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let Ok(_running) = s.deploys.clone().try_acquire_owned() else {
+        return super::busy(format!(
+            "{MAX_CONCURRENT_DEPLOYS} deploys are running already (at most \
+             {MAX_CONCURRENT_DEPLOYS} at once); try again when one is done"
+        ));
+    };
+    next.run(req).await
 }

@@ -10,6 +10,7 @@ mod guard;
 mod objects;
 
 use crate::runtime::Runtime;
+use crate::services::secret::same;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::extract::{Request, State};
@@ -20,10 +21,22 @@ use axum::routing::{get, post, put};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
+use tokio::sync::Semaphore;
 
 /// The largest component a deploy takes (Python and JavaScript components run to tens of
 /// megabytes).
 pub const MAX_COMPONENT_BYTES: usize = 256 << 20;
+
+/// Backups written at once: each holds a copy of the whole database on the data
+/// directory's disk until its download ends; one more is refused (503, `Retry-After`).
+pub const MAX_CONCURRENT_BACKUPS: usize = 1;
+
+/// Deploys running at once: each holds its component (up to `MAX_COMPONENT_BYTES`) and its
+/// compilation in memory; one more is refused (503, `Retry-After`) before its body is read.
+pub const MAX_CONCURRENT_DEPLOYS: usize = 2;
+
+/// The `Retry-After` of those refusals, in seconds.
+const BUSY_RETRY_AFTER_SECS: u32 = 5;
 
 /// Where the admin listener listens unless told otherwise.
 pub const DEFAULT_ADDR: &str = "127.0.0.1:8788";
@@ -67,12 +80,17 @@ pub fn read_token(file: &Path) -> anyhow::Result<String> {
 pub(crate) struct AdminState {
     runtime: Arc<Runtime>,
     token: Option<Arc<str>>,
+    /// Permits for `MAX_CONCURRENT_BACKUPS` and `MAX_CONCURRENT_DEPLOYS`.
+    backups: Arc<Semaphore>,
+    deploys: Arc<Semaphore>,
 }
 
 pub fn router(runtime: Arc<Runtime>, access: Access) -> Router {
     let state = AdminState {
         runtime,
         token: access.token.map(Arc::from),
+        backups: Arc::new(Semaphore::new(MAX_CONCURRENT_BACKUPS)),
+        deploys: Arc::new(Semaphore::new(MAX_CONCURRENT_DEPLOYS)),
     };
     let hosts = guard::Hosts(
         access
@@ -88,7 +106,14 @@ pub fn router(runtime: Arc<Runtime>, access: Access) -> Router {
         .route("/classes/{binding}/objects", get(objects::objects))
         .route(
             "/classes/{binding}/deploy",
-            post(edits::deploy).layer(DefaultBodyLimit::max(MAX_COMPONENT_BYTES)),
+            post(edits::deploy)
+                .layer(DefaultBodyLimit::max(MAX_COMPONENT_BYTES))
+                // Outside the handler, so a deploy past the bound is refused before its
+                // body is read.
+                .layer(axum::middleware::from_fn_with_state(
+                    state.clone(),
+                    edits::bounded_deploys,
+                )),
         )
         .route(
             "/objects/{binding}/{id}/entries",
@@ -152,10 +177,19 @@ async fn authorized(State(s): State<AdminState>, req: Request, next: Next) -> Re
     next.run(req).await
 }
 
-/// Compares without stopping at the first difference, so the time taken says nothing of
-/// how much of a guess was right.
-fn same(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+/// A refusal because `what` runs as often at once as it may: 503, `Retry-After`, and the
+/// error as the admin API words its others (`{"error": …}`).
+fn busy(what: String) -> Response {
+    let mut refused = (
+        StatusCode::SERVICE_UNAVAILABLE,
+        axum::Json(serde_json::json!({ "error": what })),
+    )
+        .into_response();
+    refused.headers_mut().insert(
+        header::RETRY_AFTER,
+        HeaderValue::from(BUSY_RETRY_AFTER_SECS),
+    );
+    refused
 }
 
 /// `GET /`: the web inspector.

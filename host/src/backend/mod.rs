@@ -105,8 +105,10 @@ pub trait Storage: Send + Sync + 'static {
     fn stored_bytes(&self) -> anyhow::Result<HashMap<u64, u64>>;
 
     /// Writes a consistent copy of everything stored (classes, objects, alarms, migration
-    /// history) to the new file `to`, while writes go on; blocks.
-    fn backup(&self, _to: &std::path::Path) -> anyhow::Result<()> {
+    /// history) while writes go on, into a file beside the data that only this user may
+    /// read and that is gone from the directory already; answers it open for reading
+    /// (its space goes back when it is closed); blocks.
+    fn backup(&self) -> anyhow::Result<std::fs::File> {
         anyhow::bail!(
             "this node keeps its data in PostgreSQL: back it up with PostgreSQL's own tools \
              (pg_dump --schema=dohost, or a base backup)"

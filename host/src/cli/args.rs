@@ -302,6 +302,10 @@ pub struct LimitArgs {
     /// a socket whose message does not fit is closed.
     #[arg(long)]
     pub max_memory: Option<usize>,
+    /// Bytes of stdout and stderr one object may print a minute; the rest of the minute's
+    /// is dropped, and the log says so and how much.
+    #[arg(long)]
+    pub guest_log_bytes_per_minute: Option<usize>,
 }
 
 impl LimitArgs {
@@ -337,6 +341,7 @@ impl LimitArgs {
             slot_wait_ms: self.slot_wait_ms,
             max_worker_instances: self.max_worker_instances,
             shutdown_timeout_secs: self.shutdown_timeout_secs,
+            guest_log_bytes_per_minute: self.guest_log_bytes_per_minute,
         }
         .apply(limits)
         .context("--idle-secs")

@@ -102,6 +102,7 @@ pub struct FileLimits {
     pub slot_wait_ms: Option<u64>,
     pub max_worker_instances: Option<u32>,
     pub shutdown_timeout_secs: Option<u64>,
+    pub guest_log_bytes_per_minute: Option<usize>,
 }
 
 impl FileLimits {
@@ -128,7 +129,8 @@ impl FileLimits {
             max_connections,
             max_long_events,
             max_memory,
-            max_worker_instances
+            max_worker_instances,
+            guest_log_bytes_per_minute
         );
         if let Some(n) = self.max_live_objects {
             limits.max_live_objects = Some(n);

@@ -146,6 +146,9 @@ pub struct Limits {
     /// Guest events running past their first time slices at once (`FREE_TICKS`); the rest
     /// wait their turn, oldest first, and each running one gives its turn up every slice.
     pub max_long_events: u32,
+    /// Bytes of stdout and stderr one object may print a minute; the rest of the minute's
+    /// is dropped, and the log says so and how much.
+    pub guest_log_bytes_per_minute: usize,
 }
 
 impl Default for Limits {
@@ -182,6 +185,7 @@ impl Default for Limits {
             max_connections: 20_000,
             max_memory: machine::default_max_memory(),
             max_long_events: machine::default_max_long_events(),
+            guest_log_bytes_per_minute: 1024 * 1024,
         }
     }
 }
@@ -255,6 +259,10 @@ impl Limits {
             ("max_connections", self.max_connections.to_string()),
             ("max_long_events", self.max_long_events.to_string()),
             ("max_memory", self.max_memory.to_string()),
+            (
+                "guest_log_bytes_per_minute",
+                self.guest_log_bytes_per_minute.to_string(),
+            ),
         ]
     }
 }

@@ -112,10 +112,11 @@ impl Runtime {
             .map_err(InspectError::Storage)
     }
 
-    /// Writes a consistent copy of the node's storage to the new file `to` (blocks).
-    pub fn backup_to(&self, to: &std::path::Path) -> Result<(), InspectError> {
+    /// A consistent copy of the node's storage, written beside its data, open for reading
+    /// (see `Storage::backup`); blocks.
+    pub fn backup(&self) -> Result<std::fs::File, InspectError> {
         self.storage_now()?
-            .backup(to)
+            .backup()
             .map_err(|e| InspectError::Unavailable(format!("{e:#}")))
     }
 

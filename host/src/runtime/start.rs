@@ -244,6 +244,9 @@ impl Runtime {
                 shared: crate::wasm::state::Shared {
                     memory: memory.clone(),
                     cpu: crate::wasm::cpu_gate::CpuGate::new(l.max_long_events as usize),
+                    guest_output: Arc::new(crate::services::guest_output::GuestOutput::new(
+                        l.guest_log_bytes_per_minute,
+                    )),
                 },
                 sockets: Arc::new(Sockets::new(
                     l.ws_send_queue,

@@ -1,5 +1,7 @@
-//! Guest stdout and stderr: each line goes to the host's log, tagged with the object.
+//! Guest stdout and stderr: each line goes to the host's log, tagged with the object,
+//! within the object's allowance (`GuestOutput`).
 
+use crate::services::guest_output::{GuestOutput, Verdict};
 use bytes::Bytes;
 use std::io;
 use std::pin::Pin;
@@ -23,15 +25,17 @@ struct LineBuffer {
     object: Arc<str>,
     stream: &'static str,
     buf: Vec<u8>,
+    output: Arc<GuestOutput>,
 }
 
 impl GuestLog {
-    pub fn new(object: Arc<str>, stream: &'static str) -> Self {
+    pub fn new(object: Arc<str>, stream: &'static str, output: Arc<GuestOutput>) -> Self {
         GuestLog {
             inner: Arc::new(Mutex::new(LineBuffer {
                 object,
                 stream,
                 buf: Vec::new(),
+                output,
             })),
         }
     }
@@ -61,8 +65,33 @@ impl GuestLog {
 
 impl LineBuffer {
     fn emit(&self, line: &[u8]) {
+        let object = &self.object;
+        match self
+            .output
+            .line(object, line.len(), std::time::Instant::now())
+        {
+            Verdict::Drop { first: false } => return,
+            Verdict::Drop { first: true } => {
+                tracing::warn!(
+                    target: "dohost::guest", object = %object,
+                    "this object printed more than {} bytes this minute \
+                     (guest_log_bytes_per_minute): the rest of the minute's output is dropped",
+                    self.output.bytes_per_window()
+                );
+                return;
+            }
+            Verdict::Log { dropped: Some(d) } => {
+                tracing::warn!(
+                    target: "dohost::guest", object = %object,
+                    "{} lines ({} bytes) of this object's output were dropped \
+                     (guest_log_bytes_per_minute)",
+                    d.lines, d.bytes
+                );
+            }
+            Verdict::Log { dropped: None } => {}
+        }
         let line = String::from_utf8_lossy(line);
-        tracing::info!(target: "dohost::guest", object = %self.object, stream = self.stream, "{line}");
+        tracing::info!(target: "dohost::guest", object = %object, stream = self.stream, "{line}");
     }
 }
 

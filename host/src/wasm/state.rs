@@ -22,6 +22,8 @@ pub const EPOCH_TICK: Duration = Duration::from_millis(5);
 pub struct Shared {
     pub memory: Arc<MemoryBudget>,
     pub cpu: Arc<CpuGate>,
+    /// Each object's allowance of stdout and stderr.
+    pub guest_output: Arc<crate::services::guest_output::GuestOutput>,
 }
 
 /// The guests' view of wall-clock time: the host's clock, so that alarm times a guest
@@ -84,10 +86,11 @@ pub fn end_call<T: GuestState>(store: &mut wasmtime::Store<T>) {
 /// a guest reaches the world only through dohost's imports. Its clock is the host's.
 fn guest_wasi(
     tag: &Arc<str>,
+    shared: &Shared,
     clock: Arc<dyn crate::services::scheduler::Clock>,
 ) -> (WasiCtx, GuestLog, GuestLog) {
-    let stdout = GuestLog::new(tag.clone(), "stdout");
-    let stderr = GuestLog::new(tag.clone(), "stderr");
+    let stdout = GuestLog::new(tag.clone(), "stdout", shared.guest_output.clone());
+    let stderr = GuestLog::new(tag.clone(), "stderr", shared.guest_output.clone());
     let wasi = WasiCtxBuilder::new()
         .stdout(stdout.clone())
         .stderr(stderr.clone())
@@ -136,7 +139,7 @@ impl WorkerState {
         shared: &Shared,
         clock: Arc<dyn crate::services::scheduler::Clock>,
     ) -> Self {
-        let (wasi, stdout, stderr) = guest_wasi(&Arc::from("worker"), clock);
+        let (wasi, stdout, stderr) = guest_wasi(&Arc::from("worker"), shared, clock);
         let (limiter, cpu) = budget(limits, shared);
         // A call to another object gives up the turn while it waits.
         objects.turn = cpu.turn.clone();
@@ -213,7 +216,7 @@ impl ObjectState {
         shared: &Shared,
         clock: Arc<dyn crate::services::scheduler::Clock>,
     ) -> Self {
-        let (wasi, stdout, stderr) = guest_wasi(&tag, clock);
+        let (wasi, stdout, stderr) = guest_wasi(&tag, shared, clock);
         let (limiter, cpu) = budget(limits, shared);
         let ObjectImports {
             storage,

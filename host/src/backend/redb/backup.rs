@@ -1,22 +1,50 @@
 //! A consistent copy of a running node's redb database: one read transaction (a snapshot
-//! of the last commit) copied table by table into a new file, fsynced, while writes go on;
-//! and its restore into an empty data directory.
+//! of the last commit) copied table by table into a new private file beside the data,
+//! fsynced, while writes go on; and its restore into an empty data directory.
 
-use super::handle::RedbStorage;
+use super::handle::{FILE_NAME, RedbStorage};
 use super::tables::{ALARM_RETRIES, ALARMS, CLASSES, KV, META, MIGRATIONS, NAMES, OBJECT_SIZES};
 use anyhow::{Context, Result};
 use redb::{
     Database, ReadTransaction, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction,
 };
+use std::fs::File;
+use std::io::{Seek, SeekFrom};
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 impl RedbStorage {
-    /// Writes the database as of now to a new file `to` (which must not exist).
-    pub(super) fn write_backup(&self, to: &Path) -> Result<()> {
+    /// Writes the database as of now to a new file beside it, readable by this user only
+    /// (mode 0600: it holds every object's data), and answers it open for reading. The
+    /// file leaves the directory as soon as it is created (the open handles keep it), so
+    /// its space goes back when its reader closes it and a crash leaves nothing behind.
+    /// Errors name the file within the data directory, never the directory's path: they
+    /// reach the admin API's callers.
+    pub(super) fn write_backup(&self) -> Result<File> {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
         let snapshot = self.begin_read()?;
-        anyhow::ensure!(!to.exists(), "{} exists already", to.display());
-        let copy = Database::create(to)
-            .with_context(|| format!("cannot create the backup {}", to.display()))?;
+        let name = format!(
+            "{FILE_NAME}.backup-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        );
+        let path = self.dir().join(&name);
+        let mut options = std::fs::OpenOptions::new();
+        options.read(true).write(true).create_new(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let file = options.open(&path).with_context(|| {
+            format!("cannot create the backup file {name} in the data directory")
+        })?;
+        let mut reader = file
+            .try_clone()
+            .context("cannot open the backup file twice")?;
+        std::fs::remove_file(&path)
+            .with_context(|| format!("cannot unlink the backup file {name} once open"))?;
+        let backend = redb::backends::FileBackend::new(file)?;
+        let copy = redb::Builder::new()
+            .create_with_backend(backend)
+            .context("cannot start the backup's database")?;
         let txn = copy.begin_write()?;
         copy_table(&snapshot, &txn, META)?;
         copy_table(&snapshot, &txn, CLASSES)?;
@@ -28,7 +56,9 @@ impl RedbStorage {
         copy_table(&snapshot, &txn, ALARM_RETRIES)?;
         // Committed with redb's default durability: on disk when this returns.
         txn.commit()?;
-        Ok(())
+        drop(copy);
+        reader.seek(SeekFrom::Start(0))?;
+        Ok(reader)
     }
 }
 

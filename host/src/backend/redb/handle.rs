@@ -60,6 +60,11 @@ impl RedbStorage {
         Ok(db)
     }
 
+    /// The data directory (the database file's).
+    pub(super) fn dir(&self) -> &Path {
+        self.inner.path.parent().unwrap_or(Path::new("."))
+    }
+
     fn current(&self) -> Result<Arc<Database>> {
         self.inner
             .current

@@ -48,8 +48,8 @@ impl Storage for RedbStorage {
         self.read_stored_bytes()
     }
 
-    fn backup(&self, to: &std::path::Path) -> Result<()> {
-        self.write_backup(to)
+    fn backup(&self) -> Result<std::fs::File> {
+        self.write_backup()
     }
 
     fn list_objects<'a>(

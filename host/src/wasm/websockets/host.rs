@@ -1,6 +1,6 @@
 //! `impl websockets::Host for WebSocketsCtx`.
 
-use super::WebSocketsCtx;
+use super::{SEND_ENTRY_BYTES, WebSocketsCtx};
 use crate::services::sockets::{
     CLOSE_APPLICATION, CLOSE_NORMAL, MAX_ATTACHMENT_BYTES, MAX_TAG_BYTES, MAX_TAGS, Outgoing,
 };
@@ -46,15 +46,22 @@ impl WebSocketsCtx {
         )
     }
 
-    /// Queues `out` for `ws` with the event's other sends, within the event's allowance
-    /// (its instance's memory limit): sends wait in the host until the event's writes are
-    /// durable, so an event must not be able to pile them up without bound.
-    fn queue(&mut self, ws: u64, out: Outgoing) -> Result<(), String> {
-        let len = out.queued_bytes();
-        if self.queued_bytes + len > self.max_queued_bytes {
-            return Err(self.over_allowance());
+    /// Takes `bytes` of the event's allowance (its instance's memory limit), if they fit:
+    /// sends wait in the host until the event's writes are durable, so an event must not
+    /// be able to pile them up without bound.
+    fn take(&mut self, bytes: usize) -> Result<(), String> {
+        match self.queued_bytes.checked_add(bytes) {
+            Some(total) if total <= self.max_queued_bytes => {
+                self.queued_bytes = total;
+                Ok(())
+            }
+            _ => Err(self.over_allowance()),
         }
-        self.queued_bytes += len;
+    }
+
+    /// Queues `out` for `ws` with the event's other sends, within the event's allowance.
+    fn queue(&mut self, ws: u64, out: Outgoing) -> Result<(), String> {
+        self.take(out.queued_bytes() + SEND_ENTRY_BYTES)?;
         self.sends.push((ws, out));
         Ok(())
     }
@@ -106,17 +113,16 @@ impl wit::Host for WebSocketsCtx {
             .into_iter()
             .filter(|ws| Some(*ws) != except)
             .collect();
-        // All or none: past the event's allowance, no recipient gets it.
-        let total = out.queued_bytes().saturating_mul(recipients.len());
-        if self.queued_bytes.saturating_add(total) > self.max_queued_bytes {
-            return Ok(Err(self.over_allowance()));
+        // The recipients share the payload, so it counts once; each recipient's entry
+        // counts too. All or none: past the event's allowance, no recipient gets it.
+        let entries = SEND_ENTRY_BYTES.saturating_mul(recipients.len());
+        if let Err(e) = self.take(out.queued_bytes().saturating_add(entries)) {
+            return Ok(Err(e));
         }
-        for ws in &recipients {
-            if let Err(e) = self.queue(*ws, out.clone()) {
-                return Ok(Err(e));
-            }
-        }
-        Ok(Ok(recipients.len() as u32))
+        let sent = recipients.len() as u32;
+        self.sends
+            .extend(recipients.into_iter().map(|ws| (ws, out.clone())));
+        Ok(Ok(sent))
     }
 
     fn close(&mut self, ws: u64, code: u16, reason: String) -> Res<()> {
@@ -129,7 +135,11 @@ impl wit::Host for WebSocketsCtx {
         if reason.len() > 123 {
             return Ok(Err("a close reason is at most 123 bytes".into()));
         }
-        self.sends.push((ws, Outgoing::Close(code, reason)));
+        // Counted like a message: a socket stays open until the event's sends leave, so
+        // one event could otherwise close it again and again.
+        if let Err(e) = self.queue(ws, Outgoing::Close(code, reason)) {
+            return Ok(Err(e));
+        }
         Ok(Ok(()))
     }
 
