@@ -617,12 +617,13 @@ fn slots_the_map_count_cannot_hold_live_start_with_a_warning() {
 /// start-up line states it.
 #[test]
 fn a_host_on_a_smaller_memory_limit_derives_fewer_live_objects() {
-    let live_objects = |max_memory_mib: u64| -> u64 {
+    // Written both ways: in bytes, and with a unit.
+    let live_objects = |max_memory: &str| -> u64 {
         let dir = tempfile::tempdir().unwrap();
         let host = common::process::HostProcess::spawn(
             &dir.path().join("data"),
             &["counter"],
-            &["--max-memory", &(max_memory_mib << 20).to_string()],
+            &["--max-memory", max_memory],
         );
         let log = host.log();
         host.kill();
@@ -641,8 +642,8 @@ fn a_host_on_a_smaller_memory_limit_derives_fewer_live_objects() {
             .parse()
             .unwrap()
     };
-    assert_eq!(live_objects(64), 64);
-    assert_eq!(live_objects(512), 512);
+    assert_eq!(live_objects(&(64u64 << 20).to_string()), 64);
+    assert_eq!(live_objects("512MiB"), 512);
 }
 
 /// When the kernel's memory mappings, not the memory, cap the sized `max_live_objects`, the

@@ -196,25 +196,25 @@ pub struct MigrateArgs {
 #[derive(Args)]
 pub struct LimitArgs {
     /// Longest storage key, in bytes.
-    #[arg(long)]
+    #[arg(long, value_parser = dohost::config::size::parse_usize, value_name = "SIZE")]
     pub max_key_bytes: Option<usize>,
     /// Largest storage value, in bytes.
-    #[arg(long)]
+    #[arg(long, value_parser = dohost::config::size::parse_usize, value_name = "SIZE")]
     pub max_value_bytes: Option<usize>,
     /// Most keys in one get-many, put-many or delete-many call.
     #[arg(long)]
     pub max_keys_per_call: Option<usize>,
     /// Bytes one object may store, keys plus values.
-    #[arg(long)]
+    #[arg(long, value_parser = dohost::config::size::parse, value_name = "SIZE")]
     pub max_object_bytes: Option<u64>,
     /// Largest HTTP request body, in bytes.
-    #[arg(long)]
+    #[arg(long, value_parser = dohost::config::size::parse_usize, value_name = "SIZE")]
     pub max_body_bytes: Option<usize>,
     /// CPU time one event may use, in milliseconds.
     #[arg(long)]
     pub cpu_ms: Option<u64>,
     /// Linear memory one instance may use, in bytes.
-    #[arg(long)]
+    #[arg(long, value_parser = dohost::config::size::parse_usize, value_name = "SIZE")]
     pub memory_bytes: Option<usize>,
     /// Seconds without events before an object's instance is evicted.
     #[arg(long)]
@@ -243,7 +243,7 @@ pub struct LimitArgs {
     pub deferred_timeout_ms: Option<u64>,
     /// Largest WebSocket message a client may send, in bytes; a bigger one closes the
     /// socket with code 1009.
-    #[arg(long)]
+    #[arg(long, value_parser = dohost::config::size::parse_usize, value_name = "SIZE")]
     pub max_ws_message_bytes: Option<usize>,
     /// Messages queued for one WebSocket client before it counts as too slow and is closed
     /// with code 1013.
@@ -251,7 +251,7 @@ pub struct LimitArgs {
     pub ws_send_queue: Option<usize>,
     /// Bytes queued for one WebSocket client before it counts as too slow and is closed
     /// with code 1013.
-    #[arg(long)]
+    #[arg(long, value_parser = dohost::config::size::parse_usize, value_name = "SIZE")]
     pub ws_send_queue_bytes: Option<usize>,
     /// Streamed responses open on this host at once; an object opening one more is
     /// refused.
@@ -264,7 +264,7 @@ pub struct LimitArgs {
     #[arg(long)]
     pub stream_queue: Option<usize>,
     /// Bytes queued for one stream's client before it counts as too slow and is cut.
-    #[arg(long)]
+    #[arg(long, value_parser = dohost::config::size::parse_usize, value_name = "SIZE")]
     pub stream_queue_bytes: Option<usize>,
     /// Milliseconds a server-sent events stream may stay silent before the host writes a
     /// comment line to it (so proxies keep it open); 0 for never.
@@ -300,11 +300,11 @@ pub struct LimitArgs {
     /// may hold together (the default is three quarters of the machine's memory, or of its
     /// cgroup's limit); past it, a guest's growth fails its event, new requests get 503 and
     /// a socket whose message does not fit is closed.
-    #[arg(long)]
+    #[arg(long, value_parser = dohost::config::size::parse_usize, value_name = "SIZE")]
     pub max_memory: Option<usize>,
     /// Bytes of stdout and stderr one object may print a minute; the rest of the minute's
     /// is dropped, and the log says so and how much.
-    #[arg(long)]
+    #[arg(long, value_parser = dohost::config::size::parse_usize, value_name = "SIZE")]
     pub guest_log_bytes_per_minute: Option<usize>,
 }
 

@@ -5,6 +5,7 @@
 
 use crate::config::jsonc::strip_jsonc;
 use crate::config::migration::Migration;
+use crate::config::size;
 use crate::config::{ClassConfig, ClusterConfig, Config, DEFAULT_SCRIPT, Limits, valid_binding};
 use anyhow::{Context, Result, bail};
 use serde::Deserialize;
@@ -72,24 +73,32 @@ struct FileCluster {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileLimits {
+    #[serde(default, deserialize_with = "size::option")]
     pub max_key_bytes: Option<usize>,
+    #[serde(default, deserialize_with = "size::option")]
     pub max_value_bytes: Option<usize>,
     pub max_keys_per_call: Option<usize>,
+    #[serde(default, deserialize_with = "size::option")]
     pub max_object_bytes: Option<u64>,
+    #[serde(default, deserialize_with = "size::option")]
     pub max_body_bytes: Option<usize>,
     pub cpu_ms: Option<u64>,
+    #[serde(default, deserialize_with = "size::option")]
     pub memory_bytes: Option<usize>,
     pub idle_secs: Option<f64>,
     pub max_live_objects: Option<u32>,
     pub max_deferring_objects: Option<u32>,
     pub min_alarm_interval_ms: Option<u64>,
     pub deferred_timeout_ms: Option<u64>,
+    #[serde(default, deserialize_with = "size::option")]
     pub max_ws_message_bytes: Option<usize>,
     pub ws_send_queue: Option<usize>,
+    #[serde(default, deserialize_with = "size::option")]
     pub ws_send_queue_bytes: Option<usize>,
     pub max_streams: Option<usize>,
     pub max_streams_per_object: Option<usize>,
     pub stream_queue: Option<usize>,
+    #[serde(default, deserialize_with = "size::option")]
     pub stream_queue_bytes: Option<usize>,
     pub sse_keepalive_ms: Option<u64>,
     pub max_queued_events: Option<usize>,
@@ -98,10 +107,12 @@ pub struct FileLimits {
     pub write_timeout_ms: Option<u64>,
     pub max_connections: Option<usize>,
     pub max_long_events: Option<u32>,
+    #[serde(default, deserialize_with = "size::option")]
     pub max_memory: Option<usize>,
     pub slot_wait_ms: Option<u64>,
     pub max_worker_instances: Option<u32>,
     pub shutdown_timeout_secs: Option<u64>,
+    #[serde(default, deserialize_with = "size::option")]
     pub guest_log_bytes_per_minute: Option<usize>,
 }
 
@@ -295,5 +306,18 @@ mod tests {
             ("n1", "10.0.0.1:8787")
         );
         assert_eq!(cluster.secret, "s");
+    }
+
+    #[test]
+    fn sizes_in_the_file_are_numbers_or_written_with_units() {
+        let text = r#"{"dohost": {"limits": {"max_memory": "512MiB", "memory_bytes": 1048576,
+                        "max_body_bytes": "10MB"}}}"#;
+        let limits = parse(text, Path::new("/")).unwrap().limits;
+        assert_eq!(limits.max_memory, 512 << 20);
+        assert_eq!(limits.memory_per_instance, 1 << 20);
+        assert_eq!(limits.max_body_bytes, 10_000_000);
+        let bad = r#"{"dohost": {"limits": {"max_memory": "lots"}}}"#;
+        let e = format!("{:#}", parse(bad, Path::new("/")).unwrap_err());
+        assert!(e.contains("not a size"), "{e}");
     }
 }

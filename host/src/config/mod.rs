@@ -4,6 +4,7 @@ pub mod file;
 pub mod jsonc;
 pub mod machine;
 pub mod migration;
+pub mod size;
 
 use anyhow::{Result, bail};
 use std::net::SocketAddr;
