@@ -12,6 +12,7 @@ export type StorageErrorCode =
   | 'no-transaction'
   | 'invalid-argument'
   | 'internal'
+  | 'unavailable'
   | 'decode';
 
 /** Storage refused a call (nothing was changed by it), or a value could not be (de)coded. */

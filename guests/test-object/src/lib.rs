@@ -77,6 +77,12 @@ fn recurse(n: u64) -> u64 {
 
 impl DurableObject for TestObject {
     fn new(state: State, env: Env) -> Self {
+        // Reads storage as the counter's constructor does, panicking when it cannot: the
+        // host must answer that 503 (retry), not 500, when its database was unreachable.
+        state
+            .storage()
+            .get_bytes("constructor")
+            .expect("the constructor's read");
         let mut bytes = [0u8; 8];
         getrandom_fill(&mut bytes);
         let env = env

@@ -292,6 +292,10 @@ pub struct LimitArgs {
     /// a socket whose message does not fit is closed.
     #[arg(long)]
     pub max_memory: Option<usize>,
+    /// How long one exchange with the PostgreSQL database may take, in milliseconds,
+    /// before it fails as unavailable (503); bounds a database behind a black hole.
+    #[arg(long)]
+    pub storage_timeout_ms: Option<u64>,
 }
 
 impl LimitArgs {
@@ -326,6 +330,7 @@ impl LimitArgs {
             slot_wait_ms: self.slot_wait_ms,
             max_worker_instances: self.max_worker_instances,
             shutdown_timeout_secs: self.shutdown_timeout_secs,
+            storage_timeout_ms: self.storage_timeout_ms,
         }
         .apply(limits)
         .context("--idle-secs")

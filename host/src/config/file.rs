@@ -101,6 +101,7 @@ pub struct FileLimits {
     pub slot_wait_ms: Option<u64>,
     pub max_worker_instances: Option<u32>,
     pub shutdown_timeout_secs: Option<u64>,
+    pub storage_timeout_ms: Option<u64>,
 }
 
 impl FileLimits {
@@ -162,6 +163,9 @@ impl FileLimits {
         }
         if let Some(ms) = self.deferred_timeout_ms {
             limits.deferred_timeout = Duration::from_millis(ms);
+        }
+        if let Some(ms) = self.storage_timeout_ms {
+            limits.storage_timeout = Duration::from_millis(ms);
         }
         Ok(())
     }

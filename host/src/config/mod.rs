@@ -143,6 +143,12 @@ pub struct Limits {
     /// Guest events running past their first time slices at once (`FREE_TICKS`); the rest
     /// wait their turn, oldest first, and each running one gives its turn up every slice.
     pub max_long_events: u32,
+    /// How long one exchange with the PostgreSQL database (a read, a commit batch, a
+    /// connection) may take before it fails as unavailable (503 with `Retry-After`): a
+    /// database behind a black hole holds requests no longer than this. Also the server's
+    /// `statement_timeout` and `idle_in_transaction_session_timeout` on dohost's connections,
+    /// and what the TCP keepalives are timed from.
+    pub storage_timeout: Duration,
 }
 
 impl Default for Limits {
@@ -177,6 +183,7 @@ impl Default for Limits {
             max_connections: 20_000,
             max_memory: machine::default_max_memory(),
             max_long_events: machine::default_max_long_events(),
+            storage_timeout: Duration::from_secs(5),
         }
     }
 }
@@ -246,6 +253,10 @@ impl Limits {
             ("max_connections", self.max_connections.to_string()),
             ("max_long_events", self.max_long_events.to_string()),
             ("max_memory", self.max_memory.to_string()),
+            (
+                "storage_timeout_ms",
+                self.storage_timeout.as_millis().to_string(),
+            ),
         ]
     }
 }
@@ -336,6 +347,9 @@ impl Config {
         }
         if l.header_timeout.is_zero() {
             bail!("header_timeout_ms must be more than zero");
+        }
+        if l.storage_timeout.is_zero() {
+            bail!("storage_timeout_ms must be more than zero");
         }
         Ok(())
     }

@@ -103,10 +103,14 @@ impl Actor {
                     }
                 }
                 let overload = store.data().limiter.budget_hit;
+                let unreachable = store.data().storage.store.hit_unreachable();
                 self.drop_instance(&format!("{what} trapped"));
-                // The host's memory ran short, not the object: its caller may retry (503).
+                // The host's memory ran short, or its database could not be reached, not
+                // the object: its caller may retry (503).
                 Err(if overload {
                     EventError::Unavailable(why)
+                } else if unreachable {
+                    EventError::Unavailable(super::instance::unreachable_failure(what))
                 } else {
                     EventError::Failed(why)
                 })

@@ -136,7 +136,12 @@ impl Runtime {
             None => backend::Role::Single(&single),
         };
         let db: Arc<dyn Storage> =
-            backend::open::storage(config.storage.as_deref(), &config.data_dir, role)?;
+            backend::open::storage(
+                config.storage.as_deref(),
+                &config.data_dir,
+                role,
+                config.limits.storage_timeout,
+            )?;
         if let Some(migrations) = &config.migrations {
             let bound: Vec<(String, String)> = config
                 .classes
@@ -222,6 +227,7 @@ impl Runtime {
             None => Arc::new(LocalPlacement),
         };
         let shard_count = db.shard_count();
+        let probed = Arc::downgrade(&db);
         // Guests' memories, bodies being read and WebSocket send queues count against it.
         let memory = crate::services::memory::MemoryBudget::new(config.limits.max_memory);
         let runtime = Arc::new_cyclic(|weak: &Weak<Runtime>| Runtime {
@@ -298,6 +304,11 @@ impl Runtime {
             vars: config.vars.clone(),
         });
         let waker = Arc::new(RuntimeWaker(Arc::downgrade(&runtime)));
+        tokio::spawn(crate::backend::committer::probe(
+            probed,
+            runtime.storage_health.clone(),
+            stop_rx.clone(),
+        ));
         tokio::spawn(scheduler.run(waker, stop_rx));
         if let Some(c) = coordinator {
             let node = runtime.run_coordinator(c);

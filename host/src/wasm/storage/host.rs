@@ -17,6 +17,7 @@ pub fn to_wit(e: StoreError) -> Error {
         StoreError::NoTransaction(m) => (ErrorCode::NoTransaction, m),
         StoreError::InvalidArgument(m) => (ErrorCode::InvalidArgument, m),
         StoreError::Internal(m) => (ErrorCode::Internal, m),
+        StoreError::Unavailable(m) => (ErrorCode::Unavailable, m),
     };
     Error { code, message }
 }
