@@ -218,6 +218,7 @@ impl Runtime {
         let l = &config.limits;
         let (stop_scheduler, stop_rx) = watch::channel(false);
         let calls = Arc::new(CallGraph::default());
+        let standing = membership.clone();
         let coordinator = membership.map(|m| Coordinator::new(m, db.clone()));
         let placement: Arc<dyn Placement> = match &coordinator {
             Some(c) => Arc::new(ClusterPlacement {
@@ -309,6 +310,13 @@ impl Runtime {
             runtime.storage_health.clone(),
             stop_rx.clone(),
         ));
+        if let Some(m) = standing {
+            tokio::spawn(crate::cluster::lease::stand_down_while_unreachable(
+                m,
+                runtime.storage_health.clone(),
+                stop_rx.clone(),
+            ));
+        }
         tokio::spawn(scheduler.run(waker, stop_rx));
         if let Some(c) = coordinator {
             let node = runtime.run_coordinator(c);
