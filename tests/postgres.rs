@@ -27,18 +27,30 @@ async fn through_proxy(
     guests: &[&str],
     limits: dohost::Limits,
 ) -> (TestHost, std::sync::Arc<Proxy>, tempfile::TempDir, String) {
+    let url = server().fresh_database();
+    let proxy = Proxy::start(([127, 0, 0, 1], server().port).into()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = url.rsplit('/').next().unwrap().to_string();
+    let host = start_through(&proxy, &db, dir.path(), guests, limits).await;
+    (host, proxy, dir, db)
+}
+
+/// A host serving `guests` with `limits` on database `db`, reached through `proxy`.
+async fn start_through(
+    proxy: &Proxy,
+    db: &str,
+    dir: &std::path::Path,
+    guests: &[&str],
+    limits: dohost::Limits,
+) -> TestHost {
     let pg = server();
-    let url = pg.fresh_database();
-    let proxy = Proxy::start(([127, 0, 0, 1], pg.port).into()).await;
-    let through = url.replace(
+    let through = pg.url(db).replace(
         &format!(":{}/", pg.port),
         &format!(":{}/", proxy.addr.port()),
     );
-    let dir = tempfile::tempdir().unwrap();
-    let mut cfg = config(guests, dir.path(), limits);
+    let mut cfg = config(guests, dir, limits);
     cfg.storage = Some(through);
-    let db = url.rsplit('/').next().unwrap().to_string();
-    (TestHost::start_config(cfg).await, proxy, dir, db)
+    TestHost::start_config(cfg).await
 }
 
 /// Two hosts started on one database by mistake: the second fences the first, whose next
@@ -126,12 +138,17 @@ async fn refused_for_now(r: reqwest::Response, says: &str) {
 /// client may wait out: 503 with `Retry-After`. A panic with no failed read stays 500.
 #[tokio::test]
 async fn a_read_the_database_cannot_answer_is_503_from_handler_constructor_and_activation() {
-    let (host, proxy, _dir, _db) = through_proxy(&["test-object"], dohost::Limits::default()).await;
+    let guests = ["test-object"];
+    let (host, proxy, dir, db) = through_proxy(&guests, dohost::Limits::default()).await;
     let c = client();
-    let u = |name: &str, p: &str| host.url(&format!("/test-object/{name}{p}"));
-    // More than PRELOAD_MAX_BYTES: this object's reads go to the database, not to memory.
     let big = vec![b'x'; 100 << 10];
-    assert_eq!(post(&c, &u("big", "/put?key=big"), big).await.0, 200);
+    let at = host.url("/test-object/big/put?key=big");
+    assert_eq!(post(&c, &at, big).await.0, 200);
+    host.stop().await;
+    // Started again, the host reads the object's size: past PRELOAD_MAX_BYTES, its reads
+    // (its constructor's too) go to the database, not to a copy in memory.
+    let host = start_through(&proxy, &db, dir.path(), &guests, Default::default()).await;
+    let u = |name: &str, p: &str| host.url(&format!("/test-object/{name}{p}"));
     assert_eq!(get(&c, &u("big", "/get?key=other")).await.0, 404);
 
     proxy.cut();
