@@ -128,7 +128,11 @@ async fn refused_for_now(r: reqwest::Response, says: &str) {
     let retry = r.headers().get("retry-after").cloned();
     let body = r.text().await.unwrap();
     assert_eq!(status, 503, "{body}");
-    assert_eq!(retry.as_ref().map(|v| v.to_str().unwrap()), Some("1"), "{body}");
+    assert_eq!(
+        retry.as_ref().map(|v| v.to_str().unwrap()),
+        Some("1"),
+        "{body}"
+    );
     assert!(body.contains(says), "{body}");
 }
 
@@ -160,7 +164,11 @@ async fn a_read_the_database_cannot_answer_is_503_from_handler_constructor_and_a
     assert_eq!(status, 500, "{body}");
     // The instance is rebuilt: its constructor's read fails and it panics.
     let r = c.get(u("big", "/get?key=other")).send().await.unwrap();
-    refused_for_now(r, "the constructor failed after the object's storage could not be read").await;
+    refused_for_now(
+        r,
+        "the constructor failed after the object's storage could not be read",
+    )
+    .await;
     // An object never seen: its activation cannot read what it stores.
     let r = c.get(u("fresh", "/get?key=other")).send().await.unwrap();
     refused_for_now(r, "cannot read the object's storage").await;
@@ -206,15 +214,28 @@ async fn a_black_holed_database_fails_in_bounded_time_and_health_says_so() {
     })
     .await;
     let started = std::time::Instant::now();
-    let r = c.get(u("/increment")).send().await.expect("a bounded answer");
+    let r = c
+        .get(u("/increment"))
+        .send()
+        .await
+        .expect("a bounded answer");
     let write = started.elapsed();
     refused_for_now(r, "database is unreachable").await;
     let started = std::time::Instant::now();
-    let r = c.get(host.url("/counter/other/get")).send().await.expect("a bounded answer");
+    let r = c
+        .get(host.url("/counter/other/get"))
+        .send()
+        .await
+        .expect("a bounded answer");
     let read = started.elapsed();
     refused_for_now(r, "did not answer within").await;
-    eprintln!("black hole, storage_timeout_ms = {bound:?}: a write refused after {write:?}, a read after {read:?}");
-    assert!(write < 10 * bound && read < 10 * bound, "{write:?} {read:?}");
+    eprintln!(
+        "black hole, storage_timeout_ms = {bound:?}: a write refused after {write:?}, a read after {read:?}"
+    );
+    assert!(
+        write < 10 * bound && read < 10 * bound,
+        "{write:?} {read:?}"
+    );
 
     proxy.restore();
     wait_until("the host wrote again", || async {
@@ -222,7 +243,10 @@ async fn a_black_holed_database_fails_in_bounded_time_and_health_says_so() {
     })
     .await;
     assert_eq!(get(&c, &u("/get")).await, (200, "4".into()));
-    wait_until("health recovered", || async { get(&c, &health).await.0 == 200 }).await;
+    wait_until("health recovered", || async {
+        get(&c, &health).await.0 == 200
+    })
+    .await;
     host.stop().await;
 }
 

@@ -5,9 +5,9 @@
 //! a new incarnation, which owns none of the old one's shards.
 
 use super::Keys;
+use crate::backend::committer::{PROBE_INTERVAL, StorageHealth};
 use anyhow::{Context, Result};
 use etcd_client::{Client, GetOptions, PutOptions};
-use crate::backend::committer::{PROBE_INTERVAL, StorageHealth};
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};

@@ -140,7 +140,9 @@ impl Actor {
                     return Err(EventError::Unavailable(why));
                 }
                 if store.data().storage.store.hit_unreachable() {
-                    return Err(EventError::Unavailable(unreachable_failure("the constructor")));
+                    return Err(EventError::Unavailable(unreachable_failure(
+                        "the constructor",
+                    )));
                 }
                 Err(EventError::Failed(format!("the constructor failed: {why}")))
             }

@@ -135,13 +135,12 @@ impl Runtime {
             Some(m) => backend::Role::Cluster(&m.node),
             None => backend::Role::Single(&single),
         };
-        let db: Arc<dyn Storage> =
-            backend::open::storage(
-                config.storage.as_deref(),
-                &config.data_dir,
-                role,
-                config.limits.storage_timeout,
-            )?;
+        let db: Arc<dyn Storage> = backend::open::storage(
+            config.storage.as_deref(),
+            &config.data_dir,
+            role,
+            config.limits.storage_timeout,
+        )?;
         if let Some(migrations) = &config.migrations {
             let bound: Vec<(String, String)> = config
                 .classes

@@ -81,9 +81,11 @@ pub fn transient(e: &anyhow::Error) -> bool {
         .chain()
         .find_map(|c| c.downcast_ref::<tokio_postgres::Error>())
     {
-        Some(pg) => pg
-            .code()
-            .is_none_or(|c| ["08", "53", "57"].iter().any(|class| c.code().starts_with(class))),
+        Some(pg) => pg.code().is_none_or(|c| {
+            ["08", "53", "57"]
+                .iter()
+                .any(|class| c.code().starts_with(class))
+        }),
         None => false,
     }
 }
