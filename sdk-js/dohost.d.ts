@@ -12,7 +12,6 @@ export type StorageErrorCode =
   | 'no-transaction'
   | 'invalid-argument'
   | 'internal'
-  | 'unavailable'
   | 'decode';
 
 /** Storage refused a call (nothing was changed by it), or a value could not be (de)coded. */

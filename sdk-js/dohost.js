@@ -847,19 +847,11 @@ function toWitResponse(res) {
 }
 
 // As the Rust SDK's Response::from_error: an HttpError is answered with its status and
-// message; a StorageError 'unavailable' (the host's database could not be reached) with
-// 503 and Retry-After, since the client may retry; anything else is a bare 500 (the client
-// learns nothing of the object's internals) and the why goes to the host's log.
+// message; anything else is a bare 500 (the client learns nothing of the object's
+// internals) and the why goes to the host's log.
 function errorResponse(e) {
   if (e instanceof HttpError && Number.isInteger(e.status) && e.status >= 400 && e.status <= 599) {
     return Response.text(e.message, e.status).toWit();
-  }
-  if (e instanceof StorageError && e.code === 'unavailable') {
-    console.error(`error (answered 503): ${e.message}`);
-    return new Response('the object\'s storage is unavailable; try again shortly', {
-      status: 503,
-      headers: { 'content-type': 'text/plain; charset=utf-8', 'retry-after': '1' },
-    }).toWit();
   }
   return internalError(e && e.stack ? `${e}\n${e.stack.trimEnd()}` : String(e));
 }

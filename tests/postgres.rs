@@ -122,8 +122,8 @@ async fn a_lost_database_is_answered_503_and_the_host_reconnects() {
     host.stop().await;
 }
 
-/// Asserts `r` is 503 with `Retry-After` and a body saying `says`.
-async fn refused_for_now(r: reqwest::Response, says: &str) {
+/// Asserts `r` is 503 with `Retry-After` and a body saying `says`; answers the body.
+async fn refused_for_now(r: reqwest::Response, says: &str) -> String {
     let status = r.status();
     let retry = r.headers().get("retry-after").cloned();
     let body = r.text().await.unwrap();
@@ -134,12 +134,16 @@ async fn refused_for_now(r: reqwest::Response, says: &str) {
         "{body}"
     );
     assert!(body.contains(says), "{body}");
+    body
 }
 
 /// Regression (issue 36, finding 7): a storage read the host could not make reached the
 /// client as 500 — from a handler's `?` on the SDK's error, from a constructor that panics
 /// on it (as the counter's does), and from an activation's own read. Each is an outage a
-/// client may wait out: 503 with `Retry-After`. A panic with no failed read stays 500.
+/// client may wait out: 503 with `Retry-After` (a calling object: the `unavailable` call
+/// error). The guest sees the WIT's `internal` code, whose message says the database could
+/// not be reached; one that handles it keeps its answer. A panic with no failed read
+/// stays 500.
 #[tokio::test]
 async fn a_read_the_database_cannot_answer_is_503_from_handler_constructor_and_activation() {
     let guests = ["test-object"];
@@ -154,11 +158,42 @@ async fn a_read_the_database_cannot_answer_is_503_from_handler_constructor_and_a
     let host = start_through(&proxy, &db, dir.path(), &guests, Default::default()).await;
     let u = |name: &str, p: &str| host.url(&format!("/test-object/{name}{p}"));
     assert_eq!(get(&c, &u("big", "/get?key=other")).await.0, 404);
+    // A small object, live and held in memory: it can call while the database is cut (a
+    // write, so that its answer waits for its name to be stored: a commit cut would make
+    // it read everything again).
+    let at = u("caller", "/put?key=k");
+    assert_eq!(post(&c, &at, b"v".to_vec()).await.0, 200);
 
     proxy.cut();
-    // The handler's `?` on the failed read (the SDK's error).
+    // The handler's `?` on the failed read (the SDK's error): the SDK answers 500, the host
+    // 503, and the guest's own answer stays in the log.
     let r = c.get(u("big", "/get?key=other")).send().await.unwrap();
-    refused_for_now(r, "storage is unavailable").await;
+    let body = refused_for_now(
+        r,
+        "the event failed after the object's storage could not be read",
+    )
+    .await;
+    assert!(!body.contains("Internal Server Error"), "{body}");
+    // Through another object, the same failure is the `unavailable` call error.
+    let (status, body) = get(
+        &c,
+        &u(
+            "caller",
+            "/call?binding=test-object&name=big&path=%2Fget%3Fkey%3Dother",
+        ),
+    )
+    .await;
+    assert_eq!(status, 502, "{body}");
+    assert!(
+        body.starts_with("call failed (ErrorCode::Unavailable)"),
+        "{body}"
+    );
+    assert!(body.contains("storage could not be read"), "{body}");
+    // The guest sees `internal`, saying why; handled, its own answer stands.
+    let (status, body) = get(&c, &u("big", "/get-handled?key=other")).await;
+    assert_eq!(status, 424, "{body}");
+    assert!(body.starts_with("handled (Internal)"), "{body}");
+    assert!(body.contains("the database could not be reached"), "{body}");
     // A panic that no failed read caused is the object's own failure.
     let (status, body) = get(&c, &u("big", "/panic")).await;
     assert_eq!(status, 500, "{body}");

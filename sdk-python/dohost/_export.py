@@ -11,7 +11,7 @@ from wit_world.exports import handler
 from wit_world.imports import types
 
 from .connections import WebSocket
-from .errors import HttpError, StorageError
+from .errors import HttpError
 from .http import Request, Response
 from .objects import Env, State
 
@@ -77,16 +77,6 @@ class Exported(handler.DurableObject):
             response = self.obj.fetch(Request.from_wit(request))
         except HttpError as e:
             return Response.text(e.message, e.status).to_wit()
-        except StorageError as e:
-            if e.code != "unavailable":
-                return _internal_error(traceback.format_exc().rstrip())
-            # The host's database could not be reached: the client may retry.
-            print(f"error (answered 503): {e.message}", file=sys.stderr)
-            return (
-                Response.text("the object's storage is unavailable; try again shortly", 503)
-                .with_header("retry-after", "1")
-                .to_wit()
-            )
         except Exception:
             # Like a Rust `Err`: a 500, and the event's writes still commit.
             return _internal_error(traceback.format_exc().rstrip())

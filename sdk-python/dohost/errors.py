@@ -6,9 +6,7 @@ from componentize_py_types import Err
 class StorageError(Exception):
     """A storage call failed; nothing was changed. `code` is the WIT error code in kebab
     case ('key-too-large', 'value-too-large', 'too-many-keys', 'storage-full',
-    'no-transaction', 'invalid-argument', 'internal', 'unavailable'); `message` names the
-    limit or cause. Raised out of `fetch`, 'unavailable' (the host's database could not be
-    reached) is answered 503 with Retry-After, since the client may retry."""
+    'no-transaction', 'invalid-argument', 'internal'); `message` names the limit or cause."""
 
     def __init__(self, code: str, message: str) -> None:
         super().__init__(f"{code}: {message}")

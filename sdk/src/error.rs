@@ -12,8 +12,6 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// - an error with a status ([`Error::status`], [`bail_status!`](crate::bail_status), or
 ///   the SDK's own for bad input: a query parameter that does not parse, a body that is not
 ///   the JSON expected) is answered with that status and its message;
-/// - a storage error with [`StorageErrorCode::Unavailable`] (the host's database could
-///   not be reached) is an outage the client may wait out: 503 with `Retry-After`;
 /// - any other error is a bug or an outage, not the client's business: the client gets a
 ///   bare 500 and the message goes to the host's log (with the object's name).
 ///
@@ -119,16 +117,6 @@ impl Error {
         self.storage
     }
 
-    /// The status this error is answered with: its own, 503 when storage was unavailable,
-    /// else 500.
-    pub(crate) fn http_status(&self) -> u16 {
-        match self.status {
-            Some(status) if (400..=599).contains(&status) => status,
-            _ if self.storage == Some(StorageErrorCode::Unavailable) => 503,
-            _ => 500,
-        }
-    }
-
     /// The call error code, when a call to another object failed: a guest can tell a
     /// deadlock from an unknown binding or an object that is unavailable for now.
     pub fn call_code(&self) -> Option<CallErrorCode> {
@@ -211,12 +199,10 @@ pub enum StorageErrorCode {
     NoTransaction,
     /// An argument made no sense.
     InvalidArgument,
-    /// The host failed to read or write its database.
+    /// The host failed to read or write its database. When the database could not be
+    /// reached the message says so, and the same call may work in a moment: a `fetch` that
+    /// then fails (its `Err`, answered 500) is answered 503 with `Retry-After` by the host.
     Internal,
-    /// The host's database could not be reached (or did not answer in time); nothing was
-    /// changed and the same call may work in a moment. Returned from `fetch` (with `?`),
-    /// it is answered 503 with `Retry-After`, not 500.
-    Unavailable,
     /// A stored value could not be decoded as the requested type.
     Decode,
 }

@@ -335,19 +335,11 @@ impl Response {
     }
 
     /// The answer to an error returned from `fetch`: its status and message when it
-    /// carries a status; 503 with `Retry-After` when the host's database was unavailable
-    /// (the client may retry); otherwise a bare 500. The message of the last two goes to
-    /// the host's log.
+    /// carries a status; otherwise a bare 500, the message going to the host's log.
     pub fn from_error(err: &Error) -> Self {
         match err.status_code() {
             Some(status) if (400..=599).contains(&status) => {
                 Response::text(err.to_string()).with_status(status)
-            }
-            _ if err.http_status() == 503 => {
-                eprintln!("error (answered 503): {err}");
-                Response::text("the object's storage is unavailable; try again shortly")
-                    .with_status(503)
-                    .with_header("retry-after", "1")
             }
             _ => {
                 eprintln!("error (answered 500): {err}");

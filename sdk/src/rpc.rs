@@ -103,7 +103,11 @@ pub(crate) fn answer(method: &str, result: Option<Result<Vec<u8>>>) -> Response 
             .with_header(HEADER, OK),
         // The caller is another object: it gets the message, whatever the status.
         Some(Err(e)) => Response::text(e.to_string())
-            .with_status(e.http_status())
+            .with_status(
+                e.status_code()
+                    .filter(|s| (400..=599).contains(s))
+                    .unwrap_or(500),
+            )
             .with_header(HEADER, FAILED),
         None => Response::text(format!(
             "the object has no RPC method {method:?} (list its trait in \

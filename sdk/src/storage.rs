@@ -111,7 +111,6 @@ fn storage_err(e: wit::Error) -> Error {
         wit::ErrorCode::NoTransaction => StorageErrorCode::NoTransaction,
         wit::ErrorCode::InvalidArgument => StorageErrorCode::InvalidArgument,
         wit::ErrorCode::Internal => StorageErrorCode::Internal,
-        wit::ErrorCode::Unavailable => StorageErrorCode::Unavailable,
     };
     Error::from(StorageError {
         code,

@@ -169,6 +169,17 @@ impl DurableObject for TestObject {
                 Some(v) => Ok(Response::bytes(v)),
                 None => Ok(Response::text("absent").with_status(404)),
             },
+            // A read whose failure the object handles itself: its answer stands, whatever
+            // the failure was.
+            "/get-handled" => match storage.get_bytes(&key(&req)?) {
+                Ok(Some(v)) => Ok(Response::bytes(v)),
+                Ok(None) => Ok(Response::text("absent").with_status(404)),
+                Err(e) => Ok(Response::text(format!(
+                    "handled ({}): {e}",
+                    e.storage_code().map(|c| format!("{c:?}")).unwrap_or_default()
+                ))
+                .with_status(424)),
+            },
             "/write-then-panic" => {
                 storage.put_bytes(&key(&req)?, b"written before the panic")?;
                 panic!("deliberate panic after a write");
@@ -303,7 +314,11 @@ impl DurableObject for TestObject {
                         r.status(),
                         String::from_utf8_lossy(r.body())
                     )),
-                    Err(e) => Response::text(format!("call failed: {e}")).with_status(502),
+                    Err(e) => Response::text(format!(
+                        "call failed ({}): {e}",
+                        e.call_code().map(|c| format!("{c:?}")).unwrap_or_default()
+                    ))
+                    .with_status(502),
                 })
             }
             "/call-forged" => {

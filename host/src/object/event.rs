@@ -204,8 +204,14 @@ impl Actor {
                 live.deferring = true;
             }
         } else {
+            // An outage's 503 still waits on the event's writes (they commit, as after any
+            // answer): a commit that fails is answered for what it is.
+            let (result, accepted) = match self.outage(&response) {
+                Some(e) => (Err(e), None),
+                None => (Ok(response), accepted),
+            };
             let _ = reply.send(Outcome {
-                result: Ok(response),
+                result,
                 durable: durable.clone(),
                 own_writes,
                 accepted,
@@ -213,6 +219,31 @@ impl Actor {
         }
         // After the reply is registered: the event may have answered itself.
         self.release_outputs(&durable);
+    }
+
+    /// The caller's answer instead of `response` when it is 5xx and a storage read of the
+    /// event just run found the database unreachable: the outage most likely failed it (an
+    /// SDK answers an uncaught storage error 500), and the client may retry, so it gets
+    /// 503 with `Retry-After` (a calling object: the `unavailable` call error). The guest's
+    /// own answer goes to the log. A 2xx or 4xx answer (the guest handled the error) stands.
+    pub(super) fn outage(&self, response: &wit::Response) -> Option<EventError> {
+        let live = self.live.as_ref()?;
+        if !(500..=599).contains(&response.status)
+            || !live.store.data().storage.store.hit_unreachable()
+        {
+            return None;
+        }
+        const SHOWN: usize = 1024;
+        let body = String::from_utf8_lossy(&response.body[..response.body.len().min(SHOWN)]);
+        let cut = if response.body.len() > SHOWN {
+            " (cut)"
+        } else {
+            ""
+        };
+        tracing::warn!(object = %self.label, status = response.status, "the object answered {} after its storage could not be read (the database is unreachable); its client is answered 503: {body:?}{cut}", response.status);
+        Some(EventError::Unavailable(
+            super::instance::unreachable_failure("the event"),
+        ))
     }
 
     pub(super) async fn alarm(&mut self, retry: u32, firing: Firing) {

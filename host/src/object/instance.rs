@@ -202,8 +202,9 @@ impl Actor {
     }
 }
 
-/// What the caller of an event that trapped after a storage read failed on an unreachable
-/// database is told (503): the object most likely failed because of the outage.
+/// What the caller of an event that trapped, or answered 5xx, after a storage read failed
+/// on an unreachable database is told (503): the object most likely failed because of the
+/// outage.
 pub(super) fn unreachable_failure(what: &str) -> String {
     format!(
         "{what} failed after the object's storage could not be read (the database is \

@@ -44,13 +44,18 @@ pub enum StoreError {
     InvalidArgument(String),
     Internal(String),
     /// The database could not be reached (or did not answer in time): a retry may pass.
+    /// The guest sees it as `internal` (the WIT has no code of its own for it), with a
+    /// message saying so; the host remembers it for the event (`hit_unreachable`).
     Unavailable(String),
 }
 
 impl StoreError {
     fn internal(e: anyhow::Error) -> Self {
         if crate::backend::is_unreachable(&e) {
-            StoreError::Unavailable(format!("storage is unavailable: {e:#}"))
+            StoreError::Unavailable(format!(
+                "storage is unavailable: the database could not be reached ({e:#}); try again \
+                 shortly"
+            ))
         } else {
             StoreError::Internal(format!("storage failed: {e:#}"))
         }
@@ -68,7 +73,8 @@ pub struct ObjectStore {
     event: WriteSet,
     txns: Vec<WriteSet>,
     /// Set when a read of this event failed because the database was unreachable: if the
-    /// guest then traps (a constructor's `expect`), the caller is told 503, not 500.
+    /// guest then traps (a constructor's `expect`) or answers 5xx (an uncaught storage
+    /// error), the caller is told 503, not 500.
     unreachable: std::sync::atomic::AtomicBool,
 }
 
