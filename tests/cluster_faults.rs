@@ -235,9 +235,10 @@ async fn a_node_cut_from_etcd_only() {
     rig.finish(load, "etcd black-holed from one node").await;
 }
 
-/// A node cut from PostgreSQL only: it keeps its lease, so its objects wait (their
-/// requests hang or fail, nothing half-applied) while the others' are served; healed, it
-/// commits what it held.
+/// A node cut from PostgreSQL only: its objects' requests fail or wait (each at most
+/// `storage_timeout_ms`, nothing half-applied) while the others' are served; healed, it
+/// commits what it held (a cut longer than its lease's TTL also moves its shards: see the
+/// next test).
 #[tokio::test]
 async fn a_node_cut_from_postgres_only() {
     let _turn = one_at_a_time().await;
@@ -247,6 +248,36 @@ async fn a_node_cut_from_postgres_only() {
     load.progress(60).await;
     rig.nodes[2].postgres.restore();
     rig.finish(load, "PostgreSQL black-holed from one node")
+        .await;
+}
+
+/// Regression (issue 36, finding 7): a node cut from PostgreSQL kept its lease, so its
+/// shards stalled the clients of every node for as long as the cut lasted. Past its
+/// lease's TTL it lets the lease lapse: while it is still cut off, the two others hold
+/// every shard and serve all its objects; healed, it rejoins and nothing was lost.
+#[tokio::test]
+async fn a_node_cut_from_postgres_past_its_lease_gives_its_shards_up() {
+    let _turn = one_at_a_time().await;
+    let rig = Rig::start().await;
+    let load = rig.load().await;
+    rig.nodes[2].postgres.black_hole();
+    rig.members(2).await;
+    let c = client();
+    let first = rig.addrs.lock().unwrap()[0].clone();
+    wait_until("the others serve every object", || async {
+        for o in &rig.objects {
+            let url = format!("http://{first}/test-object/{o}/items");
+            if get(&c, &url).await.0 != 200 {
+                return false;
+            }
+        }
+        true
+    })
+    .await;
+    load.progress(60).await;
+    rig.nodes[2].postgres.restore();
+    rig.members(3).await;
+    rig.finish(load, "PostgreSQL black-holed from one node past its lease")
         .await;
 }
 

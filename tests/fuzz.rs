@@ -151,8 +151,13 @@ fn migration_histories_apply_or_refuse_clearly() {
     runner(50)
         .run(&runs, |runs| {
             let dir = tempfile::tempdir().unwrap();
-            let db = dohost::backend::open::storage(None, dir.path(), dohost::backend::Role::Tool)
-                .unwrap();
+            let db = dohost::backend::open::storage(
+                None,
+                dir.path(),
+                dohost::backend::Role::Tool,
+                dohost::Limits::default().storage_timeout,
+            )
+            .unwrap();
             for (migrations, bound) in runs {
                 if let Err(e) = db.migrate("default", &migrations, &bound, false) {
                     let why = format!("{e:#}");

@@ -353,8 +353,14 @@ fn a_preloaded_object_store_matches_the_model() {
 #[test]
 fn the_object_store_on_postgres_matches_the_model() {
     let url = common::postgres::server().fresh_database();
-    let storage =
-        Arc::new(PostgresStorage::open(&url, dohost::backend::Role::Single("model")).unwrap());
+    let storage = Arc::new(
+        PostgresStorage::open(
+            &url,
+            dohost::backend::Role::Single("model"),
+            dohost::Limits::default().storage_timeout,
+        )
+        .unwrap(),
+    );
     check(storage.clone(), false, 150);
     check(storage, true, 150);
 }

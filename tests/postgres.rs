@@ -18,18 +18,39 @@ fn database_name(dir: &std::path::Path) -> String {
 /// A host serving the counter on a fresh database (its name is the last item), reached
 /// through a proxy the test can cut; the data directory goes with it.
 async fn counter_through_proxy() -> (TestHost, std::sync::Arc<Proxy>, tempfile::TempDir, String) {
+    through_proxy(&["counter"], dohost::Limits::default()).await
+}
+
+/// A host serving `guests` with `limits` on a fresh database (its name is the last item),
+/// reached through a proxy the test can cut; the data directory goes with it.
+async fn through_proxy(
+    guests: &[&str],
+    limits: dohost::Limits,
+) -> (TestHost, std::sync::Arc<Proxy>, tempfile::TempDir, String) {
+    let url = server().fresh_database();
+    let proxy = Proxy::start(([127, 0, 0, 1], server().port).into()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = url.rsplit('/').next().unwrap().to_string();
+    let host = start_through(&proxy, &db, dir.path(), guests, limits).await;
+    (host, proxy, dir, db)
+}
+
+/// A host serving `guests` with `limits` on database `db`, reached through `proxy`.
+async fn start_through(
+    proxy: &Proxy,
+    db: &str,
+    dir: &std::path::Path,
+    guests: &[&str],
+    limits: dohost::Limits,
+) -> TestHost {
     let pg = server();
-    let url = pg.fresh_database();
-    let proxy = Proxy::start(([127, 0, 0, 1], pg.port).into()).await;
-    let through = url.replace(
+    let through = pg.url(db).replace(
         &format!(":{}/", pg.port),
         &format!(":{}/", proxy.addr.port()),
     );
-    let dir = tempfile::tempdir().unwrap();
-    let mut cfg = config(&["counter"], dir.path(), dohost::Limits::default());
+    let mut cfg = config(guests, dir, limits);
     cfg.storage = Some(through);
-    let db = url.rsplit('/').next().unwrap().to_string();
-    (TestHost::start_config(cfg).await, proxy, dir, db)
+    TestHost::start_config(cfg).await
 }
 
 /// Two hosts started on one database by mistake: the second fences the first, whose next
@@ -96,6 +117,169 @@ async fn a_lost_database_is_answered_503_and_the_host_reconnects() {
     assert_eq!(server().psql(&db, "SELECT count(*) FROM dohost.kv"), "1");
     wait_until("health recovered", || async {
         get(&c, &host.url("/.well-known/dohost/health")).await.0 == 200
+    })
+    .await;
+    host.stop().await;
+}
+
+/// Asserts `r` is 503 with `Retry-After` and a body saying `says`; answers the body.
+async fn refused_for_now(r: reqwest::Response, says: &str) -> String {
+    let status = r.status();
+    let retry = r.headers().get("retry-after").cloned();
+    let body = r.text().await.unwrap();
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(
+        retry.as_ref().map(|v| v.to_str().unwrap()),
+        Some("1"),
+        "{body}"
+    );
+    assert!(body.contains(says), "{body}");
+    body
+}
+
+/// Regression (issue 36, finding 7): a storage read the host could not make reached the
+/// client as 500 — from a handler's `?` on the SDK's error, from a constructor that panics
+/// on it (as the counter's does), and from an activation's own read. Each is an outage a
+/// client may wait out: 503 with `Retry-After` (a calling object: the `unavailable` call
+/// error). The guest sees the WIT's `internal` code, whose message says the database could
+/// not be reached; one that handles it keeps its answer. A panic with no failed read
+/// stays 500.
+#[tokio::test]
+async fn a_read_the_database_cannot_answer_is_503_from_handler_constructor_and_activation() {
+    let guests = ["test-object"];
+    let (host, proxy, dir, db) = through_proxy(&guests, dohost::Limits::default()).await;
+    let c = client();
+    let big = vec![b'x'; 100 << 10];
+    let at = host.url("/test-object/big/put?key=big");
+    assert_eq!(post(&c, &at, big).await.0, 200);
+    host.stop().await;
+    // Started again, the host reads the object's size: past PRELOAD_MAX_BYTES, its reads
+    // (its constructor's too) go to the database, not to a copy in memory.
+    let host = start_through(&proxy, &db, dir.path(), &guests, Default::default()).await;
+    let u = |name: &str, p: &str| host.url(&format!("/test-object/{name}{p}"));
+    assert_eq!(get(&c, &u("big", "/get?key=other")).await.0, 404);
+    // A small object, live and held in memory: it can call while the database is cut (a
+    // write, so that its answer waits for its name to be stored: a commit cut would make
+    // it read everything again).
+    let at = u("caller", "/put?key=k");
+    assert_eq!(post(&c, &at, b"v".to_vec()).await.0, 200);
+
+    proxy.cut();
+    // The handler's `?` on the failed read (the SDK's error): the SDK answers 500, the host
+    // 503, and the guest's own answer stays in the log.
+    let r = c.get(u("big", "/get?key=other")).send().await.unwrap();
+    let body = refused_for_now(
+        r,
+        "the event failed after the object's storage could not be read",
+    )
+    .await;
+    assert!(!body.contains("Internal Server Error"), "{body}");
+    // Through another object, the same failure is the `unavailable` call error.
+    let (status, body) = get(
+        &c,
+        &u(
+            "caller",
+            "/call?binding=test-object&name=big&path=%2Fget%3Fkey%3Dother",
+        ),
+    )
+    .await;
+    assert_eq!(status, 502, "{body}");
+    assert!(
+        body.starts_with("call failed (ErrorCode::Unavailable)"),
+        "{body}"
+    );
+    assert!(body.contains("storage could not be read"), "{body}");
+    // The guest sees `internal`, saying why; handled, its own answer stands.
+    let (status, body) = get(&c, &u("big", "/get-handled?key=other")).await;
+    assert_eq!(status, 424, "{body}");
+    assert!(body.starts_with("handled (Internal)"), "{body}");
+    assert!(body.contains("the database could not be reached"), "{body}");
+    // A panic that no failed read caused is the object's own failure.
+    let (status, body) = get(&c, &u("big", "/panic")).await;
+    assert_eq!(status, 500, "{body}");
+    // The instance is rebuilt: its constructor's read fails and it panics.
+    let r = c.get(u("big", "/get?key=other")).send().await.unwrap();
+    refused_for_now(
+        r,
+        "the constructor failed after the object's storage could not be read",
+    )
+    .await;
+    // An object never seen: its activation cannot read what it stores.
+    let r = c.get(u("fresh", "/get?key=other")).send().await.unwrap();
+    refused_for_now(r, "cannot read the object's storage").await;
+
+    proxy.restore();
+    wait_until("the object reads again", || async {
+        get(&c, &u("big", "/get?key=other")).await.0 == 404
+    })
+    .await;
+    assert_eq!(get(&c, &u("fresh", "/get?key=other")).await.0, 404);
+    host.stop().await;
+}
+
+/// Regression (issue 36, finding 7): a database behind a black hole (connections open,
+/// nothing answered) held every request for as long as the hole lasted, and health said
+/// 200. Each exchange with the database is bounded by `storage_timeout_ms`: health says 503
+/// without any write to find out, a write and a read are refused with 503 in bounded time,
+/// and once the hole closes the host serves again from what was acknowledged.
+#[tokio::test]
+async fn a_black_holed_database_fails_in_bounded_time_and_health_says_so() {
+    let bound = std::time::Duration::from_secs(1);
+    let limits = dohost::Limits {
+        storage_timeout: bound,
+        ..Default::default()
+    };
+    let (host, proxy, _dir, _db) = through_proxy(&["counter"], limits).await;
+    // Without a bound, a request would wait as long as the hole: this fails it instead.
+    let c = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(30))
+        .build()
+        .unwrap();
+    let u = |p: &str| host.url(&format!("/counter/held{p}"));
+    let health = host.url("/.well-known/dohost/health");
+    for n in 1..=3 {
+        assert_eq!(get(&c, &u("/increment")).await, (200, n.to_string()));
+    }
+
+    proxy.black_hole();
+    // No write has failed yet: the probe alone finds out.
+    wait_until("health says the database does not answer", || async {
+        let (status, body) = get(&c, &health).await;
+        status == 503 && body.contains("the database has not answered")
+    })
+    .await;
+    let started = std::time::Instant::now();
+    let r = c
+        .get(u("/increment"))
+        .send()
+        .await
+        .expect("a bounded answer");
+    let write = started.elapsed();
+    refused_for_now(r, "database is unreachable").await;
+    let started = std::time::Instant::now();
+    let r = c
+        .get(host.url("/counter/other/get"))
+        .send()
+        .await
+        .expect("a bounded answer");
+    let read = started.elapsed();
+    refused_for_now(r, "did not answer within").await;
+    eprintln!(
+        "black hole, storage_timeout_ms = {bound:?}: a write refused after {write:?}, a read after {read:?}"
+    );
+    assert!(
+        write < 10 * bound && read < 10 * bound,
+        "{write:?} {read:?}"
+    );
+
+    proxy.restore();
+    wait_until("the host wrote again", || async {
+        get(&c, &u("/increment")).await.0 == 200
+    })
+    .await;
+    assert_eq!(get(&c, &u("/get")).await, (200, "4".into()));
+    wait_until("health recovered", || async {
+        get(&c, &health).await.0 == 200
     })
     .await;
     host.stop().await;

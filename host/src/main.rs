@@ -158,6 +158,7 @@ fn migrate(args: MigrateArgs) -> anyhow::Result<()> {
         &config.data_dir,
         // Migrating takes no shards: a running node keeps serving.
         dohost::backend::Role::Tool,
+        config.limits.storage_timeout,
     )?;
     let bound: Vec<(String, String)> = config
         .classes

@@ -199,7 +199,9 @@ pub enum StorageErrorCode {
     NoTransaction,
     /// An argument made no sense.
     InvalidArgument,
-    /// The host failed to read or write its database.
+    /// The host failed to read or write its database. When the database could not be
+    /// reached the message says so, and the same call may work in a moment: a `fetch` that
+    /// then fails (its `Err`, answered 500) is answered 503 with `Retry-After` by the host.
     Internal,
     /// A stored value could not be decoded as the requested type.
     Decode,

@@ -78,6 +78,12 @@ fn recurse(n: u64) -> u64 {
 
 impl DurableObject for TestObject {
     fn new(state: State, env: Env) -> Self {
+        // Reads storage as the counter's constructor does, panicking when it cannot: the
+        // host must answer that 503 (retry), not 500, when its database was unreachable.
+        state
+            .storage()
+            .get_bytes("constructor")
+            .expect("the constructor's read");
         let mut bytes = [0u8; 8];
         getrandom_fill(&mut bytes);
         let env = env
@@ -163,6 +169,17 @@ impl DurableObject for TestObject {
             "/get" => match storage.get_bytes(&key(&req)?)? {
                 Some(v) => Ok(Response::bytes(v)),
                 None => Ok(Response::text("absent").with_status(404)),
+            },
+            // A read whose failure the object handles itself: its answer stands, whatever
+            // the failure was.
+            "/get-handled" => match storage.get_bytes(&key(&req)?) {
+                Ok(Some(v)) => Ok(Response::bytes(v)),
+                Ok(None) => Ok(Response::text("absent").with_status(404)),
+                Err(e) => Ok(Response::text(format!(
+                    "handled ({}): {e}",
+                    e.storage_code().map(|c| format!("{c:?}")).unwrap_or_default()
+                ))
+                .with_status(424)),
             },
             "/write-then-panic" => {
                 storage.put_bytes(&key(&req)?, b"written before the panic")?;
@@ -303,7 +320,11 @@ impl DurableObject for TestObject {
                         r.status(),
                         String::from_utf8_lossy(r.body())
                     )),
-                    Err(e) => Response::text(format!("call failed: {e}")).with_status(502),
+                    Err(e) => Response::text(format!(
+                        "call failed ({}): {e}",
+                        e.call_code().map(|c| format!("{c:?}")).unwrap_or_default()
+                    ))
+                    .with_status(502),
                 })
             }
             "/call-forged" => {

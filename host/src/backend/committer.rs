@@ -60,14 +60,36 @@ pub trait CommitListener: Send + Sync + 'static {
     fn batch_committed(&self, _writes: usize, _took: std::time::Duration) {}
 }
 
-/// Whether writes can be made durable right now, for health checks.
+/// Whether writes can be made durable right now, and whether the database answers, for
+/// health checks (and a cluster node, which gives its shards up past its lease).
 #[derive(Default)]
 pub struct StorageHealth {
-    // A std Mutex: read or replaced whole, never across an await.
+    // std Mutexes: read or replaced whole, never across an await.
     problem: Mutex<Option<CommitError>>,
+    /// Set while the database does not answer `Storage::probe`: why, and since when.
+    unreachable: Mutex<Option<(String, Instant)>>,
 }
 
 impl StorageHealth {
+    /// Records the outcome of a probe sent at `sent` (see `probe`): a first failure dates
+    /// the outage from when its probe was sent, not from when it gave up.
+    pub fn probed(&self, outcome: Result<()>, sent: Instant) {
+        let mut u = self.unreachable.lock().unwrap_or_else(|p| p.into_inner());
+        match (outcome, u.as_mut()) {
+            (Ok(()), _) => *u = None,
+            (Err(e), Some((why, _))) => *why = format!("{e:#}"),
+            (Err(e), None) => *u = Some((format!("{e:#}"), sent)),
+        }
+    }
+
+    /// Why the database does not answer, and since when; None while it does.
+    pub fn unreachable(&self) -> Option<(String, Instant)> {
+        self.unreachable
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
     /// None while commits succeed; the failure that stops them otherwise.
     pub fn problem(&self) -> Option<CommitError> {
         self.problem
@@ -281,6 +303,43 @@ impl State {
             return Err(commit_error::refusal(error));
         }
         Ok(())
+    }
+}
+
+/// How often `probe` asks the backend whether its database answers.
+pub const PROBE_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Asks the backend every `PROBE_INTERVAL` whether its database answers (each probe
+/// bounded by `storage_timeout_ms`), so that health says 503 while it does not even when
+/// no write comes, and a cluster node can tell how long it has been cut off. Ends when
+/// `stop` turns true or the storage is dropped (held only during a probe, so that a
+/// stopped host closes its database at once).
+pub async fn probe(
+    storage: std::sync::Weak<dyn Storage>,
+    health: Arc<StorageHealth>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    loop {
+        let Some(db) = storage.upgrade() else { return };
+        let sent = Instant::now();
+        let outcome = tokio::select! {
+            outcome = db.probe() => outcome,
+            _ = stop.wait_for(|s| *s) => return,
+        };
+        drop(db);
+        let was = health.unreachable().is_some();
+        match &outcome {
+            Err(e) if !was => {
+                tracing::warn!(error = %format!("{e:#}"), "the database does not answer")
+            }
+            Ok(()) if was => tracing::info!("the database answers again"),
+            _ => {}
+        }
+        health.probed(outcome, sent);
+        tokio::select! {
+            _ = tokio::time::sleep(PROBE_INTERVAL) => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
     }
 }
 

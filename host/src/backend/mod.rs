@@ -101,6 +101,12 @@ pub trait Storage: Send + Sync + 'static {
     /// Gives a shard up on this node: its commits are refused from now on.
     fn drop_shard(&self, _shard: u32) {}
 
+    /// Whether the database answers (a round trip, bounded by `storage_timeout_ms`); an
+    /// embedded database always does.
+    fn probe(&self) -> ReadFuture<'_, ()> {
+        Box::pin(async { Ok(()) })
+    }
+
     /// Bytes stored (keys and values) per namespace; blocks. Read when metrics are scraped.
     fn stored_bytes(&self) -> anyhow::Result<HashMap<u64, u64>>;
 
@@ -114,6 +120,18 @@ pub trait Storage: Send + Sync + 'static {
              (pg_dump --schema=dohost, or a base backup)"
         )
     }
+}
+
+/// Marks a failed read or write whose database could not be reached, or did not answer
+/// within `storage_timeout_ms`: nothing is wrong with the data and a retry may pass. It is
+/// context on the backend's error: `is_unreachable` finds it.
+#[derive(Debug, Clone, Copy, thiserror::Error)]
+#[error("the database is unreachable (a retry may pass)")]
+pub struct Unreachable;
+
+/// Whether `e` failed because the database could not be reached (see `Unreachable`).
+pub fn is_unreachable(e: &anyhow::Error) -> bool {
+    e.downcast_ref::<Unreachable>().is_some()
 }
 
 /// What a process opening shared storage does with its shards (redb is never shared:

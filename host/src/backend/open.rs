@@ -5,17 +5,20 @@ use super::redb::RedbStorage;
 use super::{Role, Storage};
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// Opens the configured backend: PostgreSQL when `url` is given, else redb under
-/// `data_dir`. On PostgreSQL, `role` says which shards this process takes (see `Role`);
-/// a cluster needs PostgreSQL.
+/// `data_dir`. On PostgreSQL, `role` says which shards this process takes (see `Role`)
+/// and `timeout` bounds each exchange with the database (`storage_timeout_ms`); a
+/// cluster needs PostgreSQL.
 pub fn storage(
     url: Option<&str>,
     data_dir: &Path,
     role: Role<'_>,
+    timeout: Duration,
 ) -> anyhow::Result<Arc<dyn Storage>> {
     Ok(match url {
-        Some(url) => Arc::new(PostgresStorage::open(url, role)?),
+        Some(url) => Arc::new(PostgresStorage::open(url, role, timeout)?),
         None if matches!(role, Role::Cluster(_)) => anyhow::bail!(
             "a cluster keeps its data in PostgreSQL: give every node --storage postgres://…"
         ),

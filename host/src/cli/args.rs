@@ -306,6 +306,10 @@ pub struct LimitArgs {
     /// is dropped, and the log says so and how much.
     #[arg(long, value_parser = dohost::config::size::parse_usize, value_name = "SIZE")]
     pub guest_log_bytes_per_minute: Option<usize>,
+    /// How long one exchange with the PostgreSQL database may take, in milliseconds,
+    /// before it fails as unavailable (503); bounds a database behind a black hole.
+    #[arg(long)]
+    pub storage_timeout_ms: Option<u64>,
 }
 
 impl LimitArgs {
@@ -342,6 +346,7 @@ impl LimitArgs {
             max_worker_instances: self.max_worker_instances,
             shutdown_timeout_secs: self.shutdown_timeout_secs,
             guest_log_bytes_per_minute: self.guest_log_bytes_per_minute,
+            storage_timeout_ms: self.storage_timeout_ms,
         }
         .apply(limits)
         .context("--idle-secs")

@@ -5,9 +5,10 @@
 //! a new incarnation, which owns none of the old one's shards.
 
 use super::Keys;
+use crate::backend::committer::{PROBE_INTERVAL, StorageHealth};
 use anyhow::{Context, Result};
 use etcd_client::{Client, GetOptions, PutOptions};
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -27,6 +28,9 @@ pub struct Member {
 /// What the keepalive task shares with the membership.
 struct Live {
     lease: AtomicI64,
+    /// Set while this node's database is unreachable past the lease's TTL: renewals stop,
+    /// so that the lease expires and other nodes take its shards.
+    standing_down: AtomicBool,
     // A std Mutex: read or replaced whole, never across an await.
     alive_until: Mutex<Instant>,
 }
@@ -82,6 +86,7 @@ impl Membership {
         let (lease, asked) = register(&mut client, &keys, node, addr, ttl).await?;
         let live = Arc::new(Live {
             lease: AtomicI64::new(lease),
+            standing_down: AtomicBool::new(false),
             alive_until: Mutex::new(asked + ttl.saturating_sub(DEADLINE_MARGIN)),
         });
         let keepalive = tokio::spawn(keep_alive(
@@ -126,6 +131,20 @@ impl Membership {
         self.ttl
     }
 
+    /// Stops renewing the lease (`true`) or renews it again (`false`). A node that cannot
+    /// reach its database cannot serve its shards, yet its lease would keep them from the
+    /// nodes that can: standing down lets the lease lapse (this node then drops every
+    /// shard, and the others take them over); standing up joins again under a new lease.
+    pub fn stand_down(&self, yes: bool) {
+        if self.live.standing_down.swap(yes, Ordering::SeqCst) != yes {
+            if yes {
+                tracing::warn!(node = %self.node, "cluster: the database is unreachable past the lease's TTL; letting the lease lapse so that other nodes take this node's shards");
+            } else {
+                tracing::info!(node = %self.node, "cluster: the database answers again; renewing the lease");
+            }
+        }
+    }
+
     /// The live members, in node order.
     pub async fn members(&self) -> Result<Vec<Member>> {
         read_members(&self.client, &self.keys).await
@@ -167,6 +186,10 @@ async fn keep_alive(
             continue;
         };
         loop {
+            if live.standing_down.load(Ordering::SeqCst) {
+                tokio::time::sleep(every).await;
+                continue;
+            }
             let sent = Instant::now();
             if keeper.keep_alive().await.is_err() {
                 break;
@@ -193,6 +216,26 @@ async fn keep_alive(
                 _ => break,
             }
             tokio::time::sleep(every).await;
+        }
+    }
+}
+
+/// Stands the node down (see `Membership::stand_down`) while its database has not
+/// answered for longer than the lease's TTL, as `health` tells from the storage probe, and
+/// up again once it answers. Ends when `stop` turns true.
+pub async fn stand_down_while_unreachable(
+    membership: Arc<Membership>,
+    health: Arc<StorageHealth>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    loop {
+        let cut_off = health
+            .unreachable()
+            .is_some_and(|(_, since)| since.elapsed() > membership.ttl());
+        membership.stand_down(cut_off);
+        tokio::select! {
+            _ = tokio::time::sleep(PROBE_INTERVAL / 4) => {}
+            _ = stop.wait_for(|s| *s) => return,
         }
     }
 }

@@ -114,6 +114,7 @@ pub struct FileLimits {
     pub shutdown_timeout_secs: Option<u64>,
     #[serde(default, deserialize_with = "size::option")]
     pub guest_log_bytes_per_minute: Option<usize>,
+    pub storage_timeout_ms: Option<u64>,
 }
 
 impl FileLimits {
@@ -179,6 +180,9 @@ impl FileLimits {
         }
         if let Some(ms) = self.deferred_timeout_ms {
             limits.deferred_timeout = Duration::from_millis(ms);
+        }
+        if let Some(ms) = self.storage_timeout_ms {
+            limits.storage_timeout = Duration::from_millis(ms);
         }
         Ok(())
     }

@@ -150,6 +150,12 @@ pub struct Limits {
     /// Bytes of stdout and stderr one object may print a minute; the rest of the minute's
     /// is dropped, and the log says so and how much.
     pub guest_log_bytes_per_minute: usize,
+    /// How long one exchange with the PostgreSQL database (a read, a commit batch, a
+    /// connection) may take before it fails as unavailable (503 with `Retry-After`): a
+    /// database behind a black hole holds requests no longer than this. Also the server's
+    /// `statement_timeout` and `idle_in_transaction_session_timeout` on dohost's connections,
+    /// and what the TCP keepalives are timed from.
+    pub storage_timeout: Duration,
 }
 
 impl Default for Limits {
@@ -187,6 +193,7 @@ impl Default for Limits {
             max_memory: machine::default_max_memory(),
             max_long_events: machine::default_max_long_events(),
             guest_log_bytes_per_minute: 1024 * 1024,
+            storage_timeout: Duration::from_secs(5),
         }
     }
 }
@@ -263,6 +270,10 @@ impl Limits {
             (
                 "guest_log_bytes_per_minute",
                 self.guest_log_bytes_per_minute.to_string(),
+            ),
+            (
+                "storage_timeout_ms",
+                self.storage_timeout.as_millis().to_string(),
             ),
         ]
     }
@@ -357,6 +368,9 @@ impl Config {
         }
         if l.write_timeout.is_zero() {
             bail!("write_timeout_ms must be more than zero");
+        }
+        if l.storage_timeout.is_zero() {
+            bail!("storage_timeout_ms must be more than zero");
         }
         Ok(())
     }

@@ -103,10 +103,14 @@ impl Actor {
                     }
                 }
                 let overload = store.data().limiter.budget_hit;
+                let unreachable = store.data().storage.store.hit_unreachable();
                 self.drop_instance(&format!("{what} trapped"));
-                // The host's memory ran short, not the object: its caller may retry (503).
+                // The host's memory ran short, or its database could not be reached, not
+                // the object: its caller may retry (503).
                 Err(if overload {
                     EventError::Unavailable(why)
+                } else if unreachable {
+                    EventError::Unavailable(super::instance::unreachable_failure(what))
                 } else {
                     EventError::Failed(why)
                 })
@@ -171,6 +175,18 @@ impl Actor {
         handle: u64,
         reply: oneshot::Sender<Outcome>,
     ) {
+        let deferring = self
+            .live
+            .as_ref()
+            .is_some_and(|l| l.store.data().requests.deferred);
+        // A 5xx after the database could not be read is answered 503, so the client
+        // retries: the event's writes are dropped with the instance (as after a trap), or a
+        // retry would apply the ones it made before the failed read twice.
+        if !deferring && let Some(e) = self.outage(&response) {
+            self.drop_instance("its storage could not be read (the database is unreachable)");
+            let _ = reply.send(Outcome::failed(e));
+            return;
+        }
         let live = self.live.as_mut().expect("event ran on an instance");
         let data = live.store.data_mut();
         let deferred = data.requests.deferred;
@@ -216,6 +232,31 @@ impl Actor {
         }
         // After the reply is registered: the event may have answered itself.
         self.release_outputs(&durable);
+    }
+
+    /// The caller's answer instead of `response` when it is 5xx and a storage read of the
+    /// event just run found the database unreachable: the outage most likely failed it (an
+    /// SDK answers an uncaught storage error 500), and the client may retry, so it gets
+    /// 503 with `Retry-After` (a calling object: the `unavailable` call error). The guest's
+    /// own answer goes to the log. A 2xx or 4xx answer (the guest handled the error) stands.
+    pub(super) fn outage(&self, response: &wit::Response) -> Option<EventError> {
+        let live = self.live.as_ref()?;
+        if !(500..=599).contains(&response.status)
+            || !live.store.data().storage.store.hit_unreachable()
+        {
+            return None;
+        }
+        const SHOWN: usize = 1024;
+        let body = String::from_utf8_lossy(&response.body[..response.body.len().min(SHOWN)]);
+        let cut = if response.body.len() > SHOWN {
+            " (cut)"
+        } else {
+            ""
+        };
+        tracing::warn!(object = %self.label, status = response.status, "the object answered {} after its storage could not be read (the database is unreachable); its client is answered 503: {body:?}{cut}", response.status);
+        Some(EventError::Unavailable(
+            super::instance::unreachable_failure("the event"),
+        ))
     }
 
     pub(super) async fn alarm(&mut self, retry: u32, firing: Firing) {

@@ -8,8 +8,14 @@ impl Actor {
     /// Makes sure a constructed instance exists, building one (and running the
     /// constructor) if needed.
     pub(super) async fn ensure_live(&mut self) -> Result<(), EventError> {
+        // An unreachable database is an outage, not the object's fault: 503, retry later.
         let unreadable = |e: anyhow::Error| {
-            EventError::Failed(format!("cannot read the object's storage: {e:#}"))
+            let why = format!("cannot read the object's storage: {e:#}");
+            if crate::backend::is_unreachable(&e) {
+                EventError::Unavailable(why)
+            } else {
+                EventError::Failed(why)
+            }
         };
         let shared = self.inflight().await.map_err(unreadable)?;
         let generation = shared.generation();
@@ -146,6 +152,11 @@ impl Actor {
                 if store.data().limiter.budget_hit {
                     return Err(EventError::Unavailable(why));
                 }
+                if store.data().storage.store.hit_unreachable() {
+                    return Err(EventError::Unavailable(unreachable_failure(
+                        "the constructor",
+                    )));
+                }
                 Err(EventError::Failed(format!("the constructor failed: {why}")))
             }
         }
@@ -196,9 +207,20 @@ impl Actor {
             .expect("an event runs on a live instance");
         start_event(&mut live.store);
         let data = live.store.data_mut();
+        data.storage.store.begin_event();
         data.requests.begin(fetch);
         data.websockets.begin(upgrade);
         data.streams.begin(fetch.is_some());
         data.objects.begin(upgrade);
     }
+}
+
+/// What the caller of an event that trapped, or answered 5xx, after a storage read failed
+/// on an unreachable database is told (503): the object most likely failed because of the
+/// outage.
+pub(super) fn unreachable_failure(what: &str) -> String {
+    format!(
+        "{what} failed after the object's storage could not be read (the database is \
+         unreachable); try again shortly"
+    )
 }

@@ -185,7 +185,15 @@ impl Runtime {
 
     /// None while writes can be made durable; otherwise why not (the disk is full, ...).
     pub fn storage_health(&self) -> Option<String> {
-        self.storage_health.problem().map(|e| e.to_string())
+        if let Some(e) = self.storage_health.problem() {
+            return Some(e.to_string());
+        }
+        self.storage_health.unreachable().map(|(why, since)| {
+            format!(
+                "the database has not answered for {:.1} s: {why}",
+                since.elapsed().as_secs_f64()
+            )
+        })
     }
 
     /// Resolves once another process has fenced this one off its storage, with why: the

@@ -137,8 +137,12 @@ impl Runtime {
             Some(m) => backend::Role::Cluster(&m.node),
             None => backend::Role::Single(&single),
         };
-        let db: Arc<dyn Storage> =
-            backend::open::storage(config.storage.as_deref(), &config.data_dir, role)?;
+        let db: Arc<dyn Storage> = backend::open::storage(
+            config.storage.as_deref(),
+            &config.data_dir,
+            role,
+            config.limits.storage_timeout,
+        )?;
         if let Some(migrations) = &config.migrations {
             let bound: Vec<(String, String)> = config
                 .classes
@@ -215,6 +219,7 @@ impl Runtime {
         let l = &config.limits;
         let (stop_scheduler, stop_rx) = watch::channel(false);
         let calls = Arc::new(CallGraph::default());
+        let standing = membership.clone();
         let coordinator = membership.map(|m| Coordinator::new(m, db.clone()));
         let placement: Arc<dyn Placement> = match &coordinator {
             Some(c) => Arc::new(ClusterPlacement {
@@ -224,6 +229,7 @@ impl Runtime {
             None => Arc::new(LocalPlacement),
         };
         let shard_count = db.shard_count();
+        let probed = Arc::downgrade(&db);
         // Guests' memories, bodies being read and WebSocket send queues count against it.
         let memory = crate::services::memory::MemoryBudget::new(config.limits.max_memory);
         let runtime = Arc::new_cyclic(|weak: &Weak<Runtime>| Runtime {
@@ -303,6 +309,18 @@ impl Runtime {
             vars: config.vars.clone(),
         });
         let waker = Arc::new(RuntimeWaker(Arc::downgrade(&runtime)));
+        tokio::spawn(crate::backend::committer::probe(
+            probed,
+            runtime.storage_health.clone(),
+            stop_rx.clone(),
+        ));
+        if let Some(m) = standing {
+            tokio::spawn(crate::cluster::lease::stand_down_while_unreachable(
+                m,
+                runtime.storage_health.clone(),
+                stop_rx.clone(),
+            ));
+        }
         tokio::spawn(scheduler.run(waker, stop_rx));
         if let Some(c) = coordinator {
             let node = runtime.run_coordinator(c);

@@ -8,6 +8,7 @@ use super::conn::Conn;
 use crate::backend::{Failure, FailureKind, Write};
 use crate::id::ObjectKey;
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
 
@@ -40,12 +41,33 @@ impl PostgresStorage {
                 kind: FailureKind::Unreachable,
                 error,
             })?;
-            let attempt = match self.block_on(apply(self, &conn, &effects)) {
-                Ok(sizes) => {
+            // A database behind a black hole answers nothing: the batch gives up after
+            // `storage_timeout_ms`, its outcome unknown only once COMMIT was sent.
+            let sent = AtomicBool::new(false);
+            // (The timer is made inside the backend's runtime: this thread has none.)
+            let bounded = async {
+                tokio::time::timeout(self.timeout, apply(self, &conn, &effects, &sent)).await
+            };
+            let attempt = match self.block_on(bounded) {
+                Ok(Ok(sizes)) => {
                     self.put_writer(conn);
                     return Ok(sizes);
                 }
-                Err(a) => a,
+                Ok(Err(a)) => a,
+                Err(_) => {
+                    // The connection may be mid-transaction: it is dropped, and the server
+                    // ends the transaction (idle_in_transaction_session_timeout).
+                    let error = anyhow::anyhow!(
+                        "the database did not answer within {:?} (storage_timeout_ms)",
+                        self.timeout
+                    );
+                    let kind = if sent.load(Ordering::Relaxed) {
+                        FailureKind::Unknown
+                    } else {
+                        FailureKind::Unreachable
+                    };
+                    return Err(Failure { kind, error });
+                }
             };
             if attempt.fenced {
                 self.put_writer(conn);
@@ -117,6 +139,7 @@ async fn apply(
     db: &PostgresStorage,
     conn: &Conn,
     effects: &Effects,
+    sent: &AtomicBool,
 ) -> Result<HashMap<ObjectKey, u64>, Attempt> {
     let c = &conn.client;
     if effects.is_empty() {
@@ -194,6 +217,7 @@ async fn apply(
         &add.retry_count,
         &add.retry_at,
     ];
+    sent.store(true, Ordering::Relaxed);
     let phase_b = async {
         futures::try_join!(
             c.execute(&conn.insert, &insert_params),

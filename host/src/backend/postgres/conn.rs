@@ -2,9 +2,12 @@
 //! with every statement prepared, and the small set of reader connections that events share.
 
 use super::schema::SCHEMA;
+use crate::backend::Unreachable;
 use anyhow::{Context, Result};
+use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 use tokio::runtime::Handle;
 use tokio_postgres::{Client, NoTls, Statement};
 
@@ -36,6 +39,57 @@ pub fn redact(url: &str) -> String {
         .join(" ")
 }
 
+/// Bounds every connection of `config` by `limit` (`storage_timeout_ms`), so that a
+/// database behind a black hole fails in bounded time instead of holding requests as long
+/// as the hole lasts: connecting, unacknowledged data (`tcp_user_timeout`), and TCP
+/// keepalives that find a dead peer of an idle connection. A URL's own `connect_timeout`
+/// wins.
+pub fn bound(config: &mut tokio_postgres::Config, limit: Duration) {
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(limit);
+    }
+    let probe = (limit / 3).max(Duration::from_secs(1));
+    config
+        .tcp_user_timeout(limit)
+        .keepalives(true)
+        .keepalives_idle(limit.max(Duration::from_secs(1)))
+        .keepalives_interval(probe)
+        .keepalives_retries(3);
+}
+
+/// Runs one exchange with the database, bounded by `limit`: a failure to reach it (a lost
+/// or refused connection, no answer in time, a server shutting down) is marked
+/// `Unreachable`, so that callers answer 503 (retry later), not 500.
+pub async fn bounded<T>(limit: Duration, exchange: impl Future<Output = Result<T>>) -> Result<T> {
+    match tokio::time::timeout(limit, exchange).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) if transient(&e) => Err(e.context(Unreachable)),
+        Ok(Err(e)) => Err(e),
+        Err(_) => Err(anyhow::anyhow!(
+            "the database did not answer within {limit:?} (storage_timeout_ms)"
+        )
+        .context(Unreachable)),
+    }
+}
+
+/// Whether `e` says the database could not be reached, rather than that it refused a
+/// statement or holds bad data: a driver error without SQLSTATE (a lost, refused or
+/// timed-out connection), or one of the classes of a server that cannot serve now: 08
+/// (connection exception), 53 (insufficient resources), 57 (statement timeout, shutdown).
+pub fn transient(e: &anyhow::Error) -> bool {
+    match e
+        .chain()
+        .find_map(|c| c.downcast_ref::<tokio_postgres::Error>())
+    {
+        Some(pg) => pg.code().is_none_or(|c| {
+            ["08", "53", "57"]
+                .iter()
+                .any(|class| c.code().starts_with(class))
+        }),
+        None => false,
+    }
+}
+
 /// One connection and its prepared statements.
 pub struct Conn {
     pub client: Client,
@@ -57,8 +111,8 @@ pub struct Conn {
 
 /// Opens a connection and prepares every statement, pipelined. Call it on the backend's own
 /// runtime: the socket and the connection's task belong to the runtime it runs on.
-pub async fn connect(config: tokio_postgres::Config) -> Result<Conn> {
-    prepare(connect_raw(config).await?).await
+pub async fn connect(config: tokio_postgres::Config, limit: Duration) -> Result<Conn> {
+    prepare(connect_raw(config).await?, limit).await
 }
 
 /// A bare connection (no statement prepared: the schema may not exist yet).
@@ -75,8 +129,17 @@ pub async fn connect_raw(config: tokio_postgres::Config) -> Result<Client> {
     Ok(client)
 }
 
-/// Prepares every statement on `client`, pipelined.
-pub async fn prepare(client: Client) -> Result<Conn> {
+/// Prepares every statement on `client`, pipelined. The server ends a statement of this
+/// connection that runs longer than `limit`, and a transaction left idle that long (its
+/// client gone behind a partition), so that the locks it holds (the fence rows) are freed
+/// for the node that takes over.
+pub async fn prepare(client: Client, limit: Duration) -> Result<Conn> {
+    let ms = limit.as_millis().max(1);
+    client
+        .batch_execute(&format!(
+            "SET statement_timeout = {ms}; SET idle_in_transaction_session_timeout = {ms}"
+        ))
+        .await?;
     let s = &SCHEMA;
     let (get, scan, scan_upper, scan_rev, scan_rev_upper, alarm, meta, preload) = futures::try_join!(
         client.prepare(s.get),
@@ -135,6 +198,7 @@ impl Readers {
     pub async fn get(
         &self,
         config: &tokio_postgres::Config,
+        limit: Duration,
         rt: &Handle,
         url: &str,
     ) -> Result<Arc<Conn>> {
@@ -147,7 +211,7 @@ impl Readers {
         }
         *slot = None;
         let conn = rt
-            .spawn(connect(config.clone()))
+            .spawn(connect(config.clone(), limit))
             .await
             .context("the database connection task failed")?
             .with_context(|| format!("cannot reach the database {url}"))?;

@@ -70,7 +70,7 @@ impl PostgresStorage {
         let shards: Vec<i32> = claims.iter().map(|(s, _)| *s as i32).collect();
         let epochs: Vec<i64> = claims.iter().map(|(_, e)| *e).collect();
         let rows = self
-            .block_on(async {
+            .block_on(super::conn::bounded(self.timeout, async {
                 let conn = self.writer_for_fence().await?;
                 let rows = conn
                     .query(
@@ -81,7 +81,7 @@ impl PostgresStorage {
                     )
                     .await?;
                 anyhow::Ok(rows)
-            })
+            }))
             .with_context(|| format!("cannot fence shards in {}", self.url))?;
         let taken: Vec<u32> = rows.iter().map(|r| r.get::<_, i32>(0) as u32).collect();
         for (shard, epoch) in claims {

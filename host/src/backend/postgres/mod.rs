@@ -25,6 +25,7 @@ use conn::{Conn, Readers};
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Mutex;
+use std::time::Duration;
 
 /// Objects storing at most this many bytes are read whole at activation, in one query, and
 /// then answered from memory.
@@ -35,6 +36,8 @@ pub struct PostgresStorage {
     /// The URL as shown in messages (password redacted).
     url: String,
     config: tokio_postgres::Config,
+    /// How long one exchange with the database may take (`storage_timeout_ms`).
+    timeout: Duration,
     /// Drives every connection: the committer thread and start-up block on it, and reads
     /// from the host's runtime await its connections.
     rt: Option<tokio::runtime::Runtime>,
@@ -46,13 +49,15 @@ pub struct PostgresStorage {
 }
 
 impl PostgresStorage {
-    /// Connects, creates or checks the schema, and takes shards as `role` says. Errors
+    /// Connects, creates or checks the schema, and takes shards as `role` says; each
+    /// exchange with the database is bounded by `timeout` (`storage_timeout_ms`). Errors
     /// name the URL, password redacted.
-    pub fn open(url: &str, role: Role<'_>) -> Result<PostgresStorage> {
+    pub fn open(url: &str, role: Role<'_>, timeout: Duration) -> Result<PostgresStorage> {
         let shown = redact(url);
-        let config: tokio_postgres::Config = url
+        let mut config: tokio_postgres::Config = url
             .parse()
             .with_context(|| format!("the storage URL {shown} is not a PostgreSQL URL"))?;
+        conn::bound(&mut config, timeout);
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .thread_name("dohost-postgres")
@@ -62,6 +67,7 @@ impl PostgresStorage {
         let mut db = PostgresStorage {
             url: shown.clone(),
             config,
+            timeout,
             rt: Some(rt),
             readers: Readers::new(),
             writer: Mutex::new(None),
@@ -75,7 +81,7 @@ impl PostgresStorage {
                     Role::Single(owner) => Some(schema::take_shards(&client, shards, owner).await?),
                     Role::Cluster(_) | Role::Tool => None,
                 };
-                anyhow::Ok((conn::prepare(client).await?, shards, epochs))
+                anyhow::Ok((conn::prepare(client, timeout).await?, shards, epochs))
             })
             .with_context(|| format!("cannot use the database {shown}"))?;
         *db.writer.lock().unwrap_or_else(|p| p.into_inner()) = Some(writer);
@@ -116,7 +122,10 @@ impl PostgresStorage {
         match kept {
             Some(c) if !c.client.is_closed() => Ok(c),
             _ => self
-                .block_on(conn::connect(self.config.clone()))
+                .block_on(conn::bounded(
+                    self.timeout,
+                    conn::connect(self.config.clone(), self.timeout),
+                ))
                 .with_context(|| format!("cannot reach the database {}", self.url)),
         }
     }
@@ -168,6 +177,14 @@ impl Storage for PostgresStorage {
         Box::pin(self.read_meta(object))
     }
 
+    fn probe(&self) -> ReadFuture<'_, ()> {
+        Box::pin(conn::bounded(self.timeout, async {
+            let c = self.reader().await?;
+            c.client.simple_query("SELECT 1").await?;
+            Ok(())
+        }))
+    }
+
     fn all_alarms(&self) -> Result<Vec<StoredAlarm>> {
         self.read_all_alarms()
     }
@@ -191,7 +208,7 @@ impl Storage for PostgresStorage {
     }
 
     fn stored_bytes(&self) -> Result<HashMap<u64, u64>> {
-        self.block_on(async {
+        self.block_on(conn::bounded(self.timeout, async {
             let c = self.reader().await?;
             let rows = c
                 .client
@@ -204,7 +221,7 @@ impl Storage for PostgresStorage {
                 .iter()
                 .map(|r| (r.get::<_, i64>(0) as u64, r.get::<_, i64>(1) as u64))
                 .collect())
-        })
+        }))
     }
 
     fn commit_batch(&self, batch: &[Write<'_>]) -> Result<HashMap<ObjectKey, u64>, Failure> {

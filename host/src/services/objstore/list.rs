@@ -193,7 +193,7 @@ impl ObjectStore {
                     want,
                 )
                 .await
-                .map_err(StoreError::internal)?,
+                .map_err(|e| self.read_failed(e))?,
         };
         // When the scan was cut, keys past its last one are unknown: answer only up to it
         // (there are at least `limit` answers before it).

@@ -43,11 +43,22 @@ pub enum StoreError {
     NoTransaction(String),
     InvalidArgument(String),
     Internal(String),
+    /// The database could not be reached (or did not answer in time): a retry may pass.
+    /// The guest sees it as `internal` (the WIT has no code of its own for it), with a
+    /// message saying so; the host remembers it for the event (`hit_unreachable`).
+    Unavailable(String),
 }
 
 impl StoreError {
     fn internal(e: anyhow::Error) -> Self {
-        StoreError::Internal(format!("storage failed: {e:#}"))
+        if crate::backend::is_unreachable(&e) {
+            StoreError::Unavailable(format!(
+                "storage is unavailable: the database could not be reached ({e:#}); try again \
+                 shortly"
+            ))
+        } else {
+            StoreError::Internal(format!("storage failed: {e:#}"))
+        }
     }
 }
 
@@ -61,6 +72,10 @@ pub struct ObjectStore {
     clock: Arc<dyn Clock>,
     event: WriteSet,
     txns: Vec<WriteSet>,
+    /// Set when a read of this event failed because the database was unreachable: if the
+    /// guest then traps (a constructor's `expect`) or answers 5xx (an uncaught storage
+    /// error), the caller is told 503, not 500.
+    unreachable: std::sync::atomic::AtomicBool,
 }
 
 impl ObjectStore {
@@ -77,7 +92,29 @@ impl ObjectStore {
             clock,
             event: WriteSet::default(),
             txns: Vec::new(),
+            unreachable: Default::default(),
         }
+    }
+
+    /// Whether a read since `begin_event` failed because the database was unreachable.
+    pub fn hit_unreachable(&self) -> bool {
+        self.unreachable.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// A new event starts: forgets the previous event's unreachable reads.
+    pub fn begin_event(&self) {
+        self.unreachable
+            .store(false, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// A backend read's failure as the guest sees it, noting an unreachable database.
+    fn read_failed(&self, e: anyhow::Error) -> StoreError {
+        let e = StoreError::internal(e);
+        if matches!(e, StoreError::Unavailable(_)) {
+            self.unreachable
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+        e
     }
 
     pub fn limits(&self) -> &StorageLimits {
@@ -113,7 +150,7 @@ impl ObjectStore {
         self.storage
             .get(&self.shared.object, key)
             .await
-            .map_err(StoreError::internal)
+            .map_err(|e| self.read_failed(e))
     }
 
     pub async fn get_many(&self, keys: &[String]) -> StoreResult<Vec<(String, Bytes)>> {
@@ -201,7 +238,7 @@ impl ObjectStore {
         self.storage
             .get_alarm(&self.shared.object)
             .await
-            .map_err(StoreError::internal)
+            .map_err(|e| self.read_failed(e))
     }
 
     /// Sets the alarm, no sooner than the minimum interval from now; returns the time set.

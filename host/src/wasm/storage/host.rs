@@ -16,7 +16,10 @@ pub fn to_wit(e: StoreError) -> Error {
         StoreError::StorageFull(m) => (ErrorCode::StorageFull, m),
         StoreError::NoTransaction(m) => (ErrorCode::NoTransaction, m),
         StoreError::InvalidArgument(m) => (ErrorCode::InvalidArgument, m),
-        StoreError::Internal(m) => (ErrorCode::Internal, m),
+        // The WIT has no code of its own for an unreachable database (a new enum case would
+        // unlink every component built before it): `internal`, with a message saying so.
+        // The host remembers it, and answers the event's failure 503 (see `ObjectStore`).
+        StoreError::Internal(m) | StoreError::Unavailable(m) => (ErrorCode::Internal, m),
     };
     Error { code, message }
 }
