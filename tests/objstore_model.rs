@@ -138,9 +138,18 @@ impl Real {
     }
 }
 
-/// Runs an awaited storage call to its end (the test is synchronous).
+/// Runs an awaited storage call to its end (the test is synchronous), on a runtime of its
+/// own as the host's calls run on one (PostgreSQL's exchanges are bounded by its timers).
 fn now<F: std::future::Future>(f: F) -> F::Output {
-    futures::executor::block_on(f)
+    static RUNTIME: std::sync::OnceLock<tokio::runtime::Runtime> = std::sync::OnceLock::new();
+    RUNTIME
+        .get_or_init(|| {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a runtime")
+        })
+        .block_on(f)
 }
 
 /// What an actor reads back after a failed commit, preloaded when `preload` is set.

@@ -165,8 +165,15 @@ async fn a_read_the_database_cannot_answer_is_503_from_handler_constructor_and_a
     assert_eq!(post(&c, &at, b"v".to_vec()).await.0, 200);
 
     proxy.cut();
+    // The guest sees `internal`, saying why; handled, its own answer stands (and its
+    // instance stays).
+    let (status, body) = get(&c, &u("big", "/get-handled?key=other")).await;
+    assert_eq!(status, 424, "{body}");
+    assert!(body.starts_with("handled (Internal)"), "{body}");
+    assert!(body.contains("the database could not be reached"), "{body}");
     // The handler's `?` on the failed read (the SDK's error): the SDK answers 500, the host
-    // 503, and the guest's own answer stays in the log.
+    // 503, and the guest's own answer stays in the log. The event's writes go with its
+    // instance, so a client that retries cannot apply them twice.
     let r = c.get(u("big", "/get?key=other")).send().await.unwrap();
     let body = refused_for_now(
         r,
@@ -174,6 +181,13 @@ async fn a_read_the_database_cannot_answer_is_503_from_handler_constructor_and_a
     )
     .await;
     assert!(!body.contains("Internal Server Error"), "{body}");
+    // The instance is rebuilt: its constructor's read fails and it panics.
+    let r = c.get(u("big", "/get?key=other")).send().await.unwrap();
+    refused_for_now(
+        r,
+        "the constructor failed after the object's storage could not be read",
+    )
+    .await;
     // Through another object, the same failure is the `unavailable` call error.
     let (status, body) = get(
         &c,
@@ -189,21 +203,6 @@ async fn a_read_the_database_cannot_answer_is_503_from_handler_constructor_and_a
         "{body}"
     );
     assert!(body.contains("storage could not be read"), "{body}");
-    // The guest sees `internal`, saying why; handled, its own answer stands.
-    let (status, body) = get(&c, &u("big", "/get-handled?key=other")).await;
-    assert_eq!(status, 424, "{body}");
-    assert!(body.starts_with("handled (Internal)"), "{body}");
-    assert!(body.contains("the database could not be reached"), "{body}");
-    // A panic that no failed read caused is the object's own failure.
-    let (status, body) = get(&c, &u("big", "/panic")).await;
-    assert_eq!(status, 500, "{body}");
-    // The instance is rebuilt: its constructor's read fails and it panics.
-    let r = c.get(u("big", "/get?key=other")).send().await.unwrap();
-    refused_for_now(
-        r,
-        "the constructor failed after the object's storage could not be read",
-    )
-    .await;
     // An object never seen: its activation cannot read what it stores.
     let r = c.get(u("fresh", "/get?key=other")).send().await.unwrap();
     refused_for_now(r, "cannot read the object's storage").await;
@@ -214,6 +213,9 @@ async fn a_read_the_database_cannot_answer_is_503_from_handler_constructor_and_a
     })
     .await;
     assert_eq!(get(&c, &u("fresh", "/get?key=other")).await.0, 404);
+    // A panic that no failed read caused is the object's own failure.
+    let (status, body) = get(&c, &u("big", "/panic")).await;
+    assert_eq!(status, 500, "{body}");
     host.stop().await;
 }
 
