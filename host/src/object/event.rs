@@ -239,7 +239,7 @@ impl Actor {
     /// SDK answers an uncaught storage error 500), and the client may retry, so it gets
     /// 503 with `Retry-After` (a calling object: the `unavailable` call error). The guest's
     /// own answer goes to the log. A 2xx or 4xx answer (the guest handled the error) stands.
-    pub(super) fn outage(&self, response: &wit::Response) -> Option<EventError> {
+    fn outage(&self, response: &wit::Response) -> Option<EventError> {
         let live = self.live.as_ref()?;
         if !(500..=599).contains(&response.status)
             || !live.store.data().storage.store.hit_unreachable()

@@ -50,8 +50,7 @@ impl Actor {
         let limits = &self.env.limits;
         // The instance holds its initial memory against the budget from its first moment:
         // wait (as for a slot) for idle objects to give theirs up rather than refuse at once.
-        let initial = crate::wasm::engine::initial_memory(code.pre.instance_pre().component());
-        if let Some(initial) = initial.and_then(|b| usize::try_from(b).ok()) {
+        if let Some(initial) = code.initial_memory {
             let budget = &self.env.shared.memory;
             if !budget.room_for(initial, limits.slot_wait).await {
                 return Err(EventError::Unavailable(budget.exhausted()));

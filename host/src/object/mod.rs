@@ -129,6 +129,21 @@ pub struct Class {
 pub struct Code {
     pub pre: ObjectPre<ObjectState>,
     pub version: u64,
+    /// The linear memory an instance starts with, which it holds against the memory budget
+    /// from its first moment (worked out once here, not at every instance build).
+    pub initial_memory: Option<usize>,
+}
+
+impl Code {
+    fn new(pre: ObjectPre<ObjectState>, version: u64) -> Code {
+        let initial_memory = crate::wasm::engine::initial_memory(pre.instance_pre().component())
+            .and_then(|b| usize::try_from(b).ok());
+        Code {
+            pre,
+            version,
+            initial_memory,
+        }
+    }
 }
 
 impl Class {
@@ -144,7 +159,7 @@ impl Class {
             class_name,
             namespace,
             vars,
-            code: std::sync::RwLock::new(Code { pre, version: 0 }),
+            code: std::sync::RwLock::new(Code::new(pre, 0)),
         }
     }
 
@@ -155,8 +170,7 @@ impl Class {
     /// Replaces the code; answers the new version.
     pub fn deploy(&self, pre: ObjectPre<ObjectState>) -> u64 {
         let mut code = self.code.write().unwrap_or_else(|p| p.into_inner());
-        code.pre = pre;
-        code.version += 1;
+        *code = Code::new(pre, code.version + 1);
         code.version
     }
 }

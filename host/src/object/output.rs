@@ -103,14 +103,10 @@ impl Actor {
         let responses = std::mem::take(&mut live.store.data_mut().requests.responses);
         for (handle, response) in responses {
             if let Some((reply, _)) = self.deferred.remove(&handle) {
-                // A 5xx given after the database could not be reached: 503, as a direct
-                // answer is.
-                let result = match self.outage(&response) {
-                    Some(e) => Err(e),
-                    None => Ok(response),
-                };
+                // Not turned into an outage's 503 as a direct answer is: the writes of the
+                // event that deferred it are durable, and a retry would apply them twice.
                 let _ = reply.send(Outcome {
-                    result,
+                    result: Ok(response),
                     durable: durable.clone(),
                     // Conservative: the event that answered may not be the one that wrote.
                     own_writes: false,
