@@ -981,27 +981,12 @@ async fn the_memory_budget_stops_a_bomb_and_is_given_back() {
     // Initial memories count too: a component whose initial memory is more than the whole
     // budget could never run, so start-up refuses it, naming the limit.
     let dir = tempfile::tempdir().unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_dohost"))
-        .args([
-            "run",
-            "--listen",
-            "127.0.0.1:0",
-            "--admin",
-            "off",
-            "--max-memory",
-            "1",
-        ])
-        .arg("--data")
-        .arg(dir.path().join("data"))
-        .arg(guest("test-object"))
-        .stderr(std::fs::File::create(dir.path().join("log")).unwrap())
-        .spawn()
-        .unwrap();
-    // A host that starts anyway would serve for ever: give it a minute to exit.
-    let mut out = KillOnDrop(out);
-    let status = wait_for_exit(&mut out.0).await;
-    let err = std::fs::read_to_string(dir.path().join("log")).unwrap();
-    assert!(status.is_some_and(|s| !s.success()), "{err}");
+    let err = common::process::HostProcess::refused(
+        &dir.path().join("data"),
+        &["test-object"],
+        &["--max-memory", "1"],
+    )
+    .await;
     assert!(
         err.contains("max_memory") && err.contains("--max-memory"),
         "{err}"
@@ -1361,27 +1346,6 @@ async fn http2_is_not_spoken_and_its_connections_are_closed() {
     )
     .await;
     assert!(upgrade.starts_with("HTTP/1.1 200"), "{upgrade}");
-}
-
-/// A child process killed when dropped (a test that fails must not leave it running).
-struct KillOnDrop(std::process::Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// The child's exit status once it exits, within a minute; None if it is still running.
-async fn wait_for_exit(child: &mut std::process::Child) -> Option<std::process::ExitStatus> {
-    for _ in 0..600 {
-        if let Some(status) = child.try_wait().unwrap() {
-            return Some(status);
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    None
 }
 
 /// Guards against a guest flooding the host's log through stdout and stderr: with an

@@ -11,6 +11,8 @@ pub struct HostProcess {
     pub child: Child,
     pub addr: String,
     log: Arc<Mutex<Vec<String>>>,
+    /// The thread reading the log, which ends when the process does.
+    reader: Option<std::thread::JoinHandle<()>>,
 }
 
 impl HostProcess {
@@ -21,6 +23,32 @@ impl HostProcess {
 
     /// Like `spawn`, listening on `listen`.
     pub fn spawn_on(listen: &str, data: &Path, guests: &[&str], flags: &[&str]) -> HostProcess {
+        let (mut host, ready) = Self::start(listen, data, guests, flags);
+        host.addr = ready
+            .recv_timeout(Duration::from_secs(120))
+            .unwrap_or_else(|_| panic!("the host did not log its address: {}", host.log()));
+        host
+    }
+
+    /// Starts `dohost run` with what its start-up must refuse: its whole log, once it has
+    /// exited with a failure (within a minute; the test fails if it serves instead).
+    pub async fn refused(data: &Path, guests: &[&str], flags: &[&str]) -> String {
+        let (mut host, _ready) = Self::start("127.0.0.1:0", data, guests, flags);
+        let status = host.exited().await;
+        if let Some(reader) = host.reader.take() {
+            reader.join().unwrap();
+        }
+        assert!(!status.success(), "the host started: {}", host.log());
+        host.log()
+    }
+
+    /// Spawns the process and its log reader; the receiver gets the address once logged.
+    fn start(
+        listen: &str,
+        data: &Path,
+        guests: &[&str],
+        flags: &[&str],
+    ) -> (HostProcess, std::sync::mpsc::Receiver<String>) {
         let mut child = Command::new(env!("CARGO_BIN_EXE_dohost"))
             .args(["run", "--listen", listen, "--data"])
             .arg(data)
@@ -44,7 +72,7 @@ impl HostProcess {
         let kept = log.clone();
         // Read the log on a thread: the address line, then keep draining so the host
         // never blocks on a full pipe.
-        std::thread::spawn(move || {
+        let reader = std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines() {
                 let Ok(line) = line else { return };
                 // Kept before the address is handed over, so the log the test reads next
@@ -59,10 +87,13 @@ impl HostProcess {
                 }
             }
         });
-        let addr = rx
-            .recv_timeout(Duration::from_secs(120))
-            .unwrap_or_else(|_| panic!("the host did not log its address: {:?}", log.lock()));
-        HostProcess { child, addr, log }
+        let host = HostProcess {
+            child,
+            addr: String::new(),
+            log,
+            reader: Some(reader),
+        };
+        (host, rx)
     }
 
     /// Everything the host logged so far.
