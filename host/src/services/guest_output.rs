@@ -2,14 +2,12 @@
 //! stdout and stderr a minute (`guest_log_bytes_per_minute`); the rest is dropped, and the
 //! log says so and how much.
 
-use std::collections::HashMap;
+use super::windows::{Counts, Windows};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 /// The window the allowance is counted over.
-pub const WINDOW: Duration = Duration::from_secs(60);
-/// Objects tracked at once; past this, windows that are over are forgotten.
-const MAX_OBJECTS: usize = 10_000;
+pub use super::windows::WINDOW;
 
 /// Every object's output allowance, shared by the host's instances (an object's allowance
 /// outlives its instance: one that prints and traps gets no fresh allowance from the
@@ -17,17 +15,25 @@ const MAX_OBJECTS: usize = 10_000;
 pub struct GuestOutput {
     bytes_per_window: usize,
     // A std Mutex: a few map operations per line, never held across an await.
-    objects: Mutex<HashMap<Arc<str>, Window>>,
+    objects: Mutex<Windows<Arc<str>, Window>>,
 }
 
+#[derive(Default)]
 struct Window {
-    started: Instant,
     logged: usize,
     /// Past the allowance: the rest of the window is dropped, even a line that would fit,
     /// so the log shows a clean cut rather than lines picked by their length.
     cut: bool,
     dropped_lines: u64,
     dropped_bytes: u64,
+}
+
+impl Counts for Window {
+    /// What was dropped in the last window is still to be said.
+    fn restart(&mut self) {
+        self.logged = 0;
+        self.cut = false;
+    }
 }
 
 /// What to do with one line of an object's output.
@@ -50,7 +56,7 @@ impl GuestOutput {
     pub fn new(bytes_per_window: usize) -> Self {
         GuestOutput {
             bytes_per_window,
-            objects: Mutex::new(HashMap::new()),
+            objects: Mutex::default(),
         }
     }
 
@@ -62,22 +68,7 @@ impl GuestOutput {
     /// A line of `len` bytes printed by `object` at `now`.
     pub fn line(&self, object: &Arc<str>, len: usize, now: Instant) -> Verdict {
         let mut objects = self.objects.lock().unwrap_or_else(|p| p.into_inner());
-        if objects.len() >= MAX_OBJECTS && !objects.contains_key(object) {
-            objects.retain(|_, w| now.duration_since(w.started) < WINDOW);
-        }
-        let w = objects.entry(object.clone()).or_insert(Window {
-            started: now,
-            logged: 0,
-            cut: false,
-            dropped_lines: 0,
-            dropped_bytes: 0,
-        });
-        if now.duration_since(w.started) >= WINDOW {
-            // A new window; what was dropped in the last one is still to be said.
-            w.started = now;
-            w.logged = 0;
-            w.cut = false;
-        }
+        let w = objects.current(object, now);
         match w.logged.checked_add(len) {
             Some(total) if !w.cut && total <= self.bytes_per_window => {
                 w.logged = total;
@@ -101,6 +92,7 @@ impl GuestOutput {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     #[test]
     fn an_object_logs_its_allowance_a_window_then_hears_what_was_dropped() {

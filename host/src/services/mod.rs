@@ -17,3 +17,4 @@ pub mod slots;
 pub mod sockets;
 pub mod streams;
 pub mod trap_log;
+pub mod windows;

@@ -2,18 +2,18 @@
 //! backtrace, kilobytes each) is logged once per distinct trap site, and each object logs
 //! at most a few failure lines per minute, then says how many it left out.
 
+use super::windows::{Counts, Windows};
 use crate::id::ObjectKey;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Instant;
+
+pub use super::windows::WINDOW;
 
 /// Failure lines one object may log per window.
 pub const LINES_PER_WINDOW: u32 = 5;
-pub const WINDOW: Duration = Duration::from_secs(60);
 /// Trap sites remembered (their backtrace logged); past this, backtraces are left out.
 const MAX_SITES: usize = 10_000;
-/// Objects tracked at once; past this the oldest windows are forgotten.
-const MAX_OBJECTS: usize = 10_000;
 
 #[derive(Default)]
 pub struct TrapLog {
@@ -23,13 +23,19 @@ pub struct TrapLog {
 #[derive(Default)]
 struct Inner {
     sites: HashSet<String>,
-    objects: HashMap<ObjectKey, Window>,
+    objects: Windows<ObjectKey, Window>,
 }
 
+#[derive(Default)]
 struct Window {
-    started: Instant,
     logged: u32,
     left_out: u64,
+}
+
+impl Counts for Window {
+    fn restart(&mut self) {
+        self.logged = 0;
+    }
 }
 
 /// What to log for one failure.
@@ -47,20 +53,7 @@ impl TrapLog {
     /// A failure of `object` at `site` (its class and where it trapped), at `now`.
     pub fn failure(&self, object: ObjectKey, site: &str, now: Instant) -> Verdict {
         let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        if inner.objects.len() >= MAX_OBJECTS && !inner.objects.contains_key(&object) {
-            inner
-                .objects
-                .retain(|_, w| now.duration_since(w.started) < WINDOW);
-        }
-        let w = inner.objects.entry(object).or_insert(Window {
-            started: now,
-            logged: 0,
-            left_out: 0,
-        });
-        if now.duration_since(w.started) >= WINDOW {
-            w.started = now;
-            w.logged = 0;
-        }
+        let w = inner.objects.current(&object, now);
         if w.logged >= LINES_PER_WINDOW {
             w.left_out += 1;
             return Verdict {
