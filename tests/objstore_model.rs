@@ -124,6 +124,7 @@ fn limits() -> Arc<StorageLimits> {
         max_object_bytes: 1 << 20,
         min_alarm_interval_ms: 0,
         max_list_bytes: usize::MAX,
+        sql: Default::default(),
     })
 }
 

@@ -41,6 +41,10 @@ pub trait Storage: Send + Sync + 'static {
         limit: usize,
     ) -> ReadFuture<'a, Vec<(String, Bytes)>>;
 
+    /// The object's SQL database pages (page index, contents), in order; none when it has no
+    /// database.
+    fn sql_pages<'a>(&'a self, object: &'a ObjectKey) -> ReadFuture<'a, Vec<(u32, Bytes)>>;
+
     /// The object's durable alarm.
     fn get_alarm<'a>(&'a self, object: &'a ObjectKey) -> ReadFuture<'a, Option<u64>>;
 
@@ -260,6 +264,31 @@ pub struct WriteSet {
     pub alarm_retry: Option<AlarmRetry>,
     /// The object's name, recorded the first time the object is reached by name.
     pub name: Option<Arc<str>>,
+    /// Pages of the object's SQL database written by the event (applied after `clear`,
+    /// which removes the database's pages with the keys).
+    pub sql: Option<SqlWrites>,
+}
+
+/// The page size of every object's SQL database (fixed: a page is one stored value).
+pub const SQL_PAGE_SIZE: usize = 4096;
+
+/// An event's changes to its object's SQL database: whole pages, and the file's new length.
+#[derive(Debug, Default, Clone)]
+pub struct SqlWrites {
+    /// Page index → its contents (`PAGE_SIZE` bytes).
+    pub pages: BTreeMap<u32, Bytes>,
+    /// Pages in the file after these writes: stored pages from this index on are removed.
+    pub page_count: u32,
+    /// Pages in the file these writes apply on (0 after `clear`): the object's size changes
+    /// by the difference, in pages.
+    pub pages_before: u32,
+}
+
+impl SqlWrites {
+    /// How the object's stored bytes change.
+    pub fn size_delta(&self) -> i128 {
+        (i128::from(self.page_count) - i128::from(self.pages_before)) * SQL_PAGE_SIZE as i128
+    }
 }
 
 impl WriteSet {
@@ -269,6 +298,7 @@ impl WriteSet {
             && self.alarm.is_none()
             && self.alarm_retry.is_none()
             && self.name.is_none()
+            && self.sql.is_none()
     }
 
     /// What these writes say of `key`: `Some(None)` deleted, `Some(Some(v))` written,

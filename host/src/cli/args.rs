@@ -204,6 +204,21 @@ pub struct LimitArgs {
     /// Most keys in one get-many, put-many or delete-many call.
     #[arg(long)]
     pub max_keys_per_call: Option<usize>,
+    /// Longest SQL statement text, in bytes.
+    #[arg(long, value_parser = dohost::config::size::parse_usize, value_name = "SIZE")]
+    pub max_sql_statement_bytes: Option<usize>,
+    /// Most bound parameters in one SQL statement.
+    #[arg(long)]
+    pub max_sql_params: Option<usize>,
+    /// Most columns in a SQL table or result.
+    #[arg(long)]
+    pub max_sql_columns: Option<usize>,
+    /// Largest SQL string, blob or row, in bytes.
+    #[arg(long, value_parser = dohost::config::size::parse_usize, value_name = "SIZE")]
+    pub max_sql_value_bytes: Option<usize>,
+    /// Largest SQL database of one object, in bytes (its storage quota, max_object_bytes, applies too; a live object holds its database in memory).
+    #[arg(long, value_parser = dohost::config::size::parse, value_name = "SIZE")]
+    pub max_sql_database_bytes: Option<u64>,
     /// Bytes one object may store, keys plus values.
     #[arg(long, value_parser = dohost::config::size::parse, value_name = "SIZE")]
     pub max_object_bytes: Option<u64>,
@@ -318,6 +333,11 @@ impl LimitArgs {
             max_key_bytes: self.max_key_bytes,
             max_value_bytes: self.max_value_bytes,
             max_keys_per_call: self.max_keys_per_call,
+            max_sql_statement_bytes: self.max_sql_statement_bytes,
+            max_sql_params: self.max_sql_params,
+            max_sql_columns: self.max_sql_columns,
+            max_sql_value_bytes: self.max_sql_value_bytes,
+            max_sql_database_bytes: self.max_sql_database_bytes,
             max_object_bytes: self.max_object_bytes,
             max_body_bytes: self.max_body_bytes,
             cpu_ms: self.cpu_ms,

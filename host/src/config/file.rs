@@ -79,6 +79,14 @@ pub struct FileLimits {
     pub max_value_bytes: Option<usize>,
     pub max_keys_per_call: Option<usize>,
     #[serde(default, deserialize_with = "size::option")]
+    pub max_sql_statement_bytes: Option<usize>,
+    pub max_sql_params: Option<usize>,
+    pub max_sql_columns: Option<usize>,
+    #[serde(default, deserialize_with = "size::option")]
+    pub max_sql_value_bytes: Option<usize>,
+    #[serde(default, deserialize_with = "size::option")]
+    pub max_sql_database_bytes: Option<u64>,
+    #[serde(default, deserialize_with = "size::option")]
     pub max_object_bytes: Option<u64>,
     #[serde(default, deserialize_with = "size::option")]
     pub max_body_bytes: Option<usize>,
@@ -127,6 +135,11 @@ impl FileLimits {
             max_key_bytes,
             max_value_bytes,
             max_keys_per_call,
+            max_sql_statement_bytes,
+            max_sql_params,
+            max_sql_columns,
+            max_sql_value_bytes,
+            max_sql_database_bytes,
             max_object_bytes,
             max_body_bytes,
             max_deferring_objects,

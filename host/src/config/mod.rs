@@ -74,6 +74,17 @@ pub struct Limits {
     pub max_keys_per_call: usize,
     /// Bytes one object may store (keys plus values).
     pub max_object_bytes: u64,
+    /// Longest SQL statement text, in bytes.
+    pub max_sql_statement_bytes: usize,
+    /// Most bound parameters in one SQL statement.
+    pub max_sql_params: usize,
+    /// Most columns in a SQL table or result.
+    pub max_sql_columns: usize,
+    /// Largest SQL string, blob or row, in bytes.
+    pub max_sql_value_bytes: usize,
+    /// Largest SQL database of one object, in bytes (its storage quota, max_object_bytes, applies too; a live object holds its database in memory).
+    pub max_sql_database_bytes: u64,
+
     /// Largest HTTP request body, in bytes.
     pub max_body_bytes: usize,
     /// CPU time one event (including construction) may use.
@@ -164,6 +175,12 @@ impl Default for Limits {
             max_key_bytes: 2048,
             max_value_bytes: 128 * 1024,
             max_keys_per_call: 128,
+            max_sql_statement_bytes: 100_000,
+            max_sql_params: 100,
+            max_sql_columns: 100,
+            max_sql_value_bytes: 2_000_000,
+            max_sql_database_bytes: 1 << 30,
+
             max_object_bytes: 50_000_000_000,
             max_body_bytes: 32 * 1024 * 1024,
             cpu_per_event: Duration::from_secs(30),
@@ -207,6 +224,17 @@ impl Limits {
             ("max_value_bytes", self.max_value_bytes.to_string()),
             ("max_keys_per_call", self.max_keys_per_call.to_string()),
             ("max_object_bytes", self.max_object_bytes.to_string()),
+            (
+                "max_sql_statement_bytes",
+                self.max_sql_statement_bytes.to_string(),
+            ),
+            ("max_sql_params", self.max_sql_params.to_string()),
+            ("max_sql_columns", self.max_sql_columns.to_string()),
+            ("max_sql_value_bytes", self.max_sql_value_bytes.to_string()),
+            (
+                "max_sql_database_bytes",
+                self.max_sql_database_bytes.to_string(),
+            ),
             ("max_body_bytes", self.max_body_bytes.to_string()),
             ("cpu_ms", self.cpu_per_event.as_millis().to_string()),
             ("memory_bytes", self.memory_per_instance.to_string()),

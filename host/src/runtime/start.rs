@@ -245,6 +245,13 @@ impl Runtime {
                     max_object_bytes: l.max_object_bytes,
                     min_alarm_interval_ms: l.min_alarm_interval.as_millis() as u64,
                     max_list_bytes: l.memory_per_instance,
+                    sql: crate::services::objstore::sql::rules::SqlLimits {
+                        max_statement_bytes: l.max_sql_statement_bytes,
+                        max_params: l.max_sql_params,
+                        max_columns: l.max_sql_columns,
+                        max_value_bytes: l.max_sql_value_bytes,
+                        max_database_bytes: l.max_sql_database_bytes,
+                    },
                 }),
                 clock,
                 shared: crate::wasm::state::Shared {

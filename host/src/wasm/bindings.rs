@@ -20,9 +20,13 @@ wasmtime::component::bindgen!({
         "dohost:object/storage.delete-many": async | trappable,
         "dohost:object/storage.list": async | trappable,
         "dohost:object/alarms.get-alarm": async | trappable,
+        "dohost:object/sql.exec": async | trappable,
+        "dohost:object/sql.query": async | trappable,
+        "dohost:object/sql.database-size": async | trappable,
         default: trappable,
     },
     exports: { default: async },
+    with: { "dohost:object/sql.cursor": crate::wasm::sql::Cursor },
 });
 
 /// The worker world. Its `types` and `objects` are the object world's, so one host impl of
@@ -43,6 +47,7 @@ pub mod worker {
 pub use dohost::object::alarms;
 pub use dohost::object::objects;
 pub use dohost::object::requests;
+pub use dohost::object::sql;
 pub use dohost::object::storage;
 pub use dohost::object::streams;
 pub use dohost::object::types;

@@ -232,6 +232,7 @@ pub fn build_linker(engine: &Engine) -> Result<Linker<ObjectState>> {
     crate::wasm::requests::add_to_linker(&mut linker, |s: &mut ObjectState| &mut s.requests)?;
     crate::wasm::websockets::add_to_linker(&mut linker, |s: &mut ObjectState| &mut s.websockets)?;
     crate::wasm::streams::add_to_linker(&mut linker, |s: &mut ObjectState| &mut s.streams)?;
+    crate::wasm::sql::add_to_linker(&mut linker)?;
     Ok(linker)
 }
 

@@ -9,6 +9,7 @@ pub mod failure;
 pub mod guest_log;
 pub mod objects;
 pub mod requests;
+pub mod sql;
 pub mod state;
 pub mod storage;
 pub mod streams;

@@ -197,6 +197,8 @@ pub struct ObjectState {
     pub cpu: CpuBudget,
     pub stdout: GuestLog,
     pub stderr: GuestLog,
+    /// Bytes of SQL results held by the instance's open cursors.
+    pub sql_cursor_bytes: usize,
 }
 
 /// The contexts of an object's imports that reach past its instance: its storage, other
@@ -238,7 +240,13 @@ impl ObjectState {
             cpu,
             stdout,
             stderr,
+            sql_cursor_bytes: 0,
         }
+    }
+
+    /// The resource table (WASI's handles and the SQL cursors).
+    pub fn table(&mut self) -> &mut ResourceTable {
+        &mut self.table
     }
 }
 
@@ -289,6 +297,13 @@ pub struct Limiter {
     held: Held,
     /// The host's budget refused a growth (the failure is the host's, not the guest's).
     pub budget_hit: bool,
+}
+
+impl Limiter {
+    /// The instance's memory limit (`memory_bytes`).
+    pub fn max_memory(&self) -> usize {
+        self.max_memory
+    }
 }
 
 impl wasmtime::ResourceLimiter for Limiter {

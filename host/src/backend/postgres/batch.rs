@@ -18,6 +18,11 @@ pub struct Effect {
     /// `Some(None)`: the retry ends; `Some(Some(r))`: the alarm is being retried.
     retry: Option<Option<AlarmRetry>>,
     name: Option<Arc<str>>,
+    /// SQL pages written (final contents), the final page count, and how the pages change
+    /// the object's size.
+    pages: BTreeMap<u32, Bytes>,
+    page_count: Option<u32>,
+    pages_delta: i64,
 }
 
 pub type Effects = BTreeMap<ObjectKey, Effect>;
@@ -30,6 +35,16 @@ pub fn fold(batch: &[Write<'_>]) -> Effects {
         if w.clear {
             e.clear = true;
             e.keys.clear();
+            e.pages.clear();
+            e.page_count = None;
+            e.pages_delta = 0;
+        }
+        if let Some(sql) = &w.sql {
+            e.pages
+                .extend(sql.pages.iter().map(|(i, p)| (*i, p.clone())));
+            e.pages.retain(|i, _| *i < sql.page_count);
+            e.page_count = Some(sql.page_count);
+            e.pages_delta += sql.size_delta() as i64;
         }
         e.keys
             .extend(w.map.iter().map(|(k, v)| (k.clone(), v.clone())));
@@ -73,6 +88,9 @@ pub struct Removals<'a> {
     pub key_key: Vec<&'a [u8]>,
     pub obj_ns: Vec<i64>,
     pub obj_id: Vec<&'a [u8]>,
+    pub trim_ns: Vec<i64>,
+    pub trim_id: Vec<&'a [u8]>,
+    pub trim_from: Vec<i32>,
 }
 
 impl<'a> Removals<'a> {
@@ -85,6 +103,11 @@ impl<'a> Removals<'a> {
             if e.clear {
                 r.clear_ns.push(ns);
                 r.clear_id.push(id);
+            }
+            if let Some(n) = e.page_count {
+                r.trim_ns.push(ns);
+                r.trim_id.push(id);
+                r.trim_from.push(n as i32);
             }
             for k in e.keys.keys() {
                 r.key_ns.push(ns);
@@ -120,6 +143,10 @@ pub struct Additions<'a> {
     pub alarm: Vec<Option<i64>>,
     pub retry_count: Vec<Option<i32>>,
     pub retry_at: Vec<Option<i64>>,
+    pub page_ns: Vec<i64>,
+    pub page_id: Vec<&'a [u8]>,
+    pub page_no: Vec<i32>,
+    pub page_data: Vec<&'a [u8]>,
     /// Each object's size once committed.
     pub sizes: HashMap<ObjectKey, u64>,
 }
@@ -162,6 +189,13 @@ impl<'a> Additions<'a> {
                     size += (k.len() + v.len()) as i64;
                 }
             }
+            for (i, page) in &e.pages {
+                a.page_ns.push(ns);
+                a.page_id.push(id);
+                a.page_no.push(*i as i32);
+                a.page_data.push(page.as_ref());
+            }
+            size += e.pages_delta;
             row.size = size.max(0);
             if let Some(alarm) = e.alarm {
                 row.alarm = alarm.map(|a| a as i64);

@@ -72,6 +72,9 @@ impl ClassTxn for PgClasses<'_, '_> {
                 .execute("DELETE FROM dohost.kv WHERE ns = $1", &[&ns])
                 .await?;
             self.txn
+                .execute("DELETE FROM dohost.sql_pages WHERE ns = $1", &[&ns])
+                .await?;
+            self.txn
                 .execute("DELETE FROM dohost.objects WHERE ns = $1", &[&ns])
                 .await?;
             self.txn

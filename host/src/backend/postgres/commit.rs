@@ -162,16 +162,19 @@ async fn apply(
     let clear_params: [&Param<'_>; 2] = [&r.clear_ns, &r.clear_id];
     let key_params: [&Param<'_>; 3] = [&r.key_ns, &r.key_id, &r.key_key];
     let obj_params: [&Param<'_>; 2] = [&r.obj_ns, &r.obj_id];
+    let trim_params: [&Param<'_>; 3] = [&r.trim_ns, &r.trim_id, &r.trim_from];
     let phase_a = async {
         futures::try_join!(
             c.simple_query("BEGIN"),
             c.query(&conn.fence, &fence_params),
             c.execute(&conn.clear, &clear_params),
+            c.execute(&conn.clear_pages, &clear_params),
+            c.execute(&conn.trim_pages, &trim_params),
             c.query(&conn.delete_keys, &key_params),
             c.query(&conn.objects, &obj_params),
         )
     };
-    let (_, fence, _, deleted, rows) = match phase_a.await {
+    let (_, fence, _, _, _, deleted, rows) = match phase_a.await {
         Ok(r) => r,
         Err(e) => {
             rollback(c).await;
@@ -217,10 +220,12 @@ async fn apply(
         &add.retry_count,
         &add.retry_at,
     ];
+    let page_params: [&Param<'_>; 4] = [&add.page_ns, &add.page_id, &add.page_no, &add.page_data];
     sent.store(true, Ordering::Relaxed);
     let phase_b = async {
         futures::try_join!(
             c.execute(&conn.insert, &insert_params),
+            c.execute(&conn.upsert_pages, &page_params),
             c.execute(&conn.upsert_objects, &upsert_params),
             c.simple_query("COMMIT"),
         )

@@ -107,6 +107,10 @@ pub struct Conn {
     pub objects: Statement,
     pub insert: Statement,
     pub upsert_objects: Statement,
+    pub sql_pages: Statement,
+    pub clear_pages: Statement,
+    pub trim_pages: Statement,
+    pub upsert_pages: Statement,
 }
 
 /// Opens a connection and prepares every statement, pipelined. Call it on the backend's own
@@ -159,6 +163,12 @@ pub async fn prepare(client: Client, limit: Duration) -> Result<Conn> {
         client.prepare(s.insert),
         client.prepare(s.upsert_objects),
     )?;
+    let (sql_pages, clear_pages, trim_pages, upsert_pages) = futures::try_join!(
+        client.prepare(s.sql_pages),
+        client.prepare(s.clear_pages),
+        client.prepare(s.trim_pages),
+        client.prepare(s.upsert_pages),
+    )?;
     Ok(Conn {
         client,
         get,
@@ -175,6 +185,10 @@ pub async fn prepare(client: Client, limit: Duration) -> Result<Conn> {
         objects,
         insert,
         upsert_objects,
+        sql_pages,
+        clear_pages,
+        trim_pages,
+        upsert_pages,
     })
 }
 

@@ -160,6 +160,10 @@ impl Storage for PostgresStorage {
         Box::pin(self.read_range(object, lower, upper, reverse, limit))
     }
 
+    fn sql_pages<'a>(&'a self, object: &'a ObjectKey) -> ReadFuture<'a, Vec<(u32, Bytes)>> {
+        Box::pin(self.read_sql_pages(object))
+    }
+
     fn get_alarm<'a>(&'a self, object: &'a ObjectKey) -> ReadFuture<'a, Option<u64>> {
         Box::pin(self.read_alarm(object))
     }

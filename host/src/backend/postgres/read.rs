@@ -70,6 +70,22 @@ impl PostgresStorage {
         .await
     }
 
+    pub(super) async fn read_sql_pages(&self, object: &ObjectKey) -> Result<Vec<(u32, Bytes)>> {
+        self.bounded(async {
+            let c = self.reader().await?;
+            let (ns, id) = (object.namespace as i64, object.id.as_bytes().as_slice());
+            let rows = c.client.query(&c.sql_pages, &[&ns, &id]).await?;
+            Ok(rows
+                .iter()
+                .map(|r| {
+                    let data: &[u8] = r.get(1);
+                    (r.get::<_, i32>(0) as u32, Bytes::copy_from_slice(data))
+                })
+                .collect())
+        })
+        .await
+    }
+
     pub(super) async fn read_alarm(&self, object: &ObjectKey) -> Result<Option<u64>> {
         self.bounded(async {
             let c = self.reader().await?;

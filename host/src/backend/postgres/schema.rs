@@ -28,6 +28,9 @@ CREATE INDEX IF NOT EXISTS objects_alarm ON dohost.objects (alarm) WHERE alarm I
 CREATE TABLE IF NOT EXISTS dohost.kv (
     ns bigint NOT NULL, id bytea NOT NULL, key bytea NOT NULL, value bytea NOT NULL,
     PRIMARY KEY (ns, id, key));
+CREATE TABLE IF NOT EXISTS dohost.sql_pages (
+    ns bigint NOT NULL, id bytea NOT NULL, pgno integer NOT NULL, data bytea NOT NULL,
+    PRIMARY KEY (ns, id, pgno));
 ";
 
 /// Every statement, prepared on each connection.
@@ -46,6 +49,10 @@ pub struct Statements {
     pub objects: &'static str,
     pub insert: &'static str,
     pub upsert_objects: &'static str,
+    pub sql_pages: &'static str,
+    pub clear_pages: &'static str,
+    pub trim_pages: &'static str,
+    pub upsert_pages: &'static str,
 }
 
 // Keys are bytea, compared byte by byte: `list` order is redb's. A range scan has one
@@ -86,6 +93,16 @@ pub const SCHEMA: Statements = Statements {
                      ON CONFLICT (ns, id) DO UPDATE SET size = EXCLUDED.size, \
                      name = EXCLUDED.name, alarm = EXCLUDED.alarm, \
                      retry_count = EXCLUDED.retry_count, retry_at = EXCLUDED.retry_at",
+    sql_pages: "SELECT pgno, data FROM dohost.sql_pages WHERE ns = $1 AND id = $2 ORDER BY pgno",
+    clear_pages: "DELETE FROM dohost.sql_pages p USING unnest($1::bigint[], $2::bytea[]) AS c(ns, id) \
+                  WHERE p.ns = c.ns AND p.id = c.id",
+    // Pages from an object's new page count on (a truncated database).
+    trim_pages: "DELETE FROM dohost.sql_pages p \
+                 USING unnest($1::bigint[], $2::bytea[], $3::integer[]) AS t(ns, id, n) \
+                 WHERE p.ns = t.ns AND p.id = t.id AND p.pgno >= t.n",
+    upsert_pages: "INSERT INTO dohost.sql_pages (ns, id, pgno, data) \
+                   SELECT * FROM unnest($1::bigint[], $2::bytea[], $3::integer[], $4::bytea[]) \
+                   ON CONFLICT (ns, id, pgno) DO UPDATE SET data = EXCLUDED.data",
 };
 
 /// Creates the schema if needed and checks its version; answers the number of shards.

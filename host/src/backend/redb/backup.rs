@@ -3,7 +3,9 @@
 //! fsynced, while writes go on; and its restore into an empty data directory.
 
 use super::handle::{FILE_NAME, RedbStorage};
-use super::tables::{ALARM_RETRIES, ALARMS, CLASSES, KV, META, MIGRATIONS, NAMES, OBJECT_SIZES};
+use super::tables::{
+    ALARM_RETRIES, ALARMS, CLASSES, KV, META, MIGRATIONS, NAMES, OBJECT_SIZES, SQL_PAGES,
+};
 use anyhow::{Context, Result};
 use redb::{
     Database, ReadTransaction, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction,
@@ -50,6 +52,7 @@ impl RedbStorage {
         copy_table(&snapshot, &txn, CLASSES)?;
         copy_table(&snapshot, &txn, MIGRATIONS)?;
         copy_table(&snapshot, &txn, KV)?;
+        copy_table(&snapshot, &txn, SQL_PAGES)?;
         copy_table(&snapshot, &txn, OBJECT_SIZES)?;
         copy_table(&snapshot, &txn, NAMES)?;
         copy_table(&snapshot, &txn, ALARMS)?;

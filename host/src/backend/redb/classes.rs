@@ -3,7 +3,7 @@
 
 use super::handle::RedbStorage;
 use super::tables::{
-    ALARM_RETRIES, ALARMS, CLASSES, KV, META, NAMES, NEXT_NAMESPACE, OBJECT_SIZES,
+    ALARM_RETRIES, ALARMS, CLASSES, KV, META, NAMES, NEXT_NAMESPACE, OBJECT_SIZES, SQL_PAGES,
 };
 use crate::id::{IdKey, Namespace};
 use anyhow::{Context, Result, bail};
@@ -92,6 +92,8 @@ pub fn delete_class(txn: &redb::WriteTransaction, key: &str) -> Result<()> {
     let hi = (ns.number + 1).to_be_bytes();
     let range = lo.as_slice()..hi.as_slice();
     txn.open_table(KV)?
+        .retain_in::<&[u8], _>(range.clone(), |_, _| false)?;
+    txn.open_table(SQL_PAGES)?
         .retain_in::<&[u8], _>(range.clone(), |_, _| false)?;
     txn.open_table(OBJECT_SIZES)?
         .retain_in::<&[u8], _>(range.clone(), |_, _| false)?;

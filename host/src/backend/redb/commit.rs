@@ -2,7 +2,9 @@
 //! and what kind of failure a failed one was.
 
 use super::handle::RedbStorage;
-use super::tables::{ALARM_RETRIES, ALARMS, KV, NAMES, OBJECT_SIZES, ObjectPrefix, encode_retry};
+use super::tables::{
+    ALARM_RETRIES, ALARMS, KV, NAMES, OBJECT_SIZES, ObjectPrefix, SQL_PAGES, encode_retry,
+};
 use crate::backend::{Failure, FailureKind, Write};
 use crate::id::ObjectKey;
 use anyhow::{Context, Result};
@@ -72,6 +74,7 @@ pub(super) fn apply(db: &RedbStorage, batch: &[Write<'_>]) -> Result<HashMap<Obj
         let mut alarms = txn.open_table(ALARMS)?;
         let mut retries = txn.open_table(ALARM_RETRIES)?;
         let mut names = txn.open_table(NAMES)?;
+        let mut pages = txn.open_table(SQL_PAGES)?;
         for job in batch {
             let prefix = ObjectPrefix::of(&job.object);
             let size = match sizes.get(&job.object) {
@@ -86,7 +89,17 @@ pub(super) fn apply(db: &RedbStorage, batch: &[Write<'_>]) -> Result<HashMap<Obj
                 let lo = prefix.0.to_vec();
                 let hi = prefix.end();
                 kv.retain_in::<&[u8], _>(lo.as_slice()..hi.as_slice(), |_, _| false)?;
+                let (lo, hi) = (prefix.page(0), prefix.page(u32::MAX));
+                pages.retain_in::<&[u8], _>(lo.as_slice()..=hi.as_slice(), |_, _| false)?;
                 size = 0;
+            }
+            if let Some(sql) = &job.writes.sql {
+                let (lo, hi) = (prefix.page(sql.page_count), prefix.page(u32::MAX));
+                pages.retain_in::<&[u8], _>(lo.as_slice()..=hi.as_slice(), |_, _| false)?;
+                for (index, page) in sql.pages.range(..sql.page_count) {
+                    pages.insert(prefix.page(*index).as_slice(), page.as_ref())?;
+                }
+                size += sql.size_delta();
             }
             for (key, value) in &job.writes.map {
                 let full = prefix.key(key);

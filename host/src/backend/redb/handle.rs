@@ -3,7 +3,7 @@
 
 use super::tables::{
     ALARM_RETRIES, ALARMS, CLASSES, KV, META, MIGRATIONS, NAMES, OBJECT_SIZES, SCHEMA_KEY,
-    SCHEMA_VERSION,
+    SCHEMA_VERSION, SQL_PAGES,
 };
 use anyhow::{Context, Result, bail};
 use redb::{Database, ReadableDatabase, ReadableTable};
@@ -152,6 +152,7 @@ impl RedbStorage {
             }
             txn.open_table(CLASSES)?;
             txn.open_table(KV)?;
+            txn.open_table(SQL_PAGES)?;
             txn.open_table(OBJECT_SIZES)?;
             txn.open_table(ALARMS)?;
             txn.open_table(ALARM_RETRIES)?;

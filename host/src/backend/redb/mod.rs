@@ -40,6 +40,10 @@ impl Storage for RedbStorage {
         ))
     }
 
+    fn sql_pages<'a>(&'a self, object: &'a ObjectKey) -> ReadFuture<'a, Vec<(u32, Bytes)>> {
+        Box::pin(std::future::ready(self.read_sql_pages(object)))
+    }
+
     fn get_alarm<'a>(&'a self, object: &'a ObjectKey) -> ReadFuture<'a, Option<u64>> {
         Box::pin(std::future::ready(self.read_alarm(object)))
     }

@@ -1,7 +1,9 @@
 //! The read side of object storage in redb.
 
 use super::handle::RedbStorage;
-use super::tables::{ALARM_RETRIES, ALARMS, KV, NAMES, OBJECT_SIZES, ObjectPrefix, decode_retry};
+use super::tables::{
+    ALARM_RETRIES, ALARMS, KV, NAMES, OBJECT_SIZES, ObjectPrefix, SQL_PAGES, decode_retry,
+};
 use crate::backend::{ObjectMeta, StoredAlarm};
 use crate::id::{KEY_BYTES, ObjectId, ObjectKey};
 use anyhow::{Context, Result};
@@ -26,6 +28,22 @@ impl RedbStorage {
         let table = txn.open_table(KV)?;
         let found = table.get(prefix.key(key).as_slice())?;
         Ok(found.map(|v| Bytes::copy_from_slice(v.value())))
+    }
+
+    pub(super) fn read_sql_pages(&self, object: &ObjectKey) -> Result<Vec<(u32, Bytes)>> {
+        let prefix = ObjectPrefix::of(object);
+        let txn = self.begin_read()?;
+        let table = txn.open_table(SQL_PAGES)?;
+        let (lo, hi) = (prefix.page(0), prefix.page(u32::MAX));
+        let mut out = Vec::new();
+        for item in table.range::<&[u8]>(lo.as_slice()..=hi.as_slice())? {
+            let (k, v) = item?;
+            let index: [u8; 4] = k.value()[KEY_BYTES..]
+                .try_into()
+                .context("a SQL page record has a malformed key: the database is corrupt")?;
+            out.push((u32::from_be_bytes(index), Bytes::copy_from_slice(v.value())));
+        }
+        Ok(out)
     }
 
     pub(super) fn read_alarm(&self, object: &ObjectKey) -> Result<Option<u64>> {

@@ -11,6 +11,8 @@ pub const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 pub const CLASSES: TableDefinition<&str, &[u8]> = TableDefinition::new("classes");
 /// Every object's data: namespace (8) ‖ object ID (32) ‖ user key (UTF-8) → value.
 pub const KV: TableDefinition<&[u8], &[u8]> = TableDefinition::new("kv");
+/// Every object's SQL database: object prefix (40) ‖ page index (4, big-endian) → the page.
+pub const SQL_PAGES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("sql_pages");
 /// Object prefix (40 bytes) → bytes stored by that object (keys plus values).
 pub const OBJECT_SIZES: TableDefinition<&[u8], u64> = TableDefinition::new("object_sizes");
 
@@ -47,6 +49,14 @@ impl ObjectPrefix {
         let mut k = Vec::with_capacity(KEY_BYTES + user_key.len());
         k.extend_from_slice(&self.0);
         k.extend_from_slice(user_key.as_bytes());
+        k
+    }
+
+    /// Where page `index` of this object's SQL database lives in `SQL_PAGES`.
+    pub fn page(&self, index: u32) -> [u8; KEY_BYTES + 4] {
+        let mut k = [0; KEY_BYTES + 4];
+        k[..KEY_BYTES].copy_from_slice(&self.0);
+        k[KEY_BYTES..].copy_from_slice(&index.to_be_bytes());
         k
     }
 

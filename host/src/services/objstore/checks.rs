@@ -37,7 +37,7 @@ impl ObjectStore {
         Ok(())
     }
 
-    fn pending_added_bytes(&self) -> u64 {
+    pub(super) fn pending_added_bytes(&self) -> u64 {
         self.event.added_bytes + self.txns.iter().map(|t| t.added_bytes).sum::<u64>()
     }
 

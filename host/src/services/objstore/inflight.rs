@@ -28,6 +28,10 @@ pub struct Inflight {
     pub(super) added_bytes: u64,
     /// The latest alarm change handed to the committer and not yet durable.
     pub(super) alarm: Option<(u64, Option<u64>)>,
+    /// SQL pages handed to the committer and not yet durable (index → (seq, contents)),
+    /// and the latest page count among them.
+    pub(super) pages: BTreeMap<u32, (u64, Bytes)>,
+    pub(super) page_count: Option<(u64, u32)>,
     /// Bytes stored by the object as of its last durable commit.
     pub committed_bytes: u64,
     /// Everything durable, when the backend preloaded it: reads need not reach the
@@ -78,7 +82,16 @@ impl InflightWrites {
         let seq = inf.next_seq;
         if writes.clear {
             inf.entries.clear();
+            inf.pages.clear();
+            inf.page_count = None;
             inf.clear_seq = Some(seq);
+        }
+        if let Some(sql) = &writes.sql {
+            inf.pages.retain(|i, _| *i < sql.page_count);
+            for (i, page) in &sql.pages {
+                inf.pages.insert(*i, (seq, page.clone()));
+            }
+            inf.page_count = Some((seq, sql.page_count));
         }
         for (k, v) in &writes.map {
             inf.entries.insert(k.clone(), (seq, v.clone()));
@@ -101,6 +114,16 @@ impl InflightWrites {
         }
         if inf.clear_seq == Some(seq) {
             inf.clear_seq = None;
+        }
+        if let Some(sql) = &writes.sql {
+            for i in sql.pages.keys() {
+                if inf.pages.get(i).is_some_and(|(s, _)| *s == seq) {
+                    inf.pages.remove(i);
+                }
+            }
+            if inf.page_count.is_some_and(|(s, _)| s == seq) {
+                inf.page_count = None;
+            }
         }
         inf.added_bytes = inf.added_bytes.saturating_sub(writes.added_bytes);
         inf.committed_bytes = committed_bytes;
@@ -130,6 +153,8 @@ impl InflightWrites {
             inf.generation += 1;
             inf.entries.clear();
             inf.clear_seq = None;
+            inf.pages.clear();
+            inf.page_count = None;
             inf.added_bytes = 0;
             inf.alarm = None;
             // The batch may have been applied (a connection lost after COMMIT): what is
@@ -141,7 +166,27 @@ impl InflightWrites {
     /// True when nothing is waiting to become durable.
     pub fn is_settled(&self) -> bool {
         let inf = self.lock();
-        inf.entries.is_empty() && inf.clear_seq.is_none() && inf.alarm.is_none()
+        inf.entries.is_empty()
+            && inf.clear_seq.is_none()
+            && inf.alarm.is_none()
+            && inf.pages.is_empty()
+            && inf.page_count.is_none()
+    }
+
+    /// The SQL database as far as writes in flight say: whether a pending `delete-all`
+    /// hides what is durable, the pages written, and the page count they leave.
+    pub fn sql_view(&self) -> (bool, BTreeMap<u32, Bytes>, Option<u32>) {
+        let inf = self.lock();
+        let pages = inf
+            .pages
+            .iter()
+            .map(|(i, (_, p))| (*i, p.clone()))
+            .collect();
+        (
+            inf.clear_seq.is_some(),
+            pages,
+            inf.page_count.map(|(_, n)| n),
+        )
     }
 }
 

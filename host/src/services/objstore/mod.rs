@@ -1,13 +1,17 @@
 //! One object's view of its storage: its durable data in the backend, the writes still on their
 //! way to disk, the current event's writes and any open transactions, merged so that reads
 //! always see the object's own writes. Knows nothing of wasmtime. Rooms: `inflight` (the
-//! writes on their way to disk), `list` (the merged, ordered listing), `checks` (limits).
+//! writes on their way to disk), `list` (the merged, ordered listing), `checks` (limits),
+//! `sql` (the object's SQLite database), `sql_store` (how it joins the object's writes).
 
 mod checks;
 mod inflight;
 mod list;
+pub mod sql;
+mod sql_store;
 
 pub use inflight::InflightWrites;
+pub use sql_store::SqlSlot;
 
 use crate::backend::{Storage, WriteSet};
 use crate::services::scheduler::Clock;
@@ -24,6 +28,8 @@ pub struct StorageLimits {
     pub max_object_bytes: u64,
     /// Alarms sooner than this from now are moved to now plus this, in milliseconds.
     pub min_alarm_interval_ms: u64,
+    /// The limits on the object's SQL.
+    pub sql: sql::rules::SqlLimits,
     /// Most bytes (keys and values) one `list` answers: the guest could not hold more (its
     /// memory limit), and the host must not gather more than that to find out.
     pub max_list_bytes: usize,
@@ -76,6 +82,8 @@ pub struct ObjectStore {
     /// guest then traps (a constructor's `expect`) or answers 5xx (an uncaught storage
     /// error), the caller is told 503, not 500.
     unreachable: std::sync::atomic::AtomicBool,
+    /// The object's SQL database: closed until its first statement.
+    sql: SqlSlot,
 }
 
 impl ObjectStore {
@@ -93,6 +101,7 @@ impl ObjectStore {
             event: WriteSet::default(),
             txns: Vec::new(),
             unreachable: Default::default(),
+            sql: SqlSlot::default(),
         }
     }
 
@@ -213,6 +222,7 @@ impl ObjectStore {
     }
 
     pub fn delete_all(&mut self) -> StoreResult<()> {
+        self.sql_delete_all()?;
         let top = self.top();
         top.clear = true;
         top.map.clear();
@@ -284,25 +294,36 @@ impl ObjectStore {
             Some(parent) => parent.absorb(top),
             None => self.event.absorb(top),
         }
-        Ok(())
+        self.sql_transaction_closed(true)
     }
 
     pub fn rollback(&mut self) -> StoreResult<()> {
         self.txns.pop().ok_or_else(no_transaction)?;
-        Ok(())
+        self.sql_transaction_closed(false)
     }
 
     /// True when the event wrote something that will be committed (open transactions,
     /// which end rolled back, do not count).
     pub fn event_wrote(&self) -> bool {
-        !self.event.is_empty()
+        !self.event.is_empty() || self.sql.in_event()
     }
 
     /// Ends the event: open transactions are rolled back, and the event's writes are
     /// returned for commit (None when it wrote nothing).
     pub fn take_event_writes(&mut self) -> Option<WriteSet> {
-        self.txns.clear();
-        let writes = std::mem::take(&mut self.event);
+        while !self.txns.is_empty() {
+            // Undoes the SQL of each open transaction too (its savepoint).
+            if self.rollback().is_err() {
+                self.txns.clear();
+            }
+        }
+        let sql = self.sql.finish_event(&self.shared.object);
+        let mut writes = std::mem::take(&mut self.event);
+        match sql {
+            Ok(pages) => writes.sql = pages,
+            // Nothing of the event may commit without its SQL (logged by `finish_event`).
+            Err(()) => return None,
+        }
         (!writes.is_empty()).then_some(writes)
     }
 
@@ -310,6 +331,7 @@ impl ObjectStore {
     pub fn discard_event(&mut self) {
         self.txns.clear();
         self.event = WriteSet::default();
+        self.sql.discard_event();
     }
 
     pub fn shared(&self) -> &Arc<InflightWrites> {

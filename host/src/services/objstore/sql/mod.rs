@@ -1,0 +1,431 @@
+//! An object's SQLite database, run by the host: one connection over the object's pages
+//! (`vfs`), SQLite's journal in memory and nothing made durable by SQLite itself. An event's
+//! statements run in one SQLite transaction opened at its first statement; at the event's
+//! end it commits and the pages it wrote join the event's write set, or it rolls back with
+//! the event. Storage transactions map to savepoints. Rooms: `vfs` (the pages), `rules`
+//! (limits and the authorizer).
+
+pub mod rules;
+pub mod vfs;
+
+use crate::backend::SqlWrites;
+use bytes::Bytes;
+use rules::{HostStatement, SqlLimits};
+use rusqlite::types::Value;
+use rusqlite::{Connection, OpenFlags, StatementStatus};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+use vfs::{PAGE_SIZE, SharedFile};
+
+/// Why a statement failed (the WIT `sql.error-code`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SqlErrorCode {
+    Syntax,
+    Constraint,
+    Mismatch,
+    NotAuthorized,
+    TooLarge,
+    StorageFull,
+    Interrupted,
+    SqlDisabled,
+    Internal,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SqlError {
+    pub code: SqlErrorCode,
+    pub message: String,
+}
+
+impl SqlError {
+    pub fn new(code: SqlErrorCode, message: impl Into<String>) -> Self {
+        SqlError {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+pub type SqlResult<T> = Result<T, SqlError>;
+
+/// What `exec` answers.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SqlRows {
+    pub columns: Vec<String>,
+    pub rows: Vec<Vec<Value>>,
+    pub rows_read: u64,
+    pub rows_written: u64,
+    pub last_insert_rowid: i64,
+}
+
+/// What one `exec` may spend: the event's CPU time left, the bytes it may answer, and the
+/// pages the database may grow to.
+pub struct ExecBudget {
+    pub deadline: Option<Instant>,
+    pub max_result_bytes: usize,
+    pub max_pages: u32,
+}
+
+/// One object's open database.
+pub struct SqlDatabase {
+    conn: Connection,
+    file: SharedFile,
+    host: HostStatement,
+    limits: SqlLimits,
+    /// Nanoseconds after `epoch` past which the running statement is interrupted (0: none).
+    deadline: Arc<AtomicU64>,
+    epoch: Instant,
+    /// The SQLite transaction of the current event is open.
+    in_event: bool,
+    /// Savepoints open, one per storage transaction opened before a statement needed it.
+    savepoints: usize,
+    /// Pages in the file when the event began (what its write set applies on).
+    pages_before: u32,
+    /// `max_page_count` as last set.
+    max_pages: u32,
+}
+
+/// Statements whose execution is stopped at most this many VM steps after the deadline.
+const PROGRESS_STEPS: i32 = 1000;
+
+impl SqlDatabase {
+    /// Opens a database over `pages` (empty: a new database).
+    pub fn open(pages: Vec<Bytes>, limits: &SqlLimits) -> SqlResult<Self> {
+        vfs::register();
+        let pages_before = pages.len() as u32;
+        let file: SharedFile = Arc::new(std::sync::Mutex::new(vfs::PageFile::new(pages)));
+        let name = vfs::offer(file.clone());
+        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX
+            | OpenFlags::SQLITE_OPEN_EXRESCODE;
+        let conn = Connection::open_with_flags_and_vfs(&name, flags, vfs::VFS_NAME);
+        vfs::withdraw(&name);
+        let mut conn = conn.map_err(internal)?;
+        // One connection per file, never shared, never made durable by SQLite: an exclusive
+        // lock held throughout, the journal in memory, no syncs.
+        conn.execute_batch(
+            "PRAGMA page_size = 4096; PRAGMA locking_mode = EXCLUSIVE; \
+             PRAGMA journal_mode = MEMORY; PRAGMA synchronous = OFF; \
+             PRAGMA temp_store = MEMORY; PRAGMA cache_size = -256; \
+             PRAGMA foreign_keys = ON;",
+        )
+        .map_err(internal)?;
+        conn.set_prepared_statement_cache_capacity(32);
+        let host = HostStatement::default();
+        rules::secure(&mut conn, limits, &host).map_err(internal)?;
+        let deadline = Arc::new(AtomicU64::new(0));
+        let epoch = Instant::now();
+        {
+            let deadline = deadline.clone();
+            conn.progress_handler(
+                PROGRESS_STEPS,
+                Some(move || {
+                    let d = deadline.load(Ordering::Relaxed);
+                    d != 0 && epoch.elapsed().as_nanos() as u64 > d
+                }),
+            )
+            .map_err(internal)?;
+        }
+        Ok(SqlDatabase {
+            conn,
+            file,
+            host,
+            limits: limits.clone(),
+            deadline,
+            epoch,
+            in_event: false,
+            savepoints: 0,
+            pages_before,
+            max_pages: 0,
+        })
+    }
+
+    fn host_exec(&self, sql: &str) -> SqlResult<()> {
+        self.host
+            .run(|| self.conn.execute_batch(sql))
+            .map_err(internal)
+    }
+
+    /// Opens the event's transaction, and savepoints up to `depth` storage transactions.
+    fn enter(&mut self, depth: usize) -> SqlResult<()> {
+        if !self.in_event {
+            self.host_exec("BEGIN")?;
+            self.in_event = true;
+        }
+        while self.savepoints < depth {
+            self.savepoints += 1;
+            self.host_exec(&format!("SAVEPOINT _dohost_t{}", self.savepoints))?;
+        }
+        Ok(())
+    }
+
+    /// A storage transaction closed, leaving `depth` open: its savepoint (if a statement
+    /// opened one) is released, or rolled back to and released.
+    pub fn close_transaction(&mut self, depth: usize, keep: bool) -> SqlResult<()> {
+        while self.savepoints > depth {
+            let n = self.savepoints;
+            self.savepoints -= 1;
+            if keep {
+                self.host_exec(&format!("RELEASE _dohost_t{n}"))?;
+            } else {
+                self.host_exec(&format!("ROLLBACK TO _dohost_t{n}; RELEASE _dohost_t{n}"))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Bytes in use: pages in the file less free ones (as the platform counts).
+    pub fn database_size(&self) -> u64 {
+        let q = |sql: &str| -> u64 {
+            self.host
+                .run(|| self.conn.query_row(sql, [], |r| r.get::<_, i64>(0)))
+                .unwrap_or(0)
+                .max(0) as u64
+        };
+        let pages = vfs::lock(&self.file).page_count() as u64;
+        if pages == 0 {
+            return 0;
+        }
+        pages.saturating_sub(q("PRAGMA freelist_count")) * PAGE_SIZE as u64
+    }
+
+    /// Pages in the file, as the event left it so far.
+    pub fn page_count(&self) -> u32 {
+        vfs::lock(&self.file).page_count()
+    }
+
+    /// Pages the file had when the event began.
+    pub fn pages_before(&self) -> u32 {
+        self.pages_before
+    }
+
+    /// Runs `query` (statements separated by `;`) within the event's transaction and `depth`
+    /// storage transactions. A failed call changes nothing: several statements run under a
+    /// savepoint of their own.
+    pub fn exec(
+        &mut self,
+        query: &str,
+        params: &[Value],
+        depth: usize,
+        budget: &ExecBudget,
+    ) -> SqlResult<SqlRows> {
+        if query.len() > self.limits.max_statement_bytes {
+            return Err(SqlError::new(
+                SqlErrorCode::TooLarge,
+                format!(
+                    "the statement is {} bytes, over the limit of {} bytes (max_sql_statement_bytes)",
+                    query.len(),
+                    self.limits.max_statement_bytes
+                ),
+            ));
+        }
+        if params.len() > self.limits.max_params {
+            return Err(SqlError::new(
+                SqlErrorCode::TooLarge,
+                format!(
+                    "{} bound parameters is over the limit of {} (max_sql_params)",
+                    params.len(),
+                    self.limits.max_params
+                ),
+            ));
+        }
+        self.enter(depth)?;
+        if budget.max_pages != self.max_pages {
+            self.host_exec(&format!(
+                "PRAGMA max_page_count = {}",
+                budget.max_pages.max(1)
+            ))?;
+            self.max_pages = budget.max_pages;
+        }
+        // A `;` may end the only statement, or sit in a literal: then the savepoint is just
+        // not needed.
+        let several = query.trim_end().trim_end_matches(';').contains(';');
+        if several {
+            self.host_exec("SAVEPOINT _dohost_exec")?;
+        }
+        let deadline = budget
+            .deadline
+            .map(|d| (d.saturating_duration_since(self.epoch).as_nanos() as u64).max(1))
+            .unwrap_or(0);
+        self.deadline.store(deadline, Ordering::Relaxed);
+        let result = self.run(query, params, budget.max_result_bytes);
+        self.deadline.store(0, Ordering::Relaxed);
+        if several {
+            let end = match result {
+                Ok(_) => "RELEASE _dohost_exec",
+                Err(_) => "ROLLBACK TO _dohost_exec; RELEASE _dohost_exec",
+            };
+            self.host_exec(end)?;
+        }
+        result.map_err(|e| explain(e, query, &self.limits, budget))
+    }
+
+    fn run(&self, query: &str, params: &[Value], max_bytes: usize) -> rusqlite::Result<SqlRows> {
+        let changes_before = self.conn.total_changes();
+        let mut out = SqlRows::default();
+        let mut bound = false;
+        let mut batch = rusqlite::Batch::new(&self.conn, query);
+        let mut bytes = 0usize;
+        while let Some(mut stmt) = fallible_iterator::FallibleIterator::next(&mut batch)? {
+            let wanted = stmt.parameter_count();
+            if wanted > 0 {
+                if wanted != params.len() {
+                    return Err(rusqlite::Error::InvalidParameterCount(params.len(), wanted));
+                }
+                for (i, p) in params.iter().enumerate() {
+                    stmt.raw_bind_parameter(i + 1, p)?;
+                }
+                bound = true;
+            }
+            out.columns = stmt.column_names().into_iter().map(String::from).collect();
+            out.rows.clear();
+            let width = stmt.column_count();
+            {
+                let mut rows = stmt.raw_query();
+                while let Some(row) = rows.next()? {
+                    let mut values = Vec::with_capacity(width);
+                    for i in 0..width {
+                        let v: Value = row.get(i)?;
+                        bytes += value_bytes(&v);
+                        values.push(v);
+                    }
+                    if bytes > max_bytes {
+                        return Err(rusqlite::Error::ToSqlConversionFailure(Box::new(
+                            ResultTooLarge(max_bytes),
+                        )));
+                    }
+                    out.rows.push(values);
+                }
+            }
+            out.rows_read += out.rows.len() as u64
+                + stmt.get_status(StatementStatus::FullscanStep).max(0) as u64;
+        }
+        if !params.is_empty() && !bound {
+            return Err(rusqlite::Error::InvalidParameterCount(params.len(), 0));
+        }
+        out.rows_written = self.conn.total_changes().saturating_sub(changes_before);
+        out.last_insert_rowid = self.conn.last_insert_rowid();
+        Ok(out)
+    }
+
+    /// Ends the event: commits its transaction and answers the pages it wrote (none when it
+    /// wrote nothing). An error leaves the transaction rolled back.
+    pub fn finish_event(&mut self) -> SqlResult<Option<SqlWrites>> {
+        if !self.in_event {
+            return Ok(None);
+        }
+        self.in_event = false;
+        self.savepoints = 0;
+        if let Err(e) = self.host_exec("COMMIT") {
+            let _ = self.host_exec("ROLLBACK");
+            vfs::lock(&self.file).forget_dirty();
+            return Err(e);
+        }
+        let mut file = vfs::lock(&self.file);
+        let pages = file.take_dirty();
+        let page_count = file.page_count();
+        drop(file);
+        let before = std::mem::replace(&mut self.pages_before, page_count);
+        if pages.is_empty() && page_count == before {
+            return Ok(None);
+        }
+        Ok(Some(SqlWrites {
+            pages: pages.into_iter().collect(),
+            page_count,
+            pages_before: before,
+        }))
+    }
+
+    /// Drops the event's statements (the event failed).
+    pub fn discard_event(&mut self) {
+        if self.in_event {
+            self.in_event = false;
+            self.savepoints = 0;
+            let _ = self.host_exec("ROLLBACK");
+        }
+        vfs::lock(&self.file).forget_dirty();
+    }
+}
+
+/// The size of a value as the result limit counts it.
+fn value_bytes(v: &Value) -> usize {
+    match v {
+        Value::Text(s) => s.len() + 16,
+        Value::Blob(b) => b.len() + 16,
+        _ => 16,
+    }
+}
+
+#[derive(Debug)]
+struct ResultTooLarge(usize);
+
+impl std::error::Error for ResultTooLarge {}
+
+impl std::fmt::Display for ResultTooLarge {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "the result is over {} bytes, more than one call may answer (the instance's memory limit, memory_bytes): read it with a cursor, a page at a time",
+            self.0
+        )
+    }
+}
+
+fn internal(e: rusqlite::Error) -> SqlError {
+    SqlError::new(SqlErrorCode::Internal, format!("SQLite failed: {e}"))
+}
+
+/// A rusqlite error as the guest sees it: its code, and SQLite's message (the host's when
+/// SQLite's says too little).
+fn explain(e: rusqlite::Error, query: &str, limits: &SqlLimits, budget: &ExecBudget) -> SqlError {
+    use rusqlite::Error as E;
+    use rusqlite::ErrorCode as C;
+    match e {
+        E::ToSqlConversionFailure(inner) if inner.is::<ResultTooLarge>() => {
+            SqlError::new(SqlErrorCode::TooLarge, inner.to_string())
+        }
+        E::InvalidParameterCount(given, wanted) => SqlError::new(
+            SqlErrorCode::Mismatch,
+            format!("{given} bindings given, the statement takes {wanted}"),
+        ),
+        E::SqlInputError { error, msg, .. } | E::SqliteFailure(error, Some(msg))
+            if error.code == C::AuthorizationForStatementDenied
+                || msg.contains("not authorized") =>
+        {
+            let _ = msg;
+            SqlError::new(SqlErrorCode::NotAuthorized, rules::refusal(query))
+        }
+        E::SqlInputError { msg, .. } => SqlError::new(SqlErrorCode::Syntax, msg),
+        E::SqliteFailure(error, msg) => {
+            let msg = msg.unwrap_or_else(|| error.to_string());
+            let code = match error.code {
+                C::ConstraintViolation => SqlErrorCode::Constraint,
+                C::TypeMismatch | C::ParameterOutOfRange => SqlErrorCode::Mismatch,
+                C::AuthorizationForStatementDenied => SqlErrorCode::NotAuthorized,
+                C::DiskFull => SqlErrorCode::StorageFull,
+                C::OperationInterrupted => SqlErrorCode::Interrupted,
+                C::TooBig => SqlErrorCode::TooLarge,
+                C::Unknown => SqlErrorCode::Syntax,
+                _ => SqlErrorCode::Internal,
+            };
+            let msg = match code {
+                SqlErrorCode::StorageFull => format!(
+                    "{msg}: the database may grow to {} bytes (max_sql_database_bytes, and the object's storage quota max_object_bytes)",
+                    budget.max_pages as u64 * PAGE_SIZE as u64
+                ),
+                SqlErrorCode::Interrupted => {
+                    format!("{msg}: the statement ran past the event's CPU limit (cpu_ms)")
+                }
+                SqlErrorCode::TooLarge => format!(
+                    "{msg}: a string, blob or row may hold {} bytes (max_sql_value_bytes)",
+                    limits.max_value_bytes
+                ),
+                _ => msg,
+            };
+            SqlError::new(code, msg)
+        }
+        other => SqlError::new(SqlErrorCode::Internal, other.to_string()),
+    }
+}
