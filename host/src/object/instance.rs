@@ -64,15 +64,13 @@ impl Actor {
             .await
             .map_err(|e| EventError::Unavailable(e.0))?;
         let clock = self.env.clock.clone();
+        let mut store =
+            ObjectStore::new(self.storage.db.clone(), shared, store_limits, clock.clone());
+        if !self.class.sql {
+            store.disable_sql();
+        }
         let imports = ObjectImports {
-            storage: StorageCtx {
-                store: ObjectStore::new(
-                    self.storage.db.clone(),
-                    shared,
-                    store_limits,
-                    clock.clone(),
-                ),
-            },
+            storage: StorageCtx { store },
             objects: crate::wasm::objects::ObjectsCtx::new(self.env.calls.clone(), Some(self.key)),
             websockets: crate::wasm::websockets::WebSocketsCtx::new(
                 self.env.sockets.clone(),

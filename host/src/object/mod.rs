@@ -118,6 +118,9 @@ pub struct Class {
     pub class_name: String,
     pub namespace: Namespace,
     pub vars: Vec<(String, String)>,
+    /// Whether its objects have a SQL database (not for classes declared with
+    /// `new_classes`).
+    pub sql: bool,
     /// The class's code; replaced by a deploy (`Class::deploy`), after which each object's
     /// next event runs on a fresh instance of the new code.
     code: std::sync::RwLock<Code>,
@@ -152,6 +155,7 @@ impl Class {
         class_name: String,
         namespace: Namespace,
         vars: Vec<(String, String)>,
+        sql: bool,
         pre: ObjectPre<ObjectState>,
     ) -> Class {
         Class {
@@ -159,6 +163,7 @@ impl Class {
             class_name,
             namespace,
             vars,
+            sql,
             code: std::sync::RwLock::new(Code::new(pre, 0)),
         }
     }

@@ -156,6 +156,11 @@ impl Runtime {
         }
         let mut classes = HashMap::new();
         let mut deployed = HashMap::new();
+        let key_value_only = config
+            .migrations
+            .as_deref()
+            .map(crate::config::migration::key_value_classes)
+            .unwrap_or_default();
         for class in &config.classes {
             let code = std::fs::read(&class.component)
                 .with_context(|| format!("cannot read {}", class.component.display()))?;
@@ -178,6 +183,7 @@ impl Runtime {
                     class.class_name.clone(),
                     namespace,
                     config.vars.clone(),
+                    !key_value_only.contains(&class.class_name),
                     compiled[&class.component].clone(),
                 )),
             );

@@ -22,7 +22,7 @@ fn to_wit(e: SqlError) -> Error {
         SqlErrorCode::StorageFull => ErrorCode::StorageFull,
         SqlErrorCode::Interrupted => ErrorCode::Interrupted,
         SqlErrorCode::SqlDisabled => ErrorCode::SqlDisabled,
-        SqlErrorCode::Internal => ErrorCode::Internal,
+        SqlErrorCode::Internal | SqlErrorCode::TransactionLost => ErrorCode::Internal,
     };
     Error {
         code,
@@ -67,8 +67,13 @@ fn row_bytes(row: &[Value]) -> usize {
 impl ObjectState {
     /// Runs a call's statements within the event's CPU time left; the time they took is
     /// the event's, and a statement stopped at the limit leaves the event at its limit (it
-    /// traps as soon as the guest runs again).
-    async fn run_sql(&mut self, query: &str, params: Vec<wit::Value>) -> Result<SqlRows, SqlError> {
+    /// traps as soon as the guest runs again). A transaction SQLite rolled back itself
+    /// fails the event here (the outer error: a trap).
+    async fn run_sql(
+        &mut self,
+        query: &str,
+        params: Vec<wit::Value>,
+    ) -> wasmtime::Result<Result<SqlRows, SqlError>> {
         let params: Vec<Value> = params.into_iter().map(from_wit).collect();
         let left = self.cpu.max_ticks.saturating_sub(self.cpu.used_ticks) as u32;
         let started = Instant::now();
@@ -81,10 +86,16 @@ impl ObjectState {
             .await;
         let spent = (started.elapsed().as_nanos() / EPOCH_TICK.as_nanos()) as u64;
         self.cpu.used_ticks = self.cpu.used_ticks.saturating_add(spent);
-        if matches!(&result, Err(e) if e.code == SqlErrorCode::Interrupted) {
-            self.cpu.used_ticks = self.cpu.max_ticks;
+        match &result {
+            Err(e) if e.code == SqlErrorCode::Interrupted => {
+                self.cpu.used_ticks = self.cpu.max_ticks;
+            }
+            Err(e) if e.code == SqlErrorCode::TransactionLost => {
+                return Err(wasmtime::Error::msg(e.message.clone()));
+            }
+            _ => {}
         }
-        result
+        Ok(result)
     }
 }
 
@@ -92,7 +103,7 @@ impl wit::Host for ObjectState {
     async fn exec(&mut self, query: String, params: Vec<wit::Value>) -> Res<wit::Rows> {
         Ok(self
             .run_sql(&query, params)
-            .await
+            .await?
             .map(|r| wit::Rows {
                 columns: r.columns,
                 rows: r.rows.into_iter().map(row_to_wit).collect(),
@@ -104,7 +115,7 @@ impl wit::Host for ObjectState {
     }
 
     async fn query(&mut self, query: String, params: Vec<wit::Value>) -> Res<Resource<Cursor>> {
-        let rows = match self.run_sql(&query, params).await {
+        let rows = match self.run_sql(&query, params).await? {
             Ok(rows) => rows,
             Err(e) => return Ok(Err(to_wit(e))),
         };

@@ -30,6 +30,10 @@ pub enum SqlErrorCode {
     Interrupted,
     SqlDisabled,
     Internal,
+    /// SQLite rolled the event's whole transaction back (the database grew past its hard
+    /// limit within one statement, or a write was interrupted): the event cannot go on
+    /// without the statements it ran before, so it fails. Never handed to the guest.
+    TransactionLost,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -88,6 +92,13 @@ pub struct SqlDatabase {
 
 /// Statements whose execution is stopped at most this many VM steps after the deadline.
 const PROGRESS_STEPS: i32 = 1000;
+
+/// How far one statement may take the database past its limit before SQLite itself stops
+/// it (`max_page_count`): a statement ending past the limit is undone by the host and
+/// refused `storage-full`, but SQLite stopping one mid-way rolls back the event's whole
+/// transaction (and the event fails). 4 MiB: two rows of the largest size and their
+/// indexes.
+const SLACK_PAGES: u32 = 1024;
 
 impl SqlDatabase {
     /// Opens a database over `pages` (empty: a new database).
@@ -233,18 +244,13 @@ impl SqlDatabase {
         }
         self.enter(depth)?;
         if budget.max_pages != self.max_pages {
-            self.host_exec(&format!(
-                "PRAGMA max_page_count = {}",
-                budget.max_pages.max(1)
-            ))?;
+            let hard = budget.max_pages.saturating_add(SLACK_PAGES);
+            self.host_exec(&format!("PRAGMA max_page_count = {hard}"))?;
             self.max_pages = budget.max_pages;
         }
-        // A `;` may end the only statement, or sit in a literal: then the savepoint is just
-        // not needed.
-        let several = query.trim_end().trim_end_matches(';').contains(';');
-        if several {
-            self.host_exec("SAVEPOINT _dohost_exec")?;
-        }
+        // Each call under a savepoint of its own: a call that fails, or leaves the database
+        // past its limit, is undone whole (its earlier statements too).
+        self.host_cached("SAVEPOINT _dohost_exec")?;
         let deadline = budget
             .deadline
             .map(|d| (d.saturating_duration_since(self.epoch).as_nanos() as u64).max(1))
@@ -252,14 +258,64 @@ impl SqlDatabase {
         self.deadline.store(deadline, Ordering::Relaxed);
         let result = self.run(query, params, budget.max_result_bytes);
         self.deadline.store(0, Ordering::Relaxed);
-        if several {
-            let end = match result {
-                Ok(_) => "RELEASE _dohost_exec",
-                Err(_) => "ROLLBACK TO _dohost_exec; RELEASE _dohost_exec",
+        if self.conn.is_autocommit() {
+            // SQLite ended the transaction itself: the event's statements so far are gone.
+            self.in_event = false;
+            self.savepoints = 0;
+            vfs::lock(&self.file).forget_dirty();
+            let why = match result {
+                Err(e) => explain(e, query, &self.limits, budget).message,
+                Ok(_) => "the transaction ended".to_string(),
             };
-            self.host_exec(end)?;
+            return Err(SqlError::new(
+                SqlErrorCode::TransactionLost,
+                format!(
+                    "SQLite rolled back the event's transaction ({why}); the event fails and \
+                     none of its writes are kept"
+                ),
+            ));
         }
-        result.map_err(|e| explain(e, query, &self.limits, budget))
+        // SQLite's count, not the file's: pages still in its cache count too.
+        let pages = self.host.run(|| {
+            self.conn
+                .prepare_cached("PRAGMA page_count")
+                .and_then(|mut s| s.query_row([], |r| r.get::<_, u32>(0)))
+        });
+        let pages = pages.map_err(internal)?;
+        let result = match result {
+            Ok(_) if pages > budget.max_pages => Err(SqlError::new(
+                SqlErrorCode::StorageFull,
+                format!(
+                    "the statement would take the database to {} bytes, over the {} it may \
+                     hold (max_sql_database_bytes, and the object's storage quota \
+                     max_object_bytes)",
+                    u64::from(pages) * PAGE_SIZE as u64,
+                    u64::from(budget.max_pages) * PAGE_SIZE as u64
+                ),
+            )),
+            Ok(rows) => Ok(rows),
+            Err(e) => Err(explain(e, query, &self.limits, budget)),
+        };
+        match result {
+            Ok(_) => self.host_cached("RELEASE _dohost_exec")?,
+            Err(_) => {
+                self.host_cached("ROLLBACK TO _dohost_exec")?;
+                self.host_cached("RELEASE _dohost_exec")?;
+            }
+        }
+        result
+    }
+
+    /// Runs one of the host's own statements, kept prepared.
+    fn host_cached(&self, sql: &str) -> SqlResult<()> {
+        self.host
+            .run(|| {
+                self.conn
+                    .prepare_cached(sql)
+                    .and_then(|mut s| s.raw_execute())
+            })
+            .map(drop)
+            .map_err(internal)
     }
 
     fn run(&self, query: &str, params: &[Value], max_bytes: usize) -> rusqlite::Result<SqlRows> {
@@ -407,6 +463,8 @@ fn explain(e: rusqlite::Error, query: &str, limits: &SqlLimits, budget: &ExecBud
                 C::DiskFull => SqlErrorCode::StorageFull,
                 C::OperationInterrupted => SqlErrorCode::Interrupted,
                 C::TooBig => SqlErrorCode::TooLarge,
+                // SQLite reports some limits as plain errors ("too many columns on t").
+                C::Unknown if msg.starts_with("too many") => SqlErrorCode::TooLarge,
                 C::Unknown => SqlErrorCode::Syntax,
                 _ => SqlErrorCode::Internal,
             };
@@ -418,6 +476,10 @@ fn explain(e: rusqlite::Error, query: &str, limits: &SqlLimits, budget: &ExecBud
                 SqlErrorCode::Interrupted => {
                     format!("{msg}: the statement ran past the event's CPU limit (cpu_ms)")
                 }
+                SqlErrorCode::TooLarge if msg.starts_with("too many") => format!(
+                    "{msg}: a table or result may have {} columns (max_sql_columns), a statement {} bound parameters (max_sql_params)",
+                    limits.max_columns, limits.max_params
+                ),
                 SqlErrorCode::TooLarge => format!(
                     "{msg}: a string, blob or row may hold {} bytes (max_sql_value_bytes)",
                     limits.max_value_bytes
@@ -429,3 +491,6 @@ fn explain(e: rusqlite::Error, query: &str, limits: &SqlLimits, budget: &ExecBud
         other => SqlError::new(SqlErrorCode::Internal, other.to_string()),
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -56,8 +56,9 @@ const PRAGMAS: &[&str] = &[
     "quick_check",
     "integrity_check",
     "optimize",
+    // Not `defer_foreign_keys`: a deferred violation would fail the event's COMMIT, after
+    // its handler returned and answered.
     "foreign_keys",
-    "defer_foreign_keys",
     "case_sensitive_like",
     "ignore_check_constraints",
     "legacy_alter_table",
@@ -197,7 +198,7 @@ pub fn refusal(query: &str) -> String {
         }
         "ATTACH" | "DETACH" => "ATTACH is not allowed: an object has one database",
         "PRAGMA" => {
-            "this PRAGMA is not allowed: objects may run read-only PRAGMAs (table_info, index_list, foreign_key_list, quick_check, ...) and the foreign_keys/defer_foreign_keys switches"
+            "this PRAGMA is not allowed: objects may run read-only PRAGMAs (table_info, index_list, foreign_key_list, quick_check, ...) and switches such as foreign_keys"
         }
         _ => {
             "the statement is not allowed: it uses TEMP objects, a virtual table other than fts5/rtree, or a name starting with _cf_ or _dohost_ (reserved)"
