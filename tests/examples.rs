@@ -147,14 +147,23 @@ async fn the_todos_example_serves_every_route_from_sql() {
 
     let (status, body) = post(&c, &u(&host, "/todos"), "buy milk").await;
     assert_eq!(status, 201, "{body}");
-    assert_eq!(json(&body), j!({"id": 1, "title": "buy milk", "done": false}));
+    assert_eq!(
+        json(&body),
+        j!({"id": 1, "title": "buy milk", "done": false})
+    );
     let (status, body) = post(&c, &u(&host, "/todos"), "write tests").await;
     assert_eq!(status, 201, "{body}");
-    assert_eq!(json(&body), j!({"id": 2, "title": "write tests", "done": false}));
+    assert_eq!(
+        json(&body),
+        j!({"id": 2, "title": "write tests", "done": false})
+    );
 
     let (status, body) = get(&c, &u(&host, "/todos/1")).await;
     assert_eq!(status, 200, "{body}");
-    assert_eq!(json(&body), j!({"id": 1, "title": "buy milk", "done": false}));
+    assert_eq!(
+        json(&body),
+        j!({"id": 1, "title": "buy milk", "done": false})
+    );
     let (status, body) = get(&c, &u(&host, "/todos")).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(
@@ -169,7 +178,10 @@ async fn the_todos_example_serves_every_route_from_sql() {
 
     let (status, body) = send(&c, "PATCH", &u(&host, "/todos/1"), r#"{"done":true}"#).await;
     assert_eq!(status, 200, "{body}");
-    assert_eq!(json(&body), j!({"id": 1, "title": "buy milk", "done": true}));
+    assert_eq!(
+        json(&body),
+        j!({"id": 1, "title": "buy milk", "done": true})
+    );
     let (_, body) = get(&c, &u(&host, "/todos/1")).await;
     assert_eq!(json(&body)["done"], true, "the change is stored: {body}");
 
@@ -186,7 +198,10 @@ async fn the_todos_example_serves_every_route_from_sql() {
             .0,
         404
     );
-    assert_eq!(send(&c, "PATCH", &u(&host, "/todos/1"), "not json").await.0, 400);
+    assert_eq!(
+        send(&c, "PATCH", &u(&host, "/todos/1"), "not json").await.0,
+        400
+    );
     assert_eq!(get(&c, &u(&host, "/todos/x")).await.0, 400);
     assert_eq!(post(&c, &u(&host, "/todos"), "").await.0, 400);
     assert_eq!(get(&c, &u(&host, "/count")).await.1, "1", "nothing added");
@@ -206,6 +221,10 @@ async fn the_todos_example_serves_every_route_from_sql() {
     );
     let (status, body) = post(&c, &u(&host, "/todos"), "after restart").await;
     assert_eq!(status, 201, "{body}");
-    assert_eq!(json(&body)["id"], 3, "AUTOINCREMENT does not reuse 2: {body}");
+    assert_eq!(
+        json(&body)["id"],
+        3,
+        "AUTOINCREMENT does not reuse 2: {body}"
+    );
     host.stop().await;
 }
