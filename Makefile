@@ -1,8 +1,8 @@
 # The project's commands. `make run` and `make test` do all set-up on a fresh machine with
 # the Rust toolchain (rustup) installed.
 
-GUESTS      := counter counter-v2 storage-demo bank alarm worker rate-limiter lock chat-room notifications connection-pool test-object
-EXAMPLES    := counter storage-demo bank alarm rate-limiter lock chat-room notifications connection-pool
+GUESTS      := counter counter-v2 storage-demo bank alarm worker rate-limiter lock chat-room notifications connection-pool test-object todos
+EXAMPLES    := counter storage-demo bank alarm rate-limiter lock chat-room notifications connection-pool todos
 # Built with componentize-js on the SDK in sdk-js/ (see their rule below).
 JS_GUESTS   := counter-js rate-limiter-js test-object-js
 GUEST_OUT   := target/guests

@@ -20,6 +20,60 @@ export class StorageError extends Error {
   constructor(code: StorageErrorCode, message: string);
 }
 
+/** The WIT `sql.error-code`. */
+export type SqlErrorCode =
+  | 'syntax'
+  | 'constraint'
+  | 'mismatch'
+  | 'not-authorized'
+  | 'too-large'
+  | 'storage-full'
+  | 'interrupted'
+  | 'sql-disabled'
+  | 'internal';
+
+/** A SQL statement failed; nothing of it was applied (what the event ran before it stands). */
+export class SqlError extends Error {
+  readonly code: SqlErrorCode;
+  constructor(code: SqlErrorCode, message: string);
+}
+
+/** A column's value, as Cloudflare answers it: integers and reals are Numbers, blobs ArrayBuffers. */
+export type SqlStorageValue = ArrayBuffer | string | number | null;
+
+/** What `exec` binds: a Number (integral ones as INTEGER), a BigInt, a boolean (0 or 1), text, bytes or NULL. */
+export type SqlBinding = SqlStorageValue | bigint | boolean | undefined | ArrayBufferView;
+
+/** The rows of `sql.exec`, read once: iterating, `next`, `one`, `toArray` and `raw` take the rows not yet read. */
+export class SqlStorageCursor<T extends Record<string, SqlStorageValue> = Record<string, SqlStorageValue>>
+  implements IterableIterator<T>
+{
+  readonly columnNames: string[];
+  /** Rows read by the statements (SQLite's count of rows visited). */
+  readonly rowsRead: number;
+  /** Rows inserted, updated or deleted by the statements. */
+  readonly rowsWritten: number;
+  /** dohost's addition: the rowid of the last row inserted (0 before any). */
+  readonly lastInsertRowid: number;
+  next(): IteratorResult<T>;
+  [Symbol.iterator](): IterableIterator<T>;
+  toArray(): T[];
+  /** The only row; throws when there are none or several. */
+  one(): T;
+  raw<U extends SqlStorageValue[] = SqlStorageValue[]>(): IterableIterator<U>;
+}
+
+/** The object's SQLite database (Cloudflare's `SqlStorage`); its writes commit with the event's other writes. */
+export class SqlStorage {
+  /** Runs at once; throws SqlError when a statement fails. */
+  exec<T extends Record<string, SqlStorageValue> = Record<string, SqlStorageValue>>(
+    query: string,
+    ...bindings: SqlBinding[]
+  ): SqlStorageCursor<T>;
+  /** In bytes; counts in the object's storage quota. */
+  readonly databaseSize: number;
+}
+
 /** The WIT `objects.error-code`. */
 export type CallErrorCode = 'unknown-binding' | 'invalid-id' | 'deadlock' | 'object-failed' | 'unavailable';
 
@@ -65,6 +119,8 @@ export interface Transaction extends Storage {
 
 /** The object's private, transactional key-value storage; values are JSON by default. */
 export class Storage {
+  /** The object's SQLite database (Cloudflare's `ctx.storage.sql`). */
+  readonly sql: SqlStorage;
   limits(): StorageLimits;
   /** The value under `key`, decoded from JSON; undefined when absent. */
   get<T = Json>(key: string): T | undefined;

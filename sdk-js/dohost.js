@@ -3,13 +3,15 @@
 // A thin layer over the bindings componentize-js generates for the world's imports: values
 // are stored as JSON text exactly as the Rust SDK stores them (so objects in any language
 // share data), `*Many` calls are batched by the host's limit inside a transaction, storage
-// failures are `StorageError`s, and `exportObject` adapts a class to the exported resource.
+// failures are `StorageError`s, `storage.sql` is Cloudflare's `SqlStorage` over the object's
+// SQLite database, and `exportObject` adapts a class to the exported resource.
 import * as wstorage from 'dohost:object/storage@0.1.0';
 import * as walarms from 'dohost:object/alarms@0.1.0';
 import * as wobjects from 'dohost:object/objects@0.1.0';
 import * as wrequests from 'dohost:object/requests@0.1.0';
 import * as wsockets from 'dohost:object/websockets@0.1.0';
 import * as wstreams from 'dohost:object/streams@0.1.0';
+import * as wsql from 'dohost:object/sql@0.1.0';
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
@@ -24,6 +26,17 @@ export class StorageError extends Error {
     super(message);
     this.name = 'StorageError';
     // The WIT `error-code` ('key-too-large', 'value-too-large', ...) or 'decode'.
+    this.code = code;
+  }
+}
+
+/** A SQL statement failed (nothing of it was applied; what the event ran before it stands). */
+export class SqlError extends Error {
+  constructor(code, message) {
+    super(message);
+    this.name = 'SqlError';
+    // The WIT `sql.error-code`: 'syntax', 'constraint', 'mismatch', 'not-authorized',
+    // 'too-large', 'storage-full', 'interrupted', 'sql-disabled' or 'internal'.
     this.code = code;
   }
 }
@@ -61,6 +74,16 @@ function storageCall(f) {
   } catch (e) {
     const p = payloadOf(e);
     if (p && typeof p === 'object' && 'code' in p) throw new StorageError(p.code, p.message);
+    throw e;
+  }
+}
+
+function sqlCall(f) {
+  try {
+    return f();
+  } catch (e) {
+    const p = payloadOf(e);
+    if (p && typeof p === 'object' && 'code' in p) throw new SqlError(p.code, p.message);
     throw e;
   }
 }
@@ -165,6 +188,9 @@ function toNumber(id) {
 /** The object's private, transactional key-value storage; values are JSON by default. */
 export class Storage {
   #limits;
+
+  /** The object's SQLite database (Cloudflare's `ctx.storage.sql`). */
+  sql = new SqlStorage();
 
   /** The host's limits (asked once per instance); `maxKeysPerCall` sizes the batches. */
   limits() {
@@ -326,6 +352,147 @@ export class Storage {
   /** Cancels the pending alarm, if any. */
   deleteAlarm() {
     storageCall(() => walarms.deleteAlarm());
+  }
+}
+
+// ---------------------------------------------------------------------------------------
+// SQL
+// ---------------------------------------------------------------------------------------
+
+const SQL_INT_MIN = -(2n ** 63n);
+const SQL_INT_MAX = 2n ** 63n - 1n;
+
+// A JavaScript value as a SQL parameter. An integral Number binds as an INTEGER (so other
+// languages read back the integer they expect), any other as a REAL; a boolean as 0 or 1
+// (SQLite has no booleans); bytes as a BLOB; null and undefined as NULL.
+function toSqlValue(v, index) {
+  if (v === null || v === undefined) return { tag: 'null' };
+  if (typeof v === 'boolean') return { tag: 'integer', val: v ? 1n : 0n };
+  if (typeof v === 'number') {
+    return Number.isSafeInteger(v) ? { tag: 'integer', val: BigInt(v) } : { tag: 'real', val: v };
+  }
+  if (typeof v === 'bigint') {
+    if (v < SQL_INT_MIN || v > SQL_INT_MAX) throw new RangeError(`binding ${index + 1}: ${v} does not fit SQLite's 64-bit integers`);
+    return { tag: 'integer', val: v };
+  }
+  if (typeof v === 'string') return { tag: 'text', val: v };
+  if (v instanceof ArrayBuffer || ArrayBuffer.isView(v)) return { tag: 'blob', val: onlyBytes(v, 'a blob') };
+  throw new TypeError(`binding ${index + 1}: cannot bind ${describe(v)} to a SQL parameter (null, number, bigint, boolean, string or bytes)`);
+}
+
+// A column's value as Cloudflare answers it: integers and reals as Numbers (an integer past
+// 2^53 loses precision, as there), text as a string, a blob as an ArrayBuffer (of this
+// realm: a copy, see `u8`).
+function fromSqlValue(v) {
+  switch (v.tag) {
+    case 'null':
+      return null;
+    case 'integer':
+      return Number(v.val);
+    case 'blob': {
+      const out = new ArrayBuffer(v.val.byteLength);
+      new Uint8Array(out).set(v.val);
+      return out;
+    }
+    default:
+      return v.val;
+  }
+}
+
+/**
+ * The result of `sql.exec`: the last statement's rows, read once (iterating, `next`, `one`,
+ * `toArray` and `raw` each take the rows not yet read), and what the statements did.
+ */
+export class SqlStorageCursor {
+  #rows;
+  #next = 0;
+  #rowsRead;
+  #rowsWritten;
+
+  constructor(rows) {
+    this.columnNames = [...rows.columns];
+    this.#rows = rows.rows;
+    this.#rowsRead = Number(rows.rowsRead);
+    this.#rowsWritten = Number(rows.rowsWritten);
+    // Not in Cloudflare's cursor: the rowid of the last row inserted (0 before any).
+    this.lastInsertRowid = Number(rows.lastInsertRowid);
+  }
+
+  /** Rows read by the statements (SQLite's count of rows visited). */
+  get rowsRead() {
+    return this.#rowsRead;
+  }
+
+  /** Rows inserted, updated or deleted by the statements. */
+  get rowsWritten() {
+    return this.#rowsWritten;
+  }
+
+  #object(values) {
+    const row = {};
+    this.columnNames.forEach((name, i) => {
+      row[name] = values[i];
+    });
+    return row;
+  }
+
+  #take() {
+    const rest = this.#rows.slice(this.#next);
+    this.#next = this.#rows.length;
+    return rest.map((row) => row.map(fromSqlValue));
+  }
+
+  /** The next row as an object of column name to value: `{done, value}`, as an iterator. */
+  next() {
+    if (this.#next >= this.#rows.length) return { done: true, value: undefined };
+    const values = this.#rows[this.#next++].map(fromSqlValue);
+    return { done: false, value: this.#object(values) };
+  }
+
+  [Symbol.iterator]() {
+    return this;
+  }
+
+  /** The rows not yet read, as objects. */
+  toArray() {
+    return this.#take().map((values) => this.#object(values));
+  }
+
+  /** The only row; an Error when there are none or several. */
+  one() {
+    const rows = this.toArray();
+    if (rows.length !== 1) {
+      throw new Error(`Expected exactly one result from SQL query, but got ${rows.length === 0 ? 'no results' : 'multiple results'}.`);
+    }
+    return rows[0];
+  }
+
+  /** The rows not yet read, as arrays in column order (an iterator). */
+  raw() {
+    return this.#take()[Symbol.iterator]();
+  }
+}
+
+/**
+ * The object's SQLite database, as Cloudflare's `SqlStorage`. Its writes commit with the
+ * event's key-value writes (`storage.transaction` covers both); BEGIN/COMMIT in SQL are
+ * refused.
+ */
+export class SqlStorage {
+  /**
+   * Runs `query` (one statement, or several separated by `;`, the bindings going to the
+   * last one's `?`s) at once and answers a cursor over the last statement's rows. Throws
+   * SqlError when a statement fails.
+   */
+  exec(query, ...bindings) {
+    if (typeof query !== 'string') throw new TypeError(`exec takes the SQL as a string, not ${describe(query)}`);
+    const params = bindings.map(toSqlValue);
+    return new SqlStorageCursor(sqlCall(() => wsql.exec(query, params)));
+  }
+
+  /** The database's size in bytes; it counts in the object's storage quota. */
+  get databaseSize() {
+    return Number(wsql.databaseSize());
   }
 }
 

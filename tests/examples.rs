@@ -1,12 +1,13 @@
 //! The README's quick start, run as printed: every line of its second `sh` block, in
-//! order, against the objects `make run` serves, with the outputs its comments promise.
+//! order, against the objects `make run` serves, with the outputs its comments promise; and
+//! the examples whose routes the quick start does not cover (the SQL to-do list).
 
 mod common;
 use common::*;
 use std::process::Stdio;
 
 /// What `make run` serves (the Makefile's EXAMPLES).
-const EXAMPLES: [&str; 8] = [
+const EXAMPLES: [&str; 9] = [
     "counter",
     "storage-demo",
     "bank",
@@ -15,6 +16,7 @@ const EXAMPLES: [&str; 8] = [
     "lock",
     "chat-room",
     "connection-pool",
+    "todos",
 ];
 
 /// The commands of the quick start's "in another terminal" block.
@@ -109,5 +111,120 @@ async fn the_readme_quick_start_works_as_printed() {
         assert_eq!(stdout, "Locked", "{line}");
     }
     assert!(ran >= 15, "only {ran} lines ran: is the block still there?");
+    host.stop().await;
+}
+
+/// A request with a method reqwest has no shorthand for here, answering (status, body text).
+async fn send(c: &reqwest::Client, method: &str, url: &str, body: &str) -> (u16, String) {
+    let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+    let r = c
+        .request(method, url)
+        .body(body.to_string())
+        .send()
+        .await
+        .expect("request");
+    let status = r.status().as_u16();
+    (status, r.text().await.unwrap())
+}
+
+/// The body parsed as JSON, or the test fails naming it.
+fn json(body: &str) -> serde_json::Value {
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {body}"))
+}
+
+/// The SQL to-do list (guests/todos): every route's status and body, 404s for rows that are
+/// not there, 400 for bad input, one list per object, and the list (and its AUTOINCREMENT
+/// ids, never reused) across a restart.
+#[tokio::test]
+async fn the_todos_example_serves_every_route_from_sql() {
+    use serde_json::json as j;
+    let dir = tempfile::tempdir().unwrap();
+    let host = TestHost::start(&["todos"], dir.path()).await;
+    let c = client();
+    let u = |host: &TestHost, p: &str| host.url(&format!("/todos/mine{p}"));
+    assert_eq!(get(&c, &u(&host, "/count")).await, (200, "0".into()));
+    assert_eq!(get(&c, &u(&host, "/todos")).await, (200, "[]".into()));
+
+    let (status, body) = post(&c, &u(&host, "/todos"), "buy milk").await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(
+        json(&body),
+        j!({"id": 1, "title": "buy milk", "done": false})
+    );
+    let (status, body) = post(&c, &u(&host, "/todos"), "write tests").await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(
+        json(&body),
+        j!({"id": 2, "title": "write tests", "done": false})
+    );
+
+    let (status, body) = get(&c, &u(&host, "/todos/1")).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        json(&body),
+        j!({"id": 1, "title": "buy milk", "done": false})
+    );
+    let (status, body) = get(&c, &u(&host, "/todos")).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        json(&body),
+        j!([
+            {"id": 2, "title": "write tests", "done": false},
+            {"id": 1, "title": "buy milk", "done": false},
+        ]),
+        "newest first"
+    );
+    assert_eq!(get(&c, &u(&host, "/count")).await, (200, "2".into()));
+
+    let (status, body) = send(&c, "PATCH", &u(&host, "/todos/1"), r#"{"done":true}"#).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        json(&body),
+        j!({"id": 1, "title": "buy milk", "done": true})
+    );
+    let (_, body) = get(&c, &u(&host, "/todos/1")).await;
+    assert_eq!(json(&body)["done"], true, "the change is stored: {body}");
+
+    let (status, body) = send(&c, "DELETE", &u(&host, "/todos/2"), "").await;
+    assert_eq!((status, body.as_str()), (204, ""));
+    assert_eq!(get(&c, &u(&host, "/count")).await, (200, "1".into()));
+
+    // Rows that are not there, and input that makes no sense.
+    assert_eq!(get(&c, &u(&host, "/todos/2")).await.0, 404);
+    assert_eq!(send(&c, "DELETE", &u(&host, "/todos/2"), "").await.0, 404);
+    assert_eq!(
+        send(&c, "PATCH", &u(&host, "/todos/99"), r#"{"done":true}"#)
+            .await
+            .0,
+        404
+    );
+    assert_eq!(
+        send(&c, "PATCH", &u(&host, "/todos/1"), "not json").await.0,
+        400
+    );
+    assert_eq!(get(&c, &u(&host, "/todos/x")).await.0, 400);
+    assert_eq!(post(&c, &u(&host, "/todos"), "").await.0, 400);
+    assert_eq!(get(&c, &u(&host, "/count")).await.1, "1", "nothing added");
+
+    // Each object is a list of its own.
+    assert_eq!(
+        get(&c, &host.url("/todos/theirs/count")).await,
+        (200, "0".into())
+    );
+    host.stop().await;
+
+    let host = TestHost::start(&["todos"], dir.path()).await;
+    let (_, body) = get(&c, &u(&host, "/todos")).await;
+    assert_eq!(
+        json(&body),
+        j!([{"id": 1, "title": "buy milk", "done": true}])
+    );
+    let (status, body) = post(&c, &u(&host, "/todos"), "after restart").await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(
+        json(&body)["id"],
+        3,
+        "AUTOINCREMENT does not reuse 2: {body}"
+    );
     host.stop().await;
 }

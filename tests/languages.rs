@@ -2,8 +2,8 @@
 //! served by the same dohost: the seed's sequence, 404, concurrency and restart for each,
 //! a class switching language without losing its data, the Python counter's stream, the
 //! Python chat room across hibernation and restart, objects of the three languages reading
-//! each other's values, each SDK's conventions, the JavaScript rate limiter, and the
-//! README's Python and JavaScript objects built and served.
+//! each other's values, each SDK's conventions and SQL API, the JavaScript rate limiter, and
+//! the README's Python and JavaScript objects built and served.
 
 mod common;
 use common::*;
@@ -283,6 +283,50 @@ async fn the_python_sdk_behaves_as_the_rust_one() {
 #[tokio::test]
 async fn the_javascript_sdk_behaves_as_the_rust_one() {
     the_sdk_behaves_as_the_rust_one("test-object-js").await;
+}
+
+/// The Python and JavaScript SQL APIs (Cloudflare's `ctx.storage.sql`) answer alike: each
+/// test object's `/sql` runs the same scenario (a table created, two rows inserted with a
+/// blob and NULLs, read back by iteration and `to_array`/`toArray`, `raw`, `one` with a
+/// boolean binding, a syntax error and a constraint failure as `SqlError` codes, a storage
+/// transaction that rolls back an insert, the database's size) and answers what each step
+/// gave; a second run (it drops and recreates its table) answers the same.
+async fn the_sql_api_works(guest_name: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let host = TestHost::start(&[guest_name], dir.path()).await;
+    let c = client();
+    let expected = serde_json::json!({
+        "columns": ["id", "name", "score", "data"],
+        "written": 2,
+        "rows": [
+            {"id": 1, "name": "ada", "score": 1.5, "data": [0, 1, 255]},
+            {"id": 2, "name": "bob", "score": null, "data": null},
+        ],
+        "read_some": true,
+        "raw": [["ada"], ["bob"]],
+        "one": {"n": 2, "flag": 1},
+        "errors": {"syntax": "syntax", "constraint": "constraint"},
+        "after_rollback": 2,
+        "sized": true,
+    });
+    for run in 0..2 {
+        let (status, body) = get(&c, &host.url(&format!("/{guest_name}/s/sql"))).await;
+        assert_eq!(status, 200, "{guest_name}, run {run}: {body}");
+        let v: serde_json::Value =
+            serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}"));
+        assert_eq!(v, expected, "{guest_name}, run {run}");
+    }
+    host.stop().await;
+}
+
+#[tokio::test]
+async fn the_python_sql_api_works() {
+    the_sql_api_works("test-object-py").await;
+}
+
+#[tokio::test]
+async fn the_javascript_sql_api_works() {
+    the_sql_api_works("test-object-js").await;
 }
 
 /// No JavaScript value is stored or answered as empty bytes: a string is stored as its JSON

@@ -13,8 +13,9 @@
 // | `/alarm-in?secs=S` | sets the alarm S seconds from now, answers how far away it is (ms) |
 // | `/string-value` | stores a string, answers the bytes stored |
 // | `/string-body`, `/object-body` | a Response built from a string, and from an object |
+// | `/sql` | a fixed SQL scenario (the same as test-object-py's): what each step answered, as JSON |
 // | `/ws?name=N` (upgrade) | a WebSocket tagged `user:N`, attachment `{name: N}`; it echoes text as `N: text` and binary as is, and answers `who` with what the handler sees |
-import { DurableObject, HttpError, Response, StorageError, exportObject } from '../../sdk-js/dohost.js';
+import { DurableObject, HttpError, Response, SqlError, StorageError, exportObject } from '../../sdk-js/dohost.js';
 
 class TestObject extends DurableObject {
   fetch(request) {
@@ -86,6 +87,8 @@ class TestObject extends DurableObject {
       case '/object-body':
         // Not a body: an error (500), never an empty answer.
         return new Response({ not: 'bytes' });
+      case '/sql':
+        return Response.json(sqlScenario(storage));
       default:
         return Response.text('Not found', 404);
     }
@@ -103,6 +106,51 @@ class TestObject extends DurableObject {
       ws.send(message);
     }
   }
+}
+
+// Every part of the SQL API once; the Python test object answers the same JSON.
+function sqlScenario(storage) {
+  const sql = storage.sql;
+  sql.exec('DROP TABLE IF EXISTS t; CREATE TABLE t(id INTEGER PRIMARY KEY, name TEXT, score REAL, data BLOB)');
+  const inserted = sql.exec(
+    'INSERT INTO t(name, score, data) VALUES (?, ?, ?), (?, ?, ?)',
+    'ada', 1.5, new Uint8Array([0, 1, 255]), 'bob', null, null,
+  );
+  const cursor = sql.exec('SELECT id, name, score, data FROM t ORDER BY id');
+  // The first row by iteration, the rest with toArray: one pass over the rows.
+  const first = cursor.next().value;
+  const rows = [first, ...cursor.toArray()].map((row) => ({
+    ...row,
+    data: row.data instanceof ArrayBuffer ? Array.from(new Uint8Array(row.data)) : row.data,
+  }));
+  const errors = {};
+  for (const [name, query] of [['syntax', 'SELEC 1'], ['constraint', "INSERT INTO t(id, name) VALUES (1, 'again')"]]) {
+    try {
+      sql.exec(query);
+    } catch (e) {
+      if (!(e instanceof SqlError)) throw e;
+      errors[name] = e.code;
+    }
+  }
+  try {
+    storage.transaction(() => {
+      sql.exec("INSERT INTO t(name) VALUES ('carol')");
+      throw new Error('undo');
+    });
+  } catch {
+    // The point: the insert is gone.
+  }
+  return {
+    columns: cursor.columnNames,
+    written: inserted.rowsWritten,
+    rows,
+    read_some: cursor.rowsRead > 0,
+    raw: [...sql.exec('SELECT name FROM t ORDER BY id').raw()],
+    one: sql.exec('SELECT count(*) AS n, ? AS flag FROM t', true).one(),
+    errors,
+    after_rollback: sql.exec('SELECT count(*) AS n FROM t').one().n,
+    sized: sql.databaseSize > 0,
+  };
 }
 
 export const handler = exportObject(TestObject);

@@ -12,10 +12,11 @@ mistake behaves as it does in Rust.
 | `/rollback` | a transaction that raises, then what is left |
 | `/too-large` | a value over the host's limit: the StorageError's code |
 | `/alarm-in?secs=S` | sets the alarm S seconds from now, answers how far away it is (ms) |
+| `/sql` | a fixed SQL scenario (the same as test-object-js's): what each step answered, as JSON |
 """
 
 import dohost
-from dohost import HttpError, Response, StorageError
+from dohost import HttpError, Response, SqlError, StorageError
 
 
 @dohost.durable_object
@@ -68,4 +69,45 @@ class TestObject(dohost.DurableObject):
 
             storage.set_alarm_in(float(q["secs"]))
             return Response.json(storage.get_alarm() - int(time.time() * 1000))
+        if request.path == "/sql":
+            return Response.json(sql_scenario(storage))
         return Response.text("Not found", 404)
+
+
+def sql_scenario(storage):
+    """Every part of the SQL API once; the JavaScript test object answers the same JSON."""
+    sql = storage.sql
+    sql.exec("DROP TABLE IF EXISTS t; CREATE TABLE t(id INTEGER PRIMARY KEY, name TEXT, score REAL, data BLOB)")
+    inserted = sql.exec(
+        "INSERT INTO t(name, score, data) VALUES (?, ?, ?), (?, ?, ?)",
+        "ada", 1.5, b"\x00\x01\xff", "bob", None, None,
+    )
+    cursor = sql.exec("SELECT id, name, score, data FROM t ORDER BY id")
+    # The first row by iteration, the rest with to_array: one pass over the rows.
+    rows = [next(iter(cursor))] + cursor.to_array()
+    for row in rows:
+        if row["data"] is not None:
+            row["data"] = list(row["data"])
+    errors = {}
+    for name, query in (("syntax", "SELEC 1"), ("constraint", "INSERT INTO t(id, name) VALUES (1, 'again')")):
+        try:
+            sql.exec(query)
+        except SqlError as e:
+            errors[name] = e.code
+    try:
+        with storage.transaction():
+            sql.exec("INSERT INTO t(name) VALUES ('carol')")
+            raise RuntimeError("undo")
+    except RuntimeError:
+        pass
+    return {
+        "columns": cursor.column_names,
+        "written": inserted.rows_written,
+        "rows": rows,
+        "read_some": cursor.rows_read > 0,
+        "raw": list(sql.exec("SELECT name FROM t ORDER BY id").raw()),
+        "one": sql.exec("SELECT count(*) AS n, ? AS flag FROM t", True).one(),
+        "errors": errors,
+        "after_rollback": sql.exec("SELECT count(*) AS n FROM t").one()["n"],
+        "sized": sql.database_size > 0,
+    }

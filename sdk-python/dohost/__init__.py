@@ -20,9 +20,10 @@ their data and behave alike.
 
 from ._export import DurableObject, durable_object
 from .connections import Stream, WebSocket, sse_event
-from .errors import CallError, HttpError, StorageError
+from .errors import CallError, HttpError, SqlError, StorageError
 from .http import Request, Response
 from .objects import Deferred, Env, Namespace, State, Stub
+from .sql import SqlCursor, SqlStorage
 from .storage import Storage
 
 __all__ = [
@@ -34,6 +35,9 @@ __all__ = [
     "Namespace",
     "Request",
     "Response",
+    "SqlCursor",
+    "SqlError",
+    "SqlStorage",
     "State",
     "Storage",
     "StorageError",

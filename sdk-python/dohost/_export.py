@@ -24,6 +24,8 @@ class DurableObject:
 
     def __init__(self, state: State, env: Env) -> None:
         self.state = state
+        # Cloudflare's name for the same object: `self.ctx.storage.sql`.
+        self.ctx = state
         self.env = env
 
     def fetch(self, request: Request) -> Response:

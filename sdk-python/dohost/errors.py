@@ -1,4 +1,5 @@
-"""The SDK's exceptions: storage errors with their code, and errors that answer with a status."""
+"""The SDK's exceptions: storage and SQL errors with their code, and errors that answer with a
+status."""
 
 from componentize_py_types import Err
 
@@ -7,6 +8,18 @@ class StorageError(Exception):
     """A storage call failed; nothing was changed. `code` is the WIT error code in kebab
     case ('key-too-large', 'value-too-large', 'too-many-keys', 'storage-full',
     'no-transaction', 'invalid-argument', 'internal'); `message` names the limit or cause."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+
+
+class SqlError(Exception):
+    """A SQL statement failed; nothing of it was applied (what the event ran before it
+    stands). `code` is the WIT error code in kebab case ('syntax', 'constraint', 'mismatch',
+    'not-authorized', 'too-large', 'storage-full', 'interrupted', 'sql-disabled',
+    'internal'); `message` is SQLite's, or the host's naming the limit."""
 
     def __init__(self, code: str, message: str) -> None:
         super().__init__(f"{code}: {message}")
@@ -52,8 +65,9 @@ def raising(convert):
     return call
 
 
-# Storage's and other objects' errors are records with a code; the host's refusals on
+# Storage's, SQL's and other objects' errors are records with a code; the host's refusals on
 # sockets and streams are sentences.
 storage_call = raising(lambda e: StorageError(kebab(e.code), e.message))
+sql_call = raising(lambda e: SqlError(kebab(e.code), e.message))
 objects_call = raising(lambda e: CallError(kebab(e.code), e.message))
 host_call = raising(RuntimeError)

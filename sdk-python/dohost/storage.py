@@ -1,5 +1,6 @@
 """An object's storage: JSON values by default (as the Rust SDK stores them, so every
-language reads the same data), raw bytes on request, transactions and the alarm."""
+language reads the same data), raw bytes on request, transactions, the alarm, and the
+SQL database (`storage.sql`)."""
 
 import builtins
 import json
@@ -10,6 +11,7 @@ from typing import Any, Dict, Iterator, List, Optional, Union
 from wit_world.imports import alarms, storage
 
 from .errors import storage_call as _call
+from .sql import SqlStorage
 
 _MISSING = object()
 
@@ -32,6 +34,9 @@ def decode(raw: bytes) -> Any:
 class Storage:
     """The object's private, transactional key-value storage. All writes of one event
     commit together, and are durable before its response leaves."""
+
+    # The object's SQLite database, as Cloudflare's `ctx.storage.sql`.
+    sql = SqlStorage()
 
     def get(self, key: str, default: Any = None) -> Any:
         raw = _call(storage.get, key)

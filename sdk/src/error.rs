@@ -1,4 +1,5 @@
-//! The SDK's error types: [`Error`] for handlers, [`StorageError`] for what storage refused.
+//! The SDK's error types: [`Error`] for handlers, [`StorageError`] for what storage refused,
+//! [`SqlError`] for a statement that failed.
 
 use std::fmt;
 
@@ -28,6 +29,7 @@ pub struct Error {
     message: String,
     status: Option<u16>,
     storage: Option<StorageErrorCode>,
+    sql: Option<SqlErrorCode>,
     call: Option<CallErrorCode>,
 }
 
@@ -70,6 +72,7 @@ impl Error {
             message: message.to_string(),
             status: None,
             storage: None,
+            sql: None,
             call: None,
         }
     }
@@ -117,6 +120,25 @@ impl Error {
         self.storage
     }
 
+    /// The SQL error code, when a statement failed (or a row was not the type asked for):
+    /// a guest can tell a constraint failure from a syntax error.
+    ///
+    /// ```no_run
+    /// # use dohost_sdk::{Error, Result, Sql, SqlErrorCode};
+    /// # fn add(sql: &Sql, email: &str) -> Result<()> {
+    /// match sql.exec("INSERT INTO users(email) VALUES (?)", [email]) {
+    ///     Err(e) if e.sql_code() == Some(SqlErrorCode::Constraint) => {
+    ///         return Err(Error::status(409, format!("{email} is taken")));
+    ///     }
+    ///     other => { other?; }
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn sql_code(&self) -> Option<SqlErrorCode> {
+        self.sql
+    }
+
     /// The call error code, when a call to another object failed: a guest can tell a
     /// deadlock from an unknown binding or an object that is unavailable for now.
     pub fn call_code(&self) -> Option<CallErrorCode> {
@@ -138,11 +160,12 @@ impl fmt::Debug for Error {
 
 impl<E: std::error::Error + Send + Sync + 'static> From<E> for Error {
     fn from(err: E) -> Self {
-        let storage = (&err as &dyn std::error::Error)
-            .downcast_ref::<StorageError>()
-            .map(|e| e.code);
+        let err_ref = &err as &dyn std::error::Error;
+        let storage = err_ref.downcast_ref::<StorageError>().map(|e| e.code);
+        let sql = err_ref.downcast_ref::<SqlError>().map(|e| e.code);
         Error {
             storage,
+            sql,
             ..Error::msg(err)
         }
     }
@@ -204,5 +227,60 @@ pub enum StorageErrorCode {
     /// then fails (its `Err`, answered 500) is answered 503 with `Retry-After` by the host.
     Internal,
     /// A stored value could not be decoded as the requested type.
+    Decode,
+}
+
+/// Why a SQL statement failed. Nothing of the failed statement was applied; what the event
+/// ran before it stands.
+///
+/// ```no_run
+/// # use dohost_sdk::{Result, Sql, SqlErrorCode};
+/// # fn f(sql: &Sql) {
+/// let err = sql.exec("SELEC 1", ()).unwrap_err();
+/// assert_eq!(err.sql_code(), Some(SqlErrorCode::Syntax));
+/// # }
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SqlError {
+    /// What kind of failure.
+    pub code: SqlErrorCode,
+    /// SQLite's message, or the host's naming the limit.
+    pub message: String,
+}
+
+impl fmt::Display for SqlError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for SqlError {}
+
+/// The kinds of [`SqlError`] (the WIT `sql.error-code`, plus `Decode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SqlErrorCode {
+    /// The SQL did not parse, or names a table or column that does not exist.
+    Syntax,
+    /// A constraint failed (UNIQUE, NOT NULL, CHECK, FOREIGN KEY).
+    Constraint,
+    /// A value had the wrong type for a `STRICT` table, or the wrong number of parameters.
+    Mismatch,
+    /// Something objects may not do: BEGIN/COMMIT/SAVEPOINT (use
+    /// [`Storage::transaction`](crate::Storage::transaction)), ATTACH, most PRAGMAs, names
+    /// starting `_cf_` or `_dohost_`.
+    NotAuthorized,
+    /// A limit was passed (statement length, parameters, columns, a value's or row's size,
+    /// the rows one `exec` may answer); the message names it.
+    TooLarge,
+    /// The database would grow past its limit, or the object's storage past its quota.
+    StorageFull,
+    /// The statement ran past the event's CPU limit and was stopped.
+    Interrupted,
+    /// The class has no SQL database (its migration declared it with `new_classes`, not
+    /// `new_sqlite_classes`).
+    SqlDisabled,
+    /// Anything else; the message says what.
+    Internal,
+    /// A row (or column) could not be read as the requested type.
     Decode,
 }

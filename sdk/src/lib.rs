@@ -44,7 +44,9 @@
 //!   and [`Deferred`] responses.
 //! - [`Worker`] and [`worker`]: the stateless entry point.
 //! - [`streams`]: streamed responses ([`Stream`]) and server-sent events ([`SseEvent`]).
-//! - [`error`]: the crate's [`Error`] and [`StorageError`].
+//! - [`sql`]: the object's SQLite database ([`Sql`], from [`Storage::sql`]): [`Rows`],
+//!   [`Cursor`]s and the [`params!`] macro.
+//! - [`error`]: the crate's [`Error`], [`StorageError`] and [`SqlError`].
 #![deny(missing_docs)]
 
 // The generated bindings name paths through `::dohost_sdk`, as user crates see them.
@@ -55,14 +57,18 @@ pub mod http;
 pub mod objects;
 pub mod router;
 pub mod rpc;
+pub mod sql;
 pub mod storage;
 pub mod streams;
 
 pub use dohost_sdk_macros::{durable_object, rpc, worker};
-pub use error::{CallErrorCode, Error, Result, StorageError, StorageErrorCode};
+pub use error::{
+    CallErrorCode, Error, Result, SqlError, SqlErrorCode, StorageError, StorageErrorCode,
+};
 pub use http::{Request, Response};
 pub use objects::{Deferred, Namespace, ObjectId, Stub};
 pub use router::{Params, Router};
+pub use sql::{Cursor, IntoParams, Row, Rows, Sql};
 pub use storage::{AlarmTime, Collection, ListOptions, Storage, StorageLimits, Transaction};
 pub use streams::{SseEvent, Stream};
 

@@ -241,6 +241,23 @@ impl Storage {
         })
     }
 
+    /// The object's SQL database (see [`Sql`](crate::Sql)), whose writes commit with these.
+    /// A [`transaction`](Storage::transaction) covers both.
+    ///
+    /// ```no_run
+    /// # use dohost_sdk::{Result, Storage};
+    /// # fn f(storage: &Storage) -> Result<()> {
+    /// storage.transaction(|txn| {
+    ///     let id = txn.sql().exec("INSERT INTO orders(total) VALUES (?)", [120])?.last_insert_rowid();
+    ///     txn.put("last_order", &id)
+    /// })?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn sql(&self) -> crate::Sql {
+        crate::Sql::new()
+    }
+
     /// A typed collection of values under `prefix`, with ids from a counter (see
     /// [`Collection`]).
     pub fn collection<T: Serialize + DeserializeOwned>(&self, prefix: &str) -> Collection<T> {
