@@ -276,6 +276,38 @@ impl DurableObject for TestObject {
                 let inner: Option<i64> = storage.get("inner")?;
                 Ok(Response::json(&json!({ "outer": outer, "inner": inner })))
             }
+            // The body is run as SQL; rows come back as JSON, a SQL error as 400 with its code.
+            "/sql" => {
+                let query = String::from_utf8_lossy(req.body()).into_owned();
+                Ok(sql_answer(storage.sql().exec(&query, ())))
+            }
+            "/sql-then-panic" => {
+                let query = String::from_utf8_lossy(req.body()).into_owned();
+                storage.sql().exec(&query, ())?;
+                panic!("deliberate panic after SQL");
+            }
+            // One transaction over a SQL insert and a key-value put; `rollback=1` undoes both.
+            "/sql-and-kv" => {
+                let k = key(&req)?;
+                let rollback = req.query_param("rollback").is_some();
+                storage.transaction(|txn| {
+                    storage.sql().exec(
+                        "CREATE TABLE IF NOT EXISTS pairs (k TEXT); INSERT INTO pairs VALUES (?)",
+                        [k.as_str()],
+                    )?;
+                    txn.put(&k, &"with its row")?;
+                    if rollback {
+                        txn.rollback();
+                    }
+                    Ok(())
+                })?;
+                let rows: i64 = storage
+                    .sql()
+                    .exec("SELECT count(*) FROM pairs WHERE k = ?", [k.as_str()])?
+                    .one()?;
+                let value: Option<String> = storage.get(&k)?;
+                Ok(Response::json(&json!({ "rows": rows, "value": value })))
+            }
             "/txn-rollback" => {
                 let k = key(&req)?;
                 let r: Result<()> = storage.transaction(|txn| {
@@ -505,4 +537,39 @@ fn getrandom_fill(out: &mut [u8; 8]) {
     use std::hash::{BuildHasher, RandomState};
     let v = RandomState::new().hash_one(0u8);
     *out = v.to_le_bytes();
+}
+
+/// A SQL call's answer: its rows as JSON arrays (blobs as arrays of bytes), or 400 with the
+/// error's code and message.
+fn sql_answer(result: Result<dohost_sdk::sql::Rows>) -> Response {
+    use dohost_sdk::sql::Value;
+    match result {
+        Ok(rows) => {
+            let data: Vec<Vec<serde_json::Value>> = rows
+                .raw()
+                .iter()
+                .map(|row| {
+                    row.iter()
+                        .map(|v| match v {
+                            Value::Null => serde_json::Value::Null,
+                            Value::Integer(i) => json!(i),
+                            Value::Real(f) => json!(f),
+                            Value::Text(t) => json!(t),
+                            Value::Blob(b) => json!(b),
+                        })
+                        .collect()
+                })
+                .collect();
+            Response::json(&json!({
+                "columns": rows.columns(),
+                "rows": data,
+                "written": rows.rows_written(),
+            }))
+        }
+        Err(e) => Response::json(&json!({
+            "code": e.sql_code().map(|c| format!("{c:?}")),
+            "message": e.to_string(),
+        }))
+        .with_status(400),
+    }
 }

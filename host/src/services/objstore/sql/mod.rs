@@ -187,24 +187,20 @@ impl SqlDatabase {
         Ok(())
     }
 
-    /// Bytes in use: pages in the file less free ones (as the platform counts).
+    /// Bytes in use: pages less free ones (as the platform counts), as SQLite sees them
+    /// (pages of this event still in its cache included).
     pub fn database_size(&self) -> u64 {
         let q = |sql: &str| -> u64 {
             self.host
-                .run(|| self.conn.query_row(sql, [], |r| r.get::<_, i64>(0)))
+                .run(|| {
+                    self.conn
+                        .prepare_cached(sql)
+                        .and_then(|mut s| s.query_row([], |r| r.get::<_, i64>(0)))
+                })
                 .unwrap_or(0)
                 .max(0) as u64
         };
-        let pages = vfs::lock(&self.file).page_count() as u64;
-        if pages == 0 {
-            return 0;
-        }
-        pages.saturating_sub(q("PRAGMA freelist_count")) * PAGE_SIZE as u64
-    }
-
-    /// Pages in the file, as the event left it so far.
-    pub fn page_count(&self) -> u32 {
-        vfs::lock(&self.file).page_count()
+        q("PRAGMA page_count").saturating_sub(q("PRAGMA freelist_count")) * PAGE_SIZE as u64
     }
 
     /// Pages the file had when the event began.
