@@ -322,6 +322,42 @@ async fn sigterm_hands_a_nodes_objects_over() {
     );
 }
 
+/// An object's SQL database moves with it: rows written through a node that then leaves
+/// (SIGTERM) are read, and added to, through the node that takes its objects.
+#[tokio::test]
+async fn an_object_s_sql_database_moves_with_it() {
+    let etcd = Etcd::start().await;
+    let dir = Backend::Postgres.data_dir();
+    let mut leaving = node_serving(&etcd.client_url, dir.path(), "leaving", &["todos"], &[]);
+    let staying = node_serving(&etcd.client_url, dir.path(), "staying", &["todos"], &[]);
+    settled(&etcd.client_url, 2).await;
+    let c = client();
+    let names: Vec<String> = (0..8).map(|i| format!("t-{i}")).collect();
+    served_everywhere(&c, &[&leaving, &staying], &names, |n, name| {
+        format!("http://{}/todos/{name}/count", n.addr)
+    })
+    .await;
+    for name in &names {
+        let url = format!("http://{}/todos/{name}/todos", leaving.addr);
+        for title in ["a", "b"] {
+            assert_eq!(post(&c, &url, title).await.0, 201);
+        }
+    }
+    let term = std::process::Command::new("kill")
+        .args(["-TERM", &leaving.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(term.success());
+    assert!(leaving.exited().await.success(), "{}", leaving.log());
+    for name in &names {
+        let url = format!("http://{}/todos/{name}", staying.addr);
+        assert_eq!(get(&c, &format!("{url}/count")).await, (200, "2".into()), "{name}");
+        let (status, body) = post(&c, &format!("{url}/todos"), "c").await;
+        assert_eq!(status, 201, "{body}");
+        assert!(body.contains("\"id\":3"), "{name}: {body}");
+    }
+}
+
 /// A node paused (SIGSTOP) past its lease: the others take its objects; when it resumes
 /// it serves nothing from before (it forwards to the new owners), so no write is lost or
 /// answered from stale memory.

@@ -180,3 +180,30 @@ async fn a_class_declared_with_new_classes_has_no_database() {
     assert_eq!(status, 200, "{body}");
     host.stop().await;
 }
+
+/// Two hosts on one PostgreSQL database by mistake: the second fences the first, whose next
+/// SQL write is refused (503) and absent; the second serves every acknowledged row.
+#[tokio::test]
+async fn a_fenced_host_s_sql_writes_are_refused_and_absent() {
+    let dir = Backend::Postgres.data_dir();
+    let mut first = HostProcess::spawn(&dir.path().join("data"), &["todos"], &[]);
+    let c = client();
+    let at = |h: &HostProcess, p: &str| format!("http://{}/todos/shared{p}", h.addr);
+    for title in ["one", "two", "three"] {
+        let (status, body) = post(&c, &at(&first, "/todos"), title).await;
+        assert_eq!(status, 201, "{body}");
+    }
+    let second = HostProcess::spawn(&dir.path().join("data2"), &["todos"], &[]);
+    let (status, body) = post(&c, &at(&first, "/todos"), "fenced").await;
+    assert_eq!(status, 503, "{body}");
+    assert!(!first.exited().await.success(), "a fenced host exits non-zero");
+    let (_, body) = get(&c, &at(&second, "/todos")).await;
+    let rows: Vec<Value> = serde_json::from_str(&body).unwrap();
+    let titles: Vec<&str> = rows.iter().map(|r| r["title"].as_str().unwrap()).collect();
+    assert_eq!(titles, ["three", "two", "one"], "newest first, the fenced one absent");
+    let (status, body) = post(&c, &at(&second, "/todos"), "four").await;
+    assert_eq!(status, 201, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["id"], 4);
+    second.kill();
+}
