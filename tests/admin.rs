@@ -273,9 +273,51 @@ async fn inspect_shows_classes_objects_entries_and_alarms(backend: Backend) {
     );
 }
 
+/// `dohost inspect sql` runs an operator's query on an object's database as one of its
+/// events: rows come back (and the metrics count the statements and pages), a write is
+/// refused and changes nothing.
+async fn an_operator_reads_an_object_s_database(backend: Backend) {
+    let dir = backend.data_dir();
+    let (host, admin) = with_admin(dir.path(), &["todos"], &[]);
+    let c = client();
+    let public = |path: &str| format!("http://{}{path}", host.addr);
+    for title in ["milk", "bread"] {
+        assert_eq!(post(&c, &public("/todos/list/todos"), title).await.0, 201);
+    }
+    let listed: serde_json::Value = serde_json::from_str(&process::run_dohost([
+        "inspect", "--admin", &admin, "objects", "todos",
+    ]))
+    .unwrap();
+    let id = listed["objects"][0]["id"].as_str().unwrap().to_string();
+    let rows: serde_json::Value = serde_json::from_str(&process::run_dohost([
+        "inspect",
+        "--admin",
+        &admin,
+        "sql",
+        "todos",
+        &id,
+        "SELECT title, done FROM todos ORDER BY id",
+    ]))
+    .unwrap();
+    assert_eq!(rows, serde_json::json!({"columns": ["title", "done"], "rows": [["milk", 0], ["bread", 0]]}));
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_dohost"))
+        .args(["inspect", "--admin", &admin, "sql", "todos", &id, "DELETE FROM todos"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(said.contains("may only read"), "{said}");
+    assert_eq!(get(&c, &public("/todos/list/count")).await, (200, "2".into()));
+    let text = reqwest::get(format!("http://{admin}/metrics")).await.unwrap().text().await.unwrap();
+    assert!(value(&text, "dohost_sql_statements_total") >= 4.0, "{text}");
+    assert!(value(&text, "dohost_sql_pages_written_total") >= 2.0, "{text}");
+    host.kill();
+}
+
 on_both_backends!(
     inspect_shows_classes_objects_entries_and_alarms,
-    edits_are_events_of_the_object
+    edits_are_events_of_the_object,
+    an_operator_reads_an_object_s_database
 );
 
 /// Edits through the admin API are events of the object: a value an operator sets while

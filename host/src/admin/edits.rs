@@ -69,6 +69,37 @@ pub async fn delete_alarm(
     apply(&s, &binding, &id, EditOp::DeleteAlarm).await
 }
 
+/// `POST /objects/{binding}/{id}/sql`: the body is a read-only SQL query, run as one of the
+/// object's events; answers its columns and rows (blobs in base64).
+pub async fn sql(
+    State(s): State<AdminState>,
+    Path((binding, id)): Path<(String, String)>,
+    body: Bytes,
+) -> Answer {
+    let query = String::from_utf8(body.to_vec())
+        .map_err(|_| InspectError::BadRequest("the query must be UTF-8".into()))?;
+    let found = s.runtime.sql(&binding, &id, query).await?;
+    let rows: Vec<Vec<Value>> = found
+        .rows
+        .into_iter()
+        .map(|row| row.into_iter().map(sql_json).collect())
+        .collect();
+    Ok(Json(json!({ "columns": found.columns, "rows": rows })))
+}
+
+/// A SQL value as JSON: blobs as `{"base64": ...}`.
+fn sql_json(v: rusqlite::types::Value) -> Value {
+    use base64::Engine;
+    use rusqlite::types::Value as V;
+    match v {
+        V::Null => Value::Null,
+        V::Integer(i) => json!(i),
+        V::Real(f) => json!(f),
+        V::Text(t) => json!(t),
+        V::Blob(b) => json!({ "base64": base64::engine::general_purpose::STANDARD.encode(b) }),
+    }
+}
+
 /// `POST /objects/{binding}/{id}/alarm/run`: the alarm, due now.
 pub async fn run_alarm(
     State(s): State<AdminState>,

@@ -131,6 +131,7 @@ pub fn router(runtime: Arc<Runtime>, access: Access) -> Router {
         )
         .route("/objects/{binding}/{id}/alarm/run", post(edits::run_alarm))
         .route("/objects/{binding}/{id}/evict", post(edits::evict))
+        .route("/objects/{binding}/{id}/sql", post(edits::sql))
         .route("/objects/{binding}/{id}/sockets", get(edits::sockets))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

@@ -71,6 +71,12 @@ pub enum InspectCommand {
     DeleteAlarm { binding: String, id: String },
     /// Runs the alarm now (sets it due now).
     RunAlarm { binding: String, id: String },
+    /// Runs a read-only SQL query on the object's database, as one of its events.
+    Sql {
+        binding: String,
+        id: String,
+        query: String,
+    },
     /// Drops the object's instance if it is idle (its next event builds a new one).
     Evict { binding: String, id: String },
     /// The object's open WebSockets on that node, with their tags.
@@ -118,6 +124,9 @@ pub fn inspect(args: InspectArgs) -> anyhow::Result<()> {
         }
         InspectCommand::Evict { binding, id } => {
             (Method::POST, object(&binding, &id, "evict"), Vec::new())
+        }
+        InspectCommand::Sql { binding, id, query } => {
+            (Method::POST, object(&binding, &id, "sql"), query.into_bytes())
         }
         InspectCommand::Sockets { binding, id } => {
             (Method::GET, object(&binding, &id, "sockets"), Vec::new())

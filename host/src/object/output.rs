@@ -9,10 +9,17 @@ impl Actor {
     /// (its own commit, or the latest earlier one when it wrote nothing: it may have read
     /// writes that are not durable yet).
     pub(super) fn commit_writes(&mut self) -> Option<Durable> {
-        let mut writes = self
-            .live
-            .as_mut()
-            .and_then(|l| l.store.data_mut().storage.store.take_event_writes());
+        let mut writes = self.live.as_mut().and_then(|l| {
+            let store = &mut l.store.data_mut().storage.store;
+            let statements = store.take_sql_statements();
+            if statements > 0 {
+                self.env.metrics.sql_statements.inc_by(statements);
+            }
+            store.take_event_writes()
+        });
+        if let Some(sql) = writes.as_ref().and_then(|w| w.sql.as_ref()) {
+            self.env.metrics.sql_pages_written.inc_by(sql.pages.len() as u64);
+        }
         if !self.name_stored
             && let Some(name) = &self.name
         {

@@ -5,6 +5,7 @@
 use super::Runtime;
 use super::inspect::InspectError;
 use crate::object::{Edit, EditOp, Event, EventError};
+use crate::services::objstore::sql::SqlRows;
 use std::sync::Arc;
 use tokio::sync::oneshot;
 
@@ -30,6 +31,21 @@ impl Runtime {
             })?;
         }
         Ok(())
+    }
+
+    /// Runs a read-only SQL `query` on object `id` of `binding`, as one of its events.
+    pub async fn sql(
+        self: &Arc<Self>,
+        binding: &str,
+        id: &str,
+        query: String,
+    ) -> Result<SqlRows, InspectError> {
+        let (rows, answer) = oneshot::channel();
+        self.edit(binding, id, EditOp::Sql { query, rows }).await?;
+        answer
+            .await
+            .map_err(|_| InspectError::Unavailable("the object stopped before the query".into()))?
+            .map_err(|e| InspectError::BadRequest(format!("{:?}: {}", e.code, e.message)))
     }
 
     /// Drops the object's instance if it has one and is idle; false when it has none here.

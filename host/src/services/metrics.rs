@@ -35,6 +35,9 @@ pub struct Metrics {
     /// Instances given up, by reason (`idle`, `pressure`).
     pub evictions: IntCounterVec,
     pub alarm_runs: IntCounter,
+    /// SQL statements objects ran, and the database pages their events wrote.
+    pub sql_statements: IntCounter,
+    pub sql_pages_written: IntCounter,
     /// Failed alarm attempts (each retry counts).
     pub alarm_failures: IntCounter,
     /// Alarms given up after their last retry.
@@ -132,6 +135,11 @@ impl Metrics {
                 &["reason"],
             ),
             alarm_runs: counter("alarm_runs_total", "Alarm handlers that completed."),
+            sql_statements: counter("sql_statements_total", "SQL statements objects ran."),
+            sql_pages_written: counter(
+                "sql_pages_written_total",
+                "SQL database pages (4 KiB each) written by objects' events.",
+            ),
             alarm_failures: counter(
                 "alarm_failures_total",
                 "Alarm attempts that failed (each retry counts).",

@@ -84,6 +84,8 @@ pub struct ObjectStore {
     unreachable: std::sync::atomic::AtomicBool,
     /// The object's SQL database: closed until its first statement.
     sql: SqlSlot,
+    /// SQL statements run since `take_sql_statements` (for the metrics).
+    sql_statements: u64,
 }
 
 impl ObjectStore {
@@ -102,6 +104,7 @@ impl ObjectStore {
             txns: Vec::new(),
             unreachable: Default::default(),
             sql: SqlSlot::default(),
+            sql_statements: 0,
         }
     }
 

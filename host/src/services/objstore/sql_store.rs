@@ -196,7 +196,43 @@ impl ObjectStore {
         let SqlSlot::Open(open) = &mut self.sql else {
             unreachable!("opened above")
         };
-        open.db().exec(query, params, depth, &budget)
+        let result = open.db().exec(query, params, depth, &budget);
+        if let Ok(rows) = &result {
+            self.sql_statements += rows.statements;
+        }
+        result
+    }
+
+    /// Runs `query` for an operator: it may only read (a write is refused `not-authorized`).
+    pub async fn sql_read(
+        &mut self,
+        query: &str,
+        deadline: Option<Instant>,
+        max_result_bytes: usize,
+    ) -> SqlResult<SqlRows> {
+        let max_pages = self.max_sql_pages(0);
+        let open = self.open_sql().await?;
+        let db = open.db();
+        db.set_read_only(true)?;
+        let budget = ExecBudget {
+            deadline,
+            max_result_bytes,
+            max_pages,
+        };
+        let result = db.exec(query, &[], 0, &budget);
+        db.set_read_only(false)?;
+        result.map_err(|e| match e.code {
+            SqlErrorCode::Internal if e.message.contains("readonly") => SqlError::new(
+                SqlErrorCode::NotAuthorized,
+                format!("{}: an operator's query may only read", e.message),
+            ),
+            _ => e,
+        })
+    }
+
+    /// SQL statements run since the last call.
+    pub fn take_sql_statements(&mut self) -> u64 {
+        std::mem::take(&mut self.sql_statements)
     }
 
     /// The database's size in bytes.

@@ -61,6 +61,8 @@ pub struct SqlRows {
     pub rows_read: u64,
     pub rows_written: u64,
     pub last_insert_rowid: i64,
+    /// Statements run.
+    pub statements: u64,
 }
 
 /// What one `exec` may spend: the event's CPU time left, the bytes it may answer, and the
@@ -302,6 +304,16 @@ impl SqlDatabase {
         result
     }
 
+    /// Refuses every write from now on (`true`), or allows them again: for operators'
+    /// queries, which may only read.
+    pub fn set_read_only(&mut self, on: bool) -> SqlResult<()> {
+        self.host_exec(if on {
+            "PRAGMA query_only = ON"
+        } else {
+            "PRAGMA query_only = OFF"
+        })
+    }
+
     /// Runs one of the host's own statements, kept prepared.
     fn host_cached(&self, sql: &str) -> SqlResult<()> {
         self.host
@@ -321,6 +333,7 @@ impl SqlDatabase {
         let mut batch = rusqlite::Batch::new(&self.conn, query);
         let mut bytes = 0usize;
         while let Some(mut stmt) = fallible_iterator::FallibleIterator::next(&mut batch)? {
+            out.statements += 1;
             let wanted = stmt.parameter_count();
             if wanted > 0 {
                 if wanted != params.len() {
