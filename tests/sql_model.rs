@@ -359,3 +359,33 @@ fn sql_on_postgres_matches_an_in_memory_sqlite() {
     );
     check(storage, 100);
 }
+
+/// An open database counts against the host's memory budget (its pages and the
+/// connection), and gives it back when its instance goes.
+#[test]
+fn an_open_database_is_held_against_the_memory_budget() {
+    let dir = tempfile::tempdir().unwrap();
+    let storage: Arc<dyn Storage> = Arc::new(RedbStorage::open(dir.path()).unwrap());
+    let object = next_object();
+    let inflight = InflightWrites::new(object, 0, None);
+    let budget = dohost::services::memory::MemoryBudget::new(1 << 30);
+    let mut s = store(&storage, &inflight);
+    s.set_memory_budget(budget.clone());
+    assert_eq!(budget.used(), 0, "no database, nothing held");
+    exec(
+        &mut s,
+        "CREATE TABLE b (v BLOB); INSERT INTO b VALUES (zeroblob(1000000))",
+        &[],
+    )
+    .unwrap();
+    let writes = s.take_event_writes().unwrap();
+    let pages = writes.sql.as_ref().unwrap().page_count as usize;
+    exec(&mut s, "SELECT count(*) FROM b", &[]).unwrap();
+    assert!(
+        budget.used() >= pages * 4096 && pages * 4096 >= 1_000_000,
+        "{} bytes held for {pages} pages",
+        budget.used()
+    );
+    drop(s);
+    assert_eq!(budget.used(), 0, "given back with the instance");
+}

@@ -69,6 +69,7 @@ impl Actor {
         if !self.class.sql {
             store.disable_sql();
         }
+        store.set_memory_budget(self.env.shared.memory.clone());
         let imports = ObjectImports {
             storage: StorageCtx { store },
             objects: crate::wasm::objects::ObjectsCtx::new(self.env.calls.clone(), Some(self.key)),

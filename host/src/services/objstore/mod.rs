@@ -86,6 +86,8 @@ pub struct ObjectStore {
     sql: SqlSlot,
     /// SQL statements run since `take_sql_statements` (for the metrics).
     sql_statements: u64,
+    /// The host's memory budget, which an open SQL database counts against.
+    memory: Option<Arc<crate::services::memory::MemoryBudget>>,
 }
 
 impl ObjectStore {
@@ -105,6 +107,7 @@ impl ObjectStore {
             unreachable: Default::default(),
             sql: SqlSlot::default(),
             sql_statements: 0,
+            memory: None,
         }
     }
 

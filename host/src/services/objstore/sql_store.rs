@@ -9,7 +9,9 @@ use crate::backend::{SQL_PAGE_SIZE, SqlWrites};
 use crate::id::ObjectKey;
 use bytes::Bytes;
 use rusqlite::types::Value;
+use crate::services::memory::{Held, MemoryBudget};
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Instant;
 
 /// The object's database as its instance holds it.
@@ -27,6 +29,8 @@ pub struct OpenSql {
     /// Behind a mutex only so that the object's store is `Sync` (its reads take `&self`
     /// across awaits); reached through `&mut` (`db()`), so never locked.
     db: std::sync::Mutex<SqlDatabase>,
+    /// The database's memory, held against the host's budget (`max_memory`) while open.
+    held: Option<Held>,
     /// Opened over a `delete-all` of this event (an empty database), made at this
     /// transaction depth (0: the event itself): when it is undone, so is that emptiness.
     opened_under_clear: Option<usize>,
@@ -35,6 +39,16 @@ pub struct OpenSql {
 impl OpenSql {
     fn db(&mut self) -> &mut SqlDatabase {
         self.db.get_mut().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Holds what the database takes in memory now against the budget. Held even past
+    /// the limit: the pages are there already; the budget's pressure then evicts idle
+    /// objects and refuses new work (503) until there is room.
+    fn account(&mut self, budget: &Option<Arc<MemoryBudget>>) {
+        if let Some(budget) = budget {
+            let bytes = self.db().memory_bytes();
+            self.held = Some(Held::forced(budget.clone(), bytes));
+        }
     }
 }
 
@@ -88,6 +102,11 @@ fn store_failed(e: StoreError) -> SqlError {
 }
 
 impl ObjectStore {
+    /// Counts open databases against the host's memory budget.
+    pub fn set_memory_budget(&mut self, budget: Arc<MemoryBudget>) {
+        self.memory = Some(budget);
+    }
+
     /// Marks the class as having no SQL database.
     pub fn disable_sql(&mut self) {
         self.sql = SqlSlot::Disabled;
@@ -120,6 +139,7 @@ impl ObjectStore {
                 let db = SqlDatabase::open(pages, &self.limits.sql)?;
                 self.sql = SqlSlot::Open(Box::new(OpenSql {
                     db: std::sync::Mutex::new(db),
+                    held: None,
                     opened_under_clear: cleared,
                 }));
             }
@@ -197,6 +217,7 @@ impl ObjectStore {
             unreachable!("opened above")
         };
         let result = open.db().exec(query, params, depth, &budget);
+        open.account(&self.memory);
         if let Ok(rows) = &result {
             self.sql_statements += rows.statements;
         }

@@ -205,6 +205,13 @@ impl SqlDatabase {
         q("PRAGMA page_count").saturating_sub(q("PRAGMA freelist_count")) * PAGE_SIZE as u64
     }
 
+    /// Bytes the database holds in memory: its pages, and SQLite's own (its cache, the
+    /// schema and statements, estimated).
+    pub fn memory_bytes(&self) -> usize {
+        const CONNECTION: usize = 64 * 1024;
+        vfs::lock(&self.file).page_count() as usize * PAGE_SIZE + CONNECTION
+    }
+
     /// Pages the file had when the event began.
     pub fn pages_before(&self) -> u32 {
         self.pages_before
