@@ -1,7 +1,7 @@
 //! kill -9 under load, cycle after cycle, on the real binary: appends (by request and by
-//! alarm), bank transfers, counters and WebSockets run while the host is killed at a
-//! random moment and restarted on the same data. Nothing acknowledged may be missing,
-//! nothing doubled, no transfer half applied. `make torture` runs 100 cycles
+//! alarm), bank transfers, counters, SQL inserts and WebSockets run while the host is
+//! killed at a random moment and restarted on the same data. Nothing acknowledged may be
+//! missing, nothing doubled, no transfer half applied. `make torture` runs 100 cycles
 //! (`DOHOST_TORTURE_CYCLES`), `make test` 10.
 
 mod common;
@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-const GUESTS: &[&str] = &["test-object", "bank", "counter", "chat-room"];
+const GUESTS: &[&str] = &["test-object", "bank", "counter", "chat-room", "todos"];
 const ACCOUNTS: &[&str] = &["a", "b", "c", "d", "e"];
 const OPENING_BALANCE: i64 = 1000;
 const COUNTERS: usize = 4;
@@ -23,6 +23,13 @@ const COUNTERS: usize = 4;
 fn spawn(data: &std::path::Path) -> HostProcess {
     // Alarms at once, so that alarm appends race the kills too.
     HostProcess::spawn(data, GUESTS, &["--min-alarm-interval", "0"])
+}
+
+/// SQL inserts (rows of the `todos` example): titles sent, and the id acknowledged for each.
+#[derive(Default)]
+struct Rows {
+    sent: Mutex<std::collections::HashSet<String>>,
+    acked: Mutex<std::collections::BTreeMap<i64, String>>,
 }
 
 /// Counter increments: requests sent and the highest value acknowledged, per counter.
@@ -47,6 +54,7 @@ async fn kill_nine_under_load_loses_nothing_acknowledged() {
         sent: (0..COUNTERS).map(|_| AtomicU64::new(0)).collect(),
         acked: (0..COUNTERS).map(|_| AtomicU64::new(0)).collect(),
     });
+    let rows = Arc::new(Rows::default());
     let mut ops = Vec::new();
     let mut transfers_acked = 0u64;
     let started = Instant::now();
@@ -64,6 +72,7 @@ async fn kill_nine_under_load_loses_nothing_acknowledged() {
             }
         }
         check_after_restart(&c, &host.addr, &counts).await;
+        check_rows(&c, &host.addr, &rows).await;
         let stop = Arc::new(AtomicBool::new(false));
         let appends = Workload::start_with_prefix(
             &format!("c{cycle}"),
@@ -75,6 +84,12 @@ async fn kill_nine_under_load_loses_nothing_acknowledged() {
         let bank = tokio::spawn(transfers(host.addr.clone(), stop.clone()));
         let counters = tokio::spawn(increments(host.addr.clone(), stop.clone(), counts.clone()));
         let sockets = tokio::spawn(chat(host.addr.clone(), stop.clone()));
+        let inserts = tokio::spawn(inserts(
+            host.addr.clone(),
+            stop.clone(),
+            cycle,
+            rows.clone(),
+        ));
         // Some progress, then the kill at a random moment within it.
         appends.progress(10).await;
         tokio::time::sleep(Duration::from_millis(rng.random_range(0..300))).await;
@@ -84,11 +99,13 @@ async fn kill_nine_under_load_loses_nothing_acknowledged() {
         transfers_acked += bank.await.unwrap();
         counters.await.unwrap();
         sockets.await.unwrap();
+        inserts.await.unwrap();
     }
     // The last restart: every acknowledged alarm append lands, then the whole history is
     // checked against what the host kept.
     let host = spawn(&data);
     check_after_restart(&c, &host.addr, &counts).await;
+    check_rows(&c, &host.addr, &rows).await;
     let lists = history::lists_once_alarms_ran(&ops, || read_lists(&c, &host.addr, &objects)).await;
     let violations = history::check(&ops, &lists);
     let acked = ops
@@ -100,7 +117,8 @@ async fn kill_nine_under_load_loses_nothing_acknowledged() {
             .acked
             .iter()
             .map(|a| a.load(Ordering::SeqCst))
-            .sum::<u64>();
+            .sum::<u64>()
+        + rows.acked.lock().unwrap().len() as u64;
     println!(
         "torture: {cycles} kill -9 cycles in {:.1} s, {acked} acknowledged operations \
          ({}), {} violations",
@@ -187,6 +205,65 @@ async fn transfers(addr: String, stop: Arc<AtomicBool>) -> u64 {
         }
     }
     acked
+}
+
+/// After a restart: every acknowledged row is there under its id, no row appears twice,
+/// and none was made up.
+async fn check_rows(c: &reqwest::Client, addr: &str, rows: &Rows) {
+    let (status, body) = get(c, &format!("http://{addr}/todos/torture/todos")).await;
+    assert_eq!(status, 200, "{body}");
+    let found: Vec<Value> = serde_json::from_str(&body).unwrap();
+    let mut by_id = HashMap::new();
+    let mut titles = std::collections::HashSet::new();
+    for row in &found {
+        let title = row["title"].as_str().unwrap().to_string();
+        assert!(titles.insert(title.clone()), "row {title} doubled: {body}");
+        by_id.insert(row["id"].as_i64().unwrap(), title);
+    }
+    let sent = rows.sent.lock().unwrap();
+    for title in by_id.values() {
+        assert!(sent.contains(title), "row {title} was never sent");
+    }
+    for (id, title) in rows.acked.lock().unwrap().iter() {
+        assert_eq!(
+            by_id.get(id),
+            Some(title),
+            "acknowledged row {id} ({title}) lost"
+        );
+    }
+}
+
+/// Rows inserted one by one until stopped.
+async fn inserts(addr: String, stop: Arc<AtomicBool>, cycle: usize, rows: Arc<Rows>) {
+    let c = client();
+    let url = format!("http://{addr}/todos/torture/todos");
+    let mut n = 0usize;
+    while !stop.load(Ordering::SeqCst) {
+        n += 1;
+        let title = format!("c{cycle}-{n}");
+        rows.sent.lock().unwrap().insert(title.clone());
+        match c
+            .post(&url)
+            .body(title.clone())
+            .timeout(Duration::from_secs(3))
+            .send()
+            .await
+        {
+            Ok(r) if r.status() == 201 => {
+                let Ok(body) = r.text().await else { continue };
+                let v: Value = serde_json::from_str(&body).unwrap();
+                rows.acked
+                    .lock()
+                    .unwrap()
+                    .insert(v["id"].as_i64().unwrap(), title);
+            }
+            Ok(_) => {}
+            Err(e) if e.is_connect() => {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            Err(_) => {}
+        }
+    }
 }
 
 /// Increments spread over the counters until stopped.

@@ -7,9 +7,9 @@ use super::sql::{ExecBudget, SqlDatabase, SqlError, SqlErrorCode, SqlResult, Sql
 use super::{ObjectStore, StoreError, StoreResult};
 use crate::backend::{SQL_PAGE_SIZE, SqlWrites};
 use crate::id::ObjectKey;
+use crate::services::memory::{Held, MemoryBudget};
 use bytes::Bytes;
 use rusqlite::types::Value;
-use crate::services::memory::{Held, MemoryBudget};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
