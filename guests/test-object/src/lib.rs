@@ -177,7 +177,9 @@ impl DurableObject for TestObject {
                 Ok(None) => Ok(Response::text("absent").with_status(404)),
                 Err(e) => Ok(Response::text(format!(
                     "handled ({}): {e}",
-                    e.storage_code().map(|c| format!("{c:?}")).unwrap_or_default()
+                    e.storage_code()
+                        .map(|c| format!("{c:?}"))
+                        .unwrap_or_default()
                 ))
                 .with_status(424)),
             },
