@@ -253,15 +253,20 @@ impl SqlDatabase {
             self.host_exec(&format!("PRAGMA max_page_count = {hard}"))?;
             self.max_pages = budget.max_pages;
         }
-        // Each call under a savepoint of its own: a call that fails, or leaves the database
-        // past its limit, is undone whole (its earlier statements too).
-        self.host_cached("SAVEPOINT _dohost_exec")?;
+        // One statement that only reads needs nothing around it. Any other call runs under
+        // a savepoint of its own: a call that fails, or leaves the database past its limit,
+        // is undone whole (its earlier statements too).
+        let single = self.single_read(query);
+        let guarded = single != Some(true);
+        if guarded {
+            self.host_cached("SAVEPOINT _dohost_exec")?;
+        }
         let deadline = budget
             .deadline
             .map(|d| (d.saturating_duration_since(self.epoch).as_nanos() as u64).max(1))
             .unwrap_or(0);
         self.deadline.store(deadline, Ordering::Relaxed);
-        let result = self.run(query, params, budget.max_result_bytes);
+        let result = self.run(query, params, budget.max_result_bytes, single.is_some());
         self.deadline.store(0, Ordering::Relaxed);
         if self.conn.is_autocommit() {
             // SQLite ended the transaction itself: the event's statements so far are gone.
@@ -279,6 +284,9 @@ impl SqlDatabase {
                      none of its writes are kept"
                 ),
             ));
+        }
+        if !guarded {
+            return result.map_err(|e| explain(e, query, &self.limits, budget));
         }
         // SQLite's count, not the file's: pages still in its cache count too.
         let pages = self.host.run(|| {
@@ -333,48 +341,40 @@ impl SqlDatabase {
             .map_err(internal)
     }
 
-    fn run(&self, query: &str, params: &[Value], max_bytes: usize) -> rusqlite::Result<SqlRows> {
+    /// Whether `query` is one statement that only reads (then it needs no savepoint and
+    /// cannot grow the database); prepares and caches it when it is one statement.
+    fn single_read(&self, query: &str) -> Option<bool> {
+        cacheable(query)
+            .then(|| self.conn.prepare_cached(query).ok().map(|s| s.readonly()))
+            .flatten()
+    }
+
+    fn run(
+        &self,
+        query: &str,
+        params: &[Value],
+        max_bytes: usize,
+        single: bool,
+    ) -> rusqlite::Result<SqlRows> {
         let changes_before = self.conn.total_changes();
         let mut out = SqlRows::default();
-        let mut bound = false;
-        let mut batch = rusqlite::Batch::new(&self.conn, query);
-        let mut bytes = 0usize;
-        while let Some(mut stmt) = fallible_iterator::FallibleIterator::next(&mut batch)? {
-            out.statements += 1;
-            let wanted = stmt.parameter_count();
-            if wanted > 0 {
-                if wanted != params.len() {
-                    return Err(rusqlite::Error::InvalidParameterCount(params.len(), wanted));
-                }
-                for (i, p) in params.iter().enumerate() {
-                    stmt.raw_bind_parameter(i + 1, p)?;
-                }
-                bound = true;
+        let mut step = Step {
+            params,
+            max_bytes,
+            bytes: 0,
+            bound: false,
+        };
+        if single {
+            // Prepared once per connection (the cache), not parsed again at every call.
+            let mut stmt = self.conn.prepare_cached(query)?;
+            step.run(&mut stmt, &mut out)?;
+        } else {
+            let mut batch = rusqlite::Batch::new(&self.conn, query);
+            while let Some(mut stmt) = fallible_iterator::FallibleIterator::next(&mut batch)? {
+                step.run(&mut stmt, &mut out)?;
             }
-            out.columns = stmt.column_names().map(String::from).collect();
-            out.rows.clear();
-            let width = stmt.column_count();
-            {
-                let mut rows = stmt.raw_query();
-                while let Some(row) = rows.next()? {
-                    let mut values = Vec::with_capacity(width);
-                    for i in 0..width {
-                        let v: Value = row.get(i)?;
-                        bytes += value_bytes(&v);
-                        values.push(v);
-                    }
-                    if bytes > max_bytes {
-                        return Err(rusqlite::Error::ToSqlConversionFailure(Box::new(
-                            ResultTooLarge(max_bytes),
-                        )));
-                    }
-                    out.rows.push(values);
-                }
-            }
-            out.rows_read += out.rows.len() as u64
-                + stmt.get_status(StatementStatus::FullscanStep).max(0) as u64;
         }
-        if !params.is_empty() && !bound {
+        if !params.is_empty() && !step.bound {
             return Err(rusqlite::Error::InvalidParameterCount(params.len(), 0));
         }
         out.rows_written = self.conn.total_changes().saturating_sub(changes_before);
@@ -419,6 +419,69 @@ impl SqlDatabase {
         }
         vfs::lock(&self.file).forget_dirty();
     }
+}
+
+/// Runs a call's statements one after the other, binding its parameters to the one that
+/// takes them and keeping the last one's rows.
+struct Step<'a> {
+    params: &'a [Value],
+    max_bytes: usize,
+    bytes: usize,
+    bound: bool,
+}
+
+impl Step<'_> {
+    fn run(
+        &mut self,
+        stmt: &mut rusqlite::Statement<'_>,
+        out: &mut SqlRows,
+    ) -> rusqlite::Result<()> {
+        out.statements += 1;
+        let wanted = stmt.parameter_count();
+        if wanted > 0 {
+            if wanted != self.params.len() {
+                return Err(rusqlite::Error::InvalidParameterCount(
+                    self.params.len(),
+                    wanted,
+                ));
+            }
+            for (i, p) in self.params.iter().enumerate() {
+                stmt.raw_bind_parameter(i + 1, p)?;
+            }
+            self.bound = true;
+        }
+        out.columns = stmt.column_names().map(String::from).collect();
+        out.rows.clear();
+        let width = stmt.column_count();
+        {
+            let mut rows = stmt.raw_query();
+            while let Some(row) = rows.next()? {
+                let mut values = Vec::with_capacity(width);
+                for i in 0..width {
+                    let v: Value = row.get(i)?;
+                    self.bytes += value_bytes(&v);
+                    values.push(v);
+                }
+                if self.bytes > self.max_bytes {
+                    return Err(rusqlite::Error::ToSqlConversionFailure(Box::new(
+                        ResultTooLarge(self.max_bytes),
+                    )));
+                }
+                out.rows.push(values);
+            }
+        }
+        // Reset as read: a cached statement's count would otherwise run on across calls.
+        out.rows_read +=
+            out.rows.len() as u64 + stmt.reset_status(StatementStatus::FullscanStep).max(0) as u64;
+        Ok(())
+    }
+}
+
+/// Whether a user's statement may go through the statement cache: not when it could be
+/// the text of one of the host's own cached statements (those were authorized as the
+/// host's; a cache hit would skip the authorizer).
+fn cacheable(query: &str) -> bool {
+    !query.to_ascii_lowercase().contains("_dohost_")
 }
 
 /// The size of a value as the result limit counts it.

@@ -221,6 +221,11 @@ fn objects_may_not_run_transactions_attach_or_most_pragmas() {
         "CREATE TABLE _cf_KV (k)",
         "CREATE TABLE _dohost_x (k)",
         "CREATE TEMP TABLE t (k)",
+        // The host's own statements, cached as authorized by the calls above: a user's
+        // statement of the same text is still refused.
+        "SAVEPOINT _dohost_exec",
+        "RELEASE _dohost_exec",
+        "ROLLBACK TO _dohost_exec",
     ] {
         let e = exec(&mut db, sql, &[]).unwrap_err();
         assert_eq!(e.code, SqlErrorCode::NotAuthorized, "{sql}: {}", e.message);
