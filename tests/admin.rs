@@ -299,18 +299,40 @@ async fn an_operator_reads_an_object_s_database(backend: Backend) {
         "SELECT title, done FROM todos ORDER BY id",
     ]))
     .unwrap();
-    assert_eq!(rows, serde_json::json!({"columns": ["title", "done"], "rows": [["milk", 0], ["bread", 0]]}));
+    assert_eq!(
+        rows,
+        serde_json::json!({"columns": ["title", "done"], "rows": [["milk", 0], ["bread", 0]]})
+    );
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_dohost"))
-        .args(["inspect", "--admin", &admin, "sql", "todos", &id, "DELETE FROM todos"])
+        .args([
+            "inspect",
+            "--admin",
+            &admin,
+            "sql",
+            "todos",
+            &id,
+            "DELETE FROM todos",
+        ])
         .output()
         .unwrap();
     assert!(!out.status.success());
     let said = String::from_utf8_lossy(&out.stderr);
     assert!(said.contains("may only read"), "{said}");
-    assert_eq!(get(&c, &public("/todos/list/count")).await, (200, "2".into()));
-    let text = reqwest::get(format!("http://{admin}/metrics")).await.unwrap().text().await.unwrap();
+    assert_eq!(
+        get(&c, &public("/todos/list/count")).await,
+        (200, "2".into())
+    );
+    let text = reqwest::get(format!("http://{admin}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert!(value(&text, "dohost_sql_statements_total") >= 4.0, "{text}");
-    assert!(value(&text, "dohost_sql_pages_written_total") >= 2.0, "{text}");
+    assert!(
+        value(&text, "dohost_sql_pages_written_total") >= 2.0,
+        "{text}"
+    );
     host.kill();
 }
 

@@ -351,7 +351,11 @@ async fn an_object_s_sql_database_moves_with_it() {
     assert!(leaving.exited().await.success(), "{}", leaving.log());
     for name in &names {
         let url = format!("http://{}/todos/{name}", staying.addr);
-        assert_eq!(get(&c, &format!("{url}/count")).await, (200, "2".into()), "{name}");
+        assert_eq!(
+            get(&c, &format!("{url}/count")).await,
+            (200, "2".into()),
+            "{name}"
+        );
         let (status, body) = post(&c, &format!("{url}/todos"), "c").await;
         assert_eq!(status, 201, "{body}");
         assert!(body.contains("\"id\":3"), "{name}: {body}");

@@ -196,11 +196,18 @@ async fn a_fenced_host_s_sql_writes_are_refused_and_absent() {
     let second = HostProcess::spawn(&dir.path().join("data2"), &["todos"], &[]);
     let (status, body) = post(&c, &at(&first, "/todos"), "fenced").await;
     assert_eq!(status, 503, "{body}");
-    assert!(!first.exited().await.success(), "a fenced host exits non-zero");
+    assert!(
+        !first.exited().await.success(),
+        "a fenced host exits non-zero"
+    );
     let (_, body) = get(&c, &at(&second, "/todos")).await;
     let rows: Vec<Value> = serde_json::from_str(&body).unwrap();
     let titles: Vec<&str> = rows.iter().map(|r| r["title"].as_str().unwrap()).collect();
-    assert_eq!(titles, ["three", "two", "one"], "newest first, the fenced one absent");
+    assert_eq!(
+        titles,
+        ["three", "two", "one"],
+        "newest first, the fenced one absent"
+    );
     let (status, body) = post(&c, &at(&second, "/todos"), "four").await;
     assert_eq!(status, 201, "{body}");
     let v: Value = serde_json::from_str(&body).unwrap();

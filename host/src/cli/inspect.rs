@@ -125,9 +125,11 @@ pub fn inspect(args: InspectArgs) -> anyhow::Result<()> {
         InspectCommand::Evict { binding, id } => {
             (Method::POST, object(&binding, &id, "evict"), Vec::new())
         }
-        InspectCommand::Sql { binding, id, query } => {
-            (Method::POST, object(&binding, &id, "sql"), query.into_bytes())
-        }
+        InspectCommand::Sql { binding, id, query } => (
+            Method::POST,
+            object(&binding, &id, "sql"),
+            query.into_bytes(),
+        ),
         InspectCommand::Sockets { binding, id } => {
             (Method::GET, object(&binding, &id, "sockets"), Vec::new())
         }

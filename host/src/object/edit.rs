@@ -24,7 +24,9 @@ pub enum EditOp {
     /// the instance stays.
     Sql {
         query: String,
-        rows: oneshot::Sender<crate::services::objstore::sql::SqlResult<crate::services::objstore::sql::SqlRows>>,
+        rows: oneshot::Sender<
+            crate::services::objstore::sql::SqlResult<crate::services::objstore::sql::SqlRows>,
+        >,
     },
 }
 

@@ -18,7 +18,10 @@ impl Actor {
             store.take_event_writes()
         });
         if let Some(sql) = writes.as_ref().and_then(|w| w.sql.as_ref()) {
-            self.env.metrics.sql_pages_written.inc_by(sql.pages.len() as u64);
+            self.env
+                .metrics
+                .sql_pages_written
+                .inc_by(sql.pages.len() as u64);
         }
         if !self.name_stored
             && let Some(name) = &self.name
