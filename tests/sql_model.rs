@@ -31,6 +31,9 @@ const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS t (id INTEGER PRIMARY KEY, v TE
 
 type Rows = Vec<(i64, String, i64)>;
 
+/// An event's commit: its generation, sequence number and writes.
+type Commit = (u64, u64, WriteSet);
+
 #[derive(Debug, Clone)]
 enum Op {
     /// A statement and its parameters (bound to the last statement).
@@ -197,7 +200,7 @@ fn run(storage: &Arc<dyn Storage>, object: ObjectKey, ops: &[Op]) -> Result<(), 
     let mut built_on = inflight.generation();
     // Events ended and not yet durable, oldest first: their commit (none when they wrote
     // no page) and the rows the model says they leave.
-    let mut queued: VecDeque<(Option<(u64, u64, WriteSet)>, Rows)> = VecDeque::new();
+    let mut queued: VecDeque<(Option<Commit>, Rows)> = VecDeque::new();
     let mut model = Model {
         durable: Rows::new(),
         layers: vec![Rows::new()],

@@ -344,7 +344,7 @@ impl SqlDatabase {
                 }
                 bound = true;
             }
-            out.columns = stmt.column_names().into_iter().map(String::from).collect();
+            out.columns = stmt.column_names().map(String::from).collect();
             out.rows.clear();
             let width = stmt.column_count();
             {
