@@ -498,12 +498,17 @@ async fn edits_are_events_of_the_object(backend: Backend) {
 
 /// `dohost backup` of a node under increments, then `dohost restore` into an empty
 /// directory: a node started there reads a value that was acknowledged — at least every
-/// increment answered before the backup began, at most those sent before it ended.
+/// increment answered before the backup began, at most those sent before it ended — and
+/// an object's SQL rows written before the backup (not one added after it).
 #[tokio::test]
 async fn a_backup_under_writes_restores_an_acknowledged_prefix() {
     let dir = tempfile::tempdir().unwrap();
-    let (host, admin) = with_admin(&dir.path().join("data"), &["counter"], &[]);
+    let (host, admin) = with_admin(&dir.path().join("data"), &["counter", "todos"], &[]);
     let c = client();
+    let todos = |addr: &str| format!("http://{addr}/todos/backed-up/todos");
+    for title in ["milk", "bread"] {
+        assert_eq!(post(&c, &todos(&host.addr), title).await.0, 201);
+    }
     let url = format!("http://{}/counter/b/increment", host.addr);
     // (answer, sent, received), one increment at a time until told to stop.
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -546,6 +551,7 @@ async fn a_backup_under_writes_restores_an_acknowledged_prefix() {
     };
     let ended = std::time::Instant::now();
     assert!(saved.contains("written to"), "{saved}");
+    assert_eq!(post(&c, &todos(&host.addr), "after").await.0, 201);
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
@@ -612,7 +618,19 @@ async fn a_backup_under_writes_restores_an_acknowledged_prefix() {
         "--data".as_ref(),
         restored.as_os_str(),
     ]);
-    let copy = HostProcess::spawn(&restored, &["counter"], &[]);
+    let copy = HostProcess::spawn(&restored, &["counter", "todos"], &[]);
+    let (status, listed) = get(&c, &todos(&copy.addr)).await;
+    assert_eq!(status, 200, "{listed}");
+    let titles: Vec<String> = serde_json::from_str::<Vec<serde_json::Value>>(&listed)
+        .unwrap()
+        .iter()
+        .map(|t| t["title"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        titles,
+        ["bread", "milk"],
+        "the SQL rows from before the backup"
+    );
     let value: u64 = get(&c, &format!("http://{}/counter/b/get", copy.addr))
         .await
         .1

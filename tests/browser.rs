@@ -38,8 +38,8 @@ async fn two_browser_tabs_get_server_sent_events() {
 }
 
 /// The admin listener's web inspector in headless Chromium: with the token, it browses to
-/// the counter a request wrote, shows its value, and saves a new one, which the public
-/// route then answers.
+/// the counter a request wrote, shows its value (and that it has no SQL tables), and saves
+/// a new one, which the public route then answers.
 #[tokio::test]
 async fn the_web_inspector_edits_a_value_the_public_route_then_reads() {
     let dir = tempfile::tempdir().unwrap();
@@ -66,11 +66,88 @@ async fn the_web_inspector_edits_a_value_the_public_route_then_reads() {
     )
     .await;
     assert!(stdout.contains("value shown: 3"), "{stdout}");
+    assert!(stdout.contains("sql: no SQL tables"), "{stdout}");
     assert!(stdout.contains("value saved: 42"), "{stdout}");
     assert_eq!(
         get(&c, &format!("http://{}/counter/web/get", host.addr)).await,
         (200, "42".to_string())
     );
+}
+
+/// The web inspector shows an object's SQL tables and their first rows: a todos list's
+/// `todos` table with its columns and rows; and, for test-object, a table whose name and
+/// values hold quotes and markup, shown as text (nothing from the data becomes an element
+/// or runs).
+#[tokio::test]
+async fn the_web_inspector_shows_an_object_s_sql_tables() {
+    let dir = tempfile::tempdir().unwrap();
+    let admin = format!("127.0.0.1:{}", free_port());
+    let host = common::process::HostProcess::spawn(
+        &dir.path().join("data"),
+        &["todos", "test-object"],
+        &["--admin", &admin],
+    );
+    let c = client();
+    let public = |path: &str| format!("http://{}{path}", host.addr);
+    for title in ["milk", "<b>bread</b>"] {
+        assert_eq!(post(&c, &public("/todos/list/todos"), title).await.0, 201);
+    }
+    let odd = r#"we"ird <i>t</i>"#;
+    let xss = r#"<img src=x onerror="document.body.dataset.pwned=1">"#;
+    let made = post(
+        &c,
+        &public("/test-object/odd/sql"),
+        format!(
+            r#"CREATE TABLE "we""ird <i>t</i>" (v TEXT, b BLOB);
+               INSERT INTO "we""ird <i>t</i>" VALUES ('{xss}', x'00ff'), (NULL, 7)"#
+        ),
+    )
+    .await;
+    assert_eq!(made.0, 200, "{}", made.1);
+
+    let shown = |stdout: String| -> serde_json::Value {
+        let line = stdout
+            .lines()
+            .find_map(|l| l.strip_prefix("sql shown: "))
+            .unwrap_or_else(|| panic!("{stdout}"));
+        serde_json::from_str(line).unwrap()
+    };
+    let url = format!("http://{admin}/");
+    let todos = shown(run_script("inspector-sql.mjs", &[&url, "todos", "list", "todos"]).await);
+    assert_eq!(todos["tables"], serde_json::json!(["todos"]), "{todos}");
+    assert_eq!(
+        todos["headers"],
+        serde_json::json!(["id", "title", "done", "created"]),
+        "{todos}"
+    );
+    // id, title, done (created is a time).
+    let rows: Vec<Vec<&str>> = todos["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            r.as_array().unwrap()[..3]
+                .iter()
+                .map(|v| v.as_str().unwrap())
+                .collect()
+        })
+        .collect();
+    assert_eq!(
+        rows,
+        [["1", "milk", "0"], ["2", "<b>bread</b>", "0"]],
+        "{todos}"
+    );
+    assert_eq!(todos["markup"], 0, "{todos}");
+
+    let weird = shown(run_script("inspector-sql.mjs", &[&url, "test-object", "odd", odd]).await);
+    assert_eq!(weird["headers"], serde_json::json!(["v", "b"]), "{weird}");
+    assert_eq!(
+        weird["rows"],
+        serde_json::json!([[xss, "base64:AP8="], ["NULL", "7"]]),
+        "{weird}"
+    );
+    assert_eq!(weird["markup"], 0, "{weird}");
+    assert_eq!(weird["pwned"], serde_json::Value::Null, "{weird}");
 }
 
 /// Runs the Playwright script `script` of `tests/browser` with `args`; its stdout, once it

@@ -17,6 +17,7 @@ try {
   const value = page.locator('input[data-edit="value"]');
   await value.waitFor({ timeout: 10000 });
   console.log('value shown: ' + await value.inputValue());
+  console.log('sql: ' + await page.locator('#sql-none').innerText({ timeout: 10000 }));
   await value.fill('42');
   await page.click('button[data-save="value"]');
   await page.waitForSelector('body[data-edits="1"]', { timeout: 10000 });
