@@ -1,7 +1,7 @@
 # The project's commands. `make run` and `make test` do all set-up on a fresh machine with
 # the Rust toolchain (rustup) installed.
 
-GUESTS      := counter counter-v2 storage-demo bank alarm worker rate-limiter lock chat-room notifications connection-pool test-object todos
+GUESTS      := counter counter-v2 storage-demo bank alarm worker rate-limiter lock chat-room notifications connection-pool test-object todos sql-bench
 EXAMPLES    := counter storage-demo bank alarm rate-limiter lock chat-room notifications connection-pool todos
 # Built with componentize-js on the SDK in sdk-js/ (see their rule below).
 JS_GUESTS   := counter-js rate-limiter-js test-object-js

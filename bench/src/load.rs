@@ -44,6 +44,8 @@ pub struct Load<'a> {
     pub prefix: &'a str,
     pub suffix: &'a str,
     pub spread: u32,
+    /// POST with this body instead of GET.
+    pub post: Option<&'a str>,
     /// With `spread`, pick each object at random (each wrk thread seeded apart) instead of
     /// walking them in turn.
     pub random: bool,
@@ -77,6 +79,10 @@ pub fn median<T: Clone>(runs: &[T], rate: impl Fn(&T) -> f64) -> Option<T> {
 /// Runs wrk once and returns its exact figures.
 pub async fn run(load: &Load<'_>, work: &Path) -> Result<WrkResult> {
     let mut script = String::new();
+    if let Some(body) = load.post {
+        // wrk.format (and wrk's own request) take the method and body from these.
+        script.push_str(&format!("wrk.method = \"POST\"\nwrk.body = {body:?}\n"));
+    }
     let url = if load.spread > 0 && load.random {
         script.push_str(&format!(
             "local threads = 0\nfunction setup(thread)\n  threads = threads + 1\n  thread:set(\"seed\", threads)\nend\nfunction init(args)\n  math.randomseed(seed * 7919)\nend\nfunction request()\n  return wrk.format(nil, \"{}\" .. math.random(0, {}) .. \"{}\")\nend\n",

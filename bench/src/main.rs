@@ -15,6 +15,7 @@ mod probes;
 mod rounds;
 mod scale;
 mod servers;
+mod sql;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -161,6 +162,16 @@ struct Opts {
     /// Messages each fan-out client receives.
     #[arg(long, default_value_t = 1000)]
     fanout_messages: u32,
+    /// Run only the SQL table (servers side by side, rounds interleaved; its PostgreSQL row
+    /// unless --no-postgres).
+    #[arg(long)]
+    sql_only: bool,
+    /// Skip the SQL table.
+    #[arg(long)]
+    no_sql: bool,
+    /// Interleaved rounds of the SQL table; each workload's median is reported.
+    #[arg(long, default_value_t = 3)]
+    sql_rounds: u32,
 }
 
 impl Opts {
@@ -181,6 +192,19 @@ impl Opts {
         fanout::FanoutOpts {
             clients: self.fanout_clients.max(1),
             messages: self.fanout_messages.max(1),
+        }
+    }
+
+    fn sql(&self) -> sql::SqlOpts {
+        sql::SqlOpts {
+            rounds: self.sql_rounds.max(1),
+            duration: Duration::from_secs(self.duration),
+            connections: self.connections,
+            threads: self.threads,
+            objects: self.objects.max(1),
+            rss_objects: self.rss_objects,
+            dohost_only: self.dohost_only,
+            postgres: !self.no_postgres,
         }
     }
 
@@ -260,6 +284,12 @@ async fn main() -> Result<()> {
         std::fs::write(paths.work.join("latest-fanout.md"), &table)?;
         return Ok(());
     }
+    if opts.sql_only {
+        let table = sql::table(&opts.sql(), &sql::measure(&opts.sql(), &paths).await?);
+        println!("\n{table}");
+        std::fs::write(paths.work.join("latest-sql.md"), &table)?;
+        return Ok(());
+    }
     if opts.scale_only {
         let table = scale::table(&opts.scale(), &scale::measure(&opts.scale(), &paths).await?);
         println!("\n{table}");
@@ -300,6 +330,12 @@ async fn main() -> Result<()> {
         table.push_str(&fanout::table(
             &opts.fanout(),
             &fanout::measure(&opts.fanout(), &paths).await?,
+        ));
+    }
+    if !opts.no_sql {
+        table.push_str(&sql::table(
+            &opts.sql(),
+            &sql::measure(&opts.sql(), &paths).await?,
         ));
     }
     if !opts.no_bounds {

@@ -66,6 +66,7 @@ fn load<'a>(
         prefix,
         suffix,
         spread: 0,
+        post: None,
         random: false,
         cpus: None,
         server_pid: Some(s.pid()),

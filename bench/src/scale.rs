@@ -254,6 +254,7 @@ fn shape<'a>(
         prefix,
         suffix,
         spread,
+        post: None,
         random: true,
         cpus: pinned.then_some("0"),
         server_pid: Some(server_pid),
