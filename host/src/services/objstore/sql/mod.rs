@@ -105,6 +105,7 @@ const SLACK_PAGES: u32 = 1024;
 impl SqlDatabase {
     /// Opens a database over `pages` (empty: a new database).
     pub fn open(pages: Vec<Bytes>, limits: &SqlLimits) -> SqlResult<Self> {
+        configure_sqlite();
         vfs::register();
         let pages_before = pages.len() as u32;
         let file: SharedFile = Arc::new(std::sync::Mutex::new(vfs::PageFile::new(pages)));
@@ -116,6 +117,18 @@ impl SqlDatabase {
         let conn = Connection::open_with_flags_and_vfs(&name, flags, vfs::VFS_NAME);
         vfs::withdraw(&name);
         let mut conn = conn.map_err(internal)?;
+        // No lookaside pool (about 120 KB per connection, taken at open): thousands of live
+        // objects each hold a connection, and the allocator serves small blocks well.
+        // SAFETY: the handle is this open connection's; no statement has run on it yet.
+        unsafe {
+            rusqlite::ffi::sqlite3_db_config(
+                conn.handle(),
+                rusqlite::ffi::SQLITE_DBCONFIG_LOOKASIDE,
+                std::ptr::null_mut::<std::ffi::c_void>(),
+                0 as std::ffi::c_int,
+                0 as std::ffi::c_int,
+            );
+        }
         // One connection per file, never shared, never made durable by SQLite: an exclusive
         // lock held throughout, the journal in memory, no syncs.
         conn.execute_batch(
@@ -156,6 +169,7 @@ impl SqlDatabase {
     }
 
     fn host_exec(&self, sql: &str) -> SqlResult<()> {
+        debug_assert!(!sql.starts_with("BEGIN"), "BEGIN goes through host_cached");
         self.host
             .run(|| self.conn.execute_batch(sql))
             .map_err(internal)
@@ -164,7 +178,7 @@ impl SqlDatabase {
     /// Opens the event's transaction, and savepoints up to `depth` storage transactions.
     fn enter(&mut self, depth: usize) -> SqlResult<()> {
         if !self.in_event {
-            self.host_exec("BEGIN")?;
+            self.host_cached("BEGIN /* _dohost_ */")?;
             self.in_event = true;
         }
         while self.savepoints < depth {
@@ -202,7 +216,9 @@ impl SqlDatabase {
                 .unwrap_or(0)
                 .max(0) as u64
         };
-        q("PRAGMA page_count").saturating_sub(q("PRAGMA freelist_count")) * PAGE_SIZE as u64
+        q("PRAGMA page_count /* _dohost_ */")
+            .saturating_sub(q("PRAGMA freelist_count /* _dohost_ */"))
+            * PAGE_SIZE as u64
     }
 
     /// Bytes the database holds in memory: its pages, and SQLite's own (its cache, the
@@ -291,7 +307,7 @@ impl SqlDatabase {
         // SQLite's count, not the file's: pages still in its cache count too.
         let pages = self.host.run(|| {
             self.conn
-                .prepare_cached("PRAGMA page_count")
+                .prepare_cached("PRAGMA page_count /* _dohost_ */")
                 .and_then(|mut s| s.query_row([], |r| r.get::<_, u32>(0)))
         });
         let pages = pages.map_err(internal)?;
@@ -329,8 +345,13 @@ impl SqlDatabase {
         })
     }
 
-    /// Runs one of the host's own statements, kept prepared.
+    /// Runs one of the host's own statements, kept prepared. Its text names `_dohost_`, so
+    /// that no user's statement ever finds it in the cache (see `cacheable`).
     fn host_cached(&self, sql: &str) -> SqlResult<()> {
+        debug_assert!(
+            !cacheable(sql),
+            "a host statement must name _dohost_: {sql}"
+        );
         self.host
             .run(|| {
                 self.conn
@@ -390,7 +411,7 @@ impl SqlDatabase {
         }
         self.in_event = false;
         self.savepoints = 0;
-        if let Err(e) = self.host_exec("COMMIT") {
+        if let Err(e) = self.host_cached("COMMIT /* _dohost_ */") {
             let _ = self.host_exec("ROLLBACK");
             vfs::lock(&self.file).forget_dirty();
             return Err(e);
@@ -482,6 +503,26 @@ impl Step<'_> {
 /// host's; a cache hit would skip the authorizer).
 fn cacheable(query: &str) -> bool {
     !query.to_ascii_lowercase().contains("_dohost_")
+}
+
+/// Process-wide settings, before SQLite starts: no bulk page-cache allocation per
+/// connection (20 pages, about 86 KB, taken at open whether the database is used or not);
+/// pages are allocated as the cache fills. Ignored (SQLITE_MISUSE) when SQLite started
+/// first, as in a test that opened a database of its own.
+fn configure_sqlite() {
+    static DONE: std::sync::OnceLock<()> = std::sync::OnceLock::new();
+    DONE.get_or_init(|| {
+        // SAFETY: called once, before this module opens any connection; SQLite refuses it
+        // harmlessly if it was initialized already.
+        unsafe {
+            rusqlite::ffi::sqlite3_config(
+                rusqlite::ffi::SQLITE_CONFIG_PAGECACHE,
+                std::ptr::null_mut::<std::ffi::c_void>(),
+                0 as std::ffi::c_int,
+                0 as std::ffi::c_int,
+            );
+        }
+    });
 }
 
 /// The size of a value as the result limit counts it.
