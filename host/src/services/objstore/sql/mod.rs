@@ -416,6 +416,7 @@ impl SqlDatabase {
             vfs::lock(&self.file).forget_dirty();
             return Err(e);
         }
+        self.release_cache();
         let mut file = vfs::lock(&self.file);
         let pages = file.take_dirty();
         let page_count = file.page_count();
@@ -429,6 +430,15 @@ impl SqlDatabase {
             page_count,
             pages_before: before,
         }))
+    }
+
+    /// Gives SQLite's page cache back between events: every page is in the file already (a
+    /// copy away), and an idle object should not hold its database twice.
+    fn release_cache(&self) {
+        // SAFETY: the handle is this connection's, used from this thread only.
+        unsafe {
+            rusqlite::ffi::sqlite3_db_release_memory(self.conn.handle());
+        }
     }
 
     /// Drops the event's statements (the event failed).
