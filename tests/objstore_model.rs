@@ -7,6 +7,7 @@
 //! Seeded, so a run is reproducible; proptest shrinks a failure to a short sequence.
 
 mod common;
+use common::now;
 
 use bytes::Bytes;
 use dohost::backend::postgres::PostgresStorage;
@@ -137,20 +138,6 @@ impl Real {
             ManualClock::new(0),
         )
     }
-}
-
-/// Runs an awaited storage call to its end (the test is synchronous), on a runtime of its
-/// own as the host's calls run on one (PostgreSQL's exchanges are bounded by its timers).
-fn now<F: std::future::Future>(f: F) -> F::Output {
-    static RUNTIME: std::sync::OnceLock<tokio::runtime::Runtime> = std::sync::OnceLock::new();
-    RUNTIME
-        .get_or_init(|| {
-            tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("a runtime")
-        })
-        .block_on(f)
 }
 
 /// What an actor reads back after a failed commit, preloaded when `preload` is set.

@@ -8,6 +8,7 @@
 //! end of every case. Seeded, so a run is reproducible; proptest shrinks a failure.
 
 mod common;
+use common::now;
 
 use dohost::backend::postgres::PostgresStorage;
 use dohost::backend::redb::RedbStorage;
@@ -171,18 +172,6 @@ fn store(storage: &Arc<dyn Storage>, inflight: &Arc<InflightWrites>) -> ObjectSt
         limits(),
         ManualClock::new(0),
     )
-}
-
-fn now<F: std::future::Future>(f: F) -> F::Output {
-    static RUNTIME: std::sync::OnceLock<tokio::runtime::Runtime> = std::sync::OnceLock::new();
-    RUNTIME
-        .get_or_init(|| {
-            tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("a runtime")
-        })
-        .block_on(f)
 }
 
 fn exec(s: &mut ObjectStore, sql: &str, params: &[Value]) -> Result<Vec<Vec<Value>>, SqlErrorCode> {

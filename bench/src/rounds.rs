@@ -169,9 +169,13 @@ pub async fn measure(
 }
 
 fn report(kind: Kind, what: &str, r: &WrkResult) {
+    report_as(kind.label(), what, r)
+}
+
+/// One run's progress line: rate, latencies and the CPU share others took.
+pub fn report_as(label: &str, what: &str, r: &WrkResult) {
     eprintln!(
-        "     {}: {what}: {:.0}/s, p50 {:?}, p99 {:?}{}",
-        kind.label(),
+        "     {label}: {what}: {:.0}/s, p50 {:?}, p99 {:?}{}",
         r.rps(),
         r.p50,
         r.p99,

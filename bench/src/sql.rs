@@ -14,7 +14,7 @@ use crate::cpu::{self, Usage};
 use crate::format::{mark, ms, rate, times};
 use crate::load::{self, Load, WrkResult};
 use crate::probes::{self, counter, get_text};
-use crate::rounds::check_clean;
+use crate::rounds::{check_clean, report_as};
 use crate::servers::{Kind, Paths, Server};
 
 pub struct SqlOpts {
@@ -182,18 +182,7 @@ async fn run(
     }
     let r = load::run(&l, work).await?;
     check_clean(s.kind, &w.name(o.objects), &r)?;
-    eprintln!(
-        "     {label}: {}: {:.0}/s, p50 {:?}, p99 {:?}{}",
-        w.name(o.objects),
-        r.rps(),
-        r.p50,
-        r.p99,
-        r.usage.map_or(String::new(), |u| format!(
-            ", others {:.1}% of the CPU{}",
-            100.0 * u.others,
-            if u.disturbed() { " (disturbed)" } else { "" }
-        ))
-    );
+    report_as(label, &w.name(o.objects), &r);
     Ok(r)
 }
 

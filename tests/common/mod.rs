@@ -335,3 +335,17 @@ pub async fn lock_with_waiter(
     .await;
     waiter
 }
+
+/// Runs an awaited storage call to its end from a synchronous test, on a runtime of its own
+/// as the host's calls run on one (PostgreSQL's exchanges are bounded by its timers).
+pub fn now<F: std::future::Future>(f: F) -> F::Output {
+    static RUNTIME: std::sync::OnceLock<tokio::runtime::Runtime> = std::sync::OnceLock::new();
+    RUNTIME
+        .get_or_init(|| {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a runtime")
+        })
+        .block_on(f)
+}
