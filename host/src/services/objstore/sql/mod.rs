@@ -365,7 +365,7 @@ impl SqlDatabase {
     /// Whether `query` is one statement that only reads (then it needs no savepoint and
     /// cannot grow the database); prepares and caches it when it is one statement.
     fn single_read(&self, query: &str) -> Option<bool> {
-        cacheable(query)
+        (cacheable(query) && worth_caching(query))
             .then(|| self.conn.prepare_cached(query).ok().map(|s| s.readonly()))
             .flatten()
     }
@@ -513,6 +513,17 @@ impl Step<'_> {
 /// host's; a cache hit would skip the authorizer).
 fn cacheable(query: &str) -> bool {
     !query.to_ascii_lowercase().contains("_dohost_")
+}
+
+/// Whether a user's statement is worth keeping prepared: not schema changes, which run once
+/// per instance (a constructor's `CREATE TABLE IF NOT EXISTS`) and compile to the largest
+/// programs, held for nothing while the object idles.
+fn worth_caching(query: &str) -> bool {
+    let head = query.trim_start();
+    let head = &head[..head.len().min(6)];
+    !["CREATE", "DROP", "ALTER"]
+        .iter()
+        .any(|k| head.len() >= k.len() && head[..k.len()].eq_ignore_ascii_case(k))
 }
 
 /// Process-wide settings, before SQLite starts: no bulk page-cache allocation per
