@@ -3,7 +3,7 @@
 //! charges the time SQLite ran to the event.
 
 use super::Cursor;
-use crate::services::objstore::sql::{SqlError, SqlErrorCode, SqlRows};
+use crate::services::objstore::sql::{SqlError, SqlErrorCode, SqlRows, value_bytes};
 use crate::wasm::bindings::sql::{self as wit, Error, ErrorCode};
 use crate::wasm::state::{EPOCH_TICK, ObjectState};
 use rusqlite::types::Value;
@@ -55,13 +55,7 @@ fn row_to_wit(row: Vec<Value>) -> Vec<wit::Value> {
 }
 
 fn row_bytes(row: &[Value]) -> usize {
-    row.iter()
-        .map(|v| match v {
-            Value::Text(s) => s.len() + 16,
-            Value::Blob(b) => b.len() + 16,
-            _ => 16,
-        })
-        .sum()
+    row.iter().map(value_bytes).sum()
 }
 
 impl ObjectState {

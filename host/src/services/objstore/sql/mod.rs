@@ -88,8 +88,8 @@ pub struct SqlDatabase {
     savepoints: usize,
     /// Pages in the file when the event began (what its write set applies on).
     pages_before: u32,
-    /// `max_page_count` as last set.
-    max_pages: u32,
+    /// `max_page_count` as last set (the hard stop, past the limit by about `SLACK_PAGES`).
+    hard_pages: u32,
 }
 
 /// Statements whose execution is stopped at most this many VM steps after the deadline.
@@ -164,7 +164,7 @@ impl SqlDatabase {
             in_event: false,
             savepoints: 0,
             pages_before,
-            max_pages: 0,
+            hard_pages: 0,
         })
     }
 
@@ -264,10 +264,12 @@ impl SqlDatabase {
             ));
         }
         self.enter(depth)?;
-        if budget.max_pages != self.max_pages {
-            let hard = budget.max_pages.saturating_add(SLACK_PAGES);
+        // The limit moves with every commit of the object's other data; the hard stop is set
+        // again only when it drifted by half the slack, not at every call (a statement).
+        let hard = budget.max_pages.saturating_add(SLACK_PAGES);
+        if self.hard_pages.abs_diff(hard) > SLACK_PAGES / 2 {
             self.host_exec(&format!("PRAGMA max_page_count = {hard}"))?;
-            self.max_pages = budget.max_pages;
+            self.hard_pages = hard;
         }
         // One statement that only reads needs nothing around it. Any other call runs under
         // a savepoint of its own: a call that fails, or leaves the database past its limit,
@@ -547,7 +549,7 @@ fn configure_sqlite() {
 }
 
 /// The size of a value as the result limit counts it.
-fn value_bytes(v: &Value) -> usize {
+pub fn value_bytes(v: &Value) -> usize {
     match v {
         Value::Text(s) => s.len() + 16,
         Value::Blob(b) => b.len() + 16,
