@@ -303,20 +303,15 @@ async fn an_operator_reads_an_object_s_database(backend: Backend) {
         rows,
         serde_json::json!({"columns": ["title", "done"], "rows": [["milk", 0], ["bread", 0]]})
     );
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_dohost"))
-        .args([
-            "inspect",
-            "--admin",
-            &admin,
-            "sql",
-            "todos",
-            &id,
-            "DELETE FROM todos",
-        ])
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let said = String::from_utf8_lossy(&out.stderr);
+    let said = process::dohost_refused([
+        "inspect",
+        "--admin",
+        &admin,
+        "sql",
+        "todos",
+        &id,
+        "DELETE FROM todos",
+    ]);
     assert!(said.contains("may only read"), "{said}");
     assert_eq!(
         get(&c, &public("/todos/list/count")).await,
@@ -441,21 +436,16 @@ async fn edits_are_events_of_the_object(backend: Backend) {
 
     // A key over --max-key-bytes is refused with the limit's own message; nothing changed.
     let long = "k".repeat(17);
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_dohost"))
-        .args([
-            "inspect",
-            "--admin",
-            &admin,
-            "put",
-            "test-object",
-            &t,
-            &long,
-            "1",
-        ])
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = process::dohost_refused([
+        "inspect",
+        "--admin",
+        &admin,
+        "put",
+        "test-object",
+        &t,
+        &long,
+        "1",
+    ]);
     assert!(err.contains("400") && err.contains("KeyTooLarge"), "{err}");
     inspect(&["delete", "test-object", &t, "alarm-name"]);
     assert_eq!(

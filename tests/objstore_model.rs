@@ -17,7 +17,6 @@ use dohost::id::{IdKey, ObjectKey};
 use dohost::services::objstore::{InflightWrites, ObjectStore, StorageLimits};
 use dohost::services::scheduler::ManualClock;
 use proptest::prelude::*;
-use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -310,23 +309,13 @@ fn next_object() -> ObjectKey {
 
 /// Runs the model's cases over `storage`.
 fn check(storage: Arc<dyn Storage>, preload: bool, default_cases: u32) {
-    let cases: u32 = std::env::var("OBJSTORE_MODEL_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default_cases);
-    let config = Config {
-        cases,
-        failure_persistence: None,
-        ..Config::default()
-    };
-    // A fixed seed: every run checks the same cases, and a failure reproduces.
-    let rng = TestRng::from_seed(RngAlgorithm::ChaCha, &[7; 32]);
-    let mut runner = TestRunner::new_with_rng(config, rng);
-    runner
-        .run(&prop::collection::vec(op(), 1..40), |ops| {
-            run(&storage, preload, next_object(), &ops)
-        })
-        .unwrap();
+    common::run_seeded(
+        "OBJSTORE_MODEL_CASES",
+        7,
+        default_cases,
+        prop::collection::vec(op(), 1..40),
+        |ops| run(&storage, preload, next_object(), &ops),
+    );
 }
 
 #[test]

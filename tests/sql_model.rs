@@ -19,7 +19,6 @@ use dohost::services::objstore::sql::rules::SqlLimits;
 use dohost::services::objstore::{InflightWrites, ObjectStore, StorageLimits};
 use dohost::services::scheduler::ManualClock;
 use proptest::prelude::*;
-use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
 use rusqlite::types::Value;
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -314,22 +313,13 @@ fn next_object() -> ObjectKey {
 }
 
 fn check(storage: Arc<dyn Storage>, default_cases: u32) {
-    let cases: u32 = std::env::var("SQL_MODEL_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default_cases);
-    let config = Config {
-        cases,
-        failure_persistence: None,
-        ..Config::default()
-    };
-    let rng = TestRng::from_seed(RngAlgorithm::ChaCha, &[9; 32]);
-    let mut runner = TestRunner::new_with_rng(config, rng);
-    runner
-        .run(&prop::collection::vec(op(), 1..40), |ops| {
-            run(&storage, next_object(), &ops)
-        })
-        .unwrap();
+    common::run_seeded(
+        "SQL_MODEL_CASES",
+        9,
+        default_cases,
+        prop::collection::vec(op(), 1..40),
+        |ops| run(&storage, next_object(), &ops),
+    );
 }
 
 #[test]

@@ -349,3 +349,29 @@ pub fn now<F: std::future::Future>(f: F) -> F::Output {
         })
         .block_on(f)
 }
+
+/// Runs a model test: `test` on cases of `strategy`, `default_cases` of them (or the number
+/// in the environment variable `env`), from a fixed `seed`, so every run checks the same
+/// cases and a failure reproduces; proptest shrinks a failing one.
+pub fn run_seeded<S: proptest::strategy::Strategy>(
+    env: &str,
+    seed: u8,
+    default_cases: u32,
+    strategy: S,
+    test: impl Fn(S::Value) -> Result<(), proptest::test_runner::TestCaseError>,
+) {
+    use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
+    let cases: u32 = std::env::var(env)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default_cases);
+    let config = Config {
+        cases,
+        failure_persistence: None,
+        ..Config::default()
+    };
+    let rng = TestRng::from_seed(RngAlgorithm::ChaCha, &[seed; 32]);
+    TestRunner::new_with_rng(config, rng)
+        .run(&strategy, test)
+        .unwrap();
+}

@@ -130,6 +130,24 @@ impl Drop for HostProcess {
     }
 }
 
+/// Runs `dohost ARGS` expecting it to fail; answers what it printed on stderr.
+pub fn dohost_refused<I, S>(args: I) -> String
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<std::ffi::OsStr>,
+{
+    let out = Command::new(env!("CARGO_BIN_EXE_dohost"))
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        !out.status.success(),
+        "dohost succeeded: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
 /// Runs `dohost ARGS` to its end; its stdout, once it succeeded (the test fails with its
 /// stderr otherwise).
 pub fn run_dohost<I, S>(args: I) -> String
